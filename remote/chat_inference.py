@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Script mode (CHAT_MODE=script): answer turns with LlamaFactory's `ChatModel`, loaded once.
+
+    python3 chat_inference.py '{"base_model_path": ..., "template": ..., "message": ...}'
+    python3 chat_inference.py --serve     # JSON lines, docs/protocol.md
+
+Runs on the box with the box's Python: stdlib plus llamafactory (and what it brings).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import wrapper_protocol as wp
+import wrapper_serve
+from wrapper_serve import ChatOutcome, Turn
+
+_GENERATE_EXIT_WAIT_S = 5.0  # after the stream ends, how long `generate` may take to return
+_GEN_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty")
+
+
+class _GenerationRecord:
+    """What the wrapped `generate` saw: kept so the turn can report length, tokens and errors."""
+
+    def __init__(self) -> None:
+        self.completion_tokens: int | None = None
+        self.hit_eos = False
+        self.error: BaseException | None = None
+        self.finished = threading.Event()  # the streamer ends before `generate` returns
+
+    def observe(self, prompt: Any, output: Any, generation_config: Any) -> None:
+        sequences = getattr(output, "sequences", output)
+        if prompt is None or not hasattr(sequences, "shape"):
+            return
+        generated = sequences[0, prompt.shape[-1]:]
+        self.completion_tokens = int(generated.shape[-1])
+        eos = getattr(generation_config, "eos_token_id", None)
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self.hit_eos = bool(len(generated)) and int(generated[-1]) in eos_ids
+
+
+class ScriptEngine:
+    """One `ChatModel` kept in memory; every turn sends the whole history and its own params."""
+
+    mode = "script"
+
+    def __init__(self) -> None:
+        self.load_seconds: float | None = None
+        self._chat_model: Any = None
+        self._defaults: dict[str, Any] = {}
+        self._cancel = threading.Event()
+        self._record = _GenerationRecord()
+
+    def load(self, model: dict[str, Any], params: dict[str, Any], timeout_s: float) -> None:
+        try:
+            from llamafactory.chat import ChatModel
+        except ImportError as exc:
+            raise wp.WrapperError(wp.E_LLAMAFACTORY_MISSING,
+                                  f"cannot import llamafactory in {sys.executable}: {exc}") from exc
+        wrapper_serve.check_paths(model)
+        self.unload()
+        args: dict[str, Any] = {
+            "model_name_or_path": model["base_model_path"],
+            "template": model["template"],
+            "finetuning_type": model["finetuning_type"],
+            "infer_backend": model["infer_backend"],
+            **model["extra_args"],
+        }
+        if model["adapter_path"]:
+            args["adapter_name_or_path"] = model["adapter_path"]
+        started = time.monotonic()
+        try:
+            self._chat_model = ChatModel(args)
+        except Exception as exc:
+            raise wrapper_serve.unexpected_error(exc, wp.E_LOAD_FAILED) from exc
+        self.load_seconds = time.monotonic() - started
+        self._defaults = params
+        self._hook_generate()
+
+    def _hook_generate(self) -> None:
+        """Make `generate` stoppable and observable.
+
+        LlamaFactory runs `model.generate` in a thread feeding a streamer; closing the stream
+        does not stop that thread, so a stopping criterion watching our cancel flag does.
+        A failure inside that thread would leave the streamer waiting forever, so it is
+        recorded and the streamer is ended.
+        """
+        engine = self._chat_model.engine
+        model = getattr(engine, "model", None)
+        if model is None or not hasattr(model, "generate"):
+            return  # vLLM / SGLang: cancel stops streaming; the engine finishes on its own
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        cancel, original = self._cancel, model.generate
+
+        class _Cancelled(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return cancel.is_set()
+
+        def generate(*args: Any, **kwargs: Any) -> Any:
+            record = self._record
+            criteria = list(kwargs.get("stopping_criteria") or [])
+            kwargs["stopping_criteria"] = StoppingCriteriaList([*criteria, _Cancelled()])
+            try:
+                output = original(*args, **kwargs)
+                record.observe(kwargs.get("inputs", kwargs.get("input_ids")), output,
+                               kwargs.get("generation_config"))
+                return output
+            except BaseException as exc:
+                record.error = exc
+                streamer = kwargs.get("streamer")
+                if streamer is not None:
+                    streamer.end()
+                raise
+            finally:
+                record.finished.set()
+
+        model.generate = generate
+
+    def chat(self, turn: Turn) -> ChatOutcome:
+        if self._chat_model is None:
+            raise wp.WrapperError(wp.E_NOT_LOADED, "no model is loaded")
+        params = {**self._defaults, **turn.params}
+        kwargs = {key: params[key] for key in _GEN_KEYS if key in params}
+        template = getattr(self._chat_model.engine, "template", None)
+        thinking_default = getattr(template, "enable_thinking", None)
+        if template is not None and "enable_thinking" in params:
+            template.enable_thinking = params["enable_thinking"]
+        self._cancel.clear()
+        self._record = record = _GenerationRecord()
+        watcher = threading.Thread(target=self._forward_cancel, args=(turn,), daemon=True)
+        watcher.start()
+        parts: list[str] = []
+        try:
+            stream = self._chat_model.stream_chat(
+                turn.messages, system=params.get("system"), **kwargs)
+            # After a cancel, keep reading: generation stops within one step, and a stream
+            # left half-read would keep LlamaFactory's engine semaphore for the next turn.
+            for text in stream:
+                if not turn.cancelled.is_set():
+                    parts.append(text)
+                    turn.emit_text(text)
+        except Exception as exc:
+            raise wrapper_serve.unexpected_error(record.error or exc,
+                                                 wp.E_GENERATION_FAILED) from exc
+        finally:
+            self._cancel.set()  # also ends the watcher
+            if template is not None:
+                template.enable_thinking = thinking_default
+        record.finished.wait(_GENERATE_EXIT_WAIT_S)
+        if record.error is not None:
+            raise wrapper_serve.unexpected_error(record.error, wp.E_GENERATION_FAILED)
+        finish = wp.FINISH_STOP if record.hit_eos or record.completion_tokens is None \
+            else wp.FINISH_LENGTH
+        return ChatOutcome("".join(parts), finish, record.completion_tokens)
+
+    def _forward_cancel(self, turn: Turn) -> None:
+        """Stop generation as soon as the turn is cancelled, even before the next chunk."""
+        while not self._cancel.is_set():
+            if turn.cancelled.wait(0.05):
+                self._cancel.set()
+
+    def unload(self) -> None:
+        if self._chat_model is None:
+            return
+        self._cancel.set()
+        self._chat_model = None
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+
+if __name__ == "__main__":
+    sys.exit(wrapper_serve.main(ScriptEngine))

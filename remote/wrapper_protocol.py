@@ -1,0 +1,215 @@
+"""The one protocol between the gateway and a wrapper on the box, defined here once.
+
+JSON lines: one command per line on the wrapper's stdin (key ``op``), one event per line on
+its stdout (key ``event``). docs/protocol.md describes it for people. This module is stdlib
+only because it is uploaded to the box; the gateway imports the same file, so the names below
+are the single source of truth for both sides.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+PROTOCOL_VERSION = 1
+WRAPPER_VERSION = "0.1.0"
+
+# Commands (gateway -> wrapper).
+OP_LOAD = "load"  # {"op", "model": ModelSpec, "params"?: GenParams, "timeout_s"?}
+OP_CHAT = "chat"  # {"op", "id", "messages": [{"role", "content"}], "params"?: GenParams}
+OP_CANCEL = "cancel"  # {"op", "id"}
+OP_UNLOAD = "unload"  # {"op"}
+OP_PING = "ping"  # {"op", "id"?}
+OPS = (OP_LOAD, OP_CHAT, OP_CANCEL, OP_UNLOAD, OP_PING)
+
+# Events (wrapper -> gateway).
+EV_HELLO = "hello"  # {"event", "protocol", "wrapper", "mode", "python", "pid"}
+EV_LOADING = "loading"  # {"event", "model"}
+EV_READY = "ready"  # {"event", "load_seconds", "model"}
+EV_DELTA = "delta"  # {"event", "id", "text"}
+EV_INFO = "info"  # {"event", "id"?, "code", "message"}: something the user should know
+EV_DONE = "done"  # {"event", "id", "content", "finish_reason", "timing", "usage"?}
+EV_ERROR = "error"  # {"event", "id"?, "code", "message", "hint"}
+EV_PONG = "pong"  # {"event", "id"?, "state"}
+EV_UNLOADED = "unloaded"  # {"event"}
+
+# finish_reason values in EV_DONE.
+FINISH_STOP = "stop"  # the model ended its reply
+FINISH_LENGTH = "length"  # max_new_tokens reached
+FINISH_STOPPED = "stopped"  # cancelled by the gateway; content holds the text so far
+
+# EV_INFO codes.
+INFO_CLI_RESTARTED = "cli_restarted"  # CLI mode: settings changed, the CLI was restarted
+INFO_CONTEXT_RESET = "context_reset"  # the model no longer holds earlier turns of this chat
+INFO_MESSAGE_ADJUSTED = "message_adjusted"  # CLI mode: text changed so the CLI accepts it
+
+# Generation parameters a chat may set; `system` and `enable_thinking` travel with them.
+GEN_PARAM_TYPES: dict[str, tuple[type, ...]] = {
+    "temperature": (int, float),
+    "top_p": (int, float),
+    "top_k": (int,),
+    "max_new_tokens": (int,),
+    "repetition_penalty": (int, float),
+    "system": (str,),
+    "enable_thinking": (bool,),
+}
+
+# Error codes: each one a user can act on, with the fix in ERROR_HINTS.
+E_BAD_REQUEST = "bad_request"
+E_NOT_LOADED = "not_loaded"
+E_BUSY = "busy"
+E_CLI_NOT_FOUND = "cli_not_found"
+E_PEXPECT_MISSING = "pexpect_missing"
+E_LLAMAFACTORY_MISSING = "llamafactory_missing"
+E_MODEL_NOT_FOUND = "model_not_found"
+E_ADAPTER_NOT_FOUND = "adapter_not_found"
+E_ADAPTER_MISMATCH = "adapter_mismatch"
+E_OUT_OF_MEMORY = "out_of_memory"
+E_TIMEOUT = "timeout"
+E_MESSAGE_TOO_LONG = "message_too_long"
+E_LOAD_FAILED = "load_failed"
+E_GENERATION_FAILED = "generation_failed"
+E_CLI_EXITED = "cli_exited"
+
+ERROR_HINTS: dict[str, str] = {
+    E_BAD_REQUEST: "The gateway sent a command this wrapper does not understand; "
+    "check that the gateway and wrapper versions match.",
+    E_NOT_LOADED: "Load the model first.",
+    E_BUSY: "Another command is still running; retry when it has finished.",
+    E_CLI_NOT_FOUND: "Install LlamaFactory on the box, or set LLAMAFACTORY_CLI_PATH (or "
+    "CONDA_ENV / REMOTE_PYTHON) so the wrapper can find `llamafactory-cli`.",
+    E_PEXPECT_MISSING: "CLI mode needs pexpect in the box's Python: `pip install pexpect`, "
+    "or use CHAT_MODE=script.",
+    E_LLAMAFACTORY_MISSING: "Script mode needs LlamaFactory in the box's Python: "
+    "`pip install llamafactory`, or point REMOTE_PYTHON / CONDA_ENV at the env that has it.",
+    E_MODEL_NOT_FOUND: "Check BASE_MODEL_PATH: it must be a model directory on the box "
+    "(or a hub id the box can download).",
+    E_ADAPTER_NOT_FOUND: "Check ADAPTER_PATH: it must be an adapter directory on the box "
+    "(the one holding adapter_config.json).",
+    E_ADAPTER_MISMATCH: "The adapter was trained on a different base model: point "
+    "BASE_MODEL_PATH at the model the adapter was trained from.",
+    E_OUT_OF_MEMORY: "The box ran out of GPU or host memory: unload other models, "
+    "lower max_new_tokens, or use a quantised or smaller model.",
+    E_TIMEOUT: "The box did not answer in time: raise CHAT_TIMEOUT, or check the box's "
+    "load (nvidia-smi, free -h).",
+    E_MESSAGE_TOO_LONG: "Shorten the message, or use CHAT_MODE=script, which has no "
+    "terminal line limit.",
+    E_LOAD_FAILED: "LlamaFactory could not load the model; the message has its last words.",
+    E_GENERATION_FAILED: "LlamaFactory failed while generating; the message has its last "
+    "words.",
+    E_CLI_EXITED: "llamafactory-cli exited; the message has its last output. The next "
+    "message restarts it.",
+}
+
+
+class WrapperError(Exception):
+    """An error the wrapper reports as an EV_ERROR event, with a code a program can act on."""
+
+    def __init__(self, code: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint if hint is not None else ERROR_HINTS.get(code, "")
+
+    def event(self, turn_id: str | None = None) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "event": EV_ERROR,
+            "code": self.code,
+            "message": self.message,
+            "hint": self.hint,
+        }
+        if turn_id is not None:
+            event["id"] = turn_id
+        return event
+
+
+def encode(message: dict[str, Any]) -> str:
+    """One message as one line; ensure_ascii keeps the line free of exotic separators."""
+    return json.dumps(message, ensure_ascii=True, separators=(",", ":")) + "\n"
+
+
+def decode(line: str | bytes) -> dict[str, Any]:
+    """Parse one line; anything but a JSON object is a bad request."""
+    try:
+        message = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WrapperError(E_BAD_REQUEST, f"not a JSON line: {exc}") from exc
+    if not isinstance(message, dict):
+        raise WrapperError(E_BAD_REQUEST, "a protocol line must be a JSON object")
+    return message
+
+
+def check_params(params: Any) -> dict[str, Any]:
+    """Validate generation parameters; None values mean "use the default" and are dropped."""
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise WrapperError(E_BAD_REQUEST, "params must be an object")
+    checked: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in GEN_PARAM_TYPES:
+            raise WrapperError(E_BAD_REQUEST, f"unknown parameter {key!r}")
+        if value is None:
+            continue
+        types = GEN_PARAM_TYPES[key]
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            names = " or ".join(t.__name__ for t in types)
+            raise WrapperError(E_BAD_REQUEST, f"parameter {key!r} must be {names}")
+        checked[key] = value
+    return checked
+
+
+def check_messages(messages: Any) -> list[dict[str, str]]:
+    """A chat history: user/assistant turns ending with a user message."""
+    if not isinstance(messages, list) or not messages:
+        raise WrapperError(E_BAD_REQUEST, "messages must be a non-empty list")
+    checked = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise WrapperError(E_BAD_REQUEST, f"messages[{index}] must be an object")
+        role, content = message.get("role"), message.get("content")
+        expected = "user" if index % 2 == 0 else "assistant"
+        if role != expected:
+            raise WrapperError(
+                E_BAD_REQUEST,
+                f"messages[{index}].role must be {expected!r} (turns alternate, starting with "
+                "the user; the system prompt goes in params.system)",
+            )
+        if not isinstance(content, str):
+            raise WrapperError(E_BAD_REQUEST, f"messages[{index}].content must be a string")
+        checked.append({"role": role, "content": content})
+    if checked[-1]["role"] != "user":
+        raise WrapperError(E_BAD_REQUEST, "the last message must be the user's")
+    return checked
+
+
+_MODEL_DEFAULTS: dict[str, Any] = {
+    "adapter_path": None,
+    "template": "default",
+    "finetuning_type": "lora",
+    "infer_backend": "huggingface",
+    "cli_path": None,
+    "extra_args": {},
+}
+
+
+def check_model(spec: Any) -> dict[str, Any]:
+    """A model to load: base path, optional adapter(s), template and LlamaFactory options."""
+    if not isinstance(spec, dict):
+        raise WrapperError(E_BAD_REQUEST, "model must be an object")
+    unknown = set(spec) - set(_MODEL_DEFAULTS) - {"base_model_path"}
+    if unknown:
+        raise WrapperError(E_BAD_REQUEST, f"unknown model key(s): {', '.join(sorted(unknown))}")
+    base = spec.get("base_model_path")
+    if not isinstance(base, str) or not base.strip():
+        raise WrapperError(E_BAD_REQUEST, "model.base_model_path must be a non-empty string")
+    checked = {**_MODEL_DEFAULTS, **{k: v for k, v in spec.items() if v is not None}}
+    for key in ("adapter_path", "template", "finetuning_type", "infer_backend", "cli_path"):
+        value = checked[key]
+        if value is not None and not isinstance(value, str):
+            raise WrapperError(E_BAD_REQUEST, f"model.{key} must be a string")
+    if checked["adapter_path"] == "":
+        checked["adapter_path"] = None
+    if not isinstance(checked["extra_args"], dict):
+        raise WrapperError(E_BAD_REQUEST, "model.extra_args must be an object")
+    return checked

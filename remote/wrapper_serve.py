@@ -1,0 +1,363 @@
+"""Runs a chat engine as a wrapper: one-shot (JSON argument) or persistent (``--serve``).
+
+Both wrappers (CLI mode and script mode) share this loop so they speak exactly the same
+protocol. Stdlib only: it is uploaded to the box beside them.
+
+Threads: the main thread loads and generates (a pexpect child must be spawned by a thread
+that outlives it); a reader thread takes stdin so `cancel` and `ping` are seen mid-reply.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import IO, Any, NamedTuple, Protocol
+
+import wrapper_protocol as wp
+
+_MAX_REMEMBERED_CANCELS = 256
+
+
+class ChatOutcome(NamedTuple):
+    content: str
+    finish_reason: str
+    completion_tokens: int | None = None
+
+
+class Turn:
+    """One chat request being answered: its input, its cancel flag and its timing."""
+
+    def __init__(
+        self, turn_id: str, messages: list[dict[str, str]], params: dict[str, Any],
+        send: Callable[[dict[str, Any]], None],
+    ) -> None:
+        self.id = turn_id
+        self.messages = messages
+        self.params = params
+        self.cancelled = threading.Event()
+        self._send = send
+        self.started = time.monotonic()
+        self.first_chunk_at: float | None = None
+        self.chunks = 0
+
+    def emit_text(self, text: str) -> None:
+        if not text:
+            return
+        if self.first_chunk_at is None:
+            self.first_chunk_at = time.monotonic()
+        self.chunks += 1
+        self._send({"event": wp.EV_DELTA, "id": self.id, "text": text})
+
+    def emit_info(self, code: str, message: str) -> None:
+        self._send({"event": wp.EV_INFO, "id": self.id, "code": code, "message": message})
+
+    def timing(self, load_seconds: float | None) -> dict[str, Any]:
+        now = time.monotonic()
+        ttft = None if self.first_chunk_at is None else self.first_chunk_at - self.started
+        return {
+            "load_seconds": load_seconds,
+            "ttft_ms": None if ttft is None else round(ttft * 1000, 1),
+            "total_ms": round((now - self.started) * 1000, 1),
+            "chunks": self.chunks,
+        }
+
+
+class ChatEngine(Protocol):
+    """What a wrapper implements: load a model once, then answer turns."""
+
+    mode: str
+    load_seconds: float | None
+
+    def load(self, model: dict[str, Any], params: dict[str, Any], timeout_s: float) -> None: ...
+
+    def chat(self, turn: Turn) -> ChatOutcome: ...
+
+    def unload(self) -> None: ...
+
+
+class Wire:
+    """The protocol's output: whole lines, one writer at a time, flushed at once."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, event: dict[str, Any]) -> None:
+        line = wp.encode(event)
+        with self._lock:
+            self._stream.write(line)
+            self._stream.flush()
+
+
+def claim_stdout() -> IO[str]:
+    """Keep the real stdout for protocol lines and send everything else printed to stderr.
+
+    LlamaFactory's logger and stray prints write to stdout; one of them in the middle of the
+    JSON stream would break the gateway's parser.
+    """
+    sys.stdout.flush()
+    protocol_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(protocol_fd, "w", encoding="utf-8", buffering=1)
+
+
+def log(message: str) -> None:
+    print(f"lfgate-wrapper: {message}", file=sys.stderr, flush=True)
+
+
+_FAILURE_SIGNS = (  # (code, lower-case text seen in LlamaFactory/transformers/peft failures)
+    (wp.E_OUT_OF_MEMORY, ("out of memory", "outofmemoryerror", "cannot allocate memory")),
+    (wp.E_ADAPTER_MISMATCH, ("size mismatch", "error(s) in loading state_dict for peft")),
+    (wp.E_MODEL_NOT_FOUND, ("is not a local folder and is not a valid model identifier",
+                            "does not appear to have a file named", "can't load tokenizer",
+                            "can't load the configuration")),
+)
+
+
+def classify_failure(text: str, default_code: str) -> wp.WrapperError:
+    """Turn a failure's text (exception or CLI output) into the error a user can act on."""
+    lowered = text.lower()
+    for code, signs in _FAILURE_SIGNS:
+        if any(sign in lowered for sign in signs):
+            return wp.WrapperError(code, text[-2000:])
+    return wp.WrapperError(default_code, text[-2000:])
+
+
+def unexpected_error(exc: BaseException, code: str) -> wp.WrapperError:
+    if isinstance(exc, wp.WrapperError):
+        return exc
+    return classify_failure(f"{type(exc).__name__}: {exc}", code)
+
+
+def _looks_local(path: str) -> bool:
+    return path.startswith(("/", "./", "../", "~")) or os.path.exists(os.path.expanduser(path))
+
+
+def check_paths(model: dict[str, Any]) -> None:
+    """Fail early, with the path in the message, when a local model or adapter is missing.
+
+    A name like `Qwen/Qwen2-7B` may be a hub id the box can fetch, so only paths that look
+    local are checked here; LlamaFactory reports the rest.
+    """
+    base = model["base_model_path"]
+    if _looks_local(base) and not os.path.isdir(os.path.expanduser(base)):
+        raise wp.WrapperError(wp.E_MODEL_NOT_FOUND, f"base model path not found on the box: {base}")
+    for adapter in (model["adapter_path"] or "").split(","):
+        adapter = adapter.strip()
+        if adapter and _looks_local(adapter):
+            config = os.path.join(os.path.expanduser(adapter), "adapter_config.json")
+            if not os.path.isfile(config):
+                raise wp.WrapperError(
+                    wp.E_ADAPTER_NOT_FOUND,
+                    f"adapter not found on the box (no adapter_config.json): {adapter}",
+                )
+
+
+class WrapperServer:
+    """The persistent loop: JSON-line commands in, JSON-line events out, until stdin closes."""
+
+    def __init__(self, engine: ChatEngine, wire: Wire, stdin: IO[bytes]) -> None:
+        self._engine = engine
+        self._wire = wire
+        self._stdin = stdin
+        self._commands: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._current: Turn | None = None
+        self._cancelled_ids: list[str] = []
+        self._closing = threading.Event()
+        self._state = "unloaded"
+
+    def run(self) -> None:
+        self._wire.send({
+            "event": wp.EV_HELLO,
+            "protocol": wp.PROTOCOL_VERSION,
+            "wrapper": wp.WRAPPER_VERSION,
+            "mode": self._engine.mode,
+            "python": platform.python_version(),
+            "pid": os.getpid(),
+        })
+        threading.Thread(target=self._read_commands, name="stdin", daemon=True).start()
+        while True:
+            command = self._commands.get()
+            if command is None or self._closing.is_set():
+                return
+            self._dispatch(command)
+
+    def stop(self) -> None:
+        """Called on EOF or a signal: abandon queued work and stop the reply in flight."""
+        self._closing.set()
+        with self._lock:
+            if self._current is not None:
+                self._current.cancelled.set()
+        self._commands.put(None)
+
+    def _read_commands(self) -> None:
+        for raw in self._stdin:
+            if not raw.strip():
+                continue
+            try:
+                command = wp.decode(raw)
+                op = command.get("op")
+                if op not in wp.OPS:
+                    raise wp.WrapperError(wp.E_BAD_REQUEST, f"unknown op {op!r}")
+            except wp.WrapperError as exc:
+                self._wire.send(exc.event())
+                continue
+            if op == wp.OP_PING:
+                self._wire.send({"event": wp.EV_PONG, "id": command.get("id"),
+                                 "state": self._state})
+            elif op == wp.OP_CANCEL:
+                self._cancel(str(command.get("id")))
+            else:
+                self._commands.put(command)
+        self.stop()
+
+    def _cancel(self, turn_id: str) -> None:
+        with self._lock:
+            if self._current is not None and self._current.id == turn_id:
+                self._current.cancelled.set()
+                return
+            self._cancelled_ids.append(turn_id)
+            del self._cancelled_ids[:-_MAX_REMEMBERED_CANCELS]
+
+    def _dispatch(self, command: dict[str, Any]) -> None:
+        op = command["op"]
+        command_id = command.get("id")
+        try:
+            if op == wp.OP_LOAD:
+                self._load(command)
+            elif op == wp.OP_CHAT:
+                self._chat(command)
+            elif op == wp.OP_UNLOAD:
+                self._engine.unload()
+                self._state = "unloaded"
+                self._wire.send({"event": wp.EV_UNLOADED, "id": command_id})
+        except wp.WrapperError as exc:
+            self._wire.send(exc.event(command_id))
+        except Exception as exc:
+            code = wp.E_LOAD_FAILED if op == wp.OP_LOAD else wp.E_GENERATION_FAILED
+            self._wire.send(unexpected_error(exc, code).event(command_id))
+
+    def _load(self, command: dict[str, Any]) -> None:
+        model = wp.check_model(command.get("model"))
+        params = wp.check_params(command.get("params"))
+        timeout_s = float(command.get("timeout_s") or 600)
+        self._state = "loading"
+        self._wire.send({"event": wp.EV_LOADING, "id": command.get("id"), "model": model})
+        try:
+            self._engine.load(model, params, timeout_s)
+        except BaseException:
+            self._state = "unloaded"
+            raise
+        self._state = "ready"
+        self._wire.send({
+            "event": wp.EV_READY,
+            "id": command.get("id"),
+            "load_seconds": round(self._engine.load_seconds or 0.0, 3),
+            "model": model,
+        })
+
+    def _chat(self, command: dict[str, Any]) -> None:
+        turn_id = command.get("id")
+        if not isinstance(turn_id, str) or not turn_id:
+            raise wp.WrapperError(wp.E_BAD_REQUEST, "chat needs a string id")
+        turn = Turn(turn_id, wp.check_messages(command.get("messages")),
+                    wp.check_params(command.get("params")), self._wire.send)
+        with self._lock:
+            if turn_id in self._cancelled_ids:
+                self._cancelled_ids.remove(turn_id)
+                turn.cancelled.set()
+            self._current = turn
+        try:
+            if turn.cancelled.is_set():
+                outcome = ChatOutcome("", wp.FINISH_STOPPED)
+            elif self._state != "ready":
+                raise wp.WrapperError(wp.E_NOT_LOADED, "no model is loaded")
+            else:
+                self._state = "busy"
+                outcome = self._engine.chat(turn)
+        finally:
+            with self._lock:
+                self._current = None
+            if self._state == "busy":
+                self._state = "ready"
+        finish = wp.FINISH_STOPPED if turn.cancelled.is_set() else outcome.finish_reason
+        done: dict[str, Any] = {
+            "event": wp.EV_DONE,
+            "id": turn_id,
+            "content": outcome.content,
+            "finish_reason": finish,
+            "timing": turn.timing(self._engine.load_seconds),
+        }
+        if outcome.completion_tokens is not None:
+            done["usage"] = {"completion_tokens": outcome.completion_tokens}
+        self._wire.send(done)
+
+
+def _one_shot_job(argument: str) -> dict[str, Any]:
+    job = wp.decode(sys.stdin.read() if argument == "-" else argument)
+    message = job.get("message")
+    if not isinstance(message, str):
+        raise wp.WrapperError(wp.E_BAD_REQUEST, "the job needs a string 'message'")
+    return job
+
+
+def run_once(engine: ChatEngine, argument: str, out: IO[str]) -> int:
+    """The compatibility interface: one JSON job in, one JSON object out, then exit."""
+    try:
+        job = _one_shot_job(argument)
+        model_keys = {"base_model_path", "adapter_path", "template", "finetuning_type",
+                      "infer_backend", "cli_path", "extra_args"}
+        model = wp.check_model({k: job[k] for k in model_keys if k in job})
+        params = wp.check_params({k: job[k] for k in wp.GEN_PARAM_TYPES if k in job})
+        history = job.get("history") or []
+        messages = wp.check_messages([*history, {"role": "user", "content": job["message"]}])
+        engine.load(model, params, float(job.get("timeout_s") or 600))
+        turn = Turn("once", messages, params, lambda _event: None)
+        outcome = engine.chat(turn)
+    except Exception as exc:
+        error = unexpected_error(exc, wp.E_GENERATION_FAILED)
+        out.write(wp.encode({"error": {"code": error.code, "message": error.message,
+                                       "hint": error.hint}}))
+        return 1
+    finally:
+        engine.unload()
+    out.write(wp.encode({"role": "assistant", "content": outcome.content}))
+    return 0
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+USAGE = """usage: {prog} '<json job>'   answer one message and print {{"role", "content"}}
+       {prog} -              the same, reading the job from stdin
+       {prog} --serve        JSON lines on stdin/stdout (docs/protocol.md)"""
+
+
+def main(engine_factory: Callable[[], ChatEngine], argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    prog = os.path.basename(sys.argv[0])
+    if len(args) != 1 or args[0] in ("-h", "--help"):
+        print(USAGE.format(prog=prog), file=sys.stderr)
+        return 2
+    out = claim_stdout()
+    engine = engine_factory()
+    if args[0] != "--serve":
+        return run_once(engine, args[0], out)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGHUP, _exit_on_signal)
+    server = WrapperServer(engine, Wire(out), sys.stdin.buffer)
+    try:
+        server.run()
+    finally:
+        server.stop()
+        engine.unload()
+    return 0

@@ -1,0 +1,37 @@
+"""Shared fixtures: the real box (LlamaFactory in its own venv) and the tiny model it serves."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RIG = ROOT / "tests" / "rig"
+
+
+def _rig(script: str, *args: str) -> str:
+    result = subprocess.run(
+        ["bash", str(RIG / script), *args], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        pytest.fail(f"{script} failed:\n{result.stderr[-4000:]}")
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def box_python() -> str:
+    """The box's Python: a venv with the real LlamaFactory, built once and cached."""
+    return os.environ.get("LFGATE_BOX_PYTHON") or _rig("box_env.sh")
+
+
+@pytest.fixture(scope="session")
+def tiny(box_python: str) -> dict[str, str]:
+    """Paths of the tiny base model, its adapters and a base the adapters do not fit."""
+    folder = Path(_rig("tiny_model.sh", box_python))
+    info = json.loads((folder / "tiny.json").read_text())
+    paths = {name: str(folder / name) for name in ("base", "adapter", "adapter2", "other_base")}
+    return {**paths, "template": info["template"]}

@@ -1,0 +1,1 @@
+raise ImportError("llamafactory is hidden by the test (tests/rig/shadow)")

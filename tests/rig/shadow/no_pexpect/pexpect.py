@@ -1,0 +1,1 @@
+raise ImportError("pexpect is hidden by the test (tests/rig/shadow)")

@@ -1,0 +1,132 @@
+"""Fast checks of the box-side pieces that need no box: protocol validation, reply parsing."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# Import the box-side modules the way the box does (by file name), so their classes are the
+# same objects the wrappers raise.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "remote"))
+
+from chat_cli_wrapper import (
+    _PROMPT,
+    MAX_MESSAGE_CHARS,
+    ReplyStream,
+    _typed,
+    prepare_message,
+)
+
+import wrapper_protocol as wp
+from wrapper_serve import check_paths, classify_failure
+
+
+def feed_all(chunks: list[str]) -> tuple[str, bool, str]:
+    stream = ReplyStream()
+    shown = "".join(stream.feed(chunk) for chunk in chunks)
+    return shown, stream.ends_with_prompt(), stream.finish()
+
+
+def test_prompt_split_across_reads_is_held_back_then_dropped():
+    shown, at_prompt, tail = feed_all(["Hello", " world\r", "\n\r\nUs", "er: "])
+    assert at_prompt
+    assert shown + tail == "Hello world"
+
+
+def test_user_prompt_inside_a_reply_is_released_when_the_reply_goes_on():
+    shown, at_prompt, tail = feed_all(["a", _PROMPT, "b"])
+    assert not at_prompt
+    assert shown + tail == "a\n\nUser: b"
+
+
+def test_escapes_and_log_lines_are_removed_even_when_split():
+    chunks = ["red \x1b[3", "1mtext\x1b[0m\r\n", "[WARNING|2026-01-02 03:04:05] llamafactory",
+              ".chat:1 >> slow\r\n", "[1] a list item\r\n"]
+    shown, _, tail = feed_all(chunks)
+    assert shown + tail == "red text\n[1] a list item\n"
+
+
+def test_prepare_message_keeps_text_and_reports_changes():
+    assert prepare_message("plain\ttext\nline") == ("plain\ttext\nline", [])
+    text, notes = prepare_message("a\x07b\r\nc")
+    assert text == "ab\nc" and notes
+    for command in ("exit", "clear", " exit\n"):
+        text, notes = prepare_message(command)
+        assert text == command + "\u200b" and text.strip() != command.strip() and notes
+
+
+def test_prepare_message_refuses_over_the_limit_naming_it():
+    prepare_message("x" * MAX_MESSAGE_CHARS)
+    with pytest.raises(wp.WrapperError) as error:
+        prepare_message("x" * (MAX_MESSAGE_CHARS + 1))
+    assert error.value.code == wp.E_MESSAGE_TOO_LONG
+    assert str(MAX_MESSAGE_CHARS) in error.value.message
+
+
+def test_newlines_and_tabs_are_typed_literally():
+    assert _typed("a\nb\tc") == "a\x16\nb\x16\tc\r"
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"temperature": True}, "temperature"),
+    ({"enable_thinking": "false"}, "enable_thinking"),
+    ({"top_k": 1.5}, "top_k"),
+    ({"max_tokens": 3}, "max_tokens"),
+])
+def test_bad_params_are_named(params, field):
+    with pytest.raises(wp.WrapperError) as error:
+        wp.check_params(params)
+    assert field in error.value.message and error.value.code == wp.E_BAD_REQUEST
+
+
+def test_params_drop_nones_and_keep_values():
+    assert wp.check_params({"temperature": 0, "system": None, "enable_thinking": False}) == {
+        "temperature": 0, "enable_thinking": False}
+
+
+@pytest.mark.parametrize("messages", [
+    [],
+    [{"role": "assistant", "content": "x"}],
+    [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+    [{"role": "system", "content": "s"}, {"role": "user", "content": "a"}],
+    [{"role": "user", "content": 3}],
+])
+def test_bad_histories_are_refused(messages):
+    with pytest.raises(wp.WrapperError):
+        wp.check_messages(messages)
+
+
+def test_model_spec_defaults_and_validation():
+    spec = wp.check_model({"base_model_path": "/m", "adapter_path": ""})
+    assert spec["adapter_path"] is None and spec["finetuning_type"] == "lora"
+    with pytest.raises(wp.WrapperError):
+        wp.check_model({"base_model_path": "/m", "adapter": "/a"})
+    with pytest.raises(wp.WrapperError):
+        wp.check_model({"template": "qwen"})
+
+
+def test_decode_refuses_non_objects():
+    assert wp.decode('{"op": "ping"}') == {"op": "ping"}
+    for line in ("[1]", "nope", '"op"'):
+        with pytest.raises(wp.WrapperError):
+            wp.decode(line)
+
+
+def test_failures_are_classified():
+    assert classify_failure("CUDA out of memory. Tried", "x").code == wp.E_OUT_OF_MEMORY
+    assert classify_failure("size mismatch for q_proj", "x").code == wp.E_ADAPTER_MISMATCH
+    assert classify_failure("something else", "load_failed").code == "load_failed"
+
+
+def test_hub_ids_are_left_to_llamafactory(tmp_path):
+    check_paths(wp.check_model({"base_model_path": "Qwen/Qwen2-0.5B"}))
+    with pytest.raises(wp.WrapperError) as error:
+        check_paths(wp.check_model({"base_model_path": str(tmp_path / "missing")}))
+    assert error.value.code == wp.E_MODEL_NOT_FOUND
+
+
+def test_every_error_code_has_a_hint():
+    codes = {v for k, v in vars(wp).items() if k.startswith("E_")}
+    assert codes == set(wp.ERROR_HINTS)

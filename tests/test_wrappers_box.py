@@ -1,0 +1,309 @@
+"""Both wrappers against the real LlamaFactory in the box venv: llamafactory-cli and ChatModel.
+
+A spy (tests/rig/spy) records what `ChatModel.stream_chat` received, so these tests can assert
+on what reached the model, including inside the real `llamafactory-cli chat` process.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from lfgate.remote import wrapper_protocol as wp
+from tests.wrapper_process import ROOT, WRAPPERS, WrapperProcess, alive, child_pids
+
+pytestmark = pytest.mark.box
+
+GREEDY = {"temperature": 0, "max_new_tokens": 24}
+SHADOWS = ROOT / "tests" / "rig" / "shadow"
+
+
+def model_spec(tiny: dict[str, str], adapter: str | None = "adapter", base: str = "base") -> dict:
+    return {
+        "base_model_path": tiny[base],
+        "adapter_path": tiny[adapter] if adapter else None,
+        "template": tiny["template"],
+    }
+
+
+def user(text: str) -> dict[str, str]:
+    return {"role": "user", "content": text}
+
+
+def joined(events: list[dict]) -> str:
+    return "".join(e["text"] for e in events if e["event"] == "delta")
+
+
+def codes(events: list[dict], event: str = "info") -> list[str]:
+    return [e["code"] for e in events if e["event"] == event]
+
+
+@pytest.fixture(scope="module", params=["cli", "script"])
+def served(request, box_python, tiny, tmp_path_factory):
+    wrapper = WrapperProcess(box_python, request.param,
+                             tmp_path_factory.mktemp("spy") / "spy.jsonl")
+    ready = wrapper.load(model_spec(tiny), GREEDY)
+    assert ready["event"] == "ready", ready
+    yield wrapper
+    wrapper.kill()
+
+
+def test_hello_names_protocol_and_mode(served):
+    assert served.hello["event"] == "hello"
+    assert served.hello["protocol"] == wp.PROTOCOL_VERSION
+    assert served.hello["wrapper"] == wp.WRAPPER_VERSION
+    assert served.hello["mode"] == served.mode
+
+
+def test_streams_a_reply_and_keeps_multi_turn_history(served):
+    done, before = served.chat("mt-1", [user("Hello, how are you?")])
+    assert done["event"] == "done", done
+    deltas = [e for e in before if e["event"] == "delta"]
+    assert len(deltas) >= 2, "the reply must arrive in pieces, not at the end"
+    assert joined(before) == done["content"]
+    assert done["finish_reason"] in (wp.FINISH_STOP, wp.FINISH_LENGTH)
+    timing = done["timing"]
+    assert timing["chunks"] == len(deltas)
+    assert 0 < timing["ttft_ms"] <= timing["total_ms"]
+    assert timing["load_seconds"] > 0
+
+    history = [user("Hello, how are you?"), {"role": "assistant", "content": done["content"]},
+               user("And then?")]
+    done2, before2 = served.chat("mt-2", history)
+    assert done2["event"] == "done", done2
+    assert wp.INFO_CONTEXT_RESET not in codes(before2)
+    seen = served.spied()[-1]["messages"]
+    assert [m["role"] for m in seen] == ["user", "assistant", "user"]
+    assert [m["content"] for m in seen if m["role"] == "user"] == ["Hello, how are you?",
+                                                                    "And then?"]
+    if served.mode == "script":
+        assert seen == history
+
+
+LONG = "".join(f"line {i}: the quick brown fox jumps over the lazy dog. " for i in range(200))
+
+
+@pytest.mark.parametrize("text", [
+    "line one\nline two\n\tindented with a tab\nline four",
+    LONG[:10_000],
+    "héllo wörld, 你好, emoji 😀 and a backslash \\ and \"quotes\"",
+    "exit",
+    "clear",
+    "  exit  ",
+], ids=["multi-line", "10000-chars", "unicode", "exit", "clear", "padded-exit"])
+def test_whole_message_reaches_the_model(served, text):
+    done, before = served.chat(f"msg-{hash(text)}", [user(text)])
+    assert done["event"] == "done", done
+    received = served.spied()[-1]["messages"][-1]["content"]
+    if served.mode == "cli" and text.strip() in ("exit", "clear"):
+        assert received == text + "\u200b"
+        assert wp.INFO_MESSAGE_ADJUSTED in codes(before)
+    else:
+        assert received == text
+        assert wp.INFO_MESSAGE_ADJUSTED not in codes(before)
+    # The CLI is still there and still answering after a message that looks like a command.
+    again, _ = served.chat(f"after-{hash(text)}", [user("still there?")])
+    assert again["event"] == "done", again
+
+
+def test_control_characters(served):
+    done, before = served.chat("ctl", [user("a\x07b\x1b[31mc\x00d")])
+    assert done["event"] == "done", done
+    received = served.spied()[-1]["messages"][-1]["content"]
+    if served.mode == "cli":
+        assert received == "ab[31mcd"  # readline would take them as commands
+        assert wp.INFO_MESSAGE_ADJUSTED in codes(before)
+    else:
+        assert received == "a\x07b\x1b[31mc\x00d"
+
+
+def test_cli_refuses_a_message_over_its_limit(served):
+    if served.mode != "cli":
+        pytest.skip("only CLI mode types messages at a terminal prompt")
+    from lfgate.remote.chat_cli_wrapper import MAX_MESSAGE_CHARS
+
+    error, _ = served.chat("too-long", [user("x" * (MAX_MESSAGE_CHARS + 1))])
+    assert error["event"] == "error" and error["code"] == wp.E_MESSAGE_TOO_LONG
+    assert str(MAX_MESSAGE_CHARS) in error["message"]
+    assert error["id"] == "too-long"
+    done, _ = served.chat("after-too-long", [user("hi")])
+    assert done["event"] == "done"
+
+
+def test_cancel_stops_generation_and_the_next_turn_works(served):
+    long_run = {"temperature": 1.0, "max_new_tokens": 4000,
+                "system": 'Be ${brief} and "exact" — é'}
+    served.send({"op": "chat", "id": "long", "messages": [user("Tell me a long story")],
+                  "params": long_run})
+    first, before = served.until("delta", timeout=120)
+    if served.mode == "cli":
+        assert wp.INFO_CLI_RESTARTED in codes(before)  # new settings need a new CLI
+    served.send({"op": "ping", "id": "p1"})
+    pong, _ = served.until("pong")
+    assert pong["state"] == "busy"
+    served.send({"op": "cancel", "id": "long"})
+    done, rest = served.until("done", timeout=30)
+    assert done["finish_reason"] == wp.FINISH_STOPPED
+    assert done["content"] == first["text"] + joined(rest)
+    spied = served.spied()[-1]
+    system_seen = spied["default_system"] if served.mode == "cli" else spied["system"]
+    assert system_seen == long_run["system"]
+    if served.mode == "script":
+        assert done["usage"]["completion_tokens"] < 4000  # generation itself stopped
+
+    history = [user("Tell me a long story"), {"role": "assistant", "content": done["content"]},
+               user("go on")]
+    done2, before2 = served.chat("after-cancel", history, long_run | {"max_new_tokens": 8})
+    assert done2["event"] == "done", done2
+    if served.mode == "cli":
+        # The CLI ran the stopped reply to its end, so it no longer holds our history.
+        assert wp.INFO_CONTEXT_RESET in codes(before2)
+    else:
+        assert served.spied()[-1]["messages"] == history
+
+
+def test_bad_lines_get_errors_and_the_wrapper_goes_on(served):
+    served.send("this is not json")
+    error, _ = served.until("error")
+    assert error["code"] == wp.E_BAD_REQUEST
+    served.send({"op": "chat", "id": "bad", "messages": [{"role": "system", "content": "x"}]})
+    error, _ = served.until("error")
+    assert error["code"] == wp.E_BAD_REQUEST and error["id"] == "bad"
+    served.send({"op": "chat", "id": "bad2", "messages": [user("x")],
+                 "params": {"enable_thinking": "false"}})
+    error, _ = served.until("error")
+    assert "enable_thinking" in error["message"]
+    served.send({"op": "ping", "id": "alive"})
+    pong, _ = served.until("pong")
+    assert pong["id"] == "alive" and pong["state"] == "ready"
+
+
+def test_script_mode_params_apply_per_call(box_python, tiny, tmp_path):
+    wrapper = WrapperProcess(box_python, "script", tmp_path / "spy.jsonl")
+    try:
+        assert wrapper.load(model_spec(tiny, adapter=None))["event"] == "ready"
+        base_reply, _ = wrapper.chat("b1", [user("Hello")], GREEDY | {"enable_thinking": False})
+        assert wrapper.spied()[-1]["enable_thinking"] is False
+        wrapper.chat("b2", [user("Hello")], GREEDY | {"enable_thinking": True})
+        assert wrapper.spied()[-1]["enable_thinking"] is True
+        assert wrapper.spied()[-1]["kwargs"] == {"temperature": 0, "max_new_tokens": 24}
+        assert wrapper.load(model_spec(tiny))["event"] == "ready"
+        adapter_reply, _ = wrapper.chat("a1", [user("Hello")], GREEDY)
+        assert adapter_reply["content"] != base_reply["content"], "the adapter changes replies"
+    finally:
+        wrapper.kill()
+
+
+@pytest.mark.parametrize("mode", ["cli", "script"])
+@pytest.mark.parametrize("case, code", [
+    ("missing_model", wp.E_MODEL_NOT_FOUND),
+    ("missing_adapter", wp.E_ADAPTER_NOT_FOUND),
+    ("mismatched_adapter", wp.E_ADAPTER_MISMATCH),
+])
+def test_load_errors_have_codes_and_hints(box_python, tiny, tmp_path, mode, case, code):
+    spec = {
+        "missing_model": model_spec(tiny) | {"base_model_path": "/nonexistent/model"},
+        "missing_adapter": model_spec(tiny) | {"adapter_path": str(tmp_path / "no-adapter")},
+        "mismatched_adapter": model_spec(tiny, base="other_base"),
+    }[case]
+    wrapper = WrapperProcess(box_python, mode, tmp_path / "spy.jsonl")
+    try:
+        error = wrapper.load(spec)
+        assert error["event"] == "error", error
+        assert error["code"] == code, error
+        assert error["hint"] == wp.ERROR_HINTS[code]
+        wrapper.send({"op": "chat", "id": "x", "messages": [user("hi")]})
+        not_loaded, _ = wrapper.until("error")
+        assert not_loaded["code"] == wp.E_NOT_LOADED
+    finally:
+        wrapper.kill()
+
+
+@pytest.mark.parametrize("mode, shadow, code, extra", [
+    ("cli", "no_pexpect", wp.E_PEXPECT_MISSING, {}),
+    ("script", "no_llamafactory", wp.E_LLAMAFACTORY_MISSING, {}),
+    ("cli", None, wp.E_CLI_NOT_FOUND, {"cli_path": "/nonexistent/llamafactory-cli"}),
+])
+def test_missing_box_software_is_named(box_python, tiny, tmp_path, mode, shadow, code, extra):
+    env = {"PYTHONPATH": str(SHADOWS / shadow)} if shadow else None
+    wrapper = WrapperProcess(box_python, mode, tmp_path / "spy.jsonl", env=env)
+    try:
+        error = wrapper.load(model_spec(tiny) | extra)
+        assert (error["event"], error["code"]) == ("error", code), error
+    finally:
+        wrapper.kill()
+
+
+@pytest.mark.parametrize("mode", ["cli", "script"])
+@pytest.mark.parametrize("how", ["eof", "sigterm", "sighup"])
+def test_shutdown_leaves_no_process_behind(box_python, tiny, tmp_path, mode, how):
+    if mode == "script" and how == "sighup":
+        pytest.skip("script mode has no child; SIGTERM covers its signal path")
+    wrapper = WrapperProcess(box_python, mode, tmp_path / "spy.jsonl")
+    assert wrapper.load(model_spec(tiny), GREEDY)["event"] == "ready"
+    children = child_pids(wrapper.proc.pid)
+    if mode == "cli":
+        assert children, "the CLI runs as the wrapper's child"
+    if how == "eof":
+        wrapper.proc.stdin.close()
+    else:
+        wrapper.proc.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGHUP)
+    wrapper.proc.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in children if alive(pid)]
+
+
+def test_cli_dies_with_a_killed_wrapper(box_python, tiny, tmp_path):
+    wrapper = WrapperProcess(box_python, "cli", tmp_path / "spy.jsonl")
+    assert wrapper.load(model_spec(tiny), GREEDY)["event"] == "ready"
+    children = child_pids(wrapper.proc.pid)
+    assert children
+    wrapper.proc.kill()  # SIGKILL: no cleanup code runs in the wrapper
+    wrapper.proc.wait()
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in children if alive(pid)]
+
+
+@pytest.mark.parametrize("mode", ["cli", "script"])
+def test_one_shot_prints_exactly_one_json_object(box_python, tiny, mode):
+    job = model_spec(tiny) | {"message": "Hello there", **GREEDY}
+    result = subprocess.run([box_python, str(WRAPPERS[mode]), json.dumps(job)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout
+    reply = json.loads(lines[0])
+    assert set(reply) == {"role", "content"} and reply["role"] == "assistant"
+    assert reply["content"]
+
+    # The same job on stdin (how a caller keeps message text out of argv).
+    piped = subprocess.run([box_python, str(WRAPPERS[mode]), "-"], input=json.dumps(job),
+                           capture_output=True, text=True, timeout=300)
+    assert json.loads(piped.stdout) == reply  # greedy: the same reply
+
+
+@pytest.mark.parametrize("mode", ["cli", "script"])
+def test_one_shot_error_is_json_with_nonzero_exit(box_python, tiny, mode):
+    job = model_spec(tiny) | {"base_model_path": "/nonexistent/model", "message": "hi"}
+    result = subprocess.run([box_python, str(WRAPPERS[mode]), json.dumps(job)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == wp.E_MODEL_NOT_FOUND
+    assert "/nonexistent/model" in error["message"]
+
+
+def test_wrappers_import_nothing_from_the_gateway():
+    for path in Path(ROOT / "remote").glob("*.py"):
+        source = path.read_text()
+        assert "lfgate" not in source.replace("lfgate-", ""), path
+        assert "from backend" not in source and "import backend" not in source, path
