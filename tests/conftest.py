@@ -35,3 +35,17 @@ def tiny(box_python: str) -> dict[str, str]:
     info = json.loads((folder / "tiny.json").read_text())
     paths = {name: str(folder / name) for name in ("base", "adapter", "adapter2", "other_base")}
     return {**paths, "template": info["template"]}
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory, box_python):
+    """A real OpenSSH server on 127.0.0.1 whose sessions load the test spy."""
+    from tests.rig.sshd import TestSSHD
+    from tests.wrapper_process import SPY_DIR
+
+    folder = tmp_path_factory.mktemp("sshd")
+    spy = folder / "spy.jsonl"
+    server = TestSSHD(folder, {"PYTHONPATH": str(SPY_DIR), "LFGATE_TEST_SPY": str(spy)})
+    server.spy = spy
+    yield server
+    server.stop()

@@ -107,7 +107,8 @@ class WrapperProcess:
     def spied(self) -> list[dict[str, Any]]:
         if not self.spy.exists():
             return []
-        return [json.loads(line) for line in self.spy.read_text().splitlines()]
+        records = [json.loads(line) for line in self.spy.read_text().splitlines()]
+        return [record for record in records if not record.get("end")]
 
     def close(self, timeout: float = 30) -> int:
         if self.proc.stdin and not self.proc.stdin.closed:

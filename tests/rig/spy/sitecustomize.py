@@ -14,6 +14,11 @@ import sys
 _SPY = os.environ.get("LFGATE_TEST_SPY")
 
 
+def _write(record):
+    with open(_SPY, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
 def _patch(chat_model_class):
     original = chat_model_class.stream_chat
 
@@ -27,9 +32,15 @@ def _patch(chat_model_class):
             "default_system": getattr(template, "default_system", None),
             "enable_thinking": getattr(template, "enable_thinking", None),
         }
-        with open(_SPY, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-        yield from original(self, messages, system, *args, **kwargs)
+        _write(record)
+        chunks = 0
+        try:
+            for chunk in original(self, messages, system, *args, **kwargs):
+                chunks += 1
+                yield chunk
+        finally:
+            # When generation really ended, and how far it got (a stop must end it early).
+            _write({"pid": os.getpid(), "end": True, "chunks": chunks})
 
     chat_model_class.stream_chat = stream_chat
 

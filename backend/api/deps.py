@@ -1,0 +1,34 @@
+"""Typed dependencies: the long-lived objects the lifespan put on app.state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from lfgate.box.box import Box
+from lfgate.config import Settings
+from lfgate.services.chat_turns import ChatTurns
+from lfgate.services.model_registry import ModelRegistry
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_box(request: Request) -> Box:
+    return request.app.state.box
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    return request.app.state.registry
+
+
+def get_turns(request: Request) -> ChatTurns:
+    return request.app.state.turns
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+BoxDep = Annotated[Box, Depends(get_box)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+TurnsDep = Annotated[ChatTurns, Depends(get_turns)]

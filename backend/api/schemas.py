@@ -1,0 +1,88 @@
+"""Request and response bodies of the HTTP API (docs/api.md)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+MAX_MESSAGE_CHARS = 1_000_000
+
+
+class GenParams(BaseModel):
+    """Per-turn generation settings; unknown keys are refused so typos do not pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = Field(default=None, ge=0, le=10)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_k: int | None = Field(default=None, ge=0)
+    max_new_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    repetition_penalty: float | None = Field(default=None, gt=0, le=10)
+    system: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
+    enable_thinking: StrictBool | None = None
+
+    def given(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class ChatIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    chat_id: str | None = Field(default=None, max_length=200)
+    model: str = Field(default="default", max_length=200)
+    params: GenParams = Field(default_factory=GenParams)
+    stream: bool = True
+
+
+class ChatOut(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+    chat_id: str
+    turn_id: str
+    finish_reason: str
+
+
+class RemoteOut(BaseModel):
+    connected: bool
+    host: str
+    error: str | None
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"] = "ok"
+    mode: Literal["cli", "script"]
+    remote: RemoteOut
+
+
+class ModelOut(BaseModel):
+    id: str
+    base_model_path: str
+    adapter_path: str | None
+    template: str
+    status: Literal["unloaded", "loading", "ready", "error"]
+
+
+class ModelsOut(BaseModel):
+    models: list[ModelOut]
+
+
+class ModelStatusOut(BaseModel):
+    id: str
+    status: Literal["unloaded", "loading", "ready", "error"]
+    error: str | None
+    hint: str | None = None
+    load_seconds: float | None
+    active_turns: int = 0
+
+
+class StopOut(BaseModel):
+    turn_id: str
+    stopping: bool = True
+
+
+class ErrorOut(BaseModel):
+    code: str
+    message: str
+    hint: str = ""

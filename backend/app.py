@@ -1,0 +1,59 @@
+"""The FastAPI application: long-lived objects opened in the lifespan, routers mounted once,
+service errors mapped to HTTP statuses in one place, the web page served at /."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from lfgate import __version__
+from lfgate.api import chat, health, models
+from lfgate.box.errors import BoxError
+from lfgate.box.factory import open_box
+from lfgate.config import Settings
+from lfgate.services.chat_turns import ChatTurns
+from lfgate.services.conversations import ConversationMemory
+from lfgate.services.errors import ServiceError
+from lfgate.services.model_registry import ModelRegistry
+
+
+async def _connect_in_background(app: FastAPI) -> None:
+    """Reach the box at start-up without holding the gateway back; errors show in health."""
+    with contextlib.suppress(BoxError):
+        await app.state.box.connect()
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.box = open_box(settings)
+        app.state.registry = ModelRegistry(app.state.box, settings)
+        app.state.turns = ChatTurns(app.state.registry, ConversationMemory())
+        connecting = asyncio.create_task(_connect_in_background(app))
+        try:
+            yield
+        finally:
+            connecting.cancel()
+            await app.state.turns.close()
+            await app.state.registry.close()
+            await app.state.box.close()
+
+    app = FastAPI(title="LF Gate", version=__version__, lifespan=lifespan)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"detail": {"code": exc.code, "message": exc.message}},
+                            status_code=exc.status_code)
+
+    for router in (health.router, models.router, chat.router):
+        app.include_router(router)
+    frontend = resources.files("lfgate.frontend")
+    app.mount("/", StaticFiles(directory=str(frontend), html=True), name="frontend")
+    return app

@@ -1,0 +1,75 @@
+"""Errors of box access. Callers catch these, never asyncssh's or OSError:
+
+    BoxError                      code
+    ├── BoxUnreachable            box_unreachable     (connect failed, link dropped)
+    │   └── HostKeyRejected       host_key_rejected   (unknown or changed host key)
+    ├── BoxAuthFailed             auth_failed         (key refused)
+    ├── WrapperUnavailable        wrapper_unavailable (upload failed, wrapper would not start)
+    │   └── ProtocolMismatch      protocol_mismatch   (stale or foreign wrapper)
+    ├── WrapperExited             wrapper_exited      (the wrapper died mid-session)
+    ├── BoxTimeout                timeout
+    └── RemoteError               <the wrapper's own code>  (an `error` event from the box)
+
+Every error carries `code`, `message` and `hint`, which the API returns as they are; none of
+them ever holds a secret (key contents, passphrases).
+"""
+
+from __future__ import annotations
+
+
+class BoxError(Exception):
+    code = "box_error"
+    hint = ""
+
+    def __init__(self, message: str, *, hint: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+        if code is not None:
+            self.code = code
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message, "hint": self.hint}
+
+
+class BoxUnreachable(BoxError):
+    code = "box_unreachable"
+    hint = "Check SSH_HOST / SSH_PORT and that the box is running; `ssh` to it by hand."
+
+
+class HostKeyRejected(BoxUnreachable):
+    code = "host_key_rejected"
+
+
+class BoxAuthFailed(BoxError):
+    code = "auth_failed"
+    hint = "Check SSH_USER and SSH_KEY_PATH (the key must be in the box's authorized_keys)."
+
+
+class WrapperUnavailable(BoxError):
+    code = "wrapper_unavailable"
+    hint = "Check REMOTE_PYTHON / CONDA_ENV / REMOTE_WORK_DIR; the message has the box's stderr."
+
+
+class ProtocolMismatch(WrapperUnavailable):
+    code = "protocol_mismatch"
+    hint = "CHAT_SCRIPT_PATH points at a wrapper of another version: unset it so the gateway " \
+           "uploads its own, or deploy the wrapper from this version."
+
+
+class WrapperExited(BoxError):
+    code = "wrapper_exited"
+    hint = "The wrapper on the box stopped; the next request starts it again. The message " \
+           "has the box's last stderr lines."
+
+
+class BoxTimeout(BoxError):
+    code = "timeout"
+    hint = "Raise CHAT_TIMEOUT, or check the box's load."
+
+
+class RemoteError(BoxError):
+    """An error event from the wrapper, with the wrapper's code and hint."""
+
+    code = "remote_error"

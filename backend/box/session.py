@@ -1,0 +1,143 @@
+"""One persistent wrapper on the box serving one model: the gateway's side of the protocol.
+
+A reader task routes each event to whoever waits for its id (a chat turn's queue, or a
+load/unload future). When the wrapper goes away every waiter gets the same error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from lfgate.box.errors import BoxError, BoxTimeout, ProtocolMismatch, RemoteError, WrapperExited
+from lfgate.box.process import BoxProcess
+from lfgate.remote import wrapper_protocol as wp
+
+HELLO_TIMEOUT_S = 60.0  # Python start-up on a busy box; the wrapper imports nothing heavy first
+_TURN_END = (wp.EV_DONE, wp.EV_ERROR)
+
+
+def remote_error(event: dict[str, Any]) -> RemoteError:
+    return RemoteError(str(event.get("message", "")), code=str(event.get("code", "remote_error")),
+                       hint=str(event.get("hint", "")))
+
+
+class WrapperSession:
+    """Talks to one wrapper process; safe to call from many request handlers at once."""
+
+    def __init__(self, process: BoxProcess, hello: dict[str, Any]) -> None:
+        self._process = process
+        self.hello = hello
+        self._routes: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+        self._gone: BoxError | None = None
+        self._reader = asyncio.create_task(self._read_events())
+
+    @classmethod
+    async def open(cls, process: BoxProcess, expect_mode: str) -> WrapperSession:
+        """Wait for the wrapper's hello and refuse a wrapper that speaks another protocol."""
+        try:
+            line = await asyncio.wait_for(process.read_line(), HELLO_TIMEOUT_S)
+        except TimeoutError:
+            await process.close()
+            raise BoxTimeout(f"the wrapper said nothing for {HELLO_TIMEOUT_S:.0f} s") from None
+        hello: dict[str, Any] = {}
+        with contextlib.suppress(ValueError, TypeError):
+            hello = json.loads(line or "")
+        if not isinstance(hello, dict) or hello.get("event") != wp.EV_HELLO:
+            await process.close()
+            detail = process.stderr.tail() or (line or "").strip()[:500] or "no output"
+            raise WrapperExited(f"the wrapper did not start: {detail}")
+        if hello.get("protocol") != wp.PROTOCOL_VERSION or hello.get("mode") != expect_mode:
+            await process.close()
+            raise ProtocolMismatch(
+                f"the wrapper speaks protocol {hello.get('protocol')!r} in mode "
+                f"{hello.get('mode')!r} (version {hello.get('wrapper')!r}); this gateway needs "
+                f"protocol {wp.PROTOCOL_VERSION} in mode {expect_mode!r}")
+        return cls(process, hello)
+
+    @property
+    def alive(self) -> bool:
+        return self._gone is None
+
+    @property
+    def stderr_tail(self) -> str:
+        return self._process.stderr.tail()
+
+    async def _read_events(self) -> None:
+        while (line := await self._process.read_line()) is not None:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                self._process.stderr.add(f"[not a protocol line] {line}")
+                continue
+            route = self._routes.get(str(event.get("id")))
+            if route is not None:
+                route.put_nowait(event)
+        tail = self._process.stderr.tail()
+        self._gone = WrapperExited("the wrapper on the box exited" + (f":\n{tail}" if tail else ""))
+        for route in self._routes.values():
+            route.put_nowait({"event": wp.EV_ERROR, **self._gone.as_dict()})
+
+    async def _send(self, command: dict[str, Any]) -> None:
+        if self._gone is not None:
+            raise self._gone
+        await self._process.send_line(wp.encode(command))
+
+    async def _request(self, command: dict[str, Any], answers: tuple[str, ...],
+                       timeout_s: float) -> dict[str, Any]:
+        request_id = f"r{next(self._ids)}"
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._routes[request_id] = queue
+        try:
+            await self._send({**command, "id": request_id})
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    event = await queue.get()
+                    if event["event"] == wp.EV_ERROR:
+                        raise remote_error(event)
+                    if event["event"] in answers:
+                        return event
+        except TimeoutError:
+            raise BoxTimeout(f"no answer to {command['op']!r} in {timeout_s:.0f} s") from None
+        finally:
+            del self._routes[request_id]
+
+    async def load(self, model: dict[str, Any], params: dict[str, Any],
+                   timeout_s: float) -> dict[str, Any]:
+        command = {"op": wp.OP_LOAD, "model": model, "params": params, "timeout_s": timeout_s}
+        return await self._request(command, (wp.EV_READY,), timeout_s + 30)
+
+    async def unload(self, timeout_s: float = 60) -> None:
+        await self._request({"op": wp.OP_UNLOAD}, (wp.EV_UNLOADED,), timeout_s)
+
+    async def chat(self, turn_id: str, messages: list[dict[str, str]],
+                   params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The turn's events (info, delta, then done or error). Leaving early cancels it."""
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._routes[turn_id] = queue
+        finished = False
+        try:
+            await self._send({"op": wp.OP_CHAT, "id": turn_id, "messages": messages,
+                              "params": params})
+            while not finished:
+                event = await queue.get()
+                finished = event["event"] in _TURN_END
+                yield event
+        finally:
+            if not finished:
+                await asyncio.shield(self.cancel(turn_id))
+            self._routes.pop(turn_id, None)
+
+    async def cancel(self, turn_id: str) -> None:
+        with contextlib.suppress(BoxError):
+            await self._send({"op": wp.OP_CANCEL, "id": turn_id})
+
+    async def close(self) -> None:
+        await self._process.close()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._reader, 5)

@@ -1,0 +1,32 @@
+"""The wrapper programs shipped inside the package, and the content hash that names their
+folder on the box (a changed wrapper gets a new folder, so a stale one is never run)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import lfgate.remote
+
+SCRIPTS = {"cli": "chat_cli_wrapper.py", "script": "chat_inference.py"}
+_SHARED = ("wrapper_protocol.py", "wrapper_serve.py")
+
+
+@dataclass(frozen=True)
+class WrapperFiles:
+    folder: Path
+    names: tuple[str, ...]
+    digest: str  # first 16 hex digits of the sha256 over names and contents
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> WrapperFiles:
+        names = tuple(sorted({*SCRIPTS.values(), *_SHARED}))
+        sha = hashlib.sha256()
+        for name in names:
+            sha.update(name.encode() + b"\0" + (folder / name).read_bytes() + b"\0")
+        return cls(folder, names, sha.hexdigest()[:16])
+
+    @classmethod
+    def packaged(cls) -> WrapperFiles:
+        return cls.from_folder(Path(lfgate.remote.__file__).parent)

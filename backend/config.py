@@ -1,0 +1,97 @@
+"""The gateway's settings: one object, read from the environment and `.env` in the current
+directory, checked once at start-up so a wrong value stops the gateway with a clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every key is documented in .env.example; names match what users already have."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8",
+                                      extra="ignore", case_sensitive=False)
+
+    # How the box runs the model.
+    chat_mode: Literal["cli", "script"] = "script"
+    chat_script_path: str = ""
+    remote_work_dir: str = ""
+    remote_python: str = ""
+    conda_env: str = ""
+    llamafactory_cli_path: str = ""
+    chat_timeout: float = Field(default=600.0, gt=0)
+
+    # Where the box is. Empty SSH_HOST: the box is this machine (a local subprocess).
+    ssh_host: str = ""
+    ssh_port: int | None = Field(default=None, ge=1, le=65535)
+    ssh_user: str = ""
+    ssh_key_path: str = ""
+    ssh_known_hosts: str = ""
+    ssh_config_path: str = ""
+    ssh_keepalive_interval: float = Field(default=10.0, gt=0)
+    ssh_keepalive_count_max: int = Field(default=3, ge=1)
+    ssh_connect_timeout: float = Field(default=20.0, gt=0)
+    ssh_max_channels: int = Field(default=8, ge=1, le=64)
+
+    # What the box serves.
+    base_model_path: str = ""
+    adapter_path: str = ""
+    template: str = "default"
+    finetuning_type: str = "lora"
+    infer_backend: Literal["huggingface", "vllm", "sglang"] = "huggingface"
+
+    # Where the gateway listens.
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8000, ge=1, le=65535)
+
+    @field_validator("chat_mode", "infer_backend", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("ssh_port", mode="before")
+    @classmethod
+    def _empty_port(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _need_a_model(self) -> Settings:
+        if not self.base_model_path.strip():
+            raise ValueError("BASE_MODEL_PATH is required: the model directory on the box")
+        for name in ("ssh_key_path", "ssh_known_hosts", "ssh_config_path"):
+            value = getattr(self, name)
+            if value and not Path(value).expanduser().is_file():
+                raise ValueError(f"{name.upper()}: no such file: {value}")
+        return self
+
+    @property
+    def is_local(self) -> bool:
+        return not self.ssh_host.strip()
+
+    @property
+    def host_label(self) -> str:
+        """The box as users name it, without secrets."""
+        if self.is_local:
+            return "local"
+        user = f"{self.ssh_user}@" if self.ssh_user else ""
+        port = f":{self.ssh_port}" if self.ssh_port else ""
+        return f"{user}{self.ssh_host}{port}"
+
+
+class SettingsError(Exception):
+    """Start-up configuration is wrong; the message names the key."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = "_".join(str(part) for part in first["loc"]).upper()
+        message = first["msg"].removeprefix("Value error, ")
+        where = f"{key}: " if key else ""
+        raise SettingsError(f"invalid configuration: {where}{message}") from None

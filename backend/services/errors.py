@@ -1,0 +1,32 @@
+"""Errors of the services, mapped to HTTP statuses in one place (lfgate.app)."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownModel(ServiceError):
+    status_code = 404
+    code = "unknown_model"
+
+
+class UnknownChat(ServiceError):
+    status_code = 404
+    code = "unknown_chat"
+
+
+class UnknownTurn(ServiceError):
+    status_code = 404
+    code = "unknown_turn"
+
+
+class ChatBusy(ServiceError):
+    status_code = 409
+    code = "chat_busy"

@@ -1,0 +1,1 @@
+"""The web page, served by the gateway at / (static files, no build step)."""

@@ -1,0 +1,45 @@
+// Server-Sent Events parsing for fetch() streams: one small function, no shared regex state.
+
+/** Split buffered text into complete events; returns [events, rest]. */
+export function parseSSE(buffer) {
+  const events = [];
+  const blocks = buffer.replace(/\r\n/g, "\n").split("\n\n");
+  const rest = blocks.pop();
+  for (const block of blocks) {
+    let name = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith(":")) continue; // keep-alive comment
+      const colon = line.indexOf(":");
+      const field = colon === -1 ? line : line.slice(0, colon);
+      const value = colon === -1 ? "" : line.slice(colon + 1).replace(/^ /, "");
+      if (field === "event") name = value;
+      else if (field === "data") data.push(value);
+    }
+    if (data.length) events.push({ event: name, data: JSON.parse(data.join("\n")) });
+  }
+  return [events, rest];
+}
+
+/** POST a chat message and yield its events as they arrive. */
+export async function* streamChat(body, signal) {
+  const response = await fetch("api/chat", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ ...body, stream: true }),
+    signal,
+  });
+  if (!response.ok) {
+    const detail = await response.json().catch(() => ({}));
+    throw new Error(JSON.stringify(detail.detail ?? detail));
+  }
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    let events;
+    [events, buffer] = parseSSE(buffer + value);
+    yield* events;
+  }
+}

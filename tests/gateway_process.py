@@ -1,0 +1,96 @@
+"""Run the real `lfgate serve` as a subprocess for a test, and read its SSE streams."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.rig.sshd import free_port
+
+LFGATE = str(Path(sys.executable).parent / "lfgate")
+_OUR_KEYS = ("CHAT_", "SSH_", "REMOTE_", "CONDA_", "LLAMAFACTORY_", "BASE_MODEL", "ADAPTER_",
+             "TEMPLATE", "FINETUNING_", "INFER_", "GATEWAY_")
+
+
+class GatewayProcess:
+    __test__ = False
+
+    def __init__(self, env: dict[str, str], workdir: Path) -> None:
+        self.port = free_port()
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(_OUR_KEYS)}
+        self.log = workdir / f"gateway-{self.port}.log"
+        self.proc = subprocess.Popen(
+            [LFGATE, "serve", "--port", str(self.port)], cwd=workdir,
+            env={**clean, **env}, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(300, connect=5))
+        self._wait_up()
+
+    def _wait_up(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"lfgate exited: {self.log.read_text()[-3000:]}")
+            try:
+                if self.http.get("/api/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise RuntimeError(f"lfgate did not start: {self.log.read_text()[-3000:]}")
+
+    def stream(self, body: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], float]]:
+        """POST /api/chat and yield (event, data, arrival time) as events arrive."""
+        with self.http.stream("POST", "/api/chat", json=body) as response:
+            assert response.status_code == 200, response.read()
+            yield from sse_events(response)
+
+    def chat(self, body: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, dict]]]:
+        """A whole streamed turn: its final event's data and every event before it."""
+        events = [(name, data) for name, data, _ in self.stream(body)]
+        return events[-1][1], events
+
+    def wait_status(self, model: str, want: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.http.get(f"/api/models/{model}/status").json()
+            if status["status"] == want or time.monotonic() > deadline:
+                return status
+            time.sleep(0.2)
+
+    def stop(self) -> bool:
+        """SIGTERM, as a service manager would; True when the gateway shut down cleanly."""
+        self.http.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                return False
+        return "Application shutdown complete" in self.log.read_text()
+
+
+def sse_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any], float]]:
+    name, data = "message", []
+    for line in response.iter_lines():
+        if line.startswith(":"):
+            continue
+        if not line:
+            if data:
+                yield name, json.loads("\n".join(data)), time.monotonic()
+            name, data = "message", []
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
