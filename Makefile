@@ -18,11 +18,16 @@ setup: $(VENV)/.installed
 box:
 	@bash tests/rig/tiny_model.sh "$$(bash tests/rig/box_env.sh)"
 
-run: setup box
-	@BOX_PY="$$(bash tests/rig/box_env.sh)"; TINY="$$(bash tests/rig/tiny_model.sh "$$BOX_PY")"; \
-	$(PY) -c 'import json, sys; print(json.dumps({"base_model_path": sys.argv[1] + "/base", \
-	  "adapter_path": sys.argv[1] + "/adapter", "template": "qwen", "max_new_tokens": 40, \
-	  "message": "Hello! Who are you?"}))' "$$TINY" | "$$BOX_PY" remote/chat_inference.py -
+# With a .env: the configured box. Without one: the local demo box with the tiny model.
+run: setup
+	@if [ -f .env ]; then \
+	  exec $(VENV)/bin/lfgate serve; \
+	else \
+	  echo "make run: no .env here, starting the local demo box (tiny random model)" >&2; \
+	  BOX_PY="$$(bash tests/rig/box_env.sh)" && TINY="$$(bash tests/rig/tiny_model.sh "$$BOX_PY")" && \
+	  SSH_HOST= REMOTE_PYTHON="$$BOX_PY" BASE_MODEL_PATH="$$TINY/base" \
+	  ADAPTER_PATH="$$TINY/adapter" TEMPLATE=qwen exec $(VENV)/bin/lfgate serve; \
+	fi
 
 lint: setup
 	$(PY) -m ruff check .

@@ -35,7 +35,7 @@ _COMPLETE_MARK = ".complete"
 class SSHBox(Box):
     def __init__(self, settings: Settings, files: WrapperFiles | None = None) -> None:
         super().__init__(settings, files)
-        self._options = self._build_options(settings)
+        self._options: asyncssh.SSHClientConnectionOptions | None = None
         self._conn: asyncssh.SSHClientConnection | None = None
         self._connect_lock = asyncio.Lock()
         self._channels = asyncio.Semaphore(settings.ssh_max_channels)
@@ -54,6 +54,7 @@ class SSHBox(Box):
             "keepalive_interval": settings.ssh_keepalive_interval,
             "keepalive_count_max": settings.ssh_keepalive_count_max,
             "connect_timeout": settings.ssh_connect_timeout,
+            "host": settings.ssh_host,  # so ~/.ssh/config's Host blocks (alias, ProxyJump) apply
         }
         if settings.ssh_port:
             options["port"] = settings.ssh_port
@@ -75,6 +76,8 @@ class SSHBox(Box):
             if self.connected:
                 return
             try:
+                if self._options is None:  # reads config and key files: not on the event loop
+                    self._options = await asyncio.to_thread(self._build_options, self.settings)
                 self._conn = await asyncssh.connect(self.settings.ssh_host, options=self._options)
             except BoxError as exc:
                 self._note(exc)

@@ -24,7 +24,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _keygen(path: Path) -> str:
+def keygen(path: Path) -> str:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lfgate-test",
                     "-f", str(path)], check=True)
     return path.with_suffix(".pub").read_text().strip()
@@ -47,8 +47,8 @@ class TestSSHD:
         self.user = getpass.getuser()
         self.host_key = folder / "host_ed25519"
         self.client_key = folder / "client_ed25519"
-        host_public = _keygen(self.host_key)
-        (folder / "authorized_keys").write_text(_keygen(self.client_key) + "\n")
+        host_public = keygen(self.host_key)
+        (folder / "authorized_keys").write_text(keygen(self.client_key) + "\n")
         self.known_hosts = folder / "known_hosts"
         key_type, key_data = host_public.split()[:2]
         self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {key_type} {key_data}\n")

@@ -1,0 +1,84 @@
+"""Settings validation, the `lfgate` command's start-up errors, and the remote command string."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+
+import pytest
+
+from lfgate.box.command import wrapper_command
+from lfgate.config import SettingsError, load_settings
+from tests.gateway_process import LFGATE
+
+
+def test_defaults_bind_to_loopback_and_use_script_mode():
+    settings = load_settings(base_model_path="/m")
+    assert settings.gateway_host == "127.0.0.1"
+    assert settings.chat_mode == "script"
+    assert settings.is_local and settings.host_label == "local"
+
+
+@pytest.mark.parametrize("overrides, key", [
+    ({"chat_mode": "gui"}, "CHAT_MODE"),
+    ({"ssh_port": "ssh"}, "SSH_PORT"),
+    ({"gateway_port": 70000}, "GATEWAY_PORT"),
+    ({"chat_timeout": -1}, "CHAT_TIMEOUT"),
+    ({"ssh_key_path": "/nonexistent/key"}, "SSH_KEY_PATH"),
+])
+def test_a_bad_value_names_its_key(overrides, key):
+    with pytest.raises(SettingsError) as error:
+        load_settings(base_model_path="/m", **overrides)
+    assert key in str(error.value)
+
+
+def test_env_file_in_the_current_directory_is_read(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("CHAT_MODE=CLI\nBASE_MODEL_PATH=/models/q\nSSH_HOST=gpu\n"
+                                   "SSH_USER=me\nSSH_PORT=2222\n")
+    monkeypatch.chdir(tmp_path)
+    for key in ("CHAT_MODE", "BASE_MODEL_PATH", "SSH_HOST", "SSH_USER", "SSH_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    settings = load_settings()
+    assert (settings.chat_mode, settings.host_label) == ("cli", "me@gpu:2222")
+
+
+def test_lfgate_serve_stops_with_one_clear_line(tmp_path):
+    (tmp_path / ".env").write_text("CHAT_MODE=gui\nBASE_MODEL_PATH=/m\n")
+    result = subprocess.run([LFGATE, "serve"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "CHAT_MODE" in result.stderr
+
+
+def test_lfgate_serve_needs_a_model(tmp_path):
+    result = subprocess.run([LFGATE, "serve"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2 and "BASE_MODEL_PATH" in result.stderr
+
+
+def test_remote_command_quotes_every_value():
+    settings = load_settings(
+        base_model_path="/m", remote_work_dir="~/runs/it's here; rm -rf /",
+        conda_env="lf env$(reboot)", remote_python="/opt/py 3/bin/python")
+    command = wrapper_command(settings, "/home/u/.cache/lfgate/wrappers/abc/chat_inference.py")
+    words = shlex.split(command)
+    assert "rm" not in words and "$(reboot)" not in command.replace("'lf env$(reboot)'", "")
+    assert "'lf env$(reboot)'" in command
+    assert command.startswith('cd "$HOME"/\'runs/it\'"\'"\'s here; rm -rf /\'')
+    assert command.endswith("exec '/opt/py 3/bin/python' "
+                            "/home/u/.cache/lfgate/wrappers/abc/chat_inference.py --serve")
+
+
+def test_remote_command_runs_where_it_says(tmp_path):
+    """The string really does what it says in sh: cd into an odd folder, then exec."""
+    odd = tmp_path / "a dir; with 'quotes' $HOME"
+    odd.mkdir()
+    python = tmp_path / "fake python"
+    python.write_text('#!/bin/sh\necho "$PWD|$*"\n')
+    python.chmod(0o755)
+    settings = load_settings(base_model_path="/m", remote_work_dir=str(odd),
+                             remote_python=str(python))
+    out = subprocess.run(["/bin/sh", "-c", wrapper_command(settings, "x y.py")],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [f"{odd}|x y.py --serve"]
