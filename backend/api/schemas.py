@@ -75,6 +75,7 @@ class ModelStatusOut(BaseModel):
     hint: str | None = None
     load_seconds: float | None
     active_turns: int = 0
+    stderr_tail: str = ""  # the wrapper's last stderr lines on the box
 
 
 class StopOut(BaseModel):

@@ -1,0 +1,72 @@
+"""Box access over the real sshd with stand-in wrappers (tests/rig/fake_wrappers): stderr
+draining, protocol checks, the channel bound. The real wrappers are covered end to end in
+test_gateway_e2e.py; these need a wrapper that misbehaves on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from lfgate.box.errors import ProtocolMismatch, WrapperExited
+from lfgate.box.ssh_box import SSHBox
+from lfgate.config import load_settings
+
+FAKES = Path(__file__).resolve().parent / "rig" / "fake_wrappers"
+
+
+def box_for(sshd, script: str, **overrides) -> SSHBox:
+    env = {k.lower(): v for k, v in sshd.settings_env().items()}
+    return SSHBox(load_settings(base_model_path="/m", chat_script_path=str(FAKES / script),
+                                **{**env, **overrides}))
+
+
+async def test_a_wrapper_flooding_stderr_does_not_stall(sshd):
+    box = box_for(sshd, "noisy_wrapper.py")
+    try:
+        session = await asyncio.wait_for(box.start_wrapper(), 60)
+        await session.load({"base_model_path": "/m"}, {}, 30)
+        events = [e async for e in session.chat("t1", [{"role": "user", "content": "hi"}], {})]
+        assert [e["event"] for e in events] == ["delta", "done"]
+        assert session.stderr_tail.endswith("y" * 100)  # kept, but bounded
+        assert len(session.stderr_tail) < 50_000
+        await session.close()
+    finally:
+        await box.close()
+
+
+async def test_a_wrapper_of_another_protocol_is_refused(sshd):
+    box = box_for(sshd, "stale_wrapper.py")
+    try:
+        with pytest.raises(ProtocolMismatch) as error:
+            await box.start_wrapper()
+        assert "999" in error.value.message
+        assert box.status().error == error.value.message
+    finally:
+        await box.close()
+
+
+async def test_a_wrapper_that_cannot_start_says_why(sshd):
+    box = box_for(sshd, "no_such_wrapper.py")
+    try:
+        with pytest.raises(WrapperExited) as error:
+            await box.start_wrapper()
+        assert "no_such_wrapper.py" in error.value.message  # python's own complaint, via stderr
+    finally:
+        await box.close()
+
+
+async def test_channels_are_bounded(sshd):
+    box = box_for(sshd, "noisy_wrapper.py", ssh_max_channels=2)
+    try:
+        first = await box.start_wrapper()
+        second = await box.start_wrapper()
+        third = asyncio.create_task(box.start_wrapper())
+        await asyncio.sleep(1.5)
+        assert not third.done(), "a third channel must wait for a free slot"
+        await first.close()
+        third_session = await asyncio.wait_for(third, 30)
+        await asyncio.gather(second.close(), third_session.close())
+    finally:
+        await box.close()
