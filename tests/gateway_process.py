@@ -24,8 +24,12 @@ _OUR_KEYS = ("CHAT_", "SSH_", "REMOTE_", "CONDA_", "LLAMAFACTORY_", "BASE_MODEL"
 class GatewayProcess:
     __test__ = False
 
-    def __init__(self, env: dict[str, str], workdir: Path) -> None:
+    def __init__(self, env: dict[str, str], workdir: Path, dotenv: dict[str, str] | None = None
+                 ) -> None:
+        """`env` goes in the environment; `dotenv` is written to workdir/.env, as users do."""
         self.port = free_port()
+        if dotenv is not None:
+            (workdir / ".env").write_text("".join(f"{k}={v}\n" for k, v in dotenv.items()))
         clean = {k: v for k, v in os.environ.items() if not k.startswith(_OUR_KEYS)}
         self.log = workdir / f"gateway-{self.port}.log"
         self.proc = subprocess.Popen(

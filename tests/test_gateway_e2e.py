@@ -34,7 +34,7 @@ def gateway(request, sshd, box_python, tiny, tmp_path_factory):
     env = {**sshd.settings_env(), "CHAT_MODE": request.param, "REMOTE_PYTHON": box_python,
            "BASE_MODEL_PATH": tiny["base"], "ADAPTER_PATH": tiny["adapter"],
            "TEMPLATE": tiny["template"], "CHAT_TIMEOUT": "120"}
-    gw = GatewayProcess(env, tmp_path_factory.mktemp("gw"))
+    gw = GatewayProcess({}, tmp_path_factory.mktemp("gw"), dotenv=env)  # read from ./.env
     gw.mode = request.param
     yield gw
     assert gw.stop(), gw.log.read_text()[-3000:]
@@ -145,6 +145,7 @@ def test_load_status_unload(gateway):
     assert time.monotonic() - started < 5, "load must return at once"
     ready = gateway.wait_status("base", "ready")
     assert ready["status"] == "ready" and ready["load_seconds"] > 0 and ready["error"] is None
+    assert set(ready["load_phases"]) == {"connect_s", "upload_s", "start_s", "load_s"}
     done, _ = gateway.chat({"message": "hi", "model": "base", "params": SHORT})
     assert done["content"] is not None
     assert gateway.http.post("/api/models/base/unload").json()["status"] == "unloaded"

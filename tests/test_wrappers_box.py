@@ -183,6 +183,29 @@ def test_bad_lines_get_errors_and_the_wrapper_goes_on(served):
     assert pong["id"] == "alive" and pong["state"] == "ready"
 
 
+def _command_lines() -> list[str]:
+    lines = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                lines.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except OSError:
+                continue
+    return lines
+
+
+def test_no_user_text_in_any_command_line(served):
+    system, message = "SYSTEM-MARKER-5b1e", "MESSAGE-MARKER-77c2"
+    served.send({"op": "chat", "id": "argv", "messages": [user(message)],
+                 "params": {"system": system, "max_new_tokens": 2000, "temperature": 1.0}})
+    served.until("delta", timeout=120)  # the CLI (restarted for the new system prompt) is up
+    leaks = [line for line in _command_lines() if system in line or message in line]
+    served.send({"op": "cancel", "id": "argv"})
+    served.until("done")
+    assert served.spied()[-1]["messages"][-1]["content"] == message
+    assert not leaks, leaks
+
+
 def test_script_mode_params_apply_per_call(box_python, tiny, tmp_path):
     wrapper = WrapperProcess(box_python, "script", tmp_path / "spy.jsonl")
     try:

@@ -14,7 +14,8 @@ def _status(entry: ModelEntry) -> ModelStatusOut:
     return ModelStatusOut(id=entry.spec.id, status=entry.status,
                           error=None if error is None else error.message,
                           hint=None if error is None else error.hint,
-                          load_seconds=entry.load_seconds, active_turns=entry.active_turns,
+                          load_seconds=entry.load_seconds, load_phases=entry.load_phases,
+                          active_turns=entry.active_turns,
                           stderr_tail=entry.session.stderr_tail if entry.session else "")
 
 

@@ -74,6 +74,7 @@ class ModelStatusOut(BaseModel):
     error: str | None
     hint: str | None = None
     load_seconds: float | None
+    load_phases: dict[str, float] = Field(default_factory=dict)  # connect/upload/start/load
     active_turns: int = 0
     stderr_tail: str = ""  # the wrapper's last stderr lines on the box
 

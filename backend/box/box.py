@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lfgate.box.command import wrapper_command
@@ -69,15 +72,29 @@ class Box(abc.ABC):
         """After a reconnect the box may have changed (a new machine under the same name)."""
         self._wrapper_dir = None
 
-    async def start_wrapper(self) -> WrapperSession:
+    async def start_wrapper(self, phases: dict[str, float] | None = None) -> WrapperSession:
+        """Connect, place the wrapper, start it and check its hello. `phases` gets the
+        seconds each step took (connect, upload, start), for status and benchmarks."""
+        phases = {} if phases is None else phases
         try:
-            await self.connect()
-            command = wrapper_command(self.settings, await self.wrapper_path())
-            process = await self._spawn(command)
-            session = await WrapperSession.open(process, self.settings.chat_mode)
+            with _timed(phases, "connect_s"):
+                await self.connect()
+            with _timed(phases, "upload_s"):
+                path = await self.wrapper_path()
+            with _timed(phases, "start_s"):
+                process = await self._spawn(wrapper_command(self.settings, path))
+                session = await WrapperSession.open(process, self.settings.chat_mode)
         except BoxError as exc:
             self._note(exc)
             raise
         self._note(None)
         return session
 
+
+@contextlib.contextmanager
+def _timed(phases: dict[str, float], name: str) -> Iterator[None]:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        phases[name] = round(time.monotonic() - started, 3)

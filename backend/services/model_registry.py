@@ -60,6 +60,7 @@ class ModelEntry:
     status: ModelStatus = "unloaded"
     error: BoxError | None = None
     load_seconds: float | None = None
+    load_phases: dict[str, float] = field(default_factory=dict)
     session: WrapperSession | None = None
     active_turns: int = 0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -116,10 +117,13 @@ class ModelRegistry:
         started = time.monotonic()
         await self._drop_session(entry)
         session = None
+        entry.load_phases = phases = {}
         try:
-            session = await self._box.start_wrapper()
+            session = await self._box.start_wrapper(phases)
             spec = entry.spec.for_wrapper(self._settings.llamafactory_cli_path)
+            load_started = time.monotonic()
             await session.load(spec, params, self._settings.chat_timeout)
+            phases["load_s"] = round(time.monotonic() - load_started, 3)
         except BoxError as exc:
             if session is not None:
                 await session.close()
