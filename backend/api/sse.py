@@ -16,7 +16,9 @@ KEEPALIVE_S = 5.0
 
 
 def sse_event(name: str, data: dict[str, Any]) -> str:
-    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+    """ASCII-only JSON: model output can hold U+2028, NEL and the like, which some clients'
+    line splitters (Python's str.splitlines, so httpx) take for line breaks."""
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=True)}\n\n"
 
 
 async def turn_stream(turn: Turn, turns: ChatTurns) -> AsyncIterator[str]:
