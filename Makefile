@@ -36,7 +36,9 @@ test: setup box
 	bash tests/rig/system_deps.sh
 	$(PY) -m ruff check .
 	$(PY) -m pytest -ra
-	$(PY) -m tests.bench.turn_latency --smoke
+	$(PY) -m tests.bench.run --smoke
 
+# Every benchmark, written to docs/benchmarks.md (about 10 minutes).
 bench: setup box
-	$(PY) -m tests.bench.turn_latency
+	bash tests/rig/system_deps.sh
+	$(PY) -m tests.bench.run

@@ -195,16 +195,7 @@ class CliEngine:
 
         assert self._model is not None
         model = self._model
-        config: dict[str, Any] = {
-            "model_name_or_path": model["base_model_path"],
-            "template": model["template"],
-            "finetuning_type": model["finetuning_type"],
-            "infer_backend": model["infer_backend"],
-            **model["extra_args"],
-            **flags,
-        }
-        if model["adapter_path"]:
-            config["adapter_name_or_path"] = model["adapter_path"]
+        config = {**wrapper_serve.llamafactory_args(model), **flags}
         # LlamaFactory 0.9.5 reads .yaml with OmegaConf (its .json branch is broken); JSON is
         # YAML, and OmegaConf leaves ${...} in strings alone unless resolved.
         config_path = os.path.join(self._dir, "chat.yaml")

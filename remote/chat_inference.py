@@ -66,18 +66,9 @@ class ScriptEngine:
                                   f"cannot import llamafactory in {sys.executable}: {exc}") from exc
         wrapper_serve.check_paths(model)
         self.unload()
-        args: dict[str, Any] = {
-            "model_name_or_path": model["base_model_path"],
-            "template": model["template"],
-            "finetuning_type": model["finetuning_type"],
-            "infer_backend": model["infer_backend"],
-            **model["extra_args"],
-        }
-        if model["adapter_path"]:
-            args["adapter_name_or_path"] = model["adapter_path"]
         started = time.monotonic()
         try:
-            self._chat_model = ChatModel(args)
+            self._chat_model = ChatModel(wrapper_serve.llamafactory_args(model))
         except Exception as exc:
             raise wrapper_serve.unexpected_error(exc, wp.E_LOAD_FAILED) from exc
         self.load_seconds = time.monotonic() - started

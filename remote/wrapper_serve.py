@@ -136,6 +136,20 @@ def unexpected_error(exc: BaseException, code: str) -> wp.WrapperError:
     return classify_failure(f"{type(exc).__name__}: {exc}", code)
 
 
+def llamafactory_args(model: dict[str, Any]) -> dict[str, Any]:
+    """A checked model spec as LlamaFactory's own arguments (ChatModel and llamafactory-cli)."""
+    args: dict[str, Any] = {
+        "model_name_or_path": model["base_model_path"],
+        "template": model["template"],
+        "finetuning_type": model["finetuning_type"],
+        "infer_backend": model["infer_backend"],
+        **model["extra_args"],
+    }
+    if model["adapter_path"]:
+        args["adapter_name_or_path"] = model["adapter_path"]
+    return args
+
+
 def _looks_local(path: str) -> bool:
     return path.startswith(("/", "./", "../", "~")) or os.path.exists(os.path.expanduser(path))
 

@@ -29,7 +29,10 @@ def main() -> None:
     for prompt in job["prompts"]:
         started = time.monotonic()
         first, chunks = None, 0
-        for _ in chat_model.stream_chat([{"role": "user", "content": prompt}], **job["params"]):
+        for text in chat_model.stream_chat([{"role": "user", "content": prompt}],
+                                           **job["params"]):
+            if not text:  # the streamer also yields "" while it holds back a partial word
+                continue
             chunks += 1
             first = first if first is not None else time.monotonic() - started
         turns.append({"ttft_s": first, "total_s": time.monotonic() - started, "chunks": chunks})
