@@ -28,14 +28,19 @@ def main() -> None:
     turns = []
     for prompt in job["prompts"]:
         started = time.monotonic()
-        first, chunks = None, 0
+        first, last, chunks, gaps = None, None, 0, []
         for text in chat_model.stream_chat([{"role": "user", "content": prompt}],
                                            **job["params"]):
             if not text:  # the streamer also yields "" while it holds back a partial word
                 continue
+            now = time.monotonic()
             chunks += 1
-            first = first if first is not None else time.monotonic() - started
-        turns.append({"ttft_s": first, "total_s": time.monotonic() - started, "chunks": chunks})
+            if last is not None:
+                gaps.append(now - last)
+            first = first if first is not None else now - started
+            last = now
+        turns.append({"ttft_s": first, "total_s": time.monotonic() - started, "chunks": chunks,
+                      "gaps_s": gaps})
     print(json.dumps({"load_s": load_s, "turns": turns}), flush=True)
 
 

@@ -42,6 +42,7 @@ PROMPTS = ["Hello, how are you today?", "Tell me about LoRA adapters.",
 # The same settings for every contender. Greedy: every path gets the very same reply (the
 # tiny model streams it token by token, 128 tokens for most prompts), so rates compare.
 PARAMS = {"temperature": 0, "max_new_tokens": 128}
+BOX_ENV = {"OMP_NUM_THREADS": "1"}
 
 
 def median(values: list[float]) -> float:
@@ -88,7 +89,10 @@ class Rig:
         self.box_python = _rig("box_env.sh")
         self.tiny = Path(_rig("tiny_model.sh", self.box_python))
         (workdir / "sshd").mkdir()
-        self.sshd = TestSSHD(workdir / "sshd")
+        # One torch thread on the box: this machine's two cores also run sshd, the gateway
+        # and the client; two torch threads fighting them for the CPU would measure contention
+        # that a real deployment (box and laptop apart) does not have. Same for every path.
+        self.sshd = TestSSHD(workdir / "sshd", BOX_ENV)
         self.model = {"base_model_path": str(self.tiny / "base"),
                       "adapter_path": str(self.tiny / "adapter"), "template": "qwen"}
 
@@ -193,9 +197,14 @@ def bench_overhead(rig: Rig, gateway: GatewayProcess, reps: int) -> dict[str, An
     out = rig.ssh_run(f"LLAMAFACTORY_VERBOSITY=WARNING exec {shlex.quote(rig.box_python)} "
                       f"{script} -", stdin=direct_job)
     report = json.loads(out.strip().splitlines()[-1])  # LlamaFactory logs to stdout before it
-    direct = [Turn(t["ttft_s"], t["total_s"], t["chunks"]) for t in report["turns"]]
-    through = [gateway_turn(gateway, {"message": p, "params": PARAMS})[0] for p in prompts]
-    return {"direct": direct, "gateway": through}
+    direct = [Turn(t["ttft_s"], t["total_s"], t["chunks"], t["gaps_s"]) for t in report["turns"]]
+    through, inside = [], []
+    for prompt in prompts:
+        turn, done = gateway_turn(gateway, {"message": prompt, "params": PARAMS})
+        through.append(turn)
+        box = done["box_timing"]  # the same turn as the wrapper on the box timed it
+        inside.append(Turn(box["ttft_ms"] / 1000, box["total_ms"] / 1000, box["chunks"]))
+    return {"direct": direct, "gateway": through, "wrapper": inside}
 
 
 # -- 3. LlamaFactory's own API server through an SSH tunnel -----------------------------------
@@ -209,10 +218,13 @@ def bench_llamafactory_api(rig: Rig, gateway: GatewayProcess, reps: int) -> dict
                                   "template": "qwen", "finetuning_type": "lora"}))
     remote_port, local_port = free_port(), free_port()
     cli = Path(rig.box_python).parent / "llamafactory-cli"
-    server = subprocess.Popen(
-        [*rig.ssh_argv(), f"API_HOST=127.0.0.1 API_PORT={remote_port} "
-         f"LLAMAFACTORY_VERBOSITY=WARNING exec {shlex.quote(str(cli))} api "
-         f"{shlex.quote(str(config))}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The server lives as long as the SSH session: when the session's stdin closes, the
+    # remote shell stops it (a session without a pty gets no SIGHUP).
+    serve = (f"API_HOST=127.0.0.1 API_PORT={remote_port} LLAMAFACTORY_VERBOSITY=WARNING "
+             f"{shlex.quote(str(cli))} api {shlex.quote(str(config))} & server=$!; "
+             "cat >/dev/null; kill $server; wait $server")
+    server = subprocess.Popen([*rig.ssh_argv(), serve], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tunnel = subprocess.Popen([*rig.ssh_argv("-N", "-L",
                                              f"{local_port}:127.0.0.1:{remote_port}")],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -226,13 +238,10 @@ def bench_llamafactory_api(rig: Rig, gateway: GatewayProcess, reps: int) -> dict
                    for p in prompts[1:]]
     finally:
         tunnel.terminate()
-        server.terminate()
+        assert server.stdin is not None
+        server.stdin.close()  # ends the API server on the box
         for proc in (tunnel, server):
-            proc.wait(timeout=30)
-        # The API server is a child of the SSH session; its process group ends with it, but
-        # make sure nothing is left listening.
-        subprocess.run(["pkill", "-f", f"API_PORT={remote_port}"], check=False)
-        subprocess.run(["pkill", "-f", f"api {config}"], check=False)
+            proc.wait(timeout=60)
     return {"api": api_turns, "gateway": through}
 
 
@@ -344,16 +353,21 @@ def _stop_profile(spy: subprocess.Popen[bytes] | None, out: Path) -> dict[str, A
     spy.wait(timeout=60)
     if not out.exists():
         return None
-    total, by_frame, ours = 0, Counter[str](), 0
+    total, busy, by_frame = 0, 0, Counter[str]()
     for line in out.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         samples = int(count)
         total += samples
-        frames = stack.split(";")
-        by_frame[_frame_name(frames[-1])] += samples
-        if any("lfgate" in frame or "/backend/" in frame for frame in frames):
-            ours += samples
-    return {"samples": total, "ours": ours, "top": by_frame.most_common(10)}
+        innermost = _frame_name(stack.split(";")[-1])
+        if not innermost.startswith(_IDLE_FRAMES):
+            busy += samples
+            by_frame[innermost] += samples
+    return {"samples": total, "busy": busy, "top": by_frame.most_common(10)}
+
+
+# Frames where a thread waits rather than works (py-spy's --nonblocking cannot tell).
+_IDLE_FRAMES = ("EpollSelector.select", "select ", "Condition.wait", "wait (threading",
+                "Event.wait", "_worker (thread.py)", "Thread.join")
 
 
 def _frame_name(frame: str) -> str:
