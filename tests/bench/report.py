@@ -48,7 +48,12 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "",
         "The tiny model makes generation almost free, so these figures isolate what the "
         "gateway adds; on a real model generation dominates and the ratios shrink toward 1 "
-        "(except the one-shot comparison, where a real model's load makes it far worse).",
+        "(except the one-shot comparison, where a real model's load makes it far worse). "
+        "Here the box, sshd, the gateway and the client share two cores (the box's torch is "
+        "held to one thread for every path): a path that spends more CPU on the client side "
+        "(the gateway's SSH decryption and SSE, about 1.5 ms per chunk, section 4) slows the "
+        "box a little, which a real deployment, box and laptop apart, does not see. Run to "
+        "run, medians move by tens of milliseconds; differences smaller than that are noise.",
         "",
         "![Time to first token by path](benchmarks-ttft.png)",
         "",
