@@ -49,3 +49,42 @@ def sshd(tmp_path_factory, box_python):
     server.spy = spy
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL (Debian's package); skipped, with the reason, where it is missing."""
+    import tempfile
+
+    from tests.rig.postgres import TestPostgres, find_bindir
+
+    url = os.environ.get("LFGATE_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (Debian package `postgresql`); "
+                    "tests/rig/system_deps.sh installs it")
+    server = TestPostgres(Path(tempfile.mkdtemp(prefix="lfgate-pg-")), bindir)
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request, tmp_path):
+    """A fresh, empty database of each kind for one test."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'lfgate.db'}"
+        return
+    import uuid
+
+    import asyncpg
+
+    server_url = request.getfixturevalue("postgres_server")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = server_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(admin)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    yield server_url.rsplit("/", 1)[0] + f"/{name}"

@@ -4,6 +4,8 @@ set -euo pipefail
 need=()
 [[ -x /usr/sbin/sshd ]] || need+=(openssh-server)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+command -v runuser >/dev/null || need+=(util-linux)
 ((${#need[@]} == 0)) && exit 0
 sudo=""
 [[ $(id -u) -eq 0 ]] || sudo="sudo"

@@ -1,0 +1,196 @@
+"""Chats and messages in the database: keyword-only operations, one transaction each.
+
+Messages form a tree; a chat's `active_leaf_id` names the branch the user sees and the model
+continues. Nothing is overwritten: an edit or a regeneration is a new sibling.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+
+from lfgate.services.errors import UnknownChat
+from lfgate.storage.database import Database
+from lfgate.storage.tables import Chat, Message, utcnow
+
+MESSAGE_STATUSES = ("complete", "streaming", "stopped", "interrupted", "error")
+
+
+class UnknownMessage(UnknownChat):
+    code = "unknown_message"
+
+
+@dataclass(frozen=True)
+class ChatRecord:
+    id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    archived: bool
+    model: str
+    system: str | None
+    params: dict[str, Any]
+    active_leaf_id: str | None
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    id: str
+    chat_id: str
+    parent_id: str | None
+    role: str
+    content: str
+    status: str
+    created_at: datetime
+    provenance: dict[str, Any] | None
+
+
+def _chat(row: Chat) -> ChatRecord:
+    return ChatRecord(row.id, row.title, row.created_at, row.updated_at, row.archived, row.model,
+                      row.system, dict(row.params or {}), row.active_leaf_id)
+
+
+def _message(row: Message) -> MessageRecord:
+    return MessageRecord(row.id, row.chat_id, row.parent_id, row.role, row.content, row.status,
+                         row.created_at, row.provenance)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class ChatStore:
+    def __init__(self, database: Database) -> None:
+        self._sessions = database.sessions
+
+    async def create_chat(self, *, title: str, model: str = "default",
+                          system: str | None = None,
+                          params: dict[str, Any] | None = None) -> ChatRecord:
+        row = Chat(id=new_id(), title=title[:200], model=model, system=system,
+                   params=params or {})
+        async with self._sessions.begin() as session:
+            session.add(row)
+        return _chat(row)
+
+    async def get_chat(self, *, chat_id: str) -> ChatRecord:
+        async with self._sessions() as session:
+            row = await session.get(Chat, chat_id)
+            if row is None:
+                raise UnknownChat(f"unknown chat {chat_id!r}")
+            return _chat(row)
+
+    async def list_chats(self, *, q: str | None = None, archived: bool | None = False,
+                         limit: int = 50, offset: int = 0) -> list[ChatRecord]:
+        """Newest first; `q` searches titles and message text (case-insensitive)."""
+        query = select(Chat).order_by(Chat.updated_at.desc(), Chat.id).limit(limit).offset(offset)
+        if archived is not None:
+            query = query.where(Chat.archived == archived)
+        if q:
+            pattern = f"%{_escape_like(q)}%"
+            in_messages = select(Message.chat_id).where(
+                Message.content.ilike(pattern, escape="\\"))
+            query = query.where(or_(Chat.title.ilike(pattern, escape="\\"),
+                                    Chat.id.in_(in_messages)))
+        async with self._sessions() as session:
+            return [_chat(row) for row in (await session.scalars(query)).all()]
+
+    async def update_chat(self, *, chat_id: str, **changes: Any) -> ChatRecord:
+        allowed = {"title", "archived", "system", "params", "model", "active_leaf_id"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"cannot change {', '.join(sorted(unknown))}")
+        async with self._sessions.begin() as session:
+            row = await session.get(Chat, chat_id)
+            if row is None:
+                raise UnknownChat(f"unknown chat {chat_id!r}")
+            for key, value in changes.items():
+                setattr(row, key, value)
+            row.updated_at = utcnow()
+        return _chat(row)
+
+    async def delete_chat(self, *, chat_id: str) -> None:
+        async with self._sessions.begin() as session:
+            if await session.get(Chat, chat_id) is None:
+                raise UnknownChat(f"unknown chat {chat_id!r}")
+            await session.execute(delete(Message).where(Message.chat_id == chat_id))
+            await session.execute(delete(Chat).where(Chat.id == chat_id))
+
+    async def add_message(self, *, chat_id: str, parent_id: str | None, role: str,
+                          content: str, status: str = "complete",
+                          provenance: dict[str, Any] | None = None) -> MessageRecord:
+        """Append to the tree under `parent_id` and make the new message the active leaf."""
+        if status not in MESSAGE_STATUSES:
+            raise ValueError(f"status must be one of {MESSAGE_STATUSES}")
+        row = Message(id=new_id(), chat_id=chat_id, parent_id=parent_id, role=role,
+                      content=content, status=status, provenance=provenance)
+        async with self._sessions.begin() as session:
+            chat = await session.get(Chat, chat_id)
+            if chat is None:
+                raise UnknownChat(f"unknown chat {chat_id!r}")
+            if parent_id is not None:
+                parent = await session.get(Message, parent_id)
+                if parent is None or parent.chat_id != chat_id:
+                    raise UnknownMessage(f"unknown message {parent_id!r} in chat {chat_id!r}")
+            session.add(row)
+            chat.active_leaf_id = row.id
+            chat.updated_at = utcnow()
+        return _message(row)
+
+    async def update_message(self, *, message_id: str, content: str | None = None,
+                             status: str | None = None,
+                             provenance: dict[str, Any] | None = None) -> None:
+        """Save a reply as it grows, and its final state."""
+        values: dict[str, Any] = {"updated_at": utcnow()}
+        if content is not None:
+            values["content"] = content
+        if status is not None:
+            if status not in MESSAGE_STATUSES:
+                raise ValueError(f"status must be one of {MESSAGE_STATUSES}")
+            values["status"] = status
+        if provenance is not None:
+            values["provenance"] = provenance
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Message).where(Message.id == message_id).values(**values))
+            if result.rowcount == 0:
+                raise UnknownMessage(f"unknown message {message_id!r}")
+
+    async def messages(self, *, chat_id: str) -> list[MessageRecord]:
+        async with self._sessions() as session:
+            rows = await session.scalars(select(Message).where(Message.chat_id == chat_id)
+                                         .order_by(Message.created_at, Message.id))
+            return [_message(row) for row in rows.all()]
+
+    async def branch(self, *, chat_id: str, leaf_id: str | None = None) -> list[MessageRecord]:
+        """The messages from the root to `leaf_id` (default: the chat's active leaf)."""
+        chat = await self.get_chat(chat_id=chat_id)
+        leaf_id = leaf_id or chat.active_leaf_id
+        by_id = {m.id: m for m in await self.messages(chat_id=chat_id)}
+        if leaf_id is not None and leaf_id not in by_id:
+            raise UnknownMessage(f"unknown message {leaf_id!r} in chat {chat_id!r}")
+        path = []
+        while leaf_id is not None:
+            message = by_id[leaf_id]
+            path.append(message)
+            leaf_id = message.parent_id
+        return path[::-1]
+
+    async def mark_interrupted(self) -> int:
+        """At start-up: replies left `streaming` by a gateway that died become `interrupted`."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Message).where(Message.status == "streaming")
+                .values(status="interrupted", updated_at=utcnow()))
+            return result.rowcount
+
+    async def count_chats(self) -> int:
+        async with self._sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(Chat)) or 0)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
