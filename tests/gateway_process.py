@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tests.rig.sshd import free_port
+from tests.rig.ports import free_port
 
 LFGATE = str(Path(sys.executable).parent / "lfgate")
 _OUR_KEYS = ("CHAT_", "SSH_", "REMOTE_", "CONDA_", "LLAMAFACTORY_", "BASE_MODEL", "ADAPTER_",

@@ -33,7 +33,8 @@ import httpx
 from lfgate.box.ssh_box import REMOTE_WRAPPER_ROOT
 from lfgate.box.wrapper_files import WrapperFiles
 from tests.gateway_process import GatewayProcess
-from tests.rig.sshd import TestSSHD, free_port
+from tests.rig.ports import free_port
+from tests.rig.sshd import TestSSHD
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = ["Hello, how are you today?", "Tell me about LoRA adapters.",

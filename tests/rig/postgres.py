@@ -10,12 +10,11 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
-from tests.rig.sshd import free_port
+from tests.rig.ports import free_port, wait_listening
 
 
 def find_bindir() -> Path | None:
@@ -44,26 +43,14 @@ class TestPostgres:
             [*self._runas, str(bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
              "-k", str(self.folder), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
             stdout=subprocess.DEVNULL, stderr=self.log.open("w"))
-        self._wait_ready()
+        wait_listening(self.port, self.proc, self.log, "postgres")
+        time.sleep(0.3)  # accepting TCP comes a moment before accepting logins
         self._run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
                   "-U", "lfgate", "lfgate")
         self.url = f"postgresql+asyncpg://lfgate@127.0.0.1:{self.port}/lfgate"
 
     def _run(self, *argv: str) -> None:
         subprocess.run([*self._runas, *argv], check=True, capture_output=True, cwd="/")
-
-    def _wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"postgres exited: {self.log.read_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    time.sleep(0.3)  # accepting TCP comes a moment before accepting logins
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"postgres did not start: {self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:
         self.proc.terminate()

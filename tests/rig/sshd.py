@@ -10,18 +10,12 @@ from __future__ import annotations
 import getpass
 import os
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
+from tests.rig.ports import free_port, wait_listening
+
 SSHD = "/usr/sbin/sshd"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def keygen(path: Path) -> str:
@@ -76,19 +70,7 @@ class TestSSHD:
         self.log = folder / "sshd.log"
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)],
                                      stderr=self.log.open("w"), stdout=subprocess.DEVNULL)
-        self._wait_listening()
-
-    def _wait_listening(self, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"sshd exited: {self.log.read_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"sshd did not listen on {self.port}: {self.log.read_text()[-2000:]}")
+        wait_listening(self.port, self.proc, self.log, "sshd")
 
     def settings_env(self) -> dict[str, str]:
         """The gateway's .env keys for this box."""
