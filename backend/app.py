@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 
@@ -13,14 +14,17 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from lfgate import __version__
-from lfgate.api import chat, health, models
+from lfgate.api import chat, chats, health, models
 from lfgate.box.errors import BoxError
 from lfgate.box.factory import open_box
 from lfgate.config import Settings
 from lfgate.services.chat_turns import ChatTurns
-from lfgate.services.conversations import ConversationMemory
 from lfgate.services.errors import ServiceError
 from lfgate.services.model_registry import ModelRegistry
+from lfgate.storage.chat_store import ChatStore
+from lfgate.storage.database import open_database
+
+logger = logging.getLogger("lfgate")
 
 
 async def _connect_in_background(app: FastAPI) -> None:
@@ -33,9 +37,15 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
+        database = await open_database(settings.effective_database_url)
+        app.state.store = ChatStore(database)
+        interrupted = await app.state.store.mark_interrupted()
+        if interrupted:
+            logger.warning("%d reply(ies) were cut off by an earlier stop; marked interrupted",
+                           interrupted)
         app.state.box = open_box(settings)
         app.state.registry = ModelRegistry(app.state.box, settings)
-        app.state.turns = ChatTurns(app.state.registry, ConversationMemory())
+        app.state.turns = ChatTurns(app.state.registry, app.state.store, settings)
         connecting = asyncio.create_task(_connect_in_background(app))
         try:
             yield
@@ -44,6 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
             await app.state.turns.close()
             await app.state.registry.close()
             await app.state.box.close()
+            await database.close()
 
     app = FastAPI(title="LF Gate", version=__version__, lifespan=lifespan)
 
@@ -52,7 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"detail": {"code": exc.code, "message": exc.message}},
                             status_code=exc.status_code)
 
-    for router in (health.router, models.router, chat.router):
+    for router in (health.router, models.router, chat.router, chats.router):
         app.include_router(router)
     frontend = resources.files("lfgate.frontend")
     app.mount("/", StaticFiles(directory=str(frontend), html=True), name="frontend")

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     finetuning_type: str = "lora"
     infer_backend: Literal["huggingface", "vllm", "sglang"] = "huggingface"
 
+    # Where conversations are kept. Empty DATABASE_URL: SQLite in LFGATE_DATA_DIR.
+    database_url: str = ""
+    lfgate_data_dir: str = "~/.local/share/lfgate"
+
     # Where the gateway listens.
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=1, le=65535)
@@ -62,11 +66,21 @@ class Settings(BaseSettings):
     def _need_a_model(self) -> Settings:
         if not self.base_model_path.strip():
             raise ValueError("BASE_MODEL_PATH is required: the model directory on the box")
+        if self.database_url and not self.database_url.startswith(
+                ("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("DATABASE_URL must start with sqlite+aiosqlite:// or "
+                             "postgresql+asyncpg://")
         for name in ("ssh_key_path", "ssh_known_hosts", "ssh_config_path"):
             value = getattr(self, name)
             if value and not Path(value).expanduser().is_file():
                 raise ValueError(f"{name.upper()}: no such file: {value}")
         return self
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{Path(self.lfgate_data_dir).expanduser() / 'lfgate.db'}"
 
     @property
     def is_local(self) -> bool:

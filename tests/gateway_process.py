@@ -63,11 +63,11 @@ class GatewayProcess:
         events = [(name, data) for name, data, _ in self.stream(body)]
         return events[-1][1], events
 
-    def wait_status(self, model: str, want: str, timeout: float = 120) -> dict[str, Any]:
+    def wait_status(self, model: str, want: str, timeout: float = 300) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             status = self.http.get(f"/api/models/{model}/status").json()
-            if status["status"] == want or time.monotonic() > deadline:
+            if status["status"] in (want, "error") or time.monotonic() > deadline:
                 return status
             time.sleep(0.2)
 

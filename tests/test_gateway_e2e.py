@@ -31,10 +31,12 @@ def calls(sshd) -> list[dict]:
 
 @pytest.fixture(scope="module", params=["script", "cli"])
 def gateway(request, sshd, box_python, tiny, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gw")
     env = {**sshd.settings_env(), "CHAT_MODE": request.param, "REMOTE_PYTHON": box_python,
+           "DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'lfgate.db'}",
            "BASE_MODEL_PATH": tiny["base"], "ADAPTER_PATH": tiny["adapter"],
            "TEMPLATE": tiny["template"], "CHAT_TIMEOUT": "120"}
-    gw = GatewayProcess({}, tmp_path_factory.mktemp("gw"), dotenv=env)  # read from ./.env
+    gw = GatewayProcess({}, folder, dotenv=env)  # read from ./.env
     gw.mode = request.param
     yield gw
     assert gw.stop(), gw.log.read_text()[-3000:]
@@ -144,7 +146,8 @@ def test_load_status_unload(gateway):
     assert accepted.status_code == 202 and accepted.json()["status"] == "loading"
     assert time.monotonic() - started < 5, "load must return at once"
     ready = gateway.wait_status("base", "ready")
-    assert ready["status"] == "ready" and ready["load_seconds"] > 0 and ready["error"] is None
+    assert ready["status"] == "ready", ready
+    assert ready["load_seconds"] > 0 and ready["error"] is None
     assert set(ready["load_phases"]) == {"connect_s", "upload_s", "start_s", "load_s"}
     done, _ = gateway.chat({"message": "hi", "model": "base", "params": SHORT})
     assert done["content"] is not None
@@ -191,7 +194,8 @@ def test_bad_requests_get_clear_errors(gateway):
 
 def test_local_box_when_ssh_host_is_empty(box_python, tiny, tmp_path):
     env = {"SSH_HOST": "", "CHAT_MODE": "script", "REMOTE_PYTHON": box_python,
-           "BASE_MODEL_PATH": tiny["base"], "TEMPLATE": tiny["template"]}
+           "BASE_MODEL_PATH": tiny["base"], "TEMPLATE": tiny["template"],
+           "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'lfgate.db'}"}
     gw = GatewayProcess(env, tmp_path)
     try:
         assert gw.http.get("/api/health").json()["remote"] == {

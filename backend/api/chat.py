@@ -12,7 +12,7 @@ router = APIRouter(prefix="/api/chat", tags=["chat"])
 
 @router.post("", response_model=ChatOut, responses={502: {"model": ErrorOut}})
 async def chat(body: ChatIn, turns: TurnsDep) -> StreamingResponse | ChatOut | JSONResponse:
-    turn = turns.start(message=body.message, chat_id=body.chat_id, model=body.model,
+    turn = await turns.start(message=body.message, chat_id=body.chat_id, model=body.model,
                        params=body.params.given())
     if body.stream:
         return StreamingResponse(turn_stream(turn, turns), media_type="text/event-stream",

@@ -10,6 +10,7 @@ from lfgate.box.box import Box
 from lfgate.config import Settings
 from lfgate.services.chat_turns import ChatTurns
 from lfgate.services.model_registry import ModelRegistry
+from lfgate.storage.chat_store import ChatStore
 
 
 def get_settings(request: Request) -> Settings:
@@ -28,7 +29,12 @@ def get_turns(request: Request) -> ChatTurns:
     return request.app.state.turns
 
 
+def get_store(request: Request) -> ChatStore:
+    return request.app.state.store
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 BoxDep = Annotated[Box, Depends(get_box)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 TurnsDep = Annotated[ChatTurns, Depends(get_turns)]
+StoreDep = Annotated[ChatStore, Depends(get_store)]

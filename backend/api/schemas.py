@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
@@ -88,3 +89,33 @@ class ErrorOut(BaseModel):
     code: str
     message: str
     hint: str = ""
+
+
+class MessageOut(BaseModel):
+    id: str
+    parent_id: str | None
+    role: str
+    content: str
+    status: str
+    created_at: datetime
+    provenance: dict[str, Any] | None
+
+
+class ChatSummaryOut(BaseModel):
+    id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    archived: bool
+    model: str
+
+
+class ChatsOut(BaseModel):
+    chats: list[ChatSummaryOut]
+
+
+class ChatDetailOut(ChatSummaryOut):
+    system: str | None
+    params: dict[str, Any]
+    active_leaf_id: str | None
+    messages: list[MessageOut]

@@ -2,29 +2,46 @@
 
 Each turn runs as its own task feeding a queue, so the reply does not depend on the HTTP
 request that asked for it: a stop request or a dropped client cancels it on the box.
+The user's message is stored before anything goes to the box, and the reply is saved as it
+grows (at least once a second), so a gateway that dies mid-reply loses at most a second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from lfgate.box.errors import BoxError
 from lfgate.box.session import WrapperSession
+from lfgate.config import Settings
 from lfgate.remote import wrapper_protocol as wp
-from lfgate.services.conversations import ConversationMemory
-from lfgate.services.errors import UnknownTurn
+from lfgate.services.errors import ChatBusy, UnknownTurn
 from lfgate.services.model_registry import ModelRegistry
+from lfgate.storage.chat_store import ChatStore, MessageRecord
 
 ApiEvent = tuple[str, dict[str, Any]]  # (SSE event name, its JSON data)
+SAVE_EVERY_S = 1.0  # a growing reply is written at least this often
+TITLE_CHARS = 60
+
+
+def title_from(message: str) -> str:
+    """A chat's title from its first message: its first line, cut at a word."""
+    line = " ".join(message.strip().split("\n", 1)[0].split())
+    if len(line) <= TITLE_CHARS:
+        return line or "New chat"
+    return line[:TITLE_CHARS].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
+
+
+def model_history(branch: list[MessageRecord]) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in branch]
 
 
 @dataclass
 class Turn:
-    id: str
+    id: str  # the reply's message id
     chat_id: str
     model: str
     events: asyncio.Queue[ApiEvent | None] = field(default_factory=asyncio.Queue)
@@ -33,6 +50,7 @@ class Turn:
     stop_requested: bool = False
     session: WrapperSession | None = None
     task: asyncio.Task[None] | None = None
+    text: list[str] = field(default_factory=list)
 
     def emit(self, name: str, data: dict[str, Any]) -> None:
         self.events.put_nowait((name, data))
@@ -42,18 +60,35 @@ class Turn:
 
 
 class ChatTurns:
-    def __init__(self, registry: ModelRegistry, memory: ConversationMemory) -> None:
+    def __init__(self, registry: ModelRegistry, store: ChatStore, settings: Settings) -> None:
         self._registry = registry
-        self._memory = memory
+        self._store = store
+        self._settings = settings
         self._active: dict[str, Turn] = {}
+        self._busy: set[str] = set()
 
-    def start(self, *, message: str, chat_id: str | None, model: str,
-              params: dict[str, Any]) -> Turn:
-        self._registry.get(model)  # unknown model: refused before anything starts
-        chat_id = self._memory.open(chat_id)
-        self._memory.claim(chat_id)
-        turn = Turn(id=uuid.uuid4().hex, chat_id=chat_id, model=model)
-        messages = [*self._memory.history(chat_id), {"role": "user", "content": message}]
+    async def start(self, *, message: str, chat_id: str | None, model: str,
+                    params: dict[str, Any]) -> Turn:
+        self._registry.get(model)  # unknown model: refused before anything is stored
+        if chat_id is None:
+            chat = await self._store.create_chat(title=title_from(message), model=model)
+        else:
+            chat = await self._store.get_chat(chat_id=chat_id)
+        if chat.id in self._busy:
+            raise ChatBusy(f"chat {chat.id!r} is still answering; stop it or wait")
+        self._busy.add(chat.id)
+        try:
+            history = await self._store.branch(chat_id=chat.id)
+            user = await self._store.add_message(chat_id=chat.id, parent_id=chat.active_leaf_id,
+                                                 role="user", content=message)
+            reply = await self._store.add_message(chat_id=chat.id, parent_id=user.id,
+                                                  role="assistant", content="",
+                                                  status="streaming")
+        except BaseException:
+            self._busy.discard(chat.id)
+            raise
+        turn = Turn(id=reply.id, chat_id=chat.id, model=model)
+        messages = [*model_history(history), {"role": "user", "content": message}]
         self._active[turn.id] = turn
         turn.task = asyncio.create_task(self._run(turn, messages, params), name=f"turn {turn.id}")
         return turn
@@ -67,56 +102,81 @@ class ChatTurns:
             await turn.session.cancel(turn.id)
 
     async def close(self) -> None:
-        for turn in list(self._active.values()):
-            if turn.task is not None:
-                turn.task.cancel()
+        tasks = [turn.task for turn in self._active.values() if turn.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self, turn: Turn, messages: list[dict[str, str]],
                    params: dict[str, Any]) -> None:
         turn.emit("meta", {"chat_id": turn.chat_id, "turn_id": turn.id, "model": turn.model})
         entry = self._registry.get(turn.model)
+        final = False
         try:
             turn.session = await self._registry.ready_session(turn.model, params)
             if turn.stop_requested:
-                turn.emit("done", self._done(turn, "", wp.FINISH_STOPPED, None, 0))
-                return
-            entry.active_turns += 1
-            try:
-                await self._relay(turn, messages, params)
-            finally:
-                entry.active_turns -= 1
+                await self._finish(turn, wp.FINISH_STOPPED, params, None, 0)
+            else:
+                entry.active_turns += 1
+                try:
+                    await self._relay(turn, messages, params)
+                finally:
+                    entry.active_turns -= 1
+            final = True
         except BoxError as exc:
-            turn.emit("error", exc.as_dict())
+            await self._fail(turn, exc.as_dict(), params)
+            final = True
         finally:
+            if not final:  # cancelled (the gateway is shutting down): keep what arrived
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._store.update_message(
+                        message_id=turn.id, content="".join(turn.text), status="interrupted"))
             turn.finished = True
             self._active.pop(turn.id, None)
-            self._memory.release(turn.chat_id)
+            self._busy.discard(turn.chat_id)
             turn.events.put_nowait(None)
 
     async def _relay(self, turn: Turn, messages: list[dict[str, str]],
                      params: dict[str, Any]) -> None:
         assert turn.session is not None
         ttft_ms: float | None = None
-        chunks = 0
+        saved_at = time.monotonic()
         async for event in turn.session.chat(turn.id, messages, params):
             kind = event["event"]
             if kind == wp.EV_DELTA:
-                chunks += 1
                 ttft_ms = ttft_ms if ttft_ms is not None else turn.elapsed_ms()
+                turn.text.append(event["text"])
                 turn.emit("delta", {"text": event["text"]})
+                if time.monotonic() - saved_at >= SAVE_EVERY_S:
+                    saved_at = time.monotonic()
+                    await self._store.update_message(message_id=turn.id,
+                                                     content="".join(turn.text))
             elif kind == wp.EV_INFO:
                 turn.emit("info", {"code": event["code"], "message": event["message"]})
             elif kind == wp.EV_DONE:
-                self._memory.add_turn(turn.chat_id, messages[-1]["content"], event["content"])
-                turn.emit("done", self._done(turn, event["content"], event["finish_reason"],
-                                             ttft_ms, chunks, event))
+                turn.text = [event["content"]]
+                await self._finish(turn, event["finish_reason"], params, ttft_ms,
+                                   event["timing"].get("chunks", 0), event)
             elif kind == wp.EV_ERROR:
-                turn.emit("error", {"code": event.get("code"), "message": event.get("message"),
-                                    "hint": event.get("hint", "")})
+                await self._fail(turn, {"code": event.get("code"), "message": event.get(
+                    "message"), "hint": event.get("hint", "")}, params)
 
-    @staticmethod
-    def _done(turn: Turn, content: str, finish_reason: str, ttft_ms: float | None,
-              chunks: int, box_event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _provenance(self, turn: Turn, params: dict[str, Any]) -> dict[str, Any]:
+        spec = self._registry.get(turn.model).spec
+        hello = turn.session.hello if turn.session is not None else {}
+        return {
+            "model": turn.model, "mode": self._settings.chat_mode,
+            "host": self._settings.host_label, "base_model_path": spec.base_model_path,
+            "adapter_path": spec.adapter_path, "template": spec.template,
+            "finetuning_type": spec.finetuning_type, "infer_backend": spec.infer_backend,
+            "params": params, "wrapper_version": hello.get("wrapper"),
+            "protocol": hello.get("protocol"),
+        }
+
+    async def _finish(self, turn: Turn, finish_reason: str, params: dict[str, Any],
+                      ttft_ms: float | None, chunks: int,
+                      box_event: dict[str, Any] | None = None) -> None:
+        content = "".join(turn.text)
         done: dict[str, Any] = {
             "content": content,
             "finish_reason": finish_reason,
@@ -126,4 +186,15 @@ class ChatTurns:
             done["box_timing"] = box_event.get("timing")
             if "usage" in box_event:
                 done["usage"] = box_event["usage"]
-        return done
+        provenance = {**self._provenance(turn, params), "finish_reason": finish_reason,
+                      **{k: done[k] for k in ("timing", "box_timing", "usage") if k in done}}
+        status = "stopped" if finish_reason == wp.FINISH_STOPPED else "complete"
+        await self._store.update_message(message_id=turn.id, content=content, status=status,
+                                         provenance=provenance)
+        turn.emit("done", done)
+
+    async def _fail(self, turn: Turn, error: dict[str, Any], params: dict[str, Any]) -> None:
+        await self._store.update_message(
+            message_id=turn.id, content="".join(turn.text), status="error",
+            provenance={**self._provenance(turn, params), "error": error})
+        turn.emit("error", error)
