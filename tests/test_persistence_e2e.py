@@ -80,6 +80,12 @@ def test_turns_are_stored_with_provenance_and_listed(box_python, tiny, tmp_path)
         assert provenance["mode"] == "script" and provenance["host"] == "local"
         assert provenance["params"] == SHORT
         assert provenance["wrapper_version"] and provenance["timing"]["total_ms"] > 0
+        # A chat's saved system prompt and params apply to its turns; the request's win.
+        saved = gateway.http.post("/api/chats", json={"system": "Be brief.",
+                                                      "params": {"top_k": 3}}).json()
+        gateway.chat({"message": "hi", "chat_id": saved["id"], "params": SHORT})
+        stored = gateway.http.get(f"/api/chats/{saved['id']}").json()["messages"][1]
+        assert stored["provenance"]["params"] == {"system": "Be brief.", "top_k": 3, **SHORT}
         assert gateway.http.get("/api/chats/nope").status_code == 404
         assert gateway.http.get("/api/chats", params={"limit": 0}).status_code == 422
     finally:

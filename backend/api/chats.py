@@ -1,14 +1,31 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from lfgate.api.deps import StoreDep
-from lfgate.api.schemas import ChatDetailOut, ChatsOut, ChatSummaryOut, MessageOut
+from lfgate.api.schemas import (
+    ChatCreateIn,
+    ChatDetailOut,
+    ChatImportIn,
+    ChatPatchIn,
+    ChatsOut,
+    ChatSummaryOut,
+    MessageOut,
+)
+from lfgate.storage.chat_store import ChatStore, markdown
 
 router = APIRouter(prefix="/api/chats", tags=["chats"])
+
+
+async def _detail(store: ChatStore, chat_id: str) -> ChatDetailOut:
+    chat = await store.get_chat(chat_id=chat_id)
+    messages = await store.messages(chat_id=chat_id)
+    return ChatDetailOut(**asdict(chat), messages=[
+        MessageOut(**{k: v for k, v in asdict(m).items() if k != "chat_id"}) for m in messages])
 
 
 @router.get("")
@@ -23,9 +40,48 @@ async def list_chats(
     return ChatsOut(chats=[ChatSummaryOut(**asdict(chat)) for chat in chats])
 
 
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_chat(body: ChatCreateIn, store: StoreDep) -> ChatDetailOut:
+    chat = await store.create_chat(title=body.title or "New chat", model=body.model,
+                                   system=body.system, params=body.params.given())
+    return await _detail(store, chat.id)
+
+
+@router.post("/import", status_code=status.HTTP_201_CREATED)
+async def import_chat(body: ChatImportIn, store: StoreDep) -> ChatDetailOut:
+    try:
+        chat = await store.import_chat(data=body.model_dump(mode="json"))
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return await _detail(store, chat.id)
+
+
 @router.get("/{chat_id}")
 async def get_chat(chat_id: str, store: StoreDep) -> ChatDetailOut:
-    chat = await store.get_chat(chat_id=chat_id)
-    messages = await store.messages(chat_id=chat_id)
-    return ChatDetailOut(**asdict(chat), messages=[
-        MessageOut(**{k: v for k, v in asdict(m).items() if k != "chat_id"}) for m in messages])
+    return await _detail(store, chat_id)
+
+
+@router.patch("/{chat_id}")
+async def patch_chat(chat_id: str, body: ChatPatchIn, store: StoreDep) -> ChatDetailOut:
+    changes = body.model_dump(exclude_unset=True)
+    if "params" in changes:
+        changes["params"] = body.params.given() if body.params else {}
+    await store.update_chat(chat_id=chat_id, **changes)
+    return await _detail(store, chat_id)
+
+
+@router.delete("/{chat_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_chat(chat_id: str, store: StoreDep) -> Response:
+    await store.delete_chat(chat_id=chat_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{chat_id}/export", response_model=None)
+async def export_chat(chat_id: str, store: StoreDep,
+                      format: Literal["md", "json"] = "md") -> Response:
+    data = await store.export_chat(chat_id=chat_id)
+    filename = f"lfgate-chat-{chat_id}.{format}"
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if format == "json":
+        return JSONResponse(data, headers=headers)
+    return PlainTextResponse(markdown(data), media_type="text/markdown", headers=headers)

@@ -119,3 +119,52 @@ class ChatDetailOut(ChatSummaryOut):
     params: dict[str, Any]
     active_leaf_id: str | None
     messages: list[MessageOut]
+
+
+class ChatCreateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, max_length=200)
+    model: str = Field(default="default", max_length=200)
+    system: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
+    params: GenParams = Field(default_factory=GenParams)
+
+
+class ChatPatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    archived: bool | None = None
+    model: str | None = Field(default=None, max_length=200)
+    system: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
+    params: GenParams | None = None
+
+
+class ImportedChat(BaseModel):
+    title: str = Field(max_length=200)
+    created_at: datetime
+    updated_at: datetime
+    archived: bool = False
+    model: str = "default"
+    system: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    active_leaf_id: str | None = None
+
+
+class ImportedMessage(BaseModel):
+    id: str = Field(max_length=64)
+    parent_id: str | None = Field(default=None, max_length=64)
+    role: Literal["user", "assistant"]
+    content: str
+    status: Literal["complete", "streaming", "stopped", "interrupted", "error"] = "complete"
+    created_at: datetime
+    provenance: dict[str, Any] | None = None
+
+
+class ChatImportIn(BaseModel):
+    """The JSON that GET /api/chats/{id}/export?format=json writes."""
+
+    format: Literal["lfgate-chat"]
+    version: Literal[1]
+    chat: ImportedChat
+    messages: list[ImportedMessage]

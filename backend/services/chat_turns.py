@@ -87,6 +87,8 @@ class ChatTurns:
         except BaseException:
             self._busy.discard(chat.id)
             raise
+        # The chat's saved settings apply; what this request sets wins.
+        params = {**chat.params, **({"system": chat.system} if chat.system else {}), **params}
         turn = Turn(id=reply.id, chat_id=chat.id, model=model)
         messages = [*model_history(history), {"role": "user", "content": message}]
         self._active[turn.id] = turn

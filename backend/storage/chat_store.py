@@ -18,6 +18,8 @@ from lfgate.storage.database import Database
 from lfgate.storage.tables import Chat, Message, utcnow
 
 MESSAGE_STATUSES = ("complete", "streaming", "stopped", "interrupted", "error")
+EXPORT_FORMAT = "lfgate-chat"
+EXPORT_VERSION = 1
 
 
 class UnknownMessage(UnknownChat):
@@ -187,9 +189,91 @@ class ChatStore:
                 .values(status="interrupted", updated_at=utcnow()))
             return result.rowcount
 
+    async def export_chat(self, *, chat_id: str) -> dict[str, Any]:
+        """Everything about a chat, in the shape `import_chat` takes back."""
+        chat = await self.get_chat(chat_id=chat_id)
+        messages = await self.messages(chat_id=chat_id)
+        return {
+            "format": EXPORT_FORMAT, "version": EXPORT_VERSION,
+            "chat": {"id": chat.id, "title": chat.title, "created_at": chat.created_at.isoformat(),
+                     "updated_at": chat.updated_at.isoformat(), "archived": chat.archived,
+                     "model": chat.model, "system": chat.system, "params": chat.params,
+                     "active_leaf_id": chat.active_leaf_id},
+            "messages": [{"id": m.id, "parent_id": m.parent_id, "role": m.role,
+                          "content": m.content, "status": m.status,
+                          "created_at": m.created_at.isoformat(), "provenance": m.provenance}
+                         for m in messages],
+        }
+
+    async def import_chat(self, *, data: dict[str, Any]) -> ChatRecord:
+        """A chat from `export_chat`'s shape, under new ids (the tree and times kept)."""
+        source = data["chat"]
+        ids = {m["id"]: new_id() for m in data["messages"]}
+        if any(m["parent_id"] is not None and m["parent_id"] not in ids
+               for m in data["messages"]):
+            raise ValueError("a message's parent_id names no message of this chat")
+        chat = Chat(id=new_id(), title=source["title"][:200], archived=source["archived"],
+                    model=source["model"], system=source["system"], params=source["params"],
+                    created_at=datetime.fromisoformat(source["created_at"]),
+                    updated_at=datetime.fromisoformat(source["updated_at"]),
+                    active_leaf_id=ids.get(source["active_leaf_id"] or ""))
+        async with self._sessions.begin() as session:
+            session.add(chat)
+            await session.flush()
+            for m in _parents_first(data["messages"]):
+                session.add(Message(
+                    id=ids[m["id"]], chat_id=chat.id, role=m["role"], content=m["content"],
+                    parent_id=None if m["parent_id"] is None else ids[m["parent_id"]],
+                    status=m["status"], provenance=m["provenance"],
+                    created_at=datetime.fromisoformat(m["created_at"]),
+                    updated_at=datetime.fromisoformat(m["created_at"])))
+                await session.flush()
+        return _chat(chat)
+
     async def count_chats(self) -> int:
         async with self._sessions() as session:
             return int(await session.scalar(select(func.count()).select_from(Chat)) or 0)
+
+
+def _parents_first(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Order a tree's messages so each comes after its parent (foreign keys need it)."""
+    placed: set[str | None] = {None}
+    ordered: list[dict[str, Any]] = []
+    pending = list(messages)
+    while pending:
+        ready = [m for m in pending if m["parent_id"] in placed]
+        if not ready:
+            raise ValueError("the messages' parent_ids form a cycle")
+        for m in ready:
+            ordered.append(m)
+            placed.add(m["id"])
+        pending = [m for m in pending if m["id"] not in placed]
+    return ordered
+
+
+def markdown(export: dict[str, Any], *, leaf_id: str | None = None) -> str:
+    """The active branch as Markdown a person can read, naming the model of each reply."""
+    chat, by_id = export["chat"], {m["id"]: m for m in export["messages"]}
+    path, cursor = [], leaf_id or chat["active_leaf_id"]
+    while cursor is not None:
+        path.append(by_id[cursor])
+        cursor = by_id[cursor]["parent_id"]
+    lines = [f"# {chat['title']}", "", f"*Exported from LF Gate. Chat {chat['id']}, "
+             f"created {chat['created_at'][:16].replace('T', ' ')} UTC.*", ""]
+    if chat["system"]:
+        lines += ["**System:**", "", chat["system"], ""]
+    for message in reversed(path):
+        if message["role"] == "user":
+            lines += ["## User", "", message["content"], ""]
+            continue
+        p = message["provenance"] or {}
+        source = p.get("adapter_path") or "base model only"
+        lines += [f"## Assistant · {p.get('model', '?')} ({p.get('base_model_path', '?')} + "
+                  f"{source}, {p.get('mode', '?')} mode)", ""]
+        if message["status"] != "complete":
+            lines += [f"*[{message['status']}]*", ""]
+        lines += [message["content"], ""]
+    return "\n".join(lines)
 
 
 def _escape_like(text: str) -> str:

@@ -1,0 +1,111 @@
+"""The conversations API in-process (no box needed), on SQLite and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from lfgate.app import create_app
+from lfgate.config import load_settings
+
+
+@pytest.fixture
+async def client(database_url):
+    app = create_app(load_settings(base_model_path="/models/m", adapter_path="/runs/a",
+                                   database_url=database_url))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gate") as http:
+            http.app = app
+            yield http
+
+
+async def _tree(client) -> str:
+    """A chat with a branch, written through the store as the chat flow would."""
+    created = (await client.post("/api/chats", json={
+        "title": "Tree", "system": "Be terse.", "params": {"temperature": 0.3}})).json()
+    store = client.app.state.store
+    u1 = await store.add_message(chat_id=created["id"], parent_id=None, role="user",
+                                 content="Question?")
+    await store.add_message(chat_id=created["id"], parent_id=u1.id, role="assistant",
+                            content="Answer A", provenance={
+                                "model": "default", "base_model_path": "/models/m",
+                                "adapter_path": "/runs/a", "mode": "script"})
+    await store.add_message(chat_id=created["id"], parent_id=u1.id, role="assistant",
+                            content="Answer B", status="stopped", provenance={
+                                "model": "base", "base_model_path": "/models/m",
+                                "adapter_path": None, "mode": "cli"})
+    return created["id"]
+
+
+async def test_create_patch_list_delete(client):
+    created = await client.post("/api/chats", json={"title": "One", "model": "base",
+                                                    "params": {"top_k": 5}})
+    assert created.status_code == 201
+    chat = created.json()
+    assert (chat["title"], chat["model"], chat["params"]) == ("One", "base", {"top_k": 5})
+    patched = await client.patch(f"/api/chats/{chat['id']}", json={"title": "Two",
+                                                                    "archived": True})
+    assert patched.json()["title"] == "Two" and patched.json()["archived"] is True
+    assert (await client.get("/api/chats")).json()["chats"] == []
+    archived = (await client.get("/api/chats", params={"archived": True})).json()["chats"]
+    assert [c["id"] for c in archived] == [chat["id"]]
+    assert (await client.delete(f"/api/chats/{chat['id']}")).status_code == 204
+    assert (await client.get(f"/api/chats/{chat['id']}")).status_code == 404
+    assert (await client.delete(f"/api/chats/{chat['id']}")).status_code == 404
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"title": ""}, "title"),
+    ({"params": {"temperature": "hot"}}, "temperature"),
+    ({"colour": "red"}, "colour"),
+])
+async def test_bad_patches_name_the_field(client, body, field):
+    chat = (await client.post("/api/chats", json={})).json()
+    response = await client.patch(f"/api/chats/{chat['id']}", json=body)
+    assert response.status_code == 422 and field in response.text
+
+
+async def test_json_export_imports_back_to_an_identical_chat(client):
+    chat_id = await _tree(client)
+    exported = (await client.get(f"/api/chats/{chat_id}/export",
+                                 params={"format": "json"})).json()
+    imported = await client.post("/api/chats/import", json=exported)
+    assert imported.status_code == 201
+    again = (await client.get(f"/api/chats/{imported.json()['id']}/export",
+                              params={"format": "json"})).json()
+
+    def shape(export):
+        ids = {m["id"]: i for i, m in enumerate(export["messages"])}
+        chat = {k: v for k, v in export["chat"].items() if k not in ("id", "active_leaf_id")}
+        return chat, ids[export["chat"]["active_leaf_id"]], [
+            (m["role"], m["content"], m["status"], m["provenance"], ids.get(m["parent_id"]))
+            for m in export["messages"]]
+
+    assert shape(again) == shape(exported)
+
+
+async def test_markdown_export_names_each_replys_model(client):
+    chat_id = await _tree(client)
+    response = await client.get(f"/api/chats/{chat_id}/export", params={"format": "md"})
+    assert response.headers["content-type"].startswith("text/markdown")
+    text = response.text
+    assert text.startswith("# Tree") and "Be terse." in text and "Question?" in text
+    assert "Answer B" in text and "Answer A" not in text  # the active branch only
+    assert "base (/models/m + base model only, cli mode)" in text and "[stopped]" in text
+
+
+@pytest.mark.parametrize("broken", [
+    {"format": "other", "version": 1, "chat": {}, "messages": []},
+    {"format": "lfgate-chat", "version": 1, "chat": {"title": "x"}, "messages": []},
+    {"format": "lfgate-chat", "version": 1,
+     "chat": {"title": "x", "created_at": "2026-01-01T00:00:00Z",
+              "updated_at": "2026-01-01T00:00:00Z"},
+     "messages": [{"id": "a", "parent_id": "missing", "role": "user", "content": "hi",
+                   "created_at": "2026-01-01T00:00:00Z"}]},
+])
+async def test_an_import_of_the_wrong_shape_is_a_422(client, broken):
+    before = (await client.get("/api/chats")).json()["chats"]
+    response = await client.post("/api/chats/import", json=broken)
+    assert response.status_code == 422
+    assert (await client.get("/api/chats")).json()["chats"] == before  # nothing half-made
