@@ -52,15 +52,20 @@ class GatewayProcess:
                 time.sleep(0.2)
         raise RuntimeError(f"lfgate did not start: {self.log.read_text()[-3000:]}")
 
-    def stream(self, body: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], float]]:
-        """POST /api/chat and yield (event, data, arrival time) as events arrive."""
-        with self.http.stream("POST", "/api/chat", json=body) as response:
+    def stream(self, body: dict[str, Any], path: str = "/api/chat"
+               ) -> Iterator[tuple[str, dict[str, Any], float]]:
+        """POST a turn and yield (event, data, arrival time) as events arrive."""
+        with self.http.stream("POST", path, json=body) as response:
             assert response.status_code == 200, response.read()
             yield from sse_events(response)
 
     def chat(self, body: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, dict]]]:
         """A whole streamed turn: its final event's data and every event before it."""
-        events = [(name, data) for name, data, _ in self.stream(body)]
+        return self.chat_at("/api/chat", body)
+
+    def chat_at(self, path: str, body: dict[str, Any]
+                ) -> tuple[dict[str, Any], list[tuple[str, dict]]]:
+        events = [(name, data) for name, data, _ in self.stream(body, path)]
         return events[-1][1], events
 
     def wait_status(self, model: str, want: str, timeout: float = 300) -> dict[str, Any]:

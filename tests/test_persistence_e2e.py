@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.gateway_process import GatewayProcess
+from tests.wrapper_process import SPY_DIR
 
 pytestmark = pytest.mark.box
 
@@ -88,5 +91,56 @@ def test_turns_are_stored_with_provenance_and_listed(box_python, tiny, tmp_path)
         assert stored["provenance"]["params"] == {"system": "Be brief.", "top_k": 3, **SHORT}
         assert gateway.http.get("/api/chats/nope").status_code == 404
         assert gateway.http.get("/api/chats", params={"limit": 0}).status_code == 422
+    finally:
+        assert gateway.stop()
+
+
+def test_edit_and_regenerate_make_branches_and_the_model_sees_only_the_active_one(
+        box_python, tiny, database_url, tmp_path):
+    spy = tmp_path / "spy.jsonl"
+    env = {**local_env(box_python, tiny, database_url), "PYTHONPATH": str(SPY_DIR),
+           "LFGATE_TEST_SPY": str(spy)}
+    gateway = GatewayProcess(env, tmp_path)
+
+    def seen() -> list[str]:
+        records = [json.loads(line) for line in spy.read_text().splitlines()]
+        return [m["content"] for m in [r for r in records if not r.get("end")][-1]["messages"]]
+
+    try:
+        a1, events = gateway.chat({"message": "Q1", "params": SHORT})
+        chat_id = events[0][1]["chat_id"]
+        a1_id = events[0][1]["turn_id"]
+        gateway.chat({"message": "Q2", "chat_id": chat_id, "params": SHORT})
+        tree = gateway.http.get(f"/api/chats/{chat_id}").json()["messages"]
+        q2_id = next(m["id"] for m in tree if m["content"] == "Q2")
+
+        edited, events = gateway.chat_at(f"/api/chats/{chat_id}/edit", {
+            "message_id": q2_id, "content": "Q2 edited", "params": SHORT})
+        assert edited["finish_reason"] in ("stop", "length"), edited
+        assert seen() == ["Q1", a1["content"], "Q2 edited"]  # not Q2 nor its reply
+
+        regenerated, events = gateway.chat_at(f"/api/chats/{chat_id}/regenerate", {
+            "message_id": a1_id, "params": SHORT})
+        assert regenerated["finish_reason"] in ("stop", "length"), regenerated
+        assert seen() == ["Q1"]
+
+        chat = gateway.http.get(f"/api/chats/{chat_id}").json()
+        by_id = {m["id"]: m for m in chat["messages"]}
+        assert len(by_id) == 7, "nothing was overwritten: Q1 A1 Q2 A2 Q2edited A2edited A1again"
+        q1 = next(m for m in chat["messages"] if m["content"] == "Q1")
+        replies_to_q1 = [m for m in chat["messages"] if m["parent_id"] == q1["id"]]
+        assert len(replies_to_q1) == 2
+        leaf = by_id[chat["active_leaf_id"]]
+        assert leaf["parent_id"] == q1["id"] and leaf["content"] == regenerated["content"]
+        # The next message continues the active branch: Q1, the regenerated reply.
+        gateway.chat({"message": "Q3", "chat_id": chat_id, "params": SHORT})
+        assert seen() == ["Q1", regenerated["content"], "Q3"]
+
+        wrong = gateway.http.post(f"/api/chats/{chat_id}/edit", json={
+            "message_id": a1_id, "content": "x"})
+        assert wrong.status_code == 422 and "user message" in wrong.text
+        missing = gateway.http.post(f"/api/chats/{chat_id}/regenerate", json={
+            "message_id": "nope"})
+        assert missing.status_code == 404
     finally:
         assert gateway.stop()

@@ -4,18 +4,22 @@ from dataclasses import asdict
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
-from lfgate.api.deps import StoreDep
+from lfgate.api.deps import StoreDep, TurnsDep
 from lfgate.api.schemas import (
     ChatCreateIn,
     ChatDetailOut,
     ChatImportIn,
+    ChatOut,
     ChatPatchIn,
     ChatsOut,
     ChatSummaryOut,
+    EditIn,
     MessageOut,
+    RegenerateIn,
 )
+from lfgate.api.sse import turn_response
 from lfgate.storage.chat_store import ChatStore, markdown
 
 router = APIRouter(prefix="/api/chats", tags=["chats"])
@@ -74,6 +78,24 @@ async def patch_chat(chat_id: str, body: ChatPatchIn, store: StoreDep) -> ChatDe
 async def delete_chat(chat_id: str, store: StoreDep) -> Response:
     await store.delete_chat(chat_id=chat_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{chat_id}/regenerate", response_model=ChatOut)
+async def regenerate(chat_id: str, body: RegenerateIn, turns: TurnsDep
+                     ) -> StreamingResponse | ChatOut | JSONResponse:
+    """Another reply to the same user message, as a new branch; streams like /api/chat."""
+    turn = await turns.regenerate(chat_id=chat_id, message_id=body.message_id,
+                                  model=body.model, params=body.params.given())
+    return await turn_response(turn, turns, stream=body.stream)
+
+
+@router.post("/{chat_id}/edit", response_model=ChatOut)
+async def edit(chat_id: str, body: EditIn, turns: TurnsDep
+               ) -> StreamingResponse | ChatOut | JSONResponse:
+    """A new version of a user message, as a new branch, answered afresh."""
+    turn = await turns.edit(chat_id=chat_id, message_id=body.message_id, content=body.content,
+                            model=body.model, params=body.params.given())
+    return await turn_response(turn, turns, stream=body.stream)
 
 
 @router.get("/{chat_id}/export", response_model=None)

@@ -168,3 +168,16 @@ class ChatImportIn(BaseModel):
     version: Literal[1]
     chat: ImportedChat
     messages: list[ImportedMessage]
+
+
+class RegenerateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message_id: str = Field(max_length=64)
+    model: str = Field(default="default", max_length=200)
+    params: GenParams = Field(default_factory=GenParams)
+    stream: bool = True
+
+
+class EditIn(RegenerateIn):
+    content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)

@@ -1,5 +1,6 @@
-"""Server-Sent Events framing for chat turns, with keep-alive comments while nothing happens
-(a model loading for a minute must not look like a dead connection to proxies)."""
+"""How a chat turn goes back over HTTP: Server-Sent Events, with keep-alive comments while
+nothing happens (a model loading for a minute must not look like a dead connection to
+proxies), or one JSON answer."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from lfgate.api.schemas import ChatOut, ErrorOut
 from lfgate.services.chat_turns import ApiEvent, ChatTurns, Turn
 from lfgate.services.errors import UnknownTurn
 
@@ -46,3 +50,18 @@ async def final_event(turn: Turn) -> ApiEvent:
         if item[0] in ("done", "error"):
             last = item
     return last
+
+
+async def turn_response(turn: Turn, turns: ChatTurns, *, stream: bool
+                        ) -> StreamingResponse | ChatOut | JSONResponse:
+    """SSE while the reply streams, or the whole reply as JSON once it is done."""
+    if stream:
+        return StreamingResponse(turn_stream(turn, turns), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache",
+                                          "X-Accel-Buffering": "no"})
+    name, data = await final_event(turn)
+    if name == "error":
+        error = ErrorOut(code=data["code"], message=data["message"], hint=data.get("hint") or "")
+        return JSONResponse(error.model_dump(), status_code=502)
+    return ChatOut(content=data["content"], chat_id=turn.chat_id, turn_id=turn.id,
+                   finish_reason=data["finish_reason"])

@@ -18,9 +18,9 @@ from lfgate.box.errors import BoxError
 from lfgate.box.session import WrapperSession
 from lfgate.config import Settings
 from lfgate.remote import wrapper_protocol as wp
-from lfgate.services.errors import ChatBusy, UnknownTurn
+from lfgate.services.errors import BadTurnRequest, ChatBusy, UnknownTurn
 from lfgate.services.model_registry import ModelRegistry
-from lfgate.storage.chat_store import ChatStore, MessageRecord
+from lfgate.storage.chat_store import ChatRecord, ChatStore, MessageRecord
 
 ApiEvent = tuple[str, dict[str, Any]]  # (SSE event name, its JSON data)
 SAVE_EVERY_S = 1.0  # a growing reply is written at least this often
@@ -69,18 +69,53 @@ class ChatTurns:
 
     async def start(self, *, message: str, chat_id: str | None, model: str,
                     params: dict[str, Any]) -> Turn:
+        """A new message at the end of the chat's active branch (a new chat without an id)."""
         self._registry.get(model)  # unknown model: refused before anything is stored
         if chat_id is None:
             chat = await self._store.create_chat(title=title_from(message), model=model)
         else:
             chat = await self._store.get_chat(chat_id=chat_id)
+        return await self._begin(chat, model, params, parent_id=chat.active_leaf_id,
+                                 new_text=message)
+
+    async def edit(self, *, chat_id: str, message_id: str, content: str, model: str,
+                   params: dict[str, Any]) -> Turn:
+        """A new version of a user message, as its sibling, answered afresh."""
+        self._registry.get(model)
+        chat = await self._store.get_chat(chat_id=chat_id)
+        target = await self._store.get_message(chat_id=chat_id, message_id=message_id)
+        if target.role != "user":
+            raise BadTurnRequest("only a user message can be edited; regenerate a reply")
+        return await self._begin(chat, model, params, parent_id=target.parent_id,
+                                 new_text=content)
+
+    async def regenerate(self, *, chat_id: str, message_id: str, model: str,
+                         params: dict[str, Any]) -> Turn:
+        """Another reply to the same user message, as a sibling of `message_id`."""
+        self._registry.get(model)
+        chat = await self._store.get_chat(chat_id=chat_id)
+        target = await self._store.get_message(chat_id=chat_id, message_id=message_id)
+        if target.role != "assistant" or target.parent_id is None:
+            raise BadTurnRequest("only a reply can be regenerated; edit a user message")
+        return await self._begin(chat, model, params, parent_id=target.parent_id,
+                                 new_text=None)
+
+    async def _begin(self, chat: ChatRecord, model: str, params: dict[str, Any], *,
+                     parent_id: str | None, new_text: str | None) -> Turn:
+        """Store the user's side (a new message under `parent_id`, or, with no new text,
+        the existing user message `parent_id`), then an empty reply, then run the turn."""
         if chat.id in self._busy:
             raise ChatBusy(f"chat {chat.id!r} is still answering; stop it or wait")
         self._busy.add(chat.id)
         try:
-            history = await self._store.branch(chat_id=chat.id)
-            user = await self._store.add_message(chat_id=chat.id, parent_id=chat.active_leaf_id,
-                                                 role="user", content=message)
+            if new_text is None:
+                path = await self._store.path_to(chat_id=chat.id, message_id=parent_id)
+                user = path[-1]
+            else:
+                path = [*await self._store.path_to(chat_id=chat.id, message_id=parent_id)]
+                user = await self._store.add_message(chat_id=chat.id, parent_id=parent_id,
+                                                     role="user", content=new_text)
+                path.append(user)
             reply = await self._store.add_message(chat_id=chat.id, parent_id=user.id,
                                                   role="assistant", content="",
                                                   status="streaming")
@@ -90,9 +125,9 @@ class ChatTurns:
         # The chat's saved settings apply; what this request sets wins.
         params = {**chat.params, **({"system": chat.system} if chat.system else {}), **params}
         turn = Turn(id=reply.id, chat_id=chat.id, model=model)
-        messages = [*model_history(history), {"role": "user", "content": message}]
         self._active[turn.id] = turn
-        turn.task = asyncio.create_task(self._run(turn, messages, params), name=f"turn {turn.id}")
+        turn.task = asyncio.create_task(self._run(turn, model_history(path), params),
+                                        name=f"turn {turn.id}")
         return turn
 
     async def stop(self, turn_id: str) -> None:

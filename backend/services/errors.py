@@ -30,3 +30,8 @@ class UnknownTurn(ServiceError):
 class ChatBusy(ServiceError):
     status_code = 409
     code = "chat_busy"
+
+
+class BadTurnRequest(ServiceError):
+    status_code = 422
+    code = "bad_turn_request"

@@ -167,10 +167,21 @@ class ChatStore:
                                          .order_by(Message.created_at, Message.id))
             return [_message(row) for row in rows.all()]
 
+    async def get_message(self, *, chat_id: str, message_id: str) -> MessageRecord:
+        async with self._sessions() as session:
+            row = await session.get(Message, message_id)
+            if row is None or row.chat_id != chat_id:
+                raise UnknownMessage(f"unknown message {message_id!r} in chat {chat_id!r}")
+            return _message(row)
+
     async def branch(self, *, chat_id: str, leaf_id: str | None = None) -> list[MessageRecord]:
         """The messages from the root to `leaf_id` (default: the chat's active leaf)."""
         chat = await self.get_chat(chat_id=chat_id)
-        leaf_id = leaf_id or chat.active_leaf_id
+        return await self.path_to(chat_id=chat_id, message_id=leaf_id or chat.active_leaf_id)
+
+    async def path_to(self, *, chat_id: str, message_id: str | None) -> list[MessageRecord]:
+        """The messages from the root to `message_id`, both included; [] for None."""
+        leaf_id = message_id
         by_id = {m.id: m for m in await self.messages(chat_id=chat_id)}
         if leaf_id is not None and leaf_id not in by_id:
             raise UnknownMessage(f"unknown message {leaf_id!r} in chat {chat_id!r}")
