@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from lfgate import __version__
 from lfgate.api import chat, chats, health, models
+from lfgate.api.body_limit import BodyLimit
 from lfgate.box.errors import BoxError
 from lfgate.box.factory import open_box
 from lfgate.config import Settings
@@ -57,6 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
             await database.close()
 
     app = FastAPI(title="LF Gate", version=__version__, lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
 
     @app.exception_handler(ServiceError)
     async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     database_url: str = ""
     lfgate_data_dir: str = "~/.local/share/lfgate"
 
+    # Largest request body accepted (413 above it); a message is at most 1,000,000 characters.
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+
     # Where the gateway listens.
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=1, le=65535)

@@ -109,3 +109,26 @@ async def test_an_import_of_the_wrong_shape_is_a_422(client, broken):
     response = await client.post("/api/chats/import", json=broken)
     assert response.status_code == 422
     assert (await client.get("/api/chats")).json()["chats"] == before  # nothing half-made
+
+
+async def test_oversized_bodies_are_a_413_and_nothing_is_made(database_url):
+    app = create_app(load_settings(base_model_path="/m", database_url=database_url,
+                                   max_request_bytes=4096))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gate") as http:
+            big = {"title": "x", "system": "y" * 10_000}
+            assert (await http.post("/api/chats", json=big)).status_code == 413
+
+            async def chunks():
+                yield b'{"title": "x", "system": "'
+                for _ in range(10):
+                    yield b"z" * 1000
+                yield b'"}'
+
+            response = await http.post("/api/chats", content=chunks(),
+                                       headers={"content-type": "application/json"})
+            assert response.status_code == 413
+            assert response.json()["detail"]["code"] == "body_too_large"
+            assert (await http.get("/api/chats")).json()["chats"] == []
+            assert (await http.post("/api/chats", json={"title": "small"})).status_code == 201
