@@ -154,7 +154,7 @@ def test_cancel_stops_generation_and_the_next_turn_works(served):
     system_seen = spied["default_system"] if served.mode == "cli" else spied["system"]
     assert system_seen == long_run["system"]
     if served.mode == "script":
-        assert done["usage"]["completion_tokens"] < 4000  # generation itself stopped
+        assert done["usage"]["completion_tokens"] < 200  # generation itself stopped
 
     history = [user("Tell me a long story"), {"role": "assistant", "content": done["content"]},
                user("go on")]
