@@ -112,7 +112,7 @@ class ChatTurns:
                 path = await self._store.path_to(chat_id=chat.id, message_id=parent_id)
                 user = path[-1]
             else:
-                path = [*await self._store.path_to(chat_id=chat.id, message_id=parent_id)]
+                path = await self._store.path_to(chat_id=chat.id, message_id=parent_id)
                 user = await self._store.add_message(chat_id=chat.id, parent_id=parent_id,
                                                      role="user", content=new_text)
                 path.append(user)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, or_, select, update
 
 from lfgate.services.errors import UnknownChat
 from lfgate.storage.database import Database
@@ -240,10 +240,6 @@ class ChatStore:
                     updated_at=datetime.fromisoformat(m["created_at"])))
                 await session.flush()
         return _chat(chat)
-
-    async def count_chats(self) -> int:
-        async with self._sessions() as session:
-            return int(await session.scalar(select(func.count()).select_from(Chat)) or 0)
 
 
 def _parents_first(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
