@@ -132,3 +132,41 @@ async def test_oversized_bodies_are_a_413_and_nothing_is_made(database_url):
             assert response.json()["detail"]["code"] == "body_too_large"
             assert (await http.get("/api/chats")).json()["chats"] == []
             assert (await http.post("/api/chats", json={"title": "small"})).status_code == 201
+
+
+async def test_patching_active_leaf_id_switches_the_branch(client):
+    chat_id = await _tree(client)
+    chat = (await client.get(f"/api/chats/{chat_id}")).json()
+    answer_a = next(m for m in chat["messages"] if m["content"] == "Answer A")
+    assert chat["active_leaf_id"] != answer_a["id"]  # B, the newer sibling, is active
+    response = await client.patch(f"/api/chats/{chat_id}",
+                                  json={"active_leaf_id": answer_a["id"]})
+    assert response.status_code == 200
+    assert response.json()["active_leaf_id"] == answer_a["id"]
+    assert (await client.get(f"/api/chats/{chat_id}")).json()["active_leaf_id"] == answer_a["id"]
+    markdown = (await client.get(f"/api/chats/{chat_id}/export")).text
+    assert "Answer A" in markdown and "Answer B" not in markdown  # what the model sees now
+
+
+async def test_an_active_leaf_id_from_elsewhere_is_a_404_and_changes_nothing(client):
+    chat_id = await _tree(client)
+    other_id = await _tree(client)
+    foreign = (await client.get(f"/api/chats/{other_id}")).json()["messages"][0]["id"]
+    before = (await client.get(f"/api/chats/{chat_id}")).json()
+    for bad in (foreign, "no-such-message", "x" * 64):
+        response = await client.patch(f"/api/chats/{chat_id}",
+                                      json={"active_leaf_id": bad, "title": "Renamed"})
+        assert response.status_code == 404, response.text
+        assert response.json()["detail"]["code"] == "unknown_message"
+        assert bad in response.json()["detail"]["message"]
+    assert (await client.get(f"/api/chats/{chat_id}")).json() == before
+    missing_chat = await client.patch("/api/chats/nope", json={"active_leaf_id": foreign})
+    assert missing_chat.json()["detail"]["code"] == "unknown_chat"
+
+
+@pytest.mark.parametrize("key", ["title", "archived", "model", "active_leaf_id"])
+async def test_null_for_a_key_that_cannot_be_empty_is_a_422(client, key):
+    chat = (await client.post("/api/chats", json={})).json()
+    response = await client.patch(f"/api/chats/{chat['id']}", json={key: None})
+    assert response.status_code == 422 and key in response.text
+    assert (await client.get(f"/api/chats/{chat['id']}")).json() == chat

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 MAX_MESSAGE_CHARS = 1_000_000
 
@@ -138,6 +138,16 @@ class ChatPatchIn(BaseModel):
     model: str | None = Field(default=None, max_length=200)
     system: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
     params: GenParams | None = None
+    active_leaf_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @field_validator("title", "archived", "model", "active_leaf_id")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        """Leaving a key out keeps it; an explicit null has no meaning for these (only
+        `system` and `params` can be cleared), so it is a 422 rather than a failed write."""
+        if value is None:
+            raise ValueError("may be left out but not null")
+        return value
 
 
 class ImportedChat(BaseModel):

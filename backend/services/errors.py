@@ -22,6 +22,13 @@ class UnknownChat(ServiceError):
     code = "unknown_chat"
 
 
+class UnknownMessage(ServiceError):
+    """A message id that is not in the chat named with it (or in no chat at all)."""
+
+    status_code = 404
+    code = "unknown_message"
+
+
 class UnknownTurn(ServiceError):
     status_code = 404
     code = "unknown_turn"

@@ -13,17 +13,13 @@ from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 
-from lfgate.services.errors import UnknownChat
+from lfgate.services.errors import UnknownChat, UnknownMessage
 from lfgate.storage.database import Database
 from lfgate.storage.tables import Chat, Message, utcnow
 
 MESSAGE_STATUSES = ("complete", "streaming", "stopped", "interrupted", "error")
 EXPORT_FORMAT = "lfgate-chat"
 EXPORT_VERSION = 1
-
-
-class UnknownMessage(UnknownChat):
-    code = "unknown_message"
 
 
 @dataclass(frozen=True)
@@ -101,6 +97,8 @@ class ChatStore:
             return [_chat(row) for row in (await session.scalars(query)).all()]
 
     async def update_chat(self, *, chat_id: str, **changes: Any) -> ChatRecord:
+        """Change a chat's settings; a new `active_leaf_id` must be a message of this chat
+        (checked in the same transaction, so a bad id changes nothing)."""
         allowed = {"title", "archived", "system", "params", "model", "active_leaf_id"}
         unknown = set(changes) - allowed
         if unknown:
@@ -109,6 +107,11 @@ class ChatStore:
             row = await session.get(Chat, chat_id)
             if row is None:
                 raise UnknownChat(f"unknown chat {chat_id!r}")
+            leaf_id = changes.get("active_leaf_id")
+            if leaf_id is not None:
+                leaf = await session.get(Message, leaf_id)
+                if leaf is None or leaf.chat_id != chat_id:
+                    raise UnknownMessage(f"unknown message {leaf_id!r} in chat {chat_id!r}")
             for key, value in changes.items():
                 setattr(row, key, value)
             row.updated_at = utcnow()
