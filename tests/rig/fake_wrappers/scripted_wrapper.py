@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""A scripted box for UI tests: the real wrapper protocol (remote/wrapper_serve.py's loop),
+with replies chosen by trigger words instead of a model, so a browser test knows exactly
+what will stream and can run in a second instead of minutes.
+
+    CHAT_SCRIPT_PATH=.../scripted_wrapper.py REMOTE_PYTHON=<test venv python> SSH_HOST=
+
+Replies, by what the last user message contains (case-insensitive, first match wins):
+  "error" some text, then an `error` event (generation_failed, "scripted failure: ...")
+  "long"  LONG_CHUNKS chunks, for stopping mid-reply
+  "xss"   HTML and javascript: links a page must render inert
+  "think" a <think>…</think> block, then a short answer
+  "code"  Markdown: heading, **bold**, list, a ```python block, $inline$ and $$display$$ math
+  else    "Echo #<user turn> from <base> + <adapter or 'no adapter'>: <message>"
+
+Environment: LFGATE_SCRIPTED_LOAD_S (load time, default 0.3), LFGATE_SCRIPTED_DELAY_S (per
+chunk, default 0.02), CHAT_MODE (the mode its hello reports, default "script"; the gateway
+refuses a wrapper whose mode differs from its own). A base path containing "broken" fails to
+load with model_not_found naming the path (an adapter path with "broken": adapter_not_found).
+Paths are otherwise never checked, so any strings do.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _remote_folder() -> str:
+    """Where wrapper_serve.py is: the installed lfgate.remote (the files the gateway itself
+    speaks with), else the repository's remote/ beside tests/."""
+    try:
+        spec = importlib.util.find_spec("lfgate.remote")
+    except ImportError:
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        return next(iter(spec.submodule_search_locations))
+    return str(Path(__file__).resolve().parents[3] / "remote")
+
+
+sys.path.insert(0, _remote_folder())
+# After the path is known, as on the box (where these files sit beside the wrapper).
+import wrapper_protocol as wp  # noqa: E402
+import wrapper_serve  # noqa: E402
+from wrapper_serve import ChatOutcome, Turn  # noqa: E402
+
+CHUNK_SIZES = (3, 5, 8, 4, 6, 7)  # cycled: small uneven pieces, as a tokenizer gives
+LONG_CHUNKS = 400
+ERROR_AFTER_CHUNKS = 6
+ERROR_MESSAGE = "scripted failure: the box ran out of memory"
+
+CODE_REPLY = """## Scripted code sample
+
+Here is a paragraph with **bold text** and `inline code`.
+
+- first item
+- second item
+- third item
+
+```python
+def greet(name: str) -> str:
+    return f"Hello, {name}!"
+
+
+print(greet("world"))
+```
+
+Inline math: $E=mc^2$.
+
+$$\\int_0^1 x\\,dx$$
+"""
+
+THINK_REPLY = ("<think>Let me reason about this step by step.</think>\n\n"
+               "The answer is 42.")
+
+XSS_REPLY = """Here are things a page must show as text or make inert:
+
+<img src=x onerror="window.__xss=1">
+
+<script>window.__xss=2</script>
+
+[click me](javascript:window.__xss=3)
+
+<a href="javascript:window.__xss=4">raw link</a>
+
+End of the xss sample.
+"""
+
+ERROR_LEAD = "Starting to answer, and then the box will fail..."
+
+
+def chunks_of(text: str) -> list[str]:
+    """The reply cut into the deterministic small pieces it streams as."""
+    pieces, start, index = [], 0, 0
+    while start < len(text):
+        size = CHUNK_SIZES[index % len(CHUNK_SIZES)]
+        pieces.append(text[start:start + size])
+        start, index = start + size, index + 1
+    return pieces
+
+
+def long_chunks() -> list[str]:
+    sentences = (f"This is sentence {n} of a very long scripted reply. " for n in range(1, 1000))
+    text, pieces = "", []
+    for sentence in sentences:
+        text += sentence
+        pieces = chunks_of(text)
+        if len(pieces) >= LONG_CHUNKS:
+            break
+    return pieces[:LONG_CHUNKS]
+
+
+def model_label(model: dict[str, Any]) -> str:
+    """The basenames of the base and adapter(s), as the echo names them: `tiny-base + lora`."""
+    def name(path: str) -> str:
+        return os.path.basename(path.strip().rstrip("/")) or path.strip()
+
+    adapters = [name(a) for a in (model.get("adapter_path") or "").split(",") if a.strip()]
+    return f"{name(model['base_model_path'])} + {','.join(adapters) or 'no adapter'}"
+
+
+def _env_seconds(key: str, default: float) -> float:
+    try:
+        return max(0.0, float(os.environ.get(key, default)))
+    except ValueError:
+        return default
+
+
+class ScriptedEngine:
+    """A ChatEngine with no model: loads by sleeping, answers from the script above."""
+
+    def __init__(self) -> None:
+        self.mode = os.environ.get("CHAT_MODE", "script").strip().lower() or "script"
+        self.load_seconds: float | None = None
+        self._load_s = _env_seconds("LFGATE_SCRIPTED_LOAD_S", 0.3)
+        self._delay_s = _env_seconds("LFGATE_SCRIPTED_DELAY_S", 0.02)
+        self._model: dict[str, Any] | None = None
+        self._defaults: dict[str, Any] = {}
+
+    def load(self, model: dict[str, Any], params: dict[str, Any], timeout_s: float) -> None:
+        # No wrapper_serve.check_paths: the gateway's test settings use made-up paths.
+        self._model = None
+        started = time.monotonic()
+        wrapper_serve.log(f"scripted load of {model['base_model_path']} "
+                          f"({self._load_s:.2f} s)")
+        time.sleep(min(self._load_s, timeout_s))
+        base = model["base_model_path"]
+        if "broken" in base:
+            raise wp.WrapperError(wp.E_MODEL_NOT_FOUND,
+                                  f"base model path not found on the box: {base}")
+        adapter = model.get("adapter_path") or ""
+        if "broken" in adapter:
+            raise wp.WrapperError(
+                wp.E_ADAPTER_NOT_FOUND,
+                f"adapter not found on the box (no adapter_config.json): {adapter}")
+        self._model, self._defaults = model, params
+        self.load_seconds = time.monotonic() - started
+
+    def script(self, messages: list[dict[str, str]]) -> tuple[list[str], bool]:
+        """The reply's chunks for this history, and whether it ends in a box error."""
+        assert self._model is not None
+        message = messages[-1]["content"]
+        lowered = message.lower()
+        if "error" in lowered:
+            return chunks_of(ERROR_LEAD)[:ERROR_AFTER_CHUNKS], True
+        if "long" in lowered:
+            return long_chunks(), False
+        for trigger, reply in (("xss", XSS_REPLY), ("think", THINK_REPLY),
+                               ("code", CODE_REPLY)):
+            if trigger in lowered:
+                return chunks_of(reply), False
+        turn_number = sum(1 for m in messages if m["role"] == "user")
+        return chunks_of(f"Echo #{turn_number} from {model_label(self._model)}: {message}"), False
+
+    def chat(self, turn: Turn) -> ChatOutcome:
+        if self._model is None:
+            raise wp.WrapperError(wp.E_NOT_LOADED, "no model is loaded")
+        params = {**self._defaults, **turn.params}
+        limit = params.get("max_new_tokens")  # one chunk counts as one token
+        pieces, fails = self.script(turn.messages)
+        sent: list[str] = []
+        for piece in pieces:
+            if turn.cancelled.wait(self._delay_s):
+                return ChatOutcome("".join(sent), wp.FINISH_STOPPED, len(sent))
+            if limit is not None and len(sent) >= limit:
+                return ChatOutcome("".join(sent), wp.FINISH_LENGTH, len(sent))
+            turn.emit_text(piece)
+            sent.append(piece)
+        if fails:
+            raise wp.WrapperError(wp.E_GENERATION_FAILED, ERROR_MESSAGE)
+        return ChatOutcome("".join(sent), wp.FINISH_STOP, len(sent))
+
+    def unload(self) -> None:
+        self._model = None
+
+
+if __name__ == "__main__":
+    sys.exit(wrapper_serve.main(ScriptedEngine))
