@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -17,6 +20,25 @@ async def client(database_url):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gate") as http:
             http.app = app
+            yield http
+
+
+SCRIPTED_WRAPPER = Path(__file__).parent / "rig" / "fake_wrappers" / "scripted_wrapper.py"
+
+
+@pytest.fixture
+async def scripted_client(database_url, monkeypatch):
+    """The app with the scripted box double as its local box, for turns without a model."""
+    monkeypatch.setenv("CHAT_MODE", "script")  # the double's hello reads it
+    monkeypatch.setenv("LFGATE_SCRIPTED_LOAD_S", "0")
+    monkeypatch.setenv("LFGATE_SCRIPTED_DELAY_S", "0")
+    app = create_app(load_settings(
+        ssh_host="", chat_mode="script", chat_script_path=str(SCRIPTED_WRAPPER),
+        remote_python=sys.executable, base_model_path="/models/tiny-base",
+        adapter_path="/runs/lora", database_url=database_url))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gate") as http:
             yield http
 
 
@@ -170,3 +192,33 @@ async def test_null_for_a_key_that_cannot_be_empty_is_a_422(client, key):
     response = await client.patch(f"/api/chats/{chat['id']}", json={key: None})
     assert response.status_code == 422 and key in response.text
     assert (await client.get(f"/api/chats/{chat['id']}")).json() == chat
+
+
+async def test_an_untitled_chat_is_named_after_its_first_message(scripted_client):
+    client = scripted_client
+
+    async def say(chat_id: str, message: str) -> dict:
+        response = await client.post("/api/chat", json={"message": message, "chat_id": chat_id,
+                                                        "stream": False})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def title(chat_id: str) -> str:
+        return (await client.get(f"/api/chats/{chat_id}")).json()["title"]
+
+    chat = (await client.post("/api/chats", json={})).json()
+    assert chat["title"] == "New chat"
+    reply = await say(chat["id"], "Plan a trip to Kyoto\nwith all the details")
+    assert reply["content"] == ("Echo #1 from tiny-base + lora: Plan a trip to Kyoto\n"
+                                "with all the details")
+    assert await title(chat["id"]) == "Plan a trip to Kyoto"
+    await say(chat["id"], "And Osaka?")
+    assert await title(chat["id"]) == "Plan a trip to Kyoto"  # only the first message names it
+
+    await client.patch(f"/api/chats/{chat['id']}", json={"title": "New chat"})
+    await say(chat["id"], "Third")
+    assert await title(chat["id"]) == "New chat"  # chosen by the user, on a chat with messages
+
+    named = (await client.post("/api/chats", json={"title": "Mine"})).json()
+    await say(named["id"], "Hello there")
+    assert await title(named["id"]) == "Mine"

@@ -20,6 +20,7 @@ from lfgate.api.schemas import (
     RegenerateIn,
 )
 from lfgate.api.sse import turn_response
+from lfgate.services.chat_turns import DEFAULT_TITLE
 from lfgate.storage.chat_store import ChatStore, markdown
 
 router = APIRouter(prefix="/api/chats", tags=["chats"])
@@ -46,7 +47,7 @@ async def list_chats(
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_chat(body: ChatCreateIn, store: StoreDep) -> ChatDetailOut:
-    chat = await store.create_chat(title=body.title or "New chat", model=body.model,
+    chat = await store.create_chat(title=body.title or DEFAULT_TITLE, model=body.model,
                                    system=body.system, params=body.params.given())
     return await _detail(store, chat.id)
 

@@ -25,13 +25,14 @@ from lfgate.storage.chat_store import ChatRecord, ChatStore, MessageRecord
 ApiEvent = tuple[str, dict[str, Any]]  # (SSE event name, its JSON data)
 SAVE_EVERY_S = 1.0  # a growing reply is written at least this often
 TITLE_CHARS = 60
+DEFAULT_TITLE = "New chat"  # a chat made without a title; its first message renames it
 
 
 def title_from(message: str) -> str:
     """A chat's title from its first message: its first line, cut at a word."""
     line = " ".join(message.strip().split("\n", 1)[0].split())
     if len(line) <= TITLE_CHARS:
-        return line or "New chat"
+        return line or DEFAULT_TITLE
     return line[:TITLE_CHARS].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
 
 
@@ -76,7 +77,7 @@ class ChatTurns:
         else:
             chat = await self._store.get_chat(chat_id=chat_id)
         return await self._begin(chat, model, params, parent_id=chat.active_leaf_id,
-                                 new_text=message)
+                                 new_text=message, retitle=True)
 
     async def edit(self, *, chat_id: str, message_id: str, content: str, model: str,
                    params: dict[str, Any]) -> Turn:
@@ -101,9 +102,15 @@ class ChatTurns:
                                  new_text=None)
 
     async def _begin(self, chat: ChatRecord, model: str, params: dict[str, Any], *,
-                     parent_id: str | None, new_text: str | None) -> Turn:
+                     parent_id: str | None, new_text: str | None,
+                     retitle: bool = False) -> Turn:
         """Store the user's side (a new message under `parent_id`, or, with no new text,
-        the existing user message `parent_id`), then an empty reply, then run the turn."""
+        the existing user message `parent_id`), then an empty reply, then run the turn.
+
+        With `retitle`, an empty chat still called DEFAULT_TITLE (made by POST /api/chats
+        without a title) is named after this first message; done once the chat is claimed,
+        so a message refused as busy never renames it.
+        """
         if chat.id in self._busy:
             raise ChatBusy(f"chat {chat.id!r} is still answering; stop it or wait")
         self._busy.add(chat.id)
@@ -113,6 +120,9 @@ class ChatTurns:
                 user = path[-1]
             else:
                 path = await self._store.path_to(chat_id=chat.id, message_id=parent_id)
+                if retitle and not path and chat.title == DEFAULT_TITLE \
+                        and not await self._store.messages(chat_id=chat.id):
+                    await self._store.update_chat(chat_id=chat.id, title=title_from(new_text))
                 user = await self._store.add_message(chat_id=chat.id, parent_id=parent_id,
                                                      role="user", content=new_text)
                 path.append(user)
