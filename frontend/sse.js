@@ -20,26 +20,3 @@ export function parseSSE(buffer) {
   }
   return [events, rest];
 }
-
-/** POST a chat message and yield its events as they arrive. */
-export async function* streamChat(body, signal) {
-  const response = await fetch("api/chat", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ ...body, stream: true }),
-    signal,
-  });
-  if (!response.ok) {
-    const detail = await response.json().catch(() => ({}));
-    throw new Error(JSON.stringify(detail.detail ?? detail));
-  }
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    let events;
-    [events, buffer] = parseSSE(buffer + value);
-    yield* events;
-  }
-}

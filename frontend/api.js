@@ -1,0 +1,96 @@
+// The gateway's HTTP API (docs/api.md) as small async functions. Paths are relative, so the
+// page also works behind a reverse proxy under a sub-path.
+import { parseSSE } from "./sse.js";
+
+export class ApiError extends Error {
+  constructor(status, code, message, hint = "") {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.hint = hint;
+  }
+}
+
+/** The gateway's error shapes ({detail: {code, message, hint}}, FastAPI's validation list, a
+ *  plain string, or nothing at all) as one ApiError with a readable message. */
+async function errorFrom(response) {
+  let body = null;
+  try { body = await response.json(); } catch { /* not JSON: use the status line */ }
+  const detail = body?.detail;
+  if (detail && typeof detail === "object" && !Array.isArray(detail)) {
+    return new ApiError(response.status, detail.code ?? "error", detail.message ?? "error",
+      detail.hint ?? "");
+  }
+  if (Array.isArray(detail)) {
+    const text = detail.map((e) => {
+      const where = (e.loc ?? []).filter((part) => part !== "body").join(".");
+      return where ? `${where}: ${e.msg}` : e.msg;
+    }).join("; ");
+    return new ApiError(response.status, "invalid", text);
+  }
+  if (typeof detail === "string") return new ApiError(response.status, "error", detail);
+  const text = response.status === 429
+    ? "Too many requests: the gateway asked to slow down. Try again in a moment."
+    : `The gateway answered ${response.status} ${response.statusText}`.trim();
+  return new ApiError(response.status, `http_${response.status}`, text);
+}
+
+async function request(path, { method = "GET", body, signal } = {}) {
+  const init = { method, signal };
+  if (body !== undefined) {
+    init.headers = { "Content-Type": "application/json" };
+    init.body = JSON.stringify(body);
+  }
+  try {
+    return await fetch(path, init);
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new ApiError(0, "network", `The gateway cannot be reached (${error.message}).`);
+  }
+}
+
+export async function api(path, options) {
+  const response = await request(path, options);
+  if (!response.ok) throw await errorFrom(response);
+  return response.status === 204 ? null : response.json();
+}
+
+/** POST a turn and yield its SSE events ({event, data}) as they arrive. Returns normally
+ *  when the stream ends; the caller decides whether it ended with `done`/`error` or dropped. */
+export async function* streamTurn(path, body, signal) {
+  const response = await request(path, { method: "POST", body: { ...body, stream: true }, signal });
+  if (!response.ok) throw await errorFrom(response);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    let chunk;
+    try {
+      chunk = await reader.read();
+    } catch (error) {
+      if (error.name === "AbortError") throw error;
+      return; // the connection dropped mid-stream
+    }
+    if (chunk.done) return;
+    let events;
+    [events, buffer] = parseSSE(buffer + chunk.value);
+    yield* events;
+  }
+}
+
+export const chats = {
+  list: (q, archived) => api(`api/chats?${new URLSearchParams({ q, archived, limit: 200 })}`),
+  get: (id) => api(`api/chats/${encodeURIComponent(id)}`),
+  create: (body) => api("api/chats", { method: "POST", body }),
+  patch: (id, body) => api(`api/chats/${encodeURIComponent(id)}`, { method: "PATCH", body }),
+  remove: (id) => api(`api/chats/${encodeURIComponent(id)}`, { method: "DELETE" }),
+};
+
+export const models = {
+  list: () => api("api/models"),
+  load: (id) => api(`api/models/${encodeURIComponent(id)}/load`, { method: "POST" }),
+  status: (id) => api(`api/models/${encodeURIComponent(id)}/status`),
+};
+
+export const health = () => api("api/health");
+export const stopTurn = (turnId) =>
+  api(`api/chat/${encodeURIComponent(turnId)}/stop`, { method: "POST" });

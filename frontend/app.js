@@ -1,0 +1,432 @@
+// LF Gate's page: the chat list, the conversation with the model on the box, and the
+// composer. State lives here; components under components/ only render and report.
+import { html, render, useCallback, useEffect, useMemo, useRef, useState } from "./ui.js";
+import { ApiError, chats, health as fetchHealth, models, stopTurn, streamTurn } from "./api.js";
+import { indexTree, newestLeaf, pathTo, siblingsOf } from "./tree.js";
+import { basename } from "./format.js";
+import { Sidebar } from "./components/sidebar.js";
+import { Message } from "./components/message.js";
+import { Composer, writeDraft } from "./components/composer.js";
+import { ModelPicker } from "./components/model_picker.js";
+import { ParamsDrawer } from "./components/params_drawer.js";
+import { Connection } from "./components/connection.js";
+
+const HEALTH_EVERY_MS = 5000;
+const MODELS_EVERY_MS = 4000;
+const LOAD_POLL_MS = 500;
+
+const chatIdFromHash = () => {
+  const match = /^#\/chat\/([\w-]+)$/.exec(location.hash);
+  return match ? match[1] : null;
+};
+
+/** Poll `fn` every `ms` while mounted (and at once). */
+function usePoll(fn, ms) {
+  useEffect(() => {
+    let timer;
+    let live = true;
+    const tick = async () => {
+      await fn();
+      if (live) timer = setTimeout(tick, ms);
+    };
+    tick();
+    return () => { live = false; clearTimeout(timer); };
+  }, [ms]);
+}
+
+function EmptyState({ model, healthInfo }) {
+  return html`<div class="empty-state">
+    <h1>Chat with your model on the box</h1>
+    ${model && html`<dl class="model-facts">
+      <dt>Model</dt><dd>${model.id}</dd>
+      <dt>Base</dt><dd title=${model.base_model_path}>${basename(model.base_model_path)}</dd>
+      <dt>Adapter</dt><dd title=${model.adapter_path ?? ""}>${model.adapter_path ? basename(model.adapter_path) : "none"}</dd>
+      <dt>Template</dt><dd>${model.template}</dd>
+      ${healthInfo && html`<dt>Box</dt><dd>${healthInfo.remote.host} · ${healthInfo.mode} mode</dd>`}
+    </dl>`}
+    <p class="muted">Pick a base model or adapter above. Replies stream from LlamaFactory on the box; every turn is saved with the exact model, adapter and settings that produced it.</p>
+  </div>`;
+}
+
+function App() {
+  const [healthInfo, setHealth] = useState(null);
+  const [gatewayError, setGatewayError] = useState(null);
+  const [modelList, setModelList] = useState([]);
+  const [chatList, setChatList] = useState([]);
+  const [listError, setListError] = useState(null);
+  const [query, setQuery] = useState("");
+  const [archived, setArchived] = useState(false);
+  const [chatId, setChatId] = useState(chatIdFromHash);
+  const [chat, setChat] = useState(null);
+  const [chatError, setChatError] = useState(null);
+  const [draft, setDraft] = useState({ model: "default", system: null, params: {} });
+  const [turn, setTurn] = useState(null);
+  const [banner, setBanner] = useState(null);
+  const [restore, setRestore] = useState(null);
+  const [load, setLoad] = useState(null);
+  const [drawer, setDrawer] = useState(false);
+  const [drawerError, setDrawerError] = useState(null);
+  const [sidebarOpen, setSidebarOpen] = useState(false);
+  const now = useRef({});
+  now.current = { chatId, query, archived, chat };
+  const turnRef = useRef(null);
+  const listSeq = useRef(0);
+  const scroller = useRef(null);
+
+  const settings = chat ? { model: chat.model, system: chat.system, params: chat.params ?? {} } : draft;
+  const tree = useMemo(() => indexTree(chat?.messages ?? []), [chat]);
+
+  // ---- polling: box connection and models
+  usePoll(async () => {
+    try {
+      setHealth(await fetchHealth());
+      setGatewayError(null);
+    } catch (error) {
+      setGatewayError(error.message);
+    }
+  }, HEALTH_EVERY_MS);
+  const refreshModels = useCallback(async () => {
+    try { setModelList((await models.list()).models); } catch { /* shown by the health poll */ }
+  }, []);
+  usePoll(refreshModels, MODELS_EVERY_MS);
+
+  const current = modelList.find((m) => m.id === settings.model);
+  useEffect(() => { // a load someone else started (a first message, another tab): time it too
+    if (current?.status === "loading" && load?.model !== current.id) {
+      setLoad({ model: current.id, since: Date.now(), pending: true });
+    }
+    if (current?.status === "error" && (load?.model !== current.id || !load.error)) {
+      setLoad({ model: current.id, since: Date.now(), pending: true });
+    }
+  }, [current?.id, current?.status]);
+  useEffect(() => { // follow a load until it is ready or failed
+    if (!load?.pending) return undefined;
+    let live = true;
+    const timer = setInterval(async () => {
+      let status;
+      try { status = await models.status(load.model); } catch { return; }
+      if (!live || status.status === "loading") return;
+      clearInterval(timer);
+      setLoad({ ...load, pending: false, seconds: status.load_seconds, error: status.error,
+        hint: status.hint });
+      refreshModels();
+    }, LOAD_POLL_MS);
+    return () => { live = false; clearInterval(timer); };
+  }, [load]);
+
+  const startLoad = async (id) => {
+    setLoad({ model: id, since: Date.now(), pending: true });
+    setModelList((list) => list.map((m) => (m.id === id ? { ...m, status: "loading" } : m)));
+    try {
+      await models.load(id);
+    } catch (error) {
+      setLoad({ model: id, since: Date.now(), pending: false, error: error.message, hint: error.hint });
+    }
+  };
+
+  // ---- the chat list
+  const refreshList = useCallback(async () => {
+    const seq = ++listSeq.current;
+    try {
+      const { chats: items } = await chats.list(now.current.query, now.current.archived);
+      if (seq === listSeq.current) { setChatList(items); setListError(null); }
+    } catch (error) {
+      if (seq === listSeq.current) setListError(error.message);
+    }
+  }, []);
+  useEffect(() => {
+    const timer = setTimeout(refreshList, query ? 200 : 0);
+    return () => clearTimeout(timer);
+  }, [query, archived]);
+
+  // ---- the open chat, kept in the URL so a reload comes back to it
+  useEffect(() => {
+    const onHash = () => setChatId(chatIdFromHash());
+    addEventListener("hashchange", onHash);
+    return () => removeEventListener("hashchange", onHash);
+  }, []);
+  useEffect(() => {
+    const hash = chatId ? `#/chat/${chatId}` : "";
+    if (location.hash !== hash) history.replaceState(null, "", hash || location.pathname);
+    setChatError(null);
+    if (!chatId) { setChat(null); return undefined; }
+    if (now.current.chat?.id === chatId) return undefined;
+    let live = true;
+    chats.get(chatId).then((data) => { if (live) setChat(data); }).catch((error) => {
+      if (!live) return;
+      setChat(null);
+      setChatError(error.status === 404 ? "This chat does not exist any more." : error.message);
+    });
+    return () => { live = false; };
+  }, [chatId]);
+  const reloadChat = async (id) => {
+    try {
+      const data = await chats.get(id);
+      if (now.current.chatId === id) setChat(data);
+    } catch (error) {
+      if (now.current.chatId === id) setBanner({ message: error.message });
+    }
+  };
+
+  // ---- turns
+  const running = turn?.running === true;
+  const runTurn = async ({ path, body, anchorId, userText, chatKey }) => {
+    const local = { chatId: chatKey, anchorId, userText, text: "", infos: [], status: "streaming",
+      turnId: null, error: null, model: body.model, running: true, controller: new AbortController() };
+    turnRef.current = local;
+    setTurn({ ...local });
+    setBanner(null);
+    let queued = false;
+    const show = () => {
+      if (queued) return;
+      queued = true;
+      requestAnimationFrame(() => { queued = false; if (turnRef.current === local) setTurn({ ...local }); });
+    };
+    let ended = false;
+    try {
+      for await (const { event, data } of streamTurn(path, body, local.controller.signal)) {
+        if (event === "meta") {
+          local.turnId = data.turn_id;
+          writeDraft(chatKey, ""); // stored on the gateway now
+          if (chatKey === null) writeDraft(null, "");
+          if (local.chatId !== data.chat_id) {
+            local.chatId = data.chat_id;
+            setChatId(data.chat_id);
+          }
+          show();
+          refreshList();
+        } else if (event === "delta") {
+          local.text += data.text;
+          show();
+        } else if (event === "info") {
+          local.infos = [...local.infos, data];
+          show();
+        } else if (event === "done") {
+          ended = true;
+          local.text = data.content;
+          local.status = data.finish_reason === "stopped" ? "stopped" : "complete";
+        } else if (event === "error") {
+          ended = true;
+          local.status = "error";
+          local.error = data;
+        }
+      }
+      if (!ended) local.status = "interrupted";
+    } catch (error) {
+      if (local.turnId) {
+        local.status = "interrupted";
+      } else {
+        local.status = "failed";
+        if (error.name !== "AbortError") setBanner({ message: error.message, hint: error.hint });
+        if (userText) {
+          writeDraft(chatKey, userText);
+          setRestore({ text: userText });
+        }
+      }
+    }
+    local.running = false;
+    if (turnRef.current !== local) return;
+    if (local.status === "interrupted") {
+      setTurn({ ...local }); // keep what arrived on screen, with Retry
+    } else {
+      if (local.chatId) await reloadChat(local.chatId);
+      turnRef.current = null;
+      setTurn(null);
+    }
+    refreshList();
+  };
+
+  const send = async (text) => {
+    if (turnRef.current?.running) return;
+    let id = chatId;
+    let anchor = chat?.active_leaf_id ?? null;
+    if (id === null && (settings.system || Object.keys(settings.params).length)) {
+      try { // a new chat with its own settings: create it first so they are saved on it
+        const created = await chats.create({ model: settings.model, system: settings.system,
+          params: settings.params });
+        now.current.chat = created;
+        setChat(created);
+        setChatId(created.id);
+        id = created.id;
+        anchor = null;
+      } catch (error) {
+        setBanner({ message: error.message, hint: error.hint });
+        setRestore({ text });
+        return;
+      }
+    }
+    if (turnRef.current && !turnRef.current.running) turnRef.current = null;
+    await runTurn({ path: "api/chat", body: { message: text, chat_id: id, model: settings.model },
+      anchorId: anchor, userText: text, chatKey: chatId === null ? null : id });
+  };
+  const regenerate = (message) => runTurn({
+    path: `api/chats/${encodeURIComponent(chat.id)}/regenerate`,
+    body: { message_id: message.id, model: settings.model },
+    anchorId: message.parent_id, userText: null, chatKey: chat.id,
+  });
+  const editAndSend = (message, text) => runTurn({
+    path: `api/chats/${encodeURIComponent(chat.id)}/edit`,
+    body: { message_id: message.id, content: text, model: settings.model },
+    anchorId: message.parent_id, userText: text, chatKey: chat.id,
+  });
+  const retry = (message) => {
+    const t = turnRef.current;
+    if (t && !t.running) { turnRef.current = null; setTurn(null); }
+    regenerate(message);
+  };
+  const stop = async () => {
+    const t = turnRef.current;
+    if (!t?.running) return;
+    if (!t.turnId) { t.controller.abort(); return; }
+    try {
+      await stopTurn(t.turnId);
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404)) setBanner({ message: error.message });
+    }
+  };
+  useEffect(() => {
+    const onKey = (event) => {
+      if (event.key === "Escape" && turnRef.current?.running) { event.preventDefault(); stop(); }
+    };
+    addEventListener("keydown", onKey);
+    return () => removeEventListener("keydown", onKey);
+  }, []);
+
+  // ---- chat settings, model, branches
+  const saveSettings = async (changes) => {
+    setDrawerError(null);
+    if (!chat) { setDraft({ ...draft, ...changes }); return true; }
+    try {
+      setChat(await chats.patch(chat.id, changes));
+      return true;
+    } catch (error) {
+      setDrawerError(error.message);
+      return false;
+    }
+  };
+  const pickModel = async (id) => {
+    await saveSettings({ model: id });
+    const model = modelList.find((m) => m.id === id);
+    if (model && (model.status === "unloaded" || model.status === "error")) startLoad(id);
+  };
+  const setThinking = (on) => saveSettings({ params: { ...settings.params, enable_thinking: on } });
+  const goBranch = async (message, index) => {
+    const target = siblingsOf(tree, message)[index];
+    if (!target || !chat) return;
+    const leaf = newestLeaf(tree, target);
+    setChat({ ...chat, active_leaf_id: leaf.id });
+    try {
+      setChat(await chats.patch(chat.id, { active_leaf_id: leaf.id }));
+    } catch (error) {
+      setBanner({ message: error.message });
+      reloadChat(chat.id);
+    }
+  };
+
+  // ---- sidebar actions
+  const selectChat = (item) => { setChatId(item.id); setSidebarOpen(false); setBanner(null); };
+  const newChat = () => {
+    setDraft({ model: settings.model, system: null, params: {} });
+    setChatId(null);
+    setSidebarOpen(false);
+    setBanner(null);
+  };
+  const sidebarAction = (fn) => async (item, ...args) => {
+    try {
+      await fn(item, ...args);
+    } catch (error) {
+      setListError(error.message);
+    }
+    refreshList();
+  };
+  const renameChat = sidebarAction(async (item, title) => {
+    const updated = await chats.patch(item.id, { title });
+    if (item.id === chatId) setChat(updated);
+  });
+  const archiveChat = sidebarAction(async (item) => {
+    const updated = await chats.patch(item.id, { archived: !item.archived });
+    if (item.id === chatId) setChat(updated);
+  });
+  const deleteChat = sidebarAction(async (item) => {
+    await chats.remove(item.id);
+    if (item.id === chatId) setChatId(null);
+  });
+
+  // ---- what is on screen
+  const shown = [];
+  const turnHere = turn && turn.chatId === chatId;
+  if (turnHere) {
+    for (const m of pathTo(tree, turn.anchorId)) shown.push({ message: m });
+    if (turn.userText !== null) shown.push({ message: { role: "user", content: turn.userText, id: null } });
+    shown.push({
+      message: { id: turn.turnId, role: "assistant", content: turn.text, model: turn.model,
+        status: turn.running ? "streaming" : turn.status, error: turn.error },
+      streaming: turn.running, infos: turn.infos,
+    });
+  } else {
+    for (const m of pathTo(tree, chat?.active_leaf_id)) shown.push({ message: m });
+  }
+  useEffect(() => {
+    const box = scroller.current;
+    if (box && box.scrollHeight - box.scrollTop - box.clientHeight < 160) box.scrollTop = box.scrollHeight;
+  });
+  useEffect(() => {
+    if (scroller.current) scroller.current.scrollTop = scroller.current.scrollHeight;
+  }, [chat?.id]);
+
+  const branchOf = (message) => {
+    if (!message.id || !tree.byId.has(message.id)) return null;
+    const siblings = siblingsOf(tree, message);
+    return { index: siblings.findIndex((m) => m.id === message.id), count: siblings.length,
+      go: (index) => goBranch(message, index) };
+  };
+  const exportBase = chat ? `api/chats/${encodeURIComponent(chat.id)}/export` : null;
+
+  return html`<div class="app">
+    <a class="skip" href="#message">Skip to the message box</a>
+    <${Sidebar} chats=${chatList} currentId=${chatId} query=${query} onQuery=${setQuery}
+      archived=${archived} onShowArchived=${setArchived} onNew=${newChat} open=${sidebarOpen}
+      listError=${listError} onSelect=${selectChat} onRename=${renameChat}
+      onArchive=${archiveChat} onDelete=${deleteChat} />
+    ${sidebarOpen && html`<div class="scrim" onClick=${() => setSidebarOpen(false)}></div>`}
+    <div class="main">
+      <header class="topbar">
+        <button type="button" class="icon-btn menu" aria-label="Show chats"
+          aria-expanded=${sidebarOpen ? "true" : "false"} onClick=${() => setSidebarOpen(!sidebarOpen)}>☰</button>
+        <${ModelPicker} models=${modelList} value=${settings.model} onChange=${pickModel}
+          load=${load} onRetry=${startLoad} disabled=${running} />
+        <span class="spacer"></span>
+        <button type="button" class="btn" aria-expanded=${drawer ? "true" : "false"}
+          onClick=${() => { setDrawerError(null); setDrawer(!drawer); }}>Parameters</button>
+        ${exportBase && html`<span class="export">
+          <a class="btn" href=${`${exportBase}?format=md`} download>Export .md</a>
+          <a class="btn" href=${`${exportBase}?format=json`} download>.json</a>
+        </span>`}
+        <${Connection} health=${healthInfo} gatewayError=${gatewayError} />
+      </header>
+      <main class="conversation" ref=${scroller} aria-label="Conversation">
+        ${chatError && html`<p class="notice error" role="alert">${chatError}</p>`}
+        ${!chatError && shown.length === 0 && html`<${EmptyState} model=${current} healthInfo=${healthInfo} />`}
+        <div class="messages">
+          ${shown.map(({ message, streaming, infos }, i) => html`<${Message}
+            key=${message.id ?? `pending-${i}`} message=${message} streaming=${streaming}
+            infos=${infos} busy=${running} branch=${branchOf(message)}
+            onEdit=${(text) => editAndSend(message, text)}
+            onRegenerate=${() => regenerate(message)} onRetry=${() => retry(message)} />`)}
+        </div>
+      </main>
+      ${banner && html`<div class="banner" role="alert">
+        <span>${banner.message}${banner.hint ? html` <span class="hint">${banner.hint}</span>` : ""}</span>
+        <button type="button" class="icon-btn" aria-label="Dismiss" onClick=${() => setBanner(null)}>✕</button>
+      </div>`}
+      <${Composer} chatId=${chatId} generating=${running} disabled=${running}
+        thinking=${settings.params?.enable_thinking === true} onThinking=${setThinking}
+        onSend=${send} onStop=${stop} restore=${restore} />
+    </div>
+    ${drawer && html`<${ParamsDrawer} settings=${settings} error=${drawerError}
+      onClose=${() => setDrawer(false)}
+      onSave=${async (changes) => { if (await saveSettings(changes)) setDrawer(false); }} />`}
+  </div>`;
+}
+
+render(html`<${App} />`, document.getElementById("app"));

@@ -1,0 +1,65 @@
+// The message box. Enter sends, Shift+Enter adds a line, Ctrl/Cmd+Enter also sends; while a
+// reply runs the button stops it. Unsent text is kept in localStorage per chat, so a reload,
+// a crash or a failed send never loses what the user typed.
+import { html, useEffect, useRef, useState } from "../ui.js";
+
+const draftKey = (chatId) => `lfgate:draft:${chatId ?? "new"}`;
+
+export function readDraft(chatId) {
+  try { return localStorage.getItem(draftKey(chatId)) ?? ""; } catch { return ""; }
+}
+
+export function writeDraft(chatId, text) {
+  try {
+    if (text) localStorage.setItem(draftKey(chatId), text);
+    else localStorage.removeItem(draftKey(chatId));
+  } catch { /* storage full or disabled: the text stays in the box */ }
+}
+
+export function Composer({ chatId, generating, disabled, thinking, onThinking, onSend, onStop,
+  restore }) {
+  const [text, setText] = useState(() => readDraft(chatId));
+  const ref = useRef(null);
+  useEffect(() => { setText(readDraft(chatId)); }, [chatId]);
+  useEffect(() => { if (restore) setText(restore.text); }, [restore]);
+  useEffect(() => {
+    const area = ref.current;
+    if (!area) return;
+    area.style.height = "auto";
+    area.style.height = `${Math.min(area.scrollHeight, 240)}px`;
+  }, [text]);
+  useEffect(() => { if (!generating) ref.current?.focus(); }, [generating, chatId]);
+
+  const update = (value) => {
+    setText(value);
+    writeDraft(chatId, value);
+  };
+  const send = () => {
+    if (generating || disabled || !text.trim()) return;
+    onSend(text);
+    setText("");
+  };
+  const onKeyDown = (event) => {
+    if (event.key !== "Enter" || event.isComposing) return;
+    if (event.shiftKey && !(event.ctrlKey || event.metaKey)) return;
+    event.preventDefault();
+    send();
+  };
+  return html`<form class="composer" onSubmit=${(e) => { e.preventDefault(); send(); }}>
+    <textarea ref=${ref} id="message" rows="1" value=${text} aria-label="Message"
+      placeholder="Message the model (Enter sends, Shift+Enter adds a line)"
+      onInput=${(e) => update(e.target.value)} onKeyDown=${onKeyDown}></textarea>
+    <div class="composer-row">
+      <label class="toggle" title="Ask the model to think first (templates that support it)">
+        <input type="checkbox" checked=${thinking} onChange=${(e) => onThinking(e.target.checked)} />
+        Thinking
+      </label>
+      <span class="spacer"></span>
+      ${generating
+        ? html`<button type="button" class="btn stop" onClick=${onStop}
+            aria-label="Stop generating" title="Stop (Esc)">■ Stop</button>`
+        : html`<button type="submit" class="btn primary send" aria-label="Send message"
+            disabled=${disabled || !text.trim()}>Send ↵</button>`}
+    </div>
+  </form>`;
+}

@@ -1,0 +1,136 @@
+// One message of the branch on screen: a user's text, or a reply rendered as Markdown while
+// it streams, with its Thinking block, branch arrows, actions and provenance line.
+import { html, useEffect, useMemo, useRef, useState } from "../ui.js";
+import { renderMarkdown, splitThinking } from "../markdown.js";
+import { copyText } from "../clipboard.js";
+import { provenanceText, replySummary } from "../format.js";
+
+function CopyButton({ text, label = "Copy" }) {
+  const [done, setDone] = useState(false);
+  const copy = async () => {
+    setDone(await copyText(text()));
+    setTimeout(() => setDone(false), 1500);
+  };
+  return html`<button type="button" class="icon-btn" onClick=${copy}
+    aria-label=${label} title=${label}>${done ? "Copied" : "Copy"}</button>`;
+}
+
+/** Sanitised Markdown, with a language label and a copy button on each code block. */
+function Markdown({ text, final, className = "markdown" }) {
+  const ref = useRef(null);
+  const markup = useMemo(() => renderMarkdown(text, { final }), [text, final]);
+  useEffect(() => {
+    for (const pre of ref.current?.querySelectorAll("pre") ?? []) {
+      if (pre.previousElementSibling?.classList.contains("code-head")) continue;
+      const head = document.createElement("div");
+      head.className = "code-head";
+      const lang = document.createElement("span");
+      lang.textContent = pre.dataset.lang || "text";
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "copy-code";
+      button.textContent = "Copy code";
+      button.setAttribute("aria-label", `Copy ${lang.textContent} code`);
+      head.append(lang, button);
+      pre.before(head);
+    }
+  }, [markup]);
+  const onClick = async (event) => {
+    const button = event.target.closest?.(".copy-code");
+    if (!button) return;
+    const code = button.parentElement.nextElementSibling?.textContent ?? "";
+    button.textContent = (await copyText(code)) ? "Copied" : "Copy failed";
+    setTimeout(() => { button.textContent = "Copy code"; }, 1500);
+  };
+  return html`<div class=${className} ref=${ref} onClick=${onClick}
+    dangerouslySetInnerHTML=${{ __html: markup }}></div>`;
+}
+
+function Thinking({ text, open, final }) {
+  return html`<details class="thinking" open=${open}>
+    <summary>${open ? "Thinking…" : "Thinking"}</summary>
+    <${Markdown} text=${text} final=${final} className="markdown thinking-body" />
+  </details>`;
+}
+
+function BranchArrows({ branch }) {
+  if (!branch || branch.count < 2) return null;
+  return html`<span class="branch" role="group" aria-label="Versions">
+    <button type="button" class="icon-btn" aria-label="Previous version"
+      disabled=${branch.index === 0} onClick=${() => branch.go(branch.index - 1)}>‹</button>
+    <span class="branch-pos">${branch.index + 1}/${branch.count}</span>
+    <button type="button" class="icon-btn" aria-label="Next version"
+      disabled=${branch.index === branch.count - 1} onClick=${() => branch.go(branch.index + 1)}>›</button>
+  </span>`;
+}
+
+const STATUS_TEXT = {
+  stopped: "Stopped",
+  interrupted: "Interrupted: the connection dropped before the reply finished.",
+};
+
+function EditBox({ initial, onSubmit, onCancel }) {
+  const [text, setText] = useState(initial);
+  const ref = useRef(null);
+  useEffect(() => { ref.current?.focus(); }, []);
+  const submit = () => { if (text.trim()) onSubmit(text); };
+  const onKeyDown = (event) => {
+    if (event.key === "Escape") { event.stopPropagation(); onCancel(); }
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      submit();
+    }
+  };
+  return html`<div class="edit-box">
+    <textarea ref=${ref} aria-label="Edit message" value=${text} rows="3"
+      onInput=${(e) => setText(e.target.value)} onKeyDown=${onKeyDown}></textarea>
+    <div class="edit-actions">
+      <button type="button" class="btn" onClick=${onCancel}>Cancel</button>
+      <button type="button" class="btn primary" onClick=${submit}>Send</button>
+    </div>
+  </div>`;
+}
+
+export function Message({ message, streaming = false, busy = false, branch, infos = [],
+  onEdit, onRegenerate, onRetry }) {
+  const [editing, setEditing] = useState(false);
+  const isUser = message.role === "user";
+  const final = !streaming;
+  const parts = useMemo(() => (isUser ? null : splitThinking(message.content, { final })),
+    [message.content, final, isUser]);
+  const summary = replySummary(message.provenance);
+  const error = message.error ?? message.provenance?.error;
+  const retryable = !streaming && !busy && (message.status === "interrupted" || message.status === "error");
+  return html`<article class=${`msg ${isUser ? "msg-user" : "msg-assistant"} status-${message.status ?? "complete"}`}
+      aria-label=${isUser ? "Your message" : "Reply"} aria-busy=${streaming ? "true" : "false"}
+      data-message-id=${message.id ?? ""}>
+    ${isUser && editing
+      ? html`<${EditBox} initial=${message.content} onCancel=${() => setEditing(false)}
+          onSubmit=${(text) => { setEditing(false); onEdit(text); }} />`
+      : isUser
+        ? html`<div class="user-text">${message.content}</div>`
+        : html`<div class="reply">
+            ${parts.thinking !== null && html`<${Thinking} text=${parts.thinking}
+              open=${streaming && parts.open} final=${final} />`}
+            ${(parts.answer || !streaming) && html`<${Markdown} text=${parts.answer} final=${final} />`}
+            ${streaming && !message.content && html`<span class="typing" aria-label="Waiting for the model">
+              <i></i><i></i><i></i></span>`}
+          </div>`}
+    ${infos.map((info) => html`<p class="notice info" role="status">${info.message}</p>`)}
+    ${STATUS_TEXT[message.status] && html`<p class=${`notice ${message.status}`}>${STATUS_TEXT[message.status]}</p>`}
+    ${error && html`<p class="notice error" role="alert"><strong>${error.code ?? "error"}</strong>: ${error.message}${error.hint ? html`<br /><span class="hint">${error.hint}</span>` : ""}</p>`}
+    ${!editing && html`<div class="msg-actions">
+      <${BranchArrows} branch=${branch} />
+      ${!streaming && html`<${CopyButton} text=${() => message.content}
+        label=${isUser ? "Copy message" : "Copy reply"} />`}
+      ${isUser && !busy && message.id && html`<button type="button" class="icon-btn"
+        aria-label="Edit message" onClick=${() => setEditing(true)}>Edit</button>`}
+      ${!isUser && !busy && !streaming && message.id && html`<button type="button" class="icon-btn"
+        aria-label="Regenerate reply" onClick=${onRegenerate}>Regenerate</button>`}
+      ${retryable && html`<button type="button" class="btn retry" onClick=${onRetry}>Retry</button>`}
+      ${!isUser && (summary.length > 0 || streaming) && html`<span class="reply-meta" tabindex="0"
+        title=${provenanceText(message.provenance)}>
+        ${streaming ? `${message.model ?? ""} · generating…` : summary.join(" · ")}</span>`}
+    </div>`}
+  </article>`;
+}

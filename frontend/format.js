@@ -1,0 +1,82 @@
+// Small display formats: dates for the chat list, numbers for the per-reply line.
+
+/** Timestamps from SQLite come without a zone; they are UTC. */
+export function parseTime(iso) {
+  return new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(iso) ? iso : `${iso}Z`);
+}
+
+export function dayLabel(iso, now = new Date()) {
+  const date = parseTime(iso);
+  const start = (d) => new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
+  const days = Math.round((start(now) - start(date)) / 86_400_000);
+  if (days <= 0) return "Today";
+  if (days === 1) return "Yesterday";
+  return date.toLocaleDateString(undefined, {
+    weekday: days < 7 ? "long" : undefined,
+    day: "numeric",
+    month: "short",
+    year: date.getFullYear() === now.getFullYear() ? undefined : "numeric",
+  });
+}
+
+/** Chats (newest first) grouped by the day of their last change, keeping the order. */
+export function groupByDay(chats, now = new Date()) {
+  const groups = [];
+  for (const chat of chats) {
+    const label = dayLabel(chat.updated_at, now);
+    if (groups.at(-1)?.[0] !== label) groups.push([label, []]);
+    groups.at(-1)[1].push(chat);
+  }
+  return groups;
+}
+
+export const basename = (path) => (path ? path.replace(/\/+$/, "").split("/").pop() : "");
+
+export function seconds(value) {
+  if (value == null) return "";
+  return value < 10 ? `${value.toFixed(1)} s` : `${Math.round(value)} s`;
+}
+
+/** The small line under a reply: model, adapter, time to first token, speed. */
+export function replySummary(provenance) {
+  if (!provenance) return [];
+  const parts = [provenance.model];
+  parts.push(provenance.adapter_path ? basename(provenance.adapter_path) : "no adapter");
+  const timing = provenance.timing ?? {};
+  if (timing.ttft_ms != null) {
+    parts.push(timing.ttft_ms < 1000 ? `${Math.round(timing.ttft_ms)} ms to first token`
+      : `${(timing.ttft_ms / 1000).toFixed(1)} s to first token`);
+  }
+  const tokens = provenance.usage?.completion_tokens;
+  const box = provenance.box_timing ?? timing;
+  const genMs = (box.total_ms ?? 0) - (box.ttft_ms ?? 0);
+  if (tokens && genMs > 0) parts.push(`${(tokens / (genMs / 1000)).toFixed(1)} tok/s`);
+  else if (box.chunks && genMs > 0) parts.push(`${(box.chunks / (genMs / 1000)).toFixed(1)} chunks/s`);
+  return parts;
+}
+
+export function provenanceText(provenance) {
+  if (!provenance) return "";
+  const lines = [];
+  const add = (label, value) => {
+    if (value != null && value !== "") lines.push(`${label}: ${value}`);
+  };
+  add("Model", provenance.model);
+  add("Mode", provenance.mode);
+  add("Box", provenance.host);
+  add("Base", provenance.base_model_path);
+  add("Adapter", provenance.adapter_path ?? "none");
+  add("Template", provenance.template);
+  add("Backend", provenance.infer_backend);
+  add("Finish", provenance.finish_reason);
+  add("Wrapper", provenance.wrapper_version && `${provenance.wrapper_version} (protocol ${provenance.protocol})`);
+  const params = Object.entries(provenance.params ?? {})
+    .filter(([key]) => key !== "system").map(([k, v]) => `${k}=${v}`).join(", ");
+  add("Parameters", params || "defaults");
+  if (provenance.params?.system) add("System prompt", provenance.params.system.slice(0, 200));
+  const timing = provenance.timing;
+  if (timing) add("Timing", `first token ${timing.ttft_ms ?? "–"} ms, total ${timing.total_ms} ms, ${timing.chunks} chunks`);
+  if (provenance.usage?.completion_tokens) add("Tokens", provenance.usage.completion_tokens);
+  if (provenance.error) add("Error", `${provenance.error.code}: ${provenance.error.message}`);
+  return lines.join("\n");
+}
