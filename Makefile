@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup run test lint bench box
+.PHONY: setup run test lint bench box vendor screenshots
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,3 +42,7 @@ test: setup box
 bench: setup box
 	bash tests/rig/system_deps.sh
 	$(PY) -m tests.bench.run
+
+# Re-copy the page's pinned browser libraries (frontend/package.json) into frontend/vendor.
+vendor:
+	bash frontend/vendor.sh

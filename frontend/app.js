@@ -398,10 +398,13 @@ function App() {
         <span class="spacer"></span>
         <button type="button" class="btn" aria-expanded=${drawer ? "true" : "false"}
           onClick=${() => { setDrawerError(null); setDrawer(!drawer); }}>Parameters</button>
-        ${exportBase && html`<span class="export">
-          <a class="btn" href=${`${exportBase}?format=md`} download>Export .md</a>
-          <a class="btn" href=${`${exportBase}?format=json`} download>.json</a>
-        </span>`}
+        ${exportBase && html`<details class="export">
+          <summary class="btn">Export</summary>
+          <div class="popover">
+            <a href=${`${exportBase}?format=md`} download>Markdown (.md)</a>
+            <a href=${`${exportBase}?format=json`} download>JSON with every branch (.json)</a>
+          </div>
+        </details>`}
         <${Connection} health=${healthInfo} gatewayError=${gatewayError} />
       </header>
       <main class="conversation" ref=${scroller} aria-label="Conversation">

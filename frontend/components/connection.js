@@ -14,6 +14,7 @@ export function Connection({ health, gatewayError }) {
     text = "Connecting…";
   } else if (health.remote.connected) {
     text = `Box reachable · ${health.remote.host}`;
+    detail = `Connected to ${health.remote.host}`;
   } else if (health.remote.error) {
     state = "bad";
     text = `Box down: ${health.remote.error}`;
