@@ -34,7 +34,7 @@ function codeBlock(highlight) {
 function makeMarked(highlight) {
   const marked = new Marked({ gfm: true, breaks: true });
   marked.use(markedKatex({ throwOnError: false, nonStandard: true, output: "htmlAndMathml" }));
-  marked.use({ renderer: { html: ({ text }) => escapeHtml(text), code: codeBlock(highlight) } });
+  marked.use({ renderer: { html: ({ text, block }) => (block ? `<p>${escapeHtml(text)}</p>` : escapeHtml(text)), code: codeBlock(highlight) } });
   return marked;
 }
 
