@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,14 +25,17 @@ _OUR_KEYS = ("CHAT_", "SSH_", "REMOTE_", "CONDA_", "LLAMAFACTORY_", "BASE_MODEL"
 class GatewayProcess:
     __test__ = False
 
-    def __init__(self, env: dict[str, str], workdir: Path, dotenv: dict[str, str] | None = None
-                 ) -> None:
-        """`env` goes in the environment; `dotenv` is written to workdir/.env, as users do."""
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], workdir: Path, dotenv: dict[str, str] | None = None,
+                 port: int | None = None) -> None:
+        """`env` goes in the environment; `dotenv` is written to workdir/.env, as users do.
+        `port`: a fixed one, to restart a stopped gateway where a browser expects it."""
+        if port is not None:
+            _require_free(port)  # else the health check could reach the old gateway
+        self.port = port or free_port()
         if dotenv is not None:
             (workdir / ".env").write_text("".join(f"{k}={v}\n" for k, v in dotenv.items()))
         clean = {k: v for k, v in os.environ.items() if not k.startswith(_OUR_KEYS)}
-        self.log = workdir / f"gateway-{self.port}.log"
+        self.log = _new_log(workdir, self.port)
         self.proc = subprocess.Popen(
             [LFGATE, "serve", "--port", str(self.port)], cwd=workdir,
             env={**clean, **env}, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
@@ -88,6 +92,26 @@ class GatewayProcess:
                 self.proc.wait()
                 return False
         return "Application shutdown complete" in self.log.read_text()
+
+
+def _require_free(port: int) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise RuntimeError(f"port {port} is still in use: stop the old gateway first"
+                               ) from exc
+
+
+def _new_log(workdir: Path, port: int) -> Path:
+    """A log of this run only (a restart on the same port gets the next name), so `stop`
+    judges this run's shutdown."""
+    log, run = workdir / f"gateway-{port}.log", 1
+    while log.exists():
+        run += 1
+        log = workdir / f"gateway-{port}-{run}.log"
+    return log
 
 
 def sse_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any], float]]:
