@@ -124,9 +124,14 @@ def model_label(model: dict[str, Any]) -> str:
 
 
 def _env_seconds(key: str, default: float) -> float:
+    """A duration from the environment; unset or empty means the default."""
+    raw = os.environ.get(key, "").strip()
+    if not raw:
+        return default
     try:
-        return max(0.0, float(os.environ.get(key, default)))
+        return max(0.0, float(raw))
     except ValueError:
+        wrapper_serve.log(f"{key}={raw!r} is not a number of seconds; using {default}")
         return default
 
 
