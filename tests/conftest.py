@@ -1,13 +1,32 @@
-"""Shared fixtures: the real box (LlamaFactory in its own venv) and the tiny model it serves."""
+"""Shared fixtures: the real box (LlamaFactory in its own venv) and the tiny model it serves;
+gateways on the scripted box double and a browser for UI tests (helpers in tests/ui_rig.py)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.gateway_process import GatewayProcess
+from tests.ui_rig import (
+    PLAYWRIGHT_LOOP,
+    VIEWPORT,
+    PlaywrightLoop,
+    launch_chromium,
+    need_chromium,
+    start_real_gateway,
+    start_scripted_gateway,
+    watch_errors,
+)
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 ROOT = Path(__file__).resolve().parent.parent
 RIG = ROOT / "tests" / "rig"
@@ -88,3 +107,112 @@ async def database_url(request, tmp_path):
     await conn.execute(f'CREATE DATABASE "{name}"')
     await conn.close()
     yield server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+# --- Browser tests -------------------------------------------------------------------------
+# Sync Playwright marks its loop as the main thread's running loop between calls; these hooks
+# keep that mark to browser code only, so async tests still run after a browser test.
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[PLAYWRIGHT_LOOP] = PlaywrightLoop()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+                         ) -> object:
+    guard = request.config.stash[PLAYWRIGHT_LOOP]
+    if not guard.uses_browser(fixturedef.argname, fixturedef.argnames):
+        return (yield)
+    guard.users.add(fixturedef.argname)
+    fixturedef.addfinalizer(guard.park)  # finalizers run last-in first-out: after its teardown
+    try:
+        with guard.marked():
+            return (yield)
+    finally:
+        fixturedef.addfinalizer(guard.resume)  # before its teardown
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> object:
+    guard = item.config.stash[PLAYWRIGHT_LOOP]
+    sync_test = not inspect.iscoroutinefunction(getattr(item, "obj", None))
+    if sync_test and "browser" in getattr(item, "fixturenames", ()):
+        with guard.marked():
+            return (yield)
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> object:
+    try:
+        return (yield)
+    finally:
+        item.config.stash[PLAYWRIGHT_LOOP].park()
+
+
+@pytest.fixture(scope="session")
+def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
+    """Debian's Chromium under Playwright's sync API, one for the session. Skipped without
+    /usr/bin/chromium, except with CI set, where that fails."""
+    need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    guard = request.config.stash[PLAYWRIGHT_LOOP]
+    playwright = sync_playwright().start()
+    guard.started()
+    try:
+        chromium = launch_chromium(playwright)
+        yield chromium
+        chromium.close()
+    finally:
+        playwright.stop()
+        guard.stopped()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh context and page (1200x800) per test; `page.js_errors` collects uncaught
+    exceptions and console errors, for `assert page.js_errors == []`."""
+    context = browser.new_context(viewport=VIEWPORT)
+    new_page = context.new_page()
+    new_page.js_errors = watch_errors(new_page)
+    yield new_page
+    context.close()
+
+
+@pytest.fixture
+def scripted_gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
+    """`lfgate serve` on the scripted box double (models `default` = base + adapter, `base`),
+    with a fresh database in tmp_path/gateway."""
+    gateway = start_scripted_gateway(tmp_path / "gateway")
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture
+def make_scripted_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
+    """make(folder=None, *, port=None, env=None, base_model_path=..., adapter_path=...,
+    load_s=None, delay_s=None, mode="script"): more scripted gateways, all stopped at the end.
+    The same folder and port as a stopped one restarts it on its database and URL."""
+    started: list[GatewayProcess] = []
+
+    def make(folder: Path | None = None, **options: Any) -> GatewayProcess:
+        gateway = start_scripted_gateway(folder or tmp_path / f"gateway-{len(started) + 1}",
+                                         **options)
+        started.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in started:
+        gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def real_gateway_over_ssh(sshd, box_python: str, tiny: dict[str, str],
+                          tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """`lfgate serve` on the real LlamaFactory box behind the test sshd, script mode, serving
+    the tiny model (`default`) and its base (`base`). Tests using it are `pytest.mark.box`."""
+    gateway = start_real_gateway(sshd, box_python, tiny, tmp_path_factory.mktemp("real-gw"))
+    yield gateway
+    assert gateway.stop(), gateway.log.read_text()[-3000:]

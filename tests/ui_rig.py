@@ -1,0 +1,150 @@
+"""Helpers for browser tests: gateways on the scripted box double or the real box over sshd,
+Debian's Chromium driven by Playwright's sync API, and the guard that lets that API share a
+pytest session with pytest-asyncio (the fixtures themselves are in tests/conftest.py).
+
+Why the guard: between two sync calls Playwright leaves its own event loop marked as the
+running loop of the main thread (it is suspended mid-run in a greenlet), so once a browser is
+up every later async test failed with "Runner.run() cannot be called from a running event
+loop". The mark is now set only while browser code runs: in the setup and teardown of
+fixtures that depend on `browser`, and in the call of tests that use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.gateway_process import GatewayProcess
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page, Playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTED_WRAPPER = ROOT / "tests" / "rig" / "fake_wrappers" / "scripted_wrapper.py"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+VIEWPORT = {"width": 1200, "height": 800}
+
+# What the scripted gateway serves unless told otherwise: `default` (base + adapter), `base`.
+SCRIPTED_BASE = "/models/tiny-base"
+SCRIPTED_ADAPTER = "/runs/tiny-adapter"
+PLAYWRIGHT_LOOP = pytest.StashKey["PlaywrightLoop"]()  # the session's guard, on config.stash
+
+
+def scripted_env(folder: Path, *, base_model_path: str = SCRIPTED_BASE,
+                 adapter_path: str | None = SCRIPTED_ADAPTER, load_s: float | None = None,
+                 delay_s: float | None = None, mode: str = "script") -> dict[str, str]:
+    """The gateway's environment for the scripted box on this machine, its database and
+    data in `folder`. In the environment, not .env: the double reads CHAT_MODE and its
+    timings from the environment it inherits from the gateway."""
+    env = {"SSH_HOST": "", "CHAT_MODE": mode, "REMOTE_PYTHON": sys.executable,
+           "CHAT_SCRIPT_PATH": str(SCRIPTED_WRAPPER), "BASE_MODEL_PATH": base_model_path,
+           "ADAPTER_PATH": adapter_path or "", "TEMPLATE": "qwen",
+           "DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'lfgate.db'}",
+           "LFGATE_DATA_DIR": str(folder / "data"), "CHAT_TIMEOUT": "60"}
+    # Always set: "" is the double's default, and a developer's own value stays out.
+    env["LFGATE_SCRIPTED_LOAD_S"] = "" if load_s is None else str(load_s)
+    env["LFGATE_SCRIPTED_DELAY_S"] = "" if delay_s is None else str(delay_s)
+    return env
+
+
+def start_scripted_gateway(folder: Path, *, port: int | None = None,
+                           env: dict[str, str] | None = None, **options: Any) -> GatewayProcess:
+    """A gateway on the scripted box. Same `folder` and `port` as a stopped one: a restart
+    with the same database at the same URL. `options` go to scripted_env; `env` wins."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return GatewayProcess({**scripted_env(folder, **options), **(env or {})}, folder,
+                          port=port)
+
+
+def real_ssh_env(sshd: Any, box_python: str, tiny: dict[str, str], folder: Path, *,
+                 mode: str = "script") -> dict[str, str]:
+    """The gateway's .env for the real LlamaFactory box behind the test sshd (as
+    tests/test_gateway_e2e.py builds it), with the tiny model and its adapter."""
+    return {**sshd.settings_env(), "CHAT_MODE": mode, "REMOTE_PYTHON": box_python,
+            "DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'lfgate.db'}",
+            "LFGATE_DATA_DIR": str(folder / "data"), "BASE_MODEL_PATH": tiny["base"],
+            "ADAPTER_PATH": tiny["adapter"], "TEMPLATE": tiny["template"],
+            "CHAT_TIMEOUT": "120"}
+
+
+def start_real_gateway(sshd: Any, box_python: str, tiny: dict[str, str], folder: Path, *,
+                       mode: str = "script", port: int | None = None) -> GatewayProcess:
+    folder.mkdir(parents=True, exist_ok=True)
+    return GatewayProcess({}, folder, dotenv=real_ssh_env(sshd, box_python, tiny, folder,
+                                                          mode=mode), port=port)
+
+
+def need_chromium() -> None:
+    """Skip without Debian's Chromium, except on CI, where a missing browser is a failure."""
+    if os.access(CHROMIUM, os.X_OK):
+        return
+    reason = (f"{CHROMIUM} is missing (Debian package `chromium`; tests/rig/system_deps.sh "
+              "installs it)")
+    if os.environ.get("CI"):
+        pytest.fail(reason + "; CI must run the browser tests")
+    pytest.skip(reason)
+
+
+def launch_chromium(playwright: Playwright) -> Browser:
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def watch_errors(page: Page) -> list[str]:
+    """Uncaught exceptions and console errors of the page, as they happen."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    page.on("console", lambda message: errors.append(f"console.error: {message.text}")
+            if message.type == "error" else None)
+    return errors
+
+
+class PlaywrightLoop:
+    """Where sync Playwright's event loop may be marked running on the main thread.
+
+    `users` are the fixtures known to depend on `browser` (filled as they are set up, since
+    a fixture's dependencies are set up before it). Only the mark of Playwright's own loop
+    is ever cleared, never pytest-asyncio's.
+    """
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.users: set[str] = {"browser"}
+
+    def started(self) -> None:
+        """Call right after sync_playwright().start(): the loop it marked is its own."""
+        self.loop = asyncio._get_running_loop()
+
+    def stopped(self) -> None:
+        self.park()
+        self.loop = None
+
+    def uses_browser(self, argname: str, argnames: tuple[str, ...]) -> bool:
+        return argname in self.users or any(name in self.users for name in argnames)
+
+    def resume(self) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            asyncio._set_running_loop(self.loop)
+
+    def park(self) -> None:
+        if self.loop is not None and asyncio._get_running_loop() is self.loop:
+            asyncio._set_running_loop(None)
+
+    @contextlib.contextmanager
+    def marked(self) -> Iterator[None]:
+        """Browser code runs inside; the thread is left as it was found."""
+        before = asyncio._get_running_loop()
+        self.resume()
+        try:
+            yield
+        finally:
+            if self.loop is None or asyncio._get_running_loop() is self.loop:
+                asyncio._set_running_loop(before)
