@@ -6,6 +6,7 @@ need=()
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v runuser >/dev/null || need+=(util-linux)
+[[ -x /usr/bin/chromium ]] || need+=(chromium)  # the browser tests drive it (Playwright)
 ((${#need[@]} == 0)) && exit 0
 sudo=""
 [[ $(id -u) -eq 0 ]] || sudo="sudo"
