@@ -75,6 +75,11 @@ function App() {
 
   const settings = chat ? { model: chat.model, system: chat.system, params: chat.params ?? {} } : draft;
   const tree = useMemo(() => indexTree(chat?.messages ?? []), [chat]);
+  const visited = useRef(new Map()); // message id -> the leaf last shown below it
+  useEffect(() => {
+    if (!chat?.active_leaf_id) return;
+    for (const m of pathTo(tree, chat.active_leaf_id)) visited.current.set(m.id, chat.active_leaf_id);
+  }, [tree, chat?.active_leaf_id]);
 
   // ---- polling: box connection and models
   usePoll(async () => {
@@ -313,7 +318,9 @@ function App() {
   const goBranch = async (message, index) => {
     const target = siblingsOf(tree, message)[index];
     if (!target || !chat) return;
-    const leaf = newestLeaf(tree, target);
+    const remembered = visited.current.get(target.id);
+    const leaf = remembered && pathTo(tree, remembered).includes(target)
+      ? tree.byId.get(remembered) : newestLeaf(tree, target);
     setChat({ ...chat, active_leaf_id: leaf.id });
     try {
       setChat(await chats.patch(chat.id, { active_leaf_id: leaf.id }));
@@ -383,7 +390,10 @@ function App() {
   const exportBase = chat ? `api/chats/${encodeURIComponent(chat.id)}/export` : null;
 
   return html`<div class="app">
-    <a class="skip" href="#message">Skip to the message box</a>
+    <a class="skip" href="#message" onClick=${(e) => {
+      e.preventDefault();
+      document.getElementById("message")?.focus();
+    }}>Skip to the message box</a>
     <${Sidebar} chats=${chatList} currentId=${chatId} query=${query} onQuery=${setQuery}
       archived=${archived} onShowArchived=${setArchived} onNew=${newChat} open=${sidebarOpen}
       listError=${listError} onSelect=${selectChat} onRename=${renameChat}

@@ -40,7 +40,7 @@ export function ParamsDrawer({ settings, onSave, onClose, error }) {
   };
   return html`<aside class="drawer" role="dialog" aria-label="Generation settings"
       onKeyDown=${(e) => { if (e.key === "Escape") { e.stopPropagation(); onClose(); } }}>
-    <form onSubmit=${save}>
+    <form onSubmit=${save} novalidate>
       <div class="drawer-head">
         <h2>Settings for this chat</h2>
         <button type="button" class="icon-btn" aria-label="Close settings" onClick=${onClose}>✕</button>

@@ -1,0 +1,437 @@
+"""The web page in a real browser (Debian's Chromium under Playwright) against a real
+`lfgate serve`: on the scripted box double for deterministic content, and once on the real
+LlamaFactory box behind the test sshd."""
+
+from __future__ import annotations
+
+import re
+import signal
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.gateway_process import GatewayProcess
+from tests.ui_rig import SCRIPTED_ADAPTER
+
+expect.set_options(timeout=20_000)
+
+REPLY = "article[aria-label='Reply']"
+LAST_REPLY = f"{REPLY} >> nth=-1"
+SEND = "button[aria-label='Send message']"
+STOP = "button[aria-label='Stop generating']"
+
+
+def open_page(page: Page, gateway: GatewayProcess) -> None:
+    page.goto(gateway.url)
+    expect(page.locator(".connection")).to_contain_text("Box")
+
+
+def send(page: Page, text: str) -> None:
+    page.fill("#message", text)
+    page.keyboard.press("Enter")
+
+
+def wait_reply_done(page: Page, count: int | None = None) -> None:
+    """The last reply finished streaming (the Send button is back)."""
+    if count is not None:
+        expect(page.locator(REPLY)).to_have_count(count)
+    expect(page.locator(SEND)).to_be_visible()
+    expect(page.locator(f"{REPLY}[aria-busy='true']")).to_have_count(0)
+
+
+def current_chat(page: Page, gateway: GatewayProcess) -> dict:
+    chat_id = re.search(r"#/chat/([\w-]+)$", page.url)[1]
+    return gateway.http.get(f"/api/chats/{chat_id}").json()
+
+
+def test_send_and_see_a_streamed_markdown_reply(page: Page, make_scripted_gateway) -> None:
+    gateway = make_scripted_gateway(delay_s=0.06)
+    open_page(page, gateway)
+    expect(page.locator(".empty-state")).to_contain_text("tiny-adapter")
+    page.fill("#message", "Show me some code")
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("second line")
+    page.keyboard.press("Control+Enter")
+
+    expect(page.locator("article[aria-label='Your message'] .user-text")).to_have_text(
+        "Show me some code\nsecond line")
+    streaming = page.locator(f"{REPLY}[aria-busy='true']")
+    expect(streaming).to_have_count(1)
+    expect(page.locator(STOP)).to_be_visible()
+    # Mid-stream, with the code fence still open: already a code block, never raw backticks.
+    expect(streaming.locator("pre code")).to_contain_text("def greet")
+    assert "```" not in streaming.locator(".markdown").inner_text()
+    assert streaming.locator(".hljs-keyword").count() == 0  # highlighting waits for the end
+
+    wait_reply_done(page, 1)
+    reply = page.locator(LAST_REPLY)
+    expect(reply.locator("h2")).to_have_text("Scripted code sample")
+    expect(reply.locator("strong")).to_have_text("bold text")
+    expect(reply.locator("li")).to_have_count(3)
+    expect(reply.locator("pre code .hljs-keyword").first).to_be_visible()
+    expect(reply.locator(".code-head")).to_contain_text("python")
+    expect(reply.locator("button.copy-code")).to_be_visible()
+    expect(reply.locator(".katex").first).to_be_visible()
+    expect(reply.locator(".katex-display")).to_have_count(1)
+    meta = reply.locator(".reply-meta")
+    expect(meta).to_contain_text("default · tiny-adapter")
+    expect(meta).to_contain_text("to first token")
+    expect(meta).to_contain_text("tok/s")
+    assert "Adapter: /runs/tiny-adapter" in meta.get_attribute("title")
+
+    # Copy buttons put the text on the clipboard.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    reply.locator("button.copy-code").click()
+    assert page.evaluate("navigator.clipboard.readText()").startswith("def greet(name: str)")
+    reply.locator("button[aria-label='Copy reply']").click()
+    assert page.evaluate("navigator.clipboard.readText()").startswith("## Scripted code sample")
+
+    # The sidebar names the chat after its first message; the reply is stored as shown.
+    expect(page.locator(".chat-link")).to_have_text(["Show me some code"])
+    stored = current_chat(page, gateway)["messages"]
+    assert [m["status"] for m in stored] == ["complete", "complete"]
+    assert page.js_errors == []
+
+
+def test_stop_mid_reply_with_the_button_and_with_esc(page: Page, make_scripted_gateway) -> None:
+    gateway = make_scripted_gateway(delay_s=0.03)
+    open_page(page, gateway)
+    send(page, "Tell me a long story")
+    expect(page.locator(LAST_REPLY)).to_contain_text("sentence 3")
+    page.click(STOP)
+    wait_reply_done(page, 1)
+    expect(page.locator(LAST_REPLY).locator(".notice.stopped")).to_have_text("Stopped")
+    first = current_chat(page, gateway)["messages"][-1]
+    assert first["status"] == "stopped"
+    assert 0 < len(first["content"]) < 2000  # the whole scripted reply is ~20,000 chars
+
+    send(page, "Another long one")
+    expect(page.locator(LAST_REPLY)).to_contain_text("sentence 3")
+    page.keyboard.press("Escape")
+    wait_reply_done(page, 2)
+    assert current_chat(page, gateway)["messages"][-1]["status"] == "stopped"
+    assert page.js_errors == []
+
+
+def test_sidebar_create_rename_search_archive_delete(page: Page, scripted_gateway) -> None:
+    open_page(page, scripted_gateway)
+    send(page, "alpha apples")
+    wait_reply_done(page, 1)
+    page.click("text=+ New chat")
+    expect(page.locator(".empty-state")).to_be_visible()
+    send(page, "beta bananas")
+    wait_reply_done(page, 1)
+    links = page.locator(".chat-link")
+    expect(links).to_have_text(["beta bananas", "alpha apples"])  # newest first
+    expect(page.locator(".day h2")).to_have_text(["Today"])
+
+    page.click("button[aria-label='Rename alpha apples']")
+    rename = page.locator("input[aria-label='Chat title']")
+    rename.fill("Fruit notes")
+    rename.press("Enter")
+    expect(links).to_have_text(["Fruit notes", "beta bananas"])  # a rename is a change
+    chats = {c["title"] for c in scripted_gateway.http.get("/api/chats").json()["chats"]}
+    assert chats == {"beta bananas", "Fruit notes"}
+    page.click("button[aria-label='Rename beta bananas']")  # Esc leaves the title alone
+    page.locator("input[aria-label='Chat title']").fill("nope")
+    page.locator("input[aria-label='Chat title']").press("Escape")
+    expect(links).to_have_text(["Fruit notes", "beta bananas"])
+
+    # Search as you type asks the server, which also searches message text.
+    page.fill("input[aria-label='Search chats']", "apples")
+    expect(links).to_have_text(["Fruit notes"])
+    page.fill("input[aria-label='Search chats']", "zzz-nothing")
+    expect(page.locator(".empty-list")).to_have_text("No chat matches your search.")
+    page.fill("input[aria-label='Search chats']", "")
+    expect(links).to_have_count(2)
+
+    page.click("button[aria-label='Archive Fruit notes']")
+    expect(links).to_have_text(["beta bananas"])
+    page.click("text=Archived chats")
+    expect(links).to_have_text(["Fruit notes"])
+    page.click("button[aria-label='Unarchive Fruit notes']")
+    expect(links).to_have_count(0)
+    page.click("text=← All chats")
+    expect(links).to_have_count(2)
+
+    page.click("button[aria-label='Delete beta bananas']")
+    dialog = page.locator("[role='alertdialog']")
+    expect(dialog).to_contain_text("Delete “beta bananas”?")
+    dialog.locator("text=Cancel").click()
+    expect(links).to_have_count(2)
+    page.click("button[aria-label='Delete beta bananas']")
+    page.locator("[role='alertdialog'] >> text=Delete").last.click()
+    expect(links).to_have_text(["Fruit notes"])
+    titles = [c["title"] for c in scripted_gateway.http.get("/api/chats").json()["chats"]]
+    assert titles == ["Fruit notes"]
+    assert page.js_errors == []
+
+
+def test_regenerate_edit_and_branch_arrows(page: Page, scripted_gateway) -> None:
+    open_page(page, scripted_gateway)
+    send(page, "hello")
+    wait_reply_done(page, 1)
+    send(page, "again")
+    wait_reply_done(page, 2)
+    expect(page.locator(LAST_REPLY)).to_contain_text("Echo #2")
+
+    page.locator(LAST_REPLY).locator("button[aria-label='Regenerate reply']").click()
+    wait_reply_done(page, 2)
+    arrows = page.locator(LAST_REPLY).locator(".branch-pos")
+    expect(arrows).to_have_text("2/2")
+    page.locator(LAST_REPLY).locator("button[aria-label='Previous version']").click()
+    expect(arrows).to_have_text("1/2")
+    assert current_chat(page, scripted_gateway)["active_leaf_id"] == page.locator(
+        LAST_REPLY).get_attribute("data-message-id")
+
+    # Edit the first message: a new branch from there, answered afresh.
+    first_user = page.locator("article[aria-label='Your message']").first
+    first_user.locator("button[aria-label='Edit message']").click()
+    page.fill("textarea[aria-label='Edit message']", "hello, edited")
+    page.locator(".edit-box >> text=Send").click()
+    wait_reply_done(page, 1)
+    expect(page.locator(".user-text")).to_have_text(["hello, edited"])
+    expect(page.locator(REPLY)).to_contain_text(
+        "Echo #1 from tiny-base + tiny-adapter: hello, edited")
+    user_arrows = page.locator("article[aria-label='Your message'] .branch-pos")
+    expect(user_arrows).to_have_text("2/2")
+    page.locator("article[aria-label='Your message'] button[aria-label='Previous version']").click()
+    expect(user_arrows).to_have_text("1/2")
+    expect(page.locator(".user-text")).to_have_text(["hello", "again"])  # the old branch, whole
+
+    page.reload()  # the branch on screen is the chat's stored active branch
+    expect(page.locator(".user-text")).to_have_text(["hello", "again"])
+    expect(page.locator(LAST_REPLY).locator(".branch-pos")).to_have_text("1/2")
+    assert page.js_errors == []
+
+
+def test_model_switch_loads_with_a_spinner_and_the_seconds(page: Page,
+                                                           make_scripted_gateway) -> None:
+    gateway = make_scripted_gateway(load_s=2.5)
+    open_page(page, gateway)
+    page.select_option("select[aria-label='Model']", "base")
+    status = page.locator(".model-status")
+    expect(status.locator(".spinner")).to_be_visible()
+    expect(status).to_contain_text(re.compile(r"Loading base… [12] s"))
+    expect(status).to_contain_text(re.compile(r"Ready · loaded in \d\.\d s"))
+    expect(page.locator("select[aria-label='Model'] option[value='base']")).to_contain_text(
+        "(loaded)")
+    send(page, "which model")
+    wait_reply_done(page, 1)
+    expect(page.locator(REPLY)).to_contain_text("Echo #1 from tiny-base + no adapter")
+    expect(page.locator(".reply-meta")).to_contain_text("base · no adapter")
+    assert current_chat(page, gateway)["model"] == "base"
+    assert page.js_errors == []
+
+
+def test_a_model_that_fails_to_load_shows_the_box_message(page: Page,
+                                                          make_scripted_gateway) -> None:
+    gateway = make_scripted_gateway(base_model_path="/models/broken-base")
+    open_page(page, gateway)
+    page.select_option("select[aria-label='Model']", "base")
+    expect(page.locator(".load-error")).to_contain_text("/models/broken-base")
+    expect(page.locator(".model-status button", has_text="Retry")).to_be_visible()
+
+
+def test_reload_keeps_the_chat_and_the_unsent_text(page: Page, scripted_gateway) -> None:
+    open_page(page, scripted_gateway)
+    send(page, "remember me")
+    wait_reply_done(page, 1)
+    page.fill("#message", "half-written thought\nwith two lines")
+    page.reload()
+    expect(page.locator(".user-text")).to_have_text(["remember me"])
+    expect(page.locator(REPLY)).to_contain_text("Echo #1")
+    expect(page.locator("#message")).to_have_value("half-written thought\nwith two lines")
+    expect(page.locator(".chat-item.current")).to_contain_text("remember me")
+    # A new chat keeps its own draft, apart from this chat's.
+    page.click("text=+ New chat")
+    expect(page.locator("#message")).to_have_value("")
+    assert page.js_errors == []
+
+
+def test_model_output_renders_inert(page: Page, scripted_gateway) -> None:
+    open_page(page, scripted_gateway)
+    send(page, "xss please")
+    wait_reply_done(page, 1)
+    reply = page.locator(REPLY)
+    expect(reply).to_contain_text('<img src=x onerror="window.__xss=1">')
+    expect(reply).to_contain_text("<script>window.__xss=2</script>")
+    assert page.evaluate("window.__xss") is None
+    assert reply.locator("img, script, iframe, [onerror]").count() == 0
+    hrefs = reply.locator("a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+    assert hrefs and not any(h and h.lower().startswith("javascript") for h in hrefs)
+    reply.locator("a", has_text="click me").click()
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__xss") is None
+    assert page.js_errors == []
+
+
+def test_thinking_block_is_collapsible_and_closed_when_done(page: Page,
+                                                            scripted_gateway) -> None:
+    open_page(page, scripted_gateway)
+    page.check("text=Thinking")  # saved on the chat as enable_thinking
+    send(page, "think about it")
+    wait_reply_done(page, 1)
+    block = page.locator(f"{REPLY} details.thinking")
+    expect(block).to_have_count(1)
+    assert block.get_attribute("open") is None
+    expect(page.locator(f"{REPLY} > .reply > .markdown")).to_have_text("The answer is 42.")
+    block.locator("summary").click()
+    expect(block.locator(".thinking-body")).to_contain_text("step by step")
+    assert current_chat(page, scripted_gateway)["params"] == {"enable_thinking": True}
+
+
+def test_box_errors_and_429_are_shown_and_nothing_typed_is_lost(page: Page,
+                                                                scripted_gateway) -> None:
+    open_page(page, scripted_gateway)
+    send(page, "please raise an error")
+    wait_reply_done(page, 1)
+    alert = page.locator(f"{REPLY} .notice.error")
+    expect(alert).to_contain_text("generation_failed")
+    expect(alert).to_contain_text("scripted failure: the box ran out of memory")
+    retry = page.locator(f"{REPLY} button", has_text="Retry")
+    expect(retry).to_be_visible()
+    retry.click()  # the same message again: the double fails it again, as a new branch
+    wait_reply_done(page, 1)
+    expect(page.locator(f"{REPLY} .branch-pos")).to_have_text("2/2")
+
+    page.route("**/api/chat", lambda route: route.fulfill(
+        status=429, content_type="application/json",
+        body='{"detail": {"code": "rate_limited", "message": "Slow down: 3 requests a minute"}}'))
+    send(page, "this one is refused")
+    expect(page.locator(".banner")).to_contain_text("Slow down: 3 requests a minute")
+    expect(page.locator("#message")).to_have_value("this one is refused")
+    page.unroute("**/api/chat")
+    page.reload()  # and it survives a reload
+    expect(page.locator("#message")).to_have_value("this one is refused")
+
+
+def test_a_dropped_stream_keeps_what_arrived_and_retries(page: Page, tmp_path,
+                                                         make_scripted_gateway) -> None:
+    folder = tmp_path / "dropped"
+    gateway = make_scripted_gateway(folder, delay_s=0.05)
+    open_page(page, gateway)
+    send(page, "a long story please")
+    expect(page.locator(LAST_REPLY)).to_contain_text("sentence 2")
+    gateway.proc.send_signal(signal.SIGKILL)  # the gateway dies mid-reply
+    gateway.proc.wait()
+    reply = page.locator(LAST_REPLY)
+    expect(reply.locator(".notice.interrupted")).to_contain_text("Interrupted")
+    expect(reply).to_contain_text("sentence 1 of a very long scripted reply")
+    expect(page.locator(".connection")).to_contain_text("reconnecting", timeout=30_000)
+
+    make_scripted_gateway(folder, port=gateway.port, delay_s=0.05)
+    expect(page.locator(".connection")).to_contain_text("Box", timeout=30_000)
+    reply.locator("button", has_text="Retry").click()
+    expect(page.locator(STOP)).to_be_visible()
+    expect(page.locator(LAST_REPLY)).to_contain_text("sentence 2")
+    page.click(STOP)
+    wait_reply_done(page, 1)
+    expect(page.locator(f"{REPLY} .branch-pos")).to_have_text("2/2")
+    statuses = [m["status"] for m in current_chat(page, gateway)["messages"]]
+    assert sorted(statuses) == ["complete", "interrupted", "stopped"]
+
+
+def test_parameters_are_saved_per_chat_and_used(page: Page, scripted_gateway) -> None:
+    open_page(page, scripted_gateway)
+    page.click("text=Parameters")
+    drawer = page.locator("[role='dialog'][aria-label='Generation settings']")
+    drawer.locator("input[aria-label='Top k']").fill("1.5")
+    drawer.locator("text=Save").click()
+    expect(drawer.locator(".notice.error")).to_contain_text("Top k: a whole number")
+    drawer.locator("input[aria-label='Top k']").fill("20")
+    drawer.locator("input[aria-label='Temperature']").fill("0.3")
+    drawer.locator("textarea").fill("You are terse.")
+    drawer.locator("text=Save").click()
+    expect(drawer).to_have_count(0)
+    send(page, "with settings")
+    wait_reply_done(page, 1)
+    chat = current_chat(page, scripted_gateway)
+    assert chat["system"] == "You are terse."
+    assert chat["params"] == {"temperature": 0.3, "top_k": 20}
+    used = chat["messages"][-1]["provenance"]["params"]
+    assert used["temperature"] == 0.3 and used["top_k"] == 20 and used["system"] == "You are terse."
+    # Another chat starts from the defaults; this one keeps its settings.
+    page.click("text=+ New chat")
+    page.click("text=Parameters")
+    expect(drawer.locator("input[aria-label='Temperature']")).to_have_value("")
+    drawer.locator("button[aria-label='Close settings']").click()
+    page.locator(".chat-link", has_text="with settings").click()
+    page.click("text=Parameters")
+    expect(drawer.locator("input[aria-label='Temperature']")).to_have_value("0.3")
+    assert page.js_errors == []
+
+
+def test_narrow_screen_and_dark_theme(browser, scripted_gateway) -> None:
+    context = browser.new_context(viewport={"width": 375, "height": 740}, color_scheme="dark")
+    page = context.new_page()
+    try:
+        open_page(page, scripted_gateway)
+        sidebar = page.locator("nav[aria-label='Chats']")
+        expect(sidebar).not_to_be_visible()
+        send(page, "small screen")
+        wait_reply_done(page, 1)
+        menu = page.locator("button[aria-label='Show chats']")
+        menu.click()
+        expect(sidebar).to_be_visible()
+        assert menu.get_attribute("aria-expanded") == "true"
+        page.click("text=+ New chat")
+        expect(sidebar).not_to_be_visible()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, f"the page scrolls sideways: {width}px"
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(22, 24, 29)"  # the dark theme's --bg
+    finally:
+        context.close()
+
+
+def test_keyboard_only_use(page: Page, scripted_gateway) -> None:
+    """Every control is reachable with Tab and named for screen readers."""
+    open_page(page, scripted_gateway)
+    unnamed = page.evaluate("""() => [...document.querySelectorAll(
+        'button, select, input, textarea, a[href]')].filter(el => {
+          const label = el.getAttribute('aria-label') || el.textContent.trim()
+            || (el.labels && el.labels[0] && el.labels[0].textContent.trim());
+          return !label; }).map(el => el.outerHTML)""")
+    assert unnamed == []
+    expect(page.locator("#message")).to_be_focused()  # the page opens ready to type
+    page.keyboard.press("Shift+Tab")  # backwards through the header to the first control
+    visited = []
+    for _ in range(12):
+        visited.append(page.evaluate("document.activeElement.getAttribute('aria-label') || "
+                                     "document.activeElement.textContent.trim()"))
+        if page.evaluate("document.activeElement.classList.contains('skip')"):
+            break
+        page.keyboard.press("Shift+Tab")
+    assert "Model" in visited and "Parameters" in visited and "Search chats" in visited
+    expect(page.locator("a.skip")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#message")).to_be_focused()
+    page.keyboard.type("typed without a mouse")
+    page.keyboard.press("Enter")
+    wait_reply_done(page, 1)
+    expect(page.locator(REPLY)).to_contain_text("typed without a mouse")
+
+
+@pytest.mark.box
+def test_real_box_over_ssh_streams_into_the_page(page: Page, real_gateway_over_ssh) -> None:
+    """The whole path: Chromium → lfgate → sshd → script wrapper → LlamaFactory."""
+    gateway = real_gateway_over_ssh
+    open_page(page, gateway)
+    expect(page.locator("select[aria-label='Model'] option[value='default']")).to_be_attached()
+    send(page, "Hello! Which adapter are you?")
+    expect(page.locator(f"{REPLY}[aria-busy='true']")).to_have_count(1)
+    wait_reply_done(page, 1)
+    meta = page.locator(".reply-meta")
+    expect(meta).to_contain_text("default · adapter")
+    expect(meta).to_contain_text("to first token")
+    expect(page.locator(".connection")).to_contain_text("Box reachable")
+    expect(page.locator(".connection .badge")).to_have_text("script")
+    stored = current_chat(page, gateway)["messages"][-1]
+    assert stored["status"] == "complete" and stored["content"]
+    assert stored["provenance"]["host"].startswith(gateway.http.get("/api/health").json()[
+        "remote"]["host"].split(":")[0])
+    shown = page.locator(REPLY).inner_text()
+    assert stored["content"].split()[0][:3] in shown  # what streamed is what was stored
+    assert SCRIPTED_ADAPTER not in shown
+    assert page.js_errors == []
