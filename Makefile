@@ -46,3 +46,7 @@ bench: setup box
 # Re-copy the page's pinned browser libraries (frontend/package.json) into frontend/vendor.
 vendor:
 	bash frontend/vendor.sh
+
+# The README's screenshots of the page (docs/screenshots/), on the scripted box double.
+screenshots: setup
+	$(PY) -m tests.rig.screenshots

@@ -1,53 +1,96 @@
-"""Take the README's screenshots: the page, driven in Debian's Chromium, against a gateway on
-the local demo box.  python -m tests.rig.screenshots  (needs `make box` and chromium)."""
+"""Take the README's screenshots of the page's main states, in Debian's Chromium, against a
+gateway on the scripted box double (so the content is the same every time):
+
+    python -m tests.rig.screenshots      (or: make screenshots)   -> docs/screenshots/*.png
+"""
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.gateway_process import GatewayProcess
+from tests.ui_rig import launch_chromium, start_scripted_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+OUT = ROOT / "docs" / "screenshots"
+WIDE = {"width": 1280, "height": 800}
+NARROW = {"width": 375, "height": 760}
 
 
-def _rig(script: str, *args: str) -> str:
-    out = subprocess.run(["bash", str(ROOT / "tests" / "rig" / script), *args],
-                         capture_output=True, text=True, check=True)
-    return out.stdout.strip().splitlines()[-1]
+def _send(page: Page, text: str, *, wait: bool = True) -> None:
+    page.fill("#message", text)
+    page.keyboard.press("Enter")
+    if wait:
+        expect(page.locator("button[aria-label='Send message']")).to_be_visible(timeout=30_000)
+
+
+def _seed(gateway) -> None:
+    """A few chats in the list, so the sidebar looks like a day's work."""
+    for message in ("Compare the SFT checkpoints on the eval prompts",
+                    "Does the adapter keep the system prompt?",
+                    "hello from the base model"):
+        gateway.chat({"message": message})
 
 
 def main() -> None:
-    python = _rig("box_env.sh")
-    tiny = Path(_rig("tiny_model.sh", python))
-    env = {"SSH_HOST": "", "REMOTE_PYTHON": python, "BASE_MODEL_PATH": str(tiny / "base"),
-           "ADAPTER_PATH": str(tiny / "adapter"), "TEMPLATE": "qwen"}
-    with tempfile.TemporaryDirectory() as workdir:
-        gateway = GatewayProcess(env, Path(workdir))
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as folder:
+        gateway = start_scripted_gateway(Path(folder), base_model_path="/models/Qwen2.5-7B",
+                                         adapter_path="/runs/qwen-sft-lora/checkpoint-1200",
+                                         load_s=6, delay_s=0.05)
         try:
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path="/usr/bin/chromium",
-                                            args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1000, "height": 560})
+            _seed(gateway)
+            with sync_playwright() as playwright:
+                browser = launch_chromium(playwright)
+                page = browser.new_page(viewport=WIDE)
                 page.goto(gateway.url)
-                page.fill("#message", "Hello! Which adapter are you?")
-                page.keyboard.press("Enter")
-                page.wait_for_selector(".meta:has-text('first token')", timeout=120_000)
-                page.fill("#message", "Tell me more")
-                page.keyboard.press("Enter")
-                page.wait_for_function(
-                    "document.querySelectorAll('.meta').length == 2 && "
-                    "document.querySelectorAll('.meta')[1].textContent.includes('first token')",
-                    timeout=60_000)
-                page.screenshot(path=str(ROOT / "docs" / "screenshot-chat.png"))
+                expect(page.locator(".chat-link")).to_have_count(3)
+                page.wait_for_timeout(500)
+                page.screenshot(path=str(OUT / "empty.png"))
+
+                _send(page, "Show me some code, and the formula for the energy", wait=False)
+                expect(page.locator("[aria-busy='true'] pre code")).to_contain_text("return",
+                                                                                    timeout=30_000)
+                page.screenshot(path=str(OUT / "streaming.png"))
+                expect(page.locator("button[aria-label='Send message']")).to_be_visible(
+                    timeout=30_000)
+                page.locator(".reply-meta").last.hover()
+                page.wait_for_timeout(300)
+                page.screenshot(path=str(OUT / "code.png"))
+
+                page.check("text=Thinking")
+                _send(page, "Now think it through: is it right?")
+                page.locator("details.thinking summary").last.click()
+                page.evaluate("document.querySelector('.conversation').scrollTop = 1e9")
+                page.wait_for_timeout(200)
+                page.screenshot(path=str(OUT / "thinking.png"))
+
+                page.select_option("select[aria-label='Model']", "base")
+                expect(page.locator(".model-status")).to_contain_text("2 s", timeout=10_000)
+                page.screenshot(path=str(OUT / "loading.png"), clip={
+                    "x": 0, "y": 0, "width": WIDE["width"], "height": 220})
+                chat_url = page.url
+
+                dark = browser.new_page(viewport=WIDE, color_scheme="dark")
+                dark.goto(chat_url)
+                expect(dark.locator(".hljs-keyword").first).to_be_visible()
+                dark.wait_for_timeout(400)
+                dark.screenshot(path=str(OUT / "dark.png"))
+
+                narrow = browser.new_page(viewport=NARROW)
+                narrow.goto(chat_url)
+                expect(narrow.locator(".hljs-keyword").first).to_be_visible()
+                narrow.wait_for_timeout(400)
+                narrow.screenshot(path=str(OUT / "narrow.png"))
+                narrow.click("button[aria-label='Show chats']")
+                narrow.wait_for_timeout(400)
+                narrow.screenshot(path=str(OUT / "narrow-chats.png"))
                 browser.close()
         finally:
             gateway.stop()
+    print(f"screenshots in {OUT}")
 
 
 if __name__ == "__main__":
