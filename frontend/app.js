@@ -175,7 +175,7 @@ function App() {
 
   // ---- turns
   const running = turn?.running === true;
-  const runTurn = async ({ path, body, anchorId, userText, chatKey }) => {
+  const runTurn = async ({ path, body, anchorId, userText, chatKey, draftKey = chatKey }) => {
     const local = { chatId: chatKey, anchorId, userText, text: "", infos: [], status: "streaming",
       turnId: null, error: null, model: body.model, running: true, controller: new AbortController() };
     turnRef.current = local;
@@ -192,8 +192,7 @@ function App() {
       for await (const { event, data } of streamTurn(path, body, local.controller.signal)) {
         if (event === "meta") {
           local.turnId = data.turn_id;
-          writeDraft(chatKey, ""); // stored on the gateway now
-          if (chatKey === null) writeDraft(null, "");
+          writeDraft(draftKey, ""); // stored on the gateway now
           if (local.chatId !== data.chat_id) {
             local.chatId = data.chat_id;
             setChatId(data.chat_id);
@@ -224,7 +223,7 @@ function App() {
         local.status = "failed";
         if (error.name !== "AbortError") setBanner({ message: error.message, hint: error.hint });
         if (userText) {
-          writeDraft(chatKey, userText);
+          writeDraft(draftKey, userText);
           setRestore({ text: userText });
         }
       }
@@ -262,7 +261,7 @@ function App() {
     }
     if (turnRef.current && !turnRef.current.running) turnRef.current = null;
     await runTurn({ path: "api/chat", body: { message: text, chat_id: id, model: settings.model },
-      anchorId: anchor, userText: text, chatKey: chatId === null ? null : id });
+      anchorId: anchor, userText: text, chatKey: id, draftKey: chatId });
   };
   const regenerate = (message) => runTurn({
     path: `api/chats/${encodeURIComponent(chat.id)}/regenerate`,
@@ -387,6 +386,9 @@ function App() {
     return { index: siblings.findIndex((m) => m.id === message.id), count: siblings.length,
       go: (index) => goBranch(message, index) };
   };
+  useEffect(() => {
+    document.title = chat?.title ? `${chat.title} · LF Gate` : "LF Gate";
+  }, [chat?.title]);
   const exportBase = chat ? `api/chats/${encodeURIComponent(chat.id)}/export` : null;
 
   return html`<div class="app">
@@ -432,7 +434,7 @@ function App() {
         <span>${banner.message}${banner.hint ? html` <span class="hint">${banner.hint}</span>` : ""}</span>
         <button type="button" class="icon-btn" aria-label="Dismiss" onClick=${() => setBanner(null)}>✕</button>
       </div>`}
-      <${Composer} chatId=${chatId} generating=${running} disabled=${running}
+      <${Composer} chatId=${chatId} generating=${running && turnHere} disabled=${running}
         thinking=${settings.params?.enable_thinking === true} onThinking=${setThinking}
         onSend=${send} onStop=${stop} restore=${restore} />
     </div>
