@@ -209,6 +209,11 @@ def test_model_switch_loads_with_a_spinner_and_the_seconds(page: Page,
                                                            make_scripted_gateway) -> None:
     gateway = make_scripted_gateway(load_s=2.5)
     open_page(page, gateway)
+    groups = page.locator("select[aria-label='Model'] optgroup")
+    expect(groups).to_have_count(2)
+    assert groups.evaluate_all("gs => gs.map(g => [g.label, [...g.children].map(o => o.value)])"
+                               ) == [["Adapters", ["default"]], ["Base models", ["base"]]]
+    expect(page.locator("option[value='base']")).to_contain_text("(not loaded)")
     page.select_option("select[aria-label='Model']", "base")
     status = page.locator(".model-status")
     expect(status.locator(".spinner")).to_be_visible()
@@ -266,19 +271,24 @@ def test_model_output_renders_inert(page: Page, scripted_gateway) -> None:
     assert page.js_errors == []
 
 
-def test_thinking_block_is_collapsible_and_closed_when_done(page: Page,
-                                                            scripted_gateway) -> None:
-    open_page(page, scripted_gateway)
+def test_thinking_block_is_open_while_thinking_and_closed_when_done(
+        page: Page, make_scripted_gateway) -> None:
+    gateway = make_scripted_gateway(delay_s=0.2)
+    open_page(page, gateway)
     page.check("text=Thinking")  # saved on the chat as enable_thinking
     send(page, "think about it")
-    wait_reply_done(page, 1)
     block = page.locator(f"{REPLY} details.thinking")
+    expect(block.locator("summary")).to_have_text("Thinking…")
+    assert block.get_attribute("open") is not None
+    assert "<thi" not in page.locator(REPLY).inner_text()
+    wait_reply_done(page, 1)
+    expect(block.locator("summary")).to_have_text("Thinking")
     expect(block).to_have_count(1)
     assert block.get_attribute("open") is None
     expect(page.locator(f"{REPLY} > .reply > .markdown")).to_have_text("The answer is 42.")
     block.locator("summary").click()
     expect(block.locator(".thinking-body")).to_contain_text("step by step")
-    assert current_chat(page, scripted_gateway)["params"] == {"enable_thinking": True}
+    assert current_chat(page, gateway)["params"] == {"enable_thinking": True}
 
 
 def test_box_errors_and_429_are_shown_and_nothing_typed_is_lost(page: Page,
