@@ -31,11 +31,11 @@ def send(page: Page, text: str) -> None:
     page.keyboard.press("Enter")
 
 
-def wait_reply_done(page: Page, count: int | None = None) -> None:
+def wait_reply_done(page: Page, count: int | None = None, timeout: float = 20_000) -> None:
     """The last reply finished streaming (the Send button is back)."""
     if count is not None:
         expect(page.locator(REPLY)).to_have_count(count)
-    expect(page.locator(SEND)).to_be_visible()
+    expect(page.locator(SEND)).to_be_visible(timeout=timeout)
     expect(page.locator(f"{REPLY}[aria-busy='true']")).to_have_count(0)
 
 
@@ -431,7 +431,7 @@ def test_real_box_over_ssh_streams_into_the_page(page: Page, real_gateway_over_s
     expect(page.locator("select[aria-label='Model'] option[value='default']")).to_be_attached()
     send(page, "Hello! Which adapter are you?")
     expect(page.locator(f"{REPLY}[aria-busy='true']")).to_have_count(1)
-    wait_reply_done(page, 1)
+    wait_reply_done(page, 1, timeout=240_000)  # the first message loads the model
     meta = page.locator(".reply-meta")
     expect(meta).to_contain_text("default · adapter")
     expect(meta).to_contain_text("to first token")
@@ -445,3 +445,33 @@ def test_real_box_over_ssh_streams_into_the_page(page: Page, real_gateway_over_s
     assert stored["content"].split()[0][:3] in shown  # what streamed is what was stored
     assert SCRIPTED_ADAPTER not in shown
     assert page.js_errors == []
+
+
+@pytest.mark.box
+def test_real_box_settings_stop_and_model_switch(page: Page, real_gateway_over_ssh) -> None:
+    """On the real box: settings from the drawer reach LlamaFactory, Stop stops it there, and
+    picking the base loads a second model with the spinner."""
+    gateway = real_gateway_over_ssh
+    open_page(page, gateway)
+    page.click("text=+ New chat")
+    page.click("text=Parameters")
+    drawer = page.locator("[role='dialog'][aria-label='Generation settings']")
+    drawer.locator("input[aria-label='Temperature']").fill("0")  # greedy: a long, sure reply
+    drawer.locator("input[aria-label='Max new tokens']").fill("1500")
+    drawer.locator("text=Save").click()
+    send(page, "Tell me a very long story")
+    expect(page.locator(f"{REPLY}[aria-busy='true'] .markdown")).not_to_be_empty(timeout=120_000)
+    page.click(STOP)
+    wait_reply_done(page, 1)
+    stored = current_chat(page, gateway)["messages"][-1]
+    assert stored["status"] == "stopped"
+    assert stored["provenance"]["params"]["temperature"] == 0
+    assert stored["provenance"]["finish_reason"] == "stopped"
+
+    page.select_option("select[aria-label='Model']", "base")
+    status = page.locator(".model-status")
+    expect(status.locator(".spinner")).to_be_visible()
+    expect(status).to_contain_text(re.compile(r"Ready · loaded in [\d.]+ s"), timeout=180_000)
+    send(page, "Hello")  # greedy, up to 1,500 tokens on a shared CPU
+    wait_reply_done(page, 2, timeout=240_000)
+    expect(page.locator(".reply-meta").last).to_contain_text("base · no adapter")
