@@ -160,7 +160,9 @@ def test_sidebar_create_rename_search_archive_delete(page: Page, scripted_gatewa
     dialog.locator("text=Cancel").click()
     expect(links).to_have_count(2)
     page.click("button[aria-label='Delete beta bananas']")
-    page.locator("[role='alertdialog'] >> text=Delete").last.click()
+    # While the confirm row is up, the chat's link is hidden: wait for the row to go.
+    page.locator("[role='alertdialog'] button", has_text="Delete").click()
+    expect(page.locator("[role='alertdialog']")).to_have_count(0)
     expect(links).to_have_text(["Fruit notes"])
     titles = [c["title"] for c in scripted_gateway.http.get("/api/chats").json()["chats"]]
     assert titles == ["Fruit notes"]
@@ -179,7 +181,9 @@ def test_regenerate_edit_and_branch_arrows(page: Page, scripted_gateway) -> None
     wait_reply_done(page, 2)
     arrows = page.locator(LAST_REPLY).locator(".branch-pos")
     expect(arrows).to_have_text("2/2")
-    page.locator(LAST_REPLY).locator("button[aria-label='Previous version']").click()
+    with page.expect_response(lambda r: r.request.method == "PATCH") as patched:
+        page.locator(LAST_REPLY).locator("button[aria-label='Previous version']").click()
+    assert patched.value.ok
     expect(arrows).to_have_text("1/2")
     assert current_chat(page, scripted_gateway)["active_leaf_id"] == page.locator(
         LAST_REPLY).get_attribute("data-message-id")
@@ -195,7 +199,10 @@ def test_regenerate_edit_and_branch_arrows(page: Page, scripted_gateway) -> None
         "Echo #1 from tiny-base + tiny-adapter: hello, edited")
     user_arrows = page.locator("article[aria-label='Your message'] .branch-pos")
     expect(user_arrows).to_have_text("2/2")
-    page.locator("article[aria-label='Your message'] button[aria-label='Previous version']").click()
+    with page.expect_response(lambda r: r.request.method == "PATCH") as patched:
+        page.locator("article[aria-label='Your message'] button[aria-label='Previous version']"
+                     ).click()
+    assert patched.value.ok
     expect(user_arrows).to_have_text("1/2")
     expect(page.locator(".user-text")).to_have_text(["hello", "again"])  # the old branch, whole
 
