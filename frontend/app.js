@@ -1,7 +1,10 @@
 // LF Gate's page: the chat list, the conversation with the model on the box, and the
-// composer. State lives here; components under components/ only render and report.
-import { html, render, useCallback, useEffect, useMemo, useRef, useState } from "./ui.js";
-import { ApiError, chats, health as fetchHealth, models, stopTurn, streamTurn } from "./api.js";
+// composer. The open chat and its running turn live here, the box's status and the chat
+// list in state/; components/ only render and report.
+import { html, render, useEffect, useMemo, useRef, useState } from "./ui.js";
+import { ApiError, chats, stopTurn, streamTurn } from "./api.js";
+import { useHealth, useModels } from "./state/box_status.js";
+import { useChatList } from "./state/chat_list.js";
 import { indexTree, newestLeaf, pathTo, siblingsOf } from "./tree.js";
 import { basename } from "./format.js";
 import { Sidebar } from "./components/sidebar.js";
@@ -11,28 +14,10 @@ import { ModelPicker } from "./components/model_picker.js";
 import { ParamsDrawer } from "./components/params_drawer.js";
 import { Connection } from "./components/connection.js";
 
-const HEALTH_EVERY_MS = 5000;
-const MODELS_EVERY_MS = 4000;
-const LOAD_POLL_MS = 500;
-
 const chatIdFromHash = () => {
   const match = /^#\/chat\/([\w-]+)$/.exec(location.hash);
   return match ? match[1] : null;
 };
-
-/** Poll `fn` every `ms` while mounted (and at once). */
-function usePoll(fn, ms) {
-  useEffect(() => {
-    let timer;
-    let live = true;
-    const tick = async () => {
-      await fn();
-      if (live) timer = setTimeout(tick, ms);
-    };
-    tick();
-    return () => { live = false; clearTimeout(timer); };
-  }, [ms]);
-}
 
 function EmptyState({ model, healthInfo }) {
   return html`<div class="empty-state">
@@ -49,13 +34,9 @@ function EmptyState({ model, healthInfo }) {
 }
 
 function App() {
-  const [healthInfo, setHealth] = useState(null);
-  const [gatewayError, setGatewayError] = useState(null);
-  const [modelList, setModelList] = useState([]);
-  const [chatList, setChatList] = useState([]);
-  const [listError, setListError] = useState(null);
-  const [query, setQuery] = useState("");
-  const [archived, setArchived] = useState(false);
+  const { health: healthInfo, gatewayError } = useHealth();
+  const { chatList, listError, setListError, query, setQuery, archived, setArchived,
+    refreshList } = useChatList();
   const [chatId, setChatId] = useState(chatIdFromHash);
   const [chat, setChat] = useState(null);
   const [chatError, setChatError] = useState(null);
@@ -63,86 +44,22 @@ function App() {
   const [turn, setTurn] = useState(null);
   const [banner, setBanner] = useState(null);
   const [restore, setRestore] = useState(null);
-  const [load, setLoad] = useState(null);
   const [drawer, setDrawer] = useState(false);
   const [drawerError, setDrawerError] = useState(null);
   const [sidebarOpen, setSidebarOpen] = useState(false);
   const now = useRef({});
-  now.current = { chatId, query, archived, chat };
+  now.current = { chatId, chat };
   const turnRef = useRef(null);
-  const listSeq = useRef(0);
   const scroller = useRef(null);
 
   const settings = chat ? { model: chat.model, system: chat.system, params: chat.params ?? {} } : draft;
+  const { modelList, current, load, startLoad } = useModels(settings.model);
   const tree = useMemo(() => indexTree(chat?.messages ?? []), [chat]);
   const visited = useRef(new Map()); // message id -> the leaf last shown below it
   useEffect(() => {
     if (!chat?.active_leaf_id) return;
     for (const m of pathTo(tree, chat.active_leaf_id)) visited.current.set(m.id, chat.active_leaf_id);
   }, [tree, chat?.active_leaf_id]);
-
-  // ---- polling: box connection and models
-  usePoll(async () => {
-    try {
-      setHealth(await fetchHealth());
-      setGatewayError(null);
-    } catch (error) {
-      setGatewayError(error.message);
-    }
-  }, HEALTH_EVERY_MS);
-  const refreshModels = useCallback(async () => {
-    try { setModelList((await models.list()).models); } catch { /* shown by the health poll */ }
-  }, []);
-  usePoll(refreshModels, MODELS_EVERY_MS);
-
-  const current = modelList.find((m) => m.id === settings.model);
-  useEffect(() => { // a load someone else started (a first message, another tab): time it too
-    if (current?.status === "loading" && load?.model !== current.id) {
-      setLoad({ model: current.id, since: Date.now(), pending: true });
-    }
-    if (current?.status === "error" && (load?.model !== current.id || !load.error)) {
-      setLoad({ model: current.id, since: Date.now(), pending: true });
-    }
-  }, [current?.id, current?.status]);
-  useEffect(() => { // follow a load until it is ready or failed
-    if (!load?.pending) return undefined;
-    let live = true;
-    const timer = setInterval(async () => {
-      let status;
-      try { status = await models.status(load.model); } catch { return; }
-      if (!live || status.status === "loading") return;
-      clearInterval(timer);
-      setLoad({ ...load, pending: false, seconds: status.load_seconds, error: status.error,
-        hint: status.hint });
-      refreshModels();
-    }, LOAD_POLL_MS);
-    return () => { live = false; clearInterval(timer); };
-  }, [load]);
-
-  const startLoad = async (id) => {
-    setLoad({ model: id, since: Date.now(), pending: true });
-    setModelList((list) => list.map((m) => (m.id === id ? { ...m, status: "loading" } : m)));
-    try {
-      await models.load(id);
-    } catch (error) {
-      setLoad({ model: id, since: Date.now(), pending: false, error: error.message, hint: error.hint });
-    }
-  };
-
-  // ---- the chat list
-  const refreshList = useCallback(async () => {
-    const seq = ++listSeq.current;
-    try {
-      const { chats: items } = await chats.list(now.current.query, now.current.archived);
-      if (seq === listSeq.current) { setChatList(items); setListError(null); }
-    } catch (error) {
-      if (seq === listSeq.current) setListError(error.message);
-    }
-  }, []);
-  useEffect(() => {
-    const timer = setTimeout(refreshList, query ? 200 : 0);
-    return () => clearTimeout(timer);
-  }, [query, archived]);
 
   // ---- the open chat, kept in the URL so a reload comes back to it
   useEffect(() => {

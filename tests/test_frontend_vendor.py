@@ -45,7 +45,7 @@ def test_import_map_and_styles_point_at_shipped_files() -> None:
 
 def test_nothing_is_loaded_from_another_origin() -> None:
     ours = [*FRONTEND.glob("*.html"), *FRONTEND.glob("*.js"), *FRONTEND.glob("*.css"),
-            *FRONTEND.glob("components/*.js")]
+            *FRONTEND.glob("components/*.js"), *FRONTEND.glob("state/*.js")]
     for path in ours:
         text = path.read_text()
         assert not re.search(r"""(?:src|href|import|from|url)\s*\(?\s*["']?(?:https?:)?//""",
@@ -59,6 +59,7 @@ def test_every_bare_import_is_in_the_import_map() -> None:
     mapped = set(json.loads(re.search(r'<script type="importmap">(.*?)</script>', page,
                                       re.S)[1])["imports"])
     sources = [*FRONTEND.glob("*.js"), *FRONTEND.glob("components/*.js"),
+               *FRONTEND.glob("state/*.js"),
                *VENDOR.rglob("*.js"), *VENDOR.rglob("*.mjs")]
     for path in sources:
         for spec in re.findall(r"""(?:^|[;\s}])(?:import|export)\b[^'"]*?from\s*['"]([^'"]+)['"]""",

@@ -1,0 +1,83 @@
+// What the page knows about the box: reachability and mode (/api/health), the models with
+// their status (/api/models), and the load the user is waiting for, timed to the second.
+import { useCallback, useEffect, useRef, useState } from "../ui.js";
+import { health as fetchHealth, models } from "../api.js";
+
+const HEALTH_EVERY_MS = 5000;
+const MODELS_EVERY_MS = 4000;
+const LOAD_POLL_MS = 500;
+
+/** Call `fn` now and then every `ms` while mounted (never two at once). */
+export function usePoll(fn, ms) {
+  const latest = useRef(fn);
+  latest.current = fn;
+  useEffect(() => {
+    let timer;
+    let live = true;
+    const tick = async () => {
+      await latest.current();
+      if (live) timer = setTimeout(tick, ms);
+    };
+    tick();
+    return () => { live = false; clearTimeout(timer); };
+  }, [ms]);
+}
+
+export function useHealth() {
+  const [health, setHealth] = useState(null);
+  const [gatewayError, setGatewayError] = useState(null);
+  usePoll(async () => {
+    try {
+      setHealth(await fetchHealth());
+      setGatewayError(null);
+    } catch (error) {
+      setGatewayError(error.message);
+    }
+  }, HEALTH_EVERY_MS);
+  return { health, gatewayError };
+}
+
+/** The model list, and `load`: {model, since, pending, seconds, error, hint} for the model
+ *  on screen, whoever started its load (the picker, a first message, another tab). */
+export function useModels(currentId) {
+  const [modelList, setModelList] = useState([]);
+  const [load, setLoad] = useState(null);
+  const refresh = useCallback(async () => {
+    try { setModelList((await models.list()).models); } catch { /* the health poll says why */ }
+  }, []);
+  usePoll(refresh, MODELS_EVERY_MS);
+
+  const current = modelList.find((m) => m.id === currentId);
+  useEffect(() => {
+    const loadingElsewhere = current?.status === "loading" && load?.model !== current.id;
+    const failedUnexplained = current?.status === "error" && (load?.model !== current.id || !load.error);
+    if (loadingElsewhere || failedUnexplained) {
+      setLoad({ model: current.id, since: Date.now(), pending: true });
+    }
+  }, [current?.id, current?.status]);
+  useEffect(() => { // follow a load until it is ready or failed
+    if (!load?.pending) return undefined;
+    let live = true;
+    const timer = setInterval(async () => {
+      let status;
+      try { status = await models.status(load.model); } catch { return; }
+      if (!live || status.status === "loading") return;
+      clearInterval(timer);
+      setLoad({ ...load, pending: false, seconds: status.load_seconds, error: status.error,
+        hint: status.hint });
+      refresh();
+    }, LOAD_POLL_MS);
+    return () => { live = false; clearInterval(timer); };
+  }, [load]);
+
+  const startLoad = async (id) => {
+    setLoad({ model: id, since: Date.now(), pending: true });
+    setModelList((list) => list.map((m) => (m.id === id ? { ...m, status: "loading" } : m)));
+    try {
+      await models.load(id);
+    } catch (error) {
+      setLoad({ model: id, since: Date.now(), pending: false, error: error.message, hint: error.hint });
+    }
+  };
+  return { modelList, current, load, startLoad };
+}
