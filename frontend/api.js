@@ -83,12 +83,14 @@ export const chats = {
   create: (body) => api("api/chats", { method: "POST", body }),
   patch: (id, body) => api(`api/chats/${encodeURIComponent(id)}`, { method: "PATCH", body }),
   remove: (id) => api(`api/chats/${encodeURIComponent(id)}`, { method: "DELETE" }),
+  importJson: (data) => api("api/chats/import", { method: "POST", body: data }),
 };
 
 export const models = {
   list: () => api("api/models"),
   load: (id) => api(`api/models/${encodeURIComponent(id)}/load`, { method: "POST" }),
   status: (id) => api(`api/models/${encodeURIComponent(id)}/status`),
+  unload: (id) => api(`api/models/${encodeURIComponent(id)}/unload`, { method: "POST" }),
 };
 
 export const health = () => api("api/health");

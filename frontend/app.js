@@ -13,6 +13,7 @@ import { Composer, writeDraft } from "./components/composer.js";
 import { ModelPicker } from "./components/model_picker.js";
 import { ParamsDrawer } from "./components/params_drawer.js";
 import { Connection } from "./components/connection.js";
+import { LoadError } from "./components/load_error.js";
 
 const chatIdFromHash = () => {
   const match = /^#\/chat\/([\w-]+)$/.exec(location.hash);
@@ -53,7 +54,7 @@ function App() {
   const scroller = useRef(null);
 
   const settings = chat ? { model: chat.model, system: chat.system, params: chat.params ?? {} } : draft;
-  const { modelList, current, load, startLoad } = useModels(settings.model);
+  const { modelList, current, load, startLoad, unload } = useModels(settings.model);
   const tree = useMemo(() => indexTree(chat?.messages ?? []), [chat]);
   const visited = useRef(new Map()); // message id -> the leaf last shown below it
   useEffect(() => {
@@ -205,9 +206,15 @@ function App() {
       if (!(error instanceof ApiError && error.status === 404)) setBanner({ message: error.message });
     }
   };
+  const keys = useRef({});
   useEffect(() => {
     const onKey = (event) => {
       if (event.key === "Escape" && turnRef.current?.running) { event.preventDefault(); stop(); }
+      const mod = event.ctrlKey || event.metaKey;
+      if (mod && event.shiftKey && event.key.toLowerCase() === "o") { // as in ChatGPT
+        event.preventDefault();
+        keys.current.newChat();
+      }
     };
     addEventListener("keydown", onKey);
     return () => removeEventListener("keydown", onKey);
@@ -254,6 +261,24 @@ function App() {
     setSidebarOpen(false);
     setBanner(null);
   };
+  keys.current.newChat = newChat;
+  const importChat = async (file) => {
+    let data;
+    try {
+      data = JSON.parse(await file.text());
+    } catch {
+      setListError(`${file.name} is not JSON; export a chat as .json to import it`);
+      return;
+    }
+    try {
+      const created = await chats.importJson(data);
+      setListError(null);
+      await refreshList();
+      selectChat(created);
+    } catch (error) {
+      setListError(`${file.name}: ${error.message}`);
+    }
+  };
   const sidebarAction = (fn) => async (item, ...args) => {
     try {
       await fn(item, ...args);
@@ -289,10 +314,15 @@ function App() {
   } else {
     for (const m of pathTo(tree, chat?.active_leaf_id)) shown.push({ message: m });
   }
+  const [away, setAway] = useState(false); // scrolled up, away from the latest message
   useEffect(() => {
     const box = scroller.current;
     if (box && box.scrollHeight - box.scrollTop - box.clientHeight < 160) box.scrollTop = box.scrollHeight;
   });
+  const onScroll = () => {
+    const box = scroller.current;
+    setAway(box.scrollHeight - box.scrollTop - box.clientHeight > 320);
+  };
   useEffect(() => {
     if (scroller.current) scroller.current.scrollTop = scroller.current.scrollHeight;
   }, [chat?.id]);
@@ -316,14 +346,15 @@ function App() {
     <${Sidebar} chats=${chatList} currentId=${chatId} query=${query} onQuery=${setQuery}
       archived=${archived} onShowArchived=${setArchived} onNew=${newChat} open=${sidebarOpen}
       listError=${listError} onSelect=${selectChat} onRename=${renameChat}
-      onArchive=${archiveChat} onDelete=${deleteChat} />
+      onArchive=${archiveChat} onDelete=${deleteChat} onImport=${importChat} />
     ${sidebarOpen && html`<div class="scrim" onClick=${() => setSidebarOpen(false)}></div>`}
     <div class="main">
       <header class="topbar">
         <button type="button" class="icon-btn menu" aria-label="Show chats"
           aria-expanded=${sidebarOpen ? "true" : "false"} onClick=${() => setSidebarOpen(!sidebarOpen)}>☰</button>
         <${ModelPicker} models=${modelList} value=${settings.model} onChange=${pickModel}
-          load=${load} onRetry=${startLoad} disabled=${running} />
+          load=${load} onRetry=${startLoad} onUnload=${(id) => unload(id).catch(
+            (error) => setBanner({ message: error.message }))} disabled=${running} />
         <span class="spacer"></span>
         <button type="button" class="btn" aria-expanded=${drawer ? "true" : "false"}
           onClick=${() => { setDrawerError(null); setDrawer(!drawer); }}>Parameters</button>
@@ -336,8 +367,10 @@ function App() {
         </details>`}
         <${Connection} health=${healthInfo} gatewayError=${gatewayError} />
       </header>
-      <main class="conversation" ref=${scroller} aria-label="Conversation">
+      <main class="conversation" ref=${scroller} aria-label="Conversation" onScroll=${onScroll}>
         ${chatError && html`<p class="notice error" role="alert">${chatError}</p>`}
+        ${current?.status === "error" && load?.model === current.id && load.error
+          && html`<${LoadError} load=${load} onRetry=${startLoad} />`}
         ${!chatError && shown.length === 0 && html`<${EmptyState} model=${current} healthInfo=${healthInfo} />`}
         <div class="messages">
           ${shown.map(({ message, streaming, infos }, i) => html`<${Message}
@@ -347,6 +380,8 @@ function App() {
             onRegenerate=${() => regenerate(message)} onRetry=${() => retry(message)} />`)}
         </div>
       </main>
+      ${away && html`<button type="button" class="to-bottom" aria-label="Scroll to the latest message"
+        onClick=${() => scroller.current.scrollTo({ top: scroller.current.scrollHeight, behavior: "smooth" })}>↓</button>`}
       ${banner && html`<div class="banner" role="alert">
         <span>${banner.message}${banner.hint ? html` <span class="hint">${banner.hint}</span>` : ""}</span>
         <button type="button" class="icon-btn" aria-label="Dismiss" onClick=${() => setBanner(null)}>✕</button>

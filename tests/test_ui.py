@@ -242,7 +242,66 @@ def test_a_model_that_fails_to_load_shows_the_box_message(page: Page,
     open_page(page, gateway)
     page.select_option("select[aria-label='Model']", "base")
     expect(page.locator(".load-error")).to_contain_text("/models/broken-base")
-    expect(page.locator(".model-status button", has_text="Retry")).to_be_visible()
+    failure = page.locator(".load-failure")
+    expect(failure).to_contain_text("base did not load")
+    expect(failure).to_contain_text("/models/broken-base")
+    hint = gateway.http.get("/api/models/base/status").json()["hint"]
+    assert hint and hint in failure.inner_text()  # the box's hint, word for word
+    with page.expect_request(lambda r: r.url.endswith("/api/models/base/load")):
+        failure.locator("button", has_text="Retry loading").click()
+    expect(failure).to_contain_text("base did not load")
+
+
+def test_unload_frees_the_model_on_the_box(page: Page, make_scripted_gateway) -> None:
+    gateway = make_scripted_gateway(load_s=0.5)
+    open_page(page, gateway)
+    send(page, "load it")
+    wait_reply_done(page, 1)
+    status = page.locator(".model-status")
+    expect(status).to_contain_text("Ready")
+    status.locator("button[aria-label='Unload default']").click()
+    expect(status).to_contain_text("Not loaded")
+    assert gateway.http.get("/api/models/default/status").json()["status"] == "unloaded"
+    send(page, "and again")  # the next message loads it again
+    wait_reply_done(page, 2)
+    expect(page.locator(LAST_REPLY)).to_contain_text("Echo #2")
+
+
+def test_import_a_chat_from_json_and_refuse_a_bad_file(page: Page, scripted_gateway,
+                                                       tmp_path) -> None:
+    scripted_gateway.chat({"message": "exported words"})
+    chat_id = scripted_gateway.http.get("/api/chats").json()["chats"][0]["id"]
+    exported = scripted_gateway.http.get(f"/api/chats/{chat_id}/export?format=json").text
+    good = tmp_path / "chat.json"
+    good.write_text(exported)
+    bad = tmp_path / "notes.json"
+    bad.write_text('{"format": "something else"}')
+    open_page(page, scripted_gateway)
+    chooser = page.locator("input[aria-label='Chat file to import']")
+    chooser.set_input_files(str(bad))
+    expect(page.locator(".sidebar .notice.error")).to_contain_text("notes.json")
+    expect(page.locator(".chat-link")).to_have_count(1)  # nothing was created
+    chooser.set_input_files(str(good))
+    expect(page.locator(".chat-link")).to_have_count(2)
+    expect(page.locator(".user-text")).to_have_text(["exported words"])
+    assert current_chat(page, scripted_gateway)["id"] != chat_id
+
+
+def test_shortcut_for_a_new_chat_and_the_scroll_to_bottom_button(page: Page,
+                                                                 scripted_gateway) -> None:
+    page.set_viewport_size({"width": 700, "height": 500})
+    open_page(page, scripted_gateway)
+    send(page, "a long one")  # about 2,000 characters: taller than this window
+    wait_reply_done(page, 1)
+    page.locator(".conversation").evaluate("box => box.scrollTo(0, 0)")
+    to_bottom = page.locator("button[aria-label='Scroll to the latest message']")
+    to_bottom.click()
+    expect(to_bottom).to_have_count(0)
+    page.wait_for_function("""() => { const box = document.querySelector('.conversation');
+        return box.scrollHeight - box.scrollTop - box.clientHeight < 5; }""")  # smooth scroll
+    page.keyboard.press("Control+Shift+O")
+    expect(page.locator(".empty-state")).to_be_visible()
+    expect(page.locator("#message")).to_be_focused()
 
 
 def test_reload_keeps_the_chat_and_the_unsent_text(page: Page, scripted_gateway) -> None:

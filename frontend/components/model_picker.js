@@ -19,7 +19,7 @@ function Elapsed({ since }) {
   return html`<span class="elapsed">${Math.floor((now - since) / 1000)} s</span>`;
 }
 
-export function ModelPicker({ models, value, onChange, load, onRetry, disabled }) {
+export function ModelPicker({ models, value, onChange, load, onUnload, disabled }) {
   const bases = models.filter((m) => !m.adapter_path);
   const adapters = models.filter((m) => m.adapter_path);
   const current = models.find((m) => m.id === value);
@@ -39,13 +39,14 @@ export function ModelPicker({ models, value, onChange, load, onRetry, disabled }
         Loading ${current.id}… ${load?.model === current.id ? html`<${Elapsed} since=${load.since} />` : ""}`}
       ${current?.status === "ready" && html`<span class="dot ok" aria-hidden="true"></span>
         ${load?.model === current.id && load.seconds != null
-          ? `Ready · loaded in ${seconds(load.seconds)}` : "Ready"}`}
+          ? `Ready · loaded in ${seconds(load.seconds)}` : "Ready"}
+        ${!disabled && html`<button type="button" class="btn small" aria-label=${`Unload ${current.id}`}
+          title="Stop its wrapper and free the box's memory" onClick=${() => onUnload(current.id)}>Unload</button>`}`}
       ${current?.status === "unloaded" && html`<span class="dot idle" aria-hidden="true"></span>
         Not loaded (loads on first message)`}
       ${current?.status === "error" && html`<span class="dot bad" aria-hidden="true"></span>
-        <span class="load-error" title=${load?.hint ?? ""}>Load failed: ${load?.model === current.id && load.error
-          ? load.error : "see the box's message"}</span>
-        <button type="button" class="btn small" onClick=${() => onRetry(current.id)}>Retry</button>`}
+        <span class="load-error" title=${load?.hint ?? ""}>Load failed${load?.model === current.id && load.error
+          ? `: ${load.error}` : ""}</span>`}
     </span>
   </div>`;
 }

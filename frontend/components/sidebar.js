@@ -54,7 +54,8 @@ function ChatItem({ chat, current, onSelect, onRename, onArchive, onDelete }) {
 }
 
 export function Sidebar({ chats, currentId, query, onQuery, archived, onShowArchived, onNew,
-  open, listError, ...actions }) {
+  onImport, open, listError, ...actions }) {
+  const picker = useRef(null);
   const groups = groupByDay(chats);
   const empty = query ? "No chat matches your search." : archived ? "No archived chats." : "No chats yet.";
   return html`<nav class=${`sidebar${open ? " open" : ""}`} aria-label="Chats">
@@ -74,6 +75,13 @@ export function Sidebar({ chats, currentId, query, onQuery, archived, onShowArch
         <ul>${items.map((chat) => html`<${ChatItem} key=${chat.id} chat=${chat}
           current=${chat.id === currentId} ...${actions} />`)}</ul>
       </section>`)}
+    </div>
+    <div class="side-foot">
+      <button type="button" class="link-btn" onClick=${() => picker.current?.click()}
+        title="A chat exported as JSON, from this or another LF Gate">Import a chat (.json)</button>
+      <input ref=${picker} type="file" accept=".json,application/json" hidden
+        aria-label="Chat file to import"
+        onChange=${(e) => { const [file] = e.target.files; e.target.value = ""; if (file) onImport(file); }} />
     </div>
   </nav>`;
 }

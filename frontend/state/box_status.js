@@ -64,7 +64,7 @@ export function useModels(currentId) {
       if (!live || status.status === "loading") return;
       clearInterval(timer);
       setLoad({ ...load, pending: false, seconds: status.load_seconds, error: status.error,
-        hint: status.hint });
+        hint: status.hint, stderr: status.stderr_tail });
       refresh();
     }, LOAD_POLL_MS);
     return () => { live = false; clearInterval(timer); };
@@ -79,5 +79,10 @@ export function useModels(currentId) {
       setLoad({ model: id, since: Date.now(), pending: false, error: error.message, hint: error.hint });
     }
   };
-  return { modelList, current, load, startLoad };
+  const unload = async (id) => {
+    const status = await models.unload(id); // frees the box's memory: the wrapper exits
+    setModelList((list) => list.map((m) => (m.id === id ? { ...m, status: status.status } : m)));
+    if (load?.model === id) setLoad(null);
+  };
+  return { modelList, current, load, startLoad, unload };
 }
