@@ -1,6 +1,6 @@
 // One message of the branch on screen: a user's text, or a reply rendered as Markdown while
 // it streams, with its Thinking block, branch arrows, actions and provenance line.
-import { html, useEffect, useMemo, useRef, useState } from "../ui.js";
+import { html, useEffect, useLayoutEffect, useMemo, useRef, useState } from "../ui.js";
 import { renderMarkdown, splitThinking } from "../markdown.js";
 import { copyText } from "../clipboard.js";
 import { provenanceText, replySummary } from "../format.js";
@@ -19,7 +19,7 @@ function CopyButton({ text, label = "Copy" }) {
 function Markdown({ text, final, className = "markdown" }) {
   const ref = useRef(null);
   const markup = useMemo(() => renderMarkdown(text, { final }), [text, final]);
-  useEffect(() => {
+  useLayoutEffect(() => { // before paint, so the header never blinks while text streams
     for (const pre of ref.current?.querySelectorAll("pre") ?? []) {
       if (pre.previousElementSibling?.classList.contains("code-head")) continue;
       const head = document.createElement("div");

@@ -67,10 +67,6 @@ def main() -> None:
                 page.wait_for_timeout(200)
                 page.screenshot(path=str(OUT / "thinking.png"))
 
-                page.select_option("select[aria-label='Model']", "base")
-                expect(page.locator(".model-status")).to_contain_text("2 s", timeout=10_000)
-                page.screenshot(path=str(OUT / "loading.png"), clip={
-                    "x": 0, "y": 0, "width": WIDE["width"], "height": 220})
                 chat_url = page.url
 
                 dark = browser.new_page(viewport=WIDE, color_scheme="dark")
@@ -87,6 +83,11 @@ def main() -> None:
                 narrow.click("button[aria-label='Show chats']")
                 narrow.wait_for_timeout(400)
                 narrow.screenshot(path=str(OUT / "narrow-chats.png"))
+
+                page.select_option("select[aria-label='Model']", "base")
+                expect(page.locator(".model-status")).to_contain_text("2 s", timeout=10_000)
+                page.screenshot(path=str(OUT / "loading.png"), clip={
+                    "x": 0, "y": 0, "width": WIDE["width"], "height": 220})
                 browser.close()
         finally:
             gateway.stop()
