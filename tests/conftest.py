@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 RIG = ROOT / "tests" / "rig"
+# Paces the real box's generation over the test sshd (tests/rig/spy): tests that stop, drop
+# or kill a reply mid-way need it still running, whatever the CPU.
+TOKEN_DELAY_S = "0.004"
 
 
 def _rig(script: str, *args: str) -> str:
@@ -64,7 +67,8 @@ def sshd(tmp_path_factory, box_python):
 
     folder = tmp_path_factory.mktemp("sshd")
     spy = folder / "spy.jsonl"
-    server = TestSSHD(folder, {"PYTHONPATH": str(SPY_DIR), "LFGATE_TEST_SPY": str(spy)})
+    server = TestSSHD(folder, {"PYTHONPATH": str(SPY_DIR), "LFGATE_TEST_SPY": str(spy),
+                               "LFGATE_TEST_TOKEN_DELAY_S": TOKEN_DELAY_S})
     server.spy = spy
     yield server
     server.stop()

@@ -26,7 +26,10 @@ def local_env(box_python, tiny, database_url) -> dict[str, str]:
 
 def test_a_reply_cut_by_sigkill_is_kept_and_marked_interrupted(
         box_python, tiny, database_url, tmp_path):
-    env = local_env(box_python, tiny, database_url)
+    # Paced by the spy (~1,000 tokens at >= 6 ms each), so the reply is still running at the
+    # kill, 2.5 s after its first chunk, however fast the CPU.
+    env = {**local_env(box_python, tiny, database_url), "PYTHONPATH": str(SPY_DIR),
+           "LFGATE_TEST_TOKEN_DELAY_S": "0.006"}
     gateway = GatewayProcess(env, tmp_path)
     received, meta, first_at = [], None, None
     try:

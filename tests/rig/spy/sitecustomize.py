@@ -2,7 +2,11 @@
 
 Records every `ChatModel.stream_chat` call (to the file named by LFGATE_TEST_SPY) so tests can
 prove what reached the model, in script mode and inside the real `llamafactory-cli chat`.
-It only records: the call itself goes on to the real LlamaFactory unchanged.
+It only records: the call itself goes on to the real LlamaFactory unchanged, except that
+LFGATE_TEST_TOKEN_DELAY_S, when set, paces generation itself, a sleep per generated token in
+transformers' `generate` loop (the tiny model writes a whole "long" reply in two seconds on
+an idle machine, and tests that stop, drop or kill a reply mid-way must not race it). The
+text is the same; only its pace changes, and a stop still ends generation within a step.
 """
 
 import importlib.abc
@@ -10,11 +14,15 @@ import importlib.util
 import json
 import os
 import sys
+import time
 
 _SPY = os.environ.get("LFGATE_TEST_SPY")
+_PACE_S = float(os.environ.get("LFGATE_TEST_TOKEN_DELAY_S") or 0)
 
 
 def _write(record):
+    if not _SPY:
+        return
     with open(_SPY, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record) + "\n")
 
@@ -45,6 +53,27 @@ def _patch(chat_model_class):
     chat_model_class.stream_chat = stream_chat
 
 
+def _pace_generation():
+    """One sleep per generated token, inside generate's loop (a stopping criterion that never
+    stops), so the generation thread itself is slower, not just the reader."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+    from transformers.generation.utils import GenerationMixin
+
+    class _Pace(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            time.sleep(_PACE_S)
+            return False
+
+    original = GenerationMixin.generate
+
+    def generate(self, *args, **kwargs):
+        criteria = list(kwargs.get("stopping_criteria") or [])
+        kwargs["stopping_criteria"] = StoppingCriteriaList([*criteria, _Pace()])
+        return original(self, *args, **kwargs)
+
+    GenerationMixin.generate = generate
+
+
 class _ChatModelFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         if name != "llamafactory.chat.chat_model":
@@ -56,10 +85,12 @@ class _ChatModelFinder(importlib.abc.MetaPathFinder):
         def exec_and_patch(module):
             exec_module(module)
             _patch(module.ChatModel)
+            if _PACE_S:
+                _pace_generation()
 
         spec.loader.exec_module = exec_and_patch
         return spec
 
 
-if _SPY:
+if _SPY or _PACE_S:
     sys.meta_path.insert(0, _ChatModelFinder())
