@@ -43,9 +43,9 @@ def test_a_reply_cut_by_sigkill_is_kept_and_marked_interrupted(
                     break
             elif name in ("done", "error"):
                 pytest.fail(f"the reply ended before the kill: {data}")
+    finally:
         gateway.proc.kill()  # SIGKILL mid-stream: no shutdown code runs
         gateway.proc.wait()
-    finally:
         gateway.http.close()
     assert meta is not None and first_at is not None, "the reply never started"
 
