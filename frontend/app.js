@@ -353,7 +353,7 @@ function App() {
         <button type="button" class="icon-btn menu" aria-label="Show chats"
           aria-expanded=${sidebarOpen ? "true" : "false"} onClick=${() => setSidebarOpen(!sidebarOpen)}>☰</button>
         <${ModelPicker} models=${modelList} value=${settings.model} onChange=${pickModel}
-          load=${load} onRetry=${startLoad} onUnload=${(id) => unload(id).catch(
+          load=${load} onUnload=${(id) => unload(id).catch(
             (error) => setBanner({ message: error.message }))} disabled=${running} />
         <span class="spacer"></span>
         <button type="button" class="btn" aria-expanded=${drawer ? "true" : "false"}

@@ -41,20 +41,6 @@ function makeMarked(highlight) {
 const streaming = makeMarked(false); // cheap while text arrives; highlighting once it is done
 const finished = makeMarked(true);
 
-/** Close an unclosed code fence so a half-streamed block renders as code, not as prose. */
-export function closeOpenFence(text) {
-  let open = null;
-  for (const line of text.split("\n")) {
-    const match = /^ {0,3}(`{3,}|~{3,})(.*)$/.exec(line);
-    if (!match) continue;
-    if (open === null) open = match[1];
-    else if (match[1][0] === open[0] && match[1].length >= open.length && !match[2].trim()) {
-      open = null;
-    }
-  }
-  return open === null ? text : `${text}\n${open}`;
-}
-
 const THINK_OPEN = "<think>";
 const THINK_CLOSE = "</think>";
 
@@ -86,9 +72,9 @@ export function splitThinking(text, { final = true } = {}) {
   };
 }
 
-/** Markdown to sanitised HTML; `final` adds code highlighting. */
+/** Markdown to sanitised HTML; `final` adds code highlighting. A fence still open while
+ *  the reply streams already renders as a code block (CommonMark: it runs to the end). */
 export function renderMarkdown(text, { final = true } = {}) {
-  const source = final ? text : closeOpenFence(text);
-  const raw = (final ? finished : streaming).parse(source);
+  const raw = (final ? finished : streaming).parse(text);
   return purify.sanitize(raw, { USE_PROFILES: { html: true, mathMl: true } });
 }

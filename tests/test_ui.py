@@ -347,6 +347,12 @@ def test_thinking_block_is_open_while_thinking_and_closed_when_done(
     expect(block.locator("summary")).to_have_text("Thinking…")
     assert block.get_attribute("open") is not None
     assert "<thi" not in page.locator(REPLY).inner_text()
+    held = page.evaluate("""async () => {
+        const { splitThinking } = await import('./markdown.js');
+        return [splitThinking('Hi <thi', { final: false }).answer,
+                splitThinking('<think>plan</thi', { final: false }).thinking,
+                splitThinking('Hi <thi', { final: true }).answer]; }""")
+    assert held == ["Hi ", "plan", "Hi <thi"]  # held back only while streaming
     wait_reply_done(page, 1)
     expect(block.locator("summary")).to_have_text("Thinking")
     expect(block).to_have_count(1)
