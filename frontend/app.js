@@ -177,7 +177,6 @@ function App() {
         return;
       }
     }
-    if (turnRef.current && !turnRef.current.running) turnRef.current = null;
     await runTurn({ path: "api/chat", body: { message: text, chat_id: id, model: settings.model },
       anchorId: anchor, userText: text, chatKey: id, draftKey: chatId });
   };
@@ -191,11 +190,6 @@ function App() {
     body: { message_id: message.id, content: text, model: settings.model },
     anchorId: message.parent_id, userText: text, chatKey: chat.id,
   });
-  const retry = (message) => {
-    const t = turnRef.current;
-    if (t && !t.running) { turnRef.current = null; setTurn(null); }
-    regenerate(message);
-  };
   const stop = async () => {
     const t = turnRef.current;
     if (!t?.running) return;
@@ -377,7 +371,7 @@ function App() {
             key=${message.id ?? `pending-${i}`} message=${message} streaming=${streaming}
             infos=${infos} busy=${running} branch=${branchOf(message)}
             onEdit=${(text) => editAndSend(message, text)}
-            onRegenerate=${() => regenerate(message)} onRetry=${() => retry(message)} />`)}
+            onRegenerate=${() => regenerate(message)} onRetry=${() => regenerate(message)} />`)}
         </div>
       </main>
       ${away && html`<button type="button" class="to-bottom" aria-label="Scroll to the latest message"
