@@ -53,7 +53,10 @@ function App() {
   const turnRef = useRef(null);
   const scroller = useRef(null);
 
-  const settings = chat ? { model: chat.model, system: chat.system, params: chat.params ?? {} } : draft;
+  // The same object until the chat or the draft changes: the drawer resets its form on a new one.
+  const settings = useMemo(
+    () => (chat ? { model: chat.model, system: chat.system, params: chat.params ?? {} } : draft),
+    [chat, draft]);
   const { modelList, current, load, startLoad, unload } = useModels(settings.model);
   const tree = useMemo(() => indexTree(chat?.messages ?? []), [chat]);
   const visited = useRef(new Map()); // message id -> the leaf last shown below it

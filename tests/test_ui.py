@@ -441,6 +441,9 @@ def test_parameters_are_saved_per_chat_and_used(page: Page, scripted_gateway) ->
     page.locator(".chat-link", has_text="with settings").click()
     page.click("text=Parameters")
     expect(drawer.locator("input[aria-label='Temperature']")).to_have_value("0.3")
+    drawer.locator("input[aria-label='Temperature']").fill("0.9")
+    page.wait_for_timeout(5500)  # past a health and a models poll: unsaved edits must stay
+    expect(drawer.locator("input[aria-label='Temperature']")).to_have_value("0.9")
     assert page.js_errors == []
 
 
