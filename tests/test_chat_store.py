@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from lfgate.services.errors import UnknownChat
-from lfgate.storage.chat_store import ChatStore, UnknownMessage
+from lfgate.storage.chat_store import ChatStore
 from lfgate.storage.database import Database, open_database
+from lfgate.storage.errors import UnknownChat, UnknownMessage
 
 
 @pytest.fixture

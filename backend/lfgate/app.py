@@ -24,6 +24,7 @@ from lfgate.services.errors import ServiceError
 from lfgate.services.model_registry import ModelRegistry
 from lfgate.storage.chat_store import ChatStore
 from lfgate.storage.database import open_database
+from lfgate.storage.errors import StorageError
 
 logger = logging.getLogger("lfgate")
 
@@ -64,6 +65,12 @@ def create_app(settings: Settings) -> FastAPI:
     async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
         return JSONResponse({"detail": {"code": exc.code, "message": exc.message}},
                             status_code=exc.status_code)
+
+    @app.exception_handler(StorageError)
+    async def storage_error(_request: Request, exc: StorageError) -> JSONResponse:
+        """Storage raises only for ids it does not hold: a 404 naming what is missing."""
+        return JSONResponse({"detail": {"code": exc.code, "message": exc.message}},
+                            status_code=404)
 
     for router in (health.router, models.router, chat.router, chats.router):
         app.include_router(router)

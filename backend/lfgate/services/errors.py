@@ -1,4 +1,5 @@
-"""Errors of the services, mapped to HTTP statuses in one place (lfgate.app)."""
+"""Errors of the services, mapped to HTTP statuses in one place (lfgate.app), beside
+storage's own (lfgate.storage.errors: unknown chat or message, 404)."""
 
 from __future__ import annotations
 
@@ -15,18 +16,6 @@ class ServiceError(Exception):
 class UnknownModel(ServiceError):
     status_code = 404
     code = "unknown_model"
-
-
-class UnknownChat(ServiceError):
-    status_code = 404
-    code = "unknown_chat"
-
-
-class UnknownMessage(ServiceError):
-    """A message id that is not in the chat named with it (or in no chat at all)."""
-
-    status_code = 404
-    code = "unknown_message"
 
 
 class UnknownTurn(ServiceError):

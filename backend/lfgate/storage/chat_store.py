@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 
-from lfgate.services.errors import UnknownChat, UnknownMessage
 from lfgate.storage.database import Database
+from lfgate.storage.errors import UnknownChat, UnknownMessage
 from lfgate.storage.tables import Chat, Message, utcnow
 
 MESSAGE_STATUSES = ("complete", "streaming", "stopped", "interrupted", "error")

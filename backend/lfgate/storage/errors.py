@@ -1,0 +1,25 @@
+"""Errors of storage. Storage sits below the services and depends on nothing above it, so it
+has errors of its own; the app maps them to HTTP statuses beside the services' errors.
+
+    StorageError
+    ├── UnknownChat       unknown_chat     (no chat with that id)
+    └── UnknownMessage    unknown_message  (a message id that is not in the chat named with it)
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    code = "storage_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownChat(StorageError):
+    code = "unknown_chat"
+
+
+class UnknownMessage(StorageError):
+    code = "unknown_message"
