@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.gateway_process import GatewayProcess
+from tests.rig.hermetic import isolate
 from tests.ui_rig import (
     PLAYWRIGHT_LOOP,
     VIEWPORT,
@@ -119,6 +120,7 @@ async def database_url(request, tmp_path):
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    isolate()  # before any test: no user .env, ~/.ssh or SSH_*/GATEWAY_* variable reaches one
     config.stash[PLAYWRIGHT_LOOP] = PlaywrightLoop()
 
 

@@ -18,8 +18,6 @@ import httpx
 from tests.rig.ports import free_port
 
 LFGATE = str(Path(sys.executable).parent / "lfgate")
-_OUR_KEYS = ("CHAT_", "SSH_", "REMOTE_", "CONDA_", "LLAMAFACTORY_", "BASE_MODEL", "ADAPTER_",
-             "TEMPLATE", "FINETUNING_", "INFER_", "GATEWAY_")
 
 
 class GatewayProcess:
@@ -27,18 +25,18 @@ class GatewayProcess:
 
     def __init__(self, env: dict[str, str], workdir: Path, dotenv: dict[str, str] | None = None,
                  port: int | None = None) -> None:
-        """`env` goes in the environment; `dotenv` is written to workdir/.env, as users do.
+        """`env` goes in the environment (on top of this process's, which tests/rig/hermetic.py
+        has cleared of the user's settings); `dotenv` is written to workdir/.env, as users do.
         `port`: a fixed one, to restart a stopped gateway where a browser expects it."""
         if port is not None:
             _require_free(port)  # else the health check could reach the old gateway
         self.port = port or free_port()
         if dotenv is not None:
             (workdir / ".env").write_text("".join(f"{k}={v}\n" for k, v in dotenv.items()))
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(_OUR_KEYS)}
         self.log = _new_log(workdir, self.port)
         self.proc = subprocess.Popen(
             [LFGATE, "serve", "--port", str(self.port)], cwd=workdir,
-            env={**clean, **env}, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+            env={**os.environ, **env}, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
         )
         self.url = f"http://127.0.0.1:{self.port}"
         self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(300, connect=5))

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
+from lfgate.box.ssh_box import REMOTE_WRAPPER_ROOT
 from lfgate.box.wrapper_files import WrapperFiles
 from tests.gateway_process import GatewayProcess
+from tests.rig.hermetic import box_home
 
 pytestmark = pytest.mark.box
 
@@ -175,7 +176,7 @@ def test_reconnects_after_the_ssh_connection_is_killed(gateway, sshd):
 
 
 def test_wrapper_was_uploaded_to_a_versioned_folder(gateway):
-    folder = Path("~/.cache/lfgate/wrappers").expanduser() / WrapperFiles.packaged().digest
+    folder = box_home() / REMOTE_WRAPPER_ROOT / WrapperFiles.packaged().digest
     assert (folder / ".complete").is_file()
     for name in WrapperFiles.packaged().names:
         assert (folder / name).read_bytes() == (WrapperFiles.packaged().folder / name).read_bytes()

@@ -14,11 +14,12 @@ from lfgate.box.errors import BoxAuthFailed, BoxUnreachable, HostKeyRejected
 from lfgate.box.ssh_box import REMOTE_WRAPPER_ROOT, SSHBox
 from lfgate.box.wrapper_files import WrapperFiles
 from lfgate.config import load_settings
+from tests.rig.hermetic import box_home
 from tests.rig.ports import free_port
 from tests.rig.sshd import fingerprint, keygen
 from tests.wrapper_process import child_pids
 
-HOME = Path("~").expanduser()
+HOME = box_home()  # the box is this account logged in over the test sshd
 
 
 def settings_for(sshd, **overrides):

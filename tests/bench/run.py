@@ -33,6 +33,7 @@ import httpx
 from lfgate.box.ssh_box import REMOTE_WRAPPER_ROOT
 from lfgate.box.wrapper_files import WrapperFiles
 from tests.gateway_process import GatewayProcess
+from tests.rig.hermetic import box_home, isolate
 from tests.rig.ports import free_port
 from tests.rig.sshd import TestSSHD
 
@@ -380,7 +381,7 @@ def _frame_name(frame: str) -> str:
 # -- 5. cold start ----------------------------------------------------------------------------
 
 def bench_cold_start(rig: Rig, mode: str) -> dict[str, Any]:
-    remote = Path("~").expanduser() / REMOTE_WRAPPER_ROOT / WrapperFiles.packaged().digest
+    remote = box_home() / REMOTE_WRAPPER_ROOT / WrapperFiles.packaged().digest
     shutil.rmtree(remote, ignore_errors=True)  # force the upload, as on a new box
     started = time.monotonic()
     gateway = rig.gateway(mode)
@@ -426,8 +427,9 @@ def main() -> None:
     args = parser.parse_args()
     reps = 1 if args.smoke else args.reps
     levels = [1, 4] if args.smoke else [1, 4, 16, 64]
-    out = args.out or (Path(tempfile.mkdtemp()) / "benchmarks.md" if args.smoke
-                       else ROOT / "docs" / "benchmarks.md")
+    out = (args.out or (Path(tempfile.mkdtemp()) / "benchmarks.md" if args.smoke
+                        else ROOT / "docs" / "benchmarks.md")).resolve()
+    isolate()  # the user's .env, ~/.ssh and SSH_* never reach the benchmark's gateways
 
     from tests.bench.report import write_report
 
