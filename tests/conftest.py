@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,13 +28,14 @@ from tests.ui_rig import (
 )
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, BrowserContext, Page
 
 ROOT = Path(__file__).resolve().parent.parent
 RIG = ROOT / "tests" / "rig"
 # Paces the real box's generation over the test sshd (tests/rig/spy): tests that stop, drop
 # or kill a reply mid-way need it still running, whatever the CPU.
 TOKEN_DELAY_S = "0.004"
+CALL_REPORT = pytest.StashKey[pytest.TestReport]()
 
 
 def _rig(script: str, *args: str) -> str:
@@ -176,15 +178,52 @@ def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
         guard.stopped()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> pytest.TestReport:
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_REPORT] = report  # fixtures read it at teardown (traces)
+    return report
+
+
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh context and page (1200x800) per test; `page.js_errors` collects uncaught
-    exceptions and console errors, for `assert page.js_errors == []`."""
-    context = browser.new_context(viewport=VIEWPORT)
-    new_page = context.new_page()
-    new_page.js_errors = watch_errors(new_page)
-    yield new_page
-    context.close()
+def make_page(browser: Browser, request: pytest.FixtureRequest
+              ) -> Iterator[Callable[..., Page]]:
+    """make_page(**context_options): a page in a fresh context (1200x800 unless told), traced.
+    `page.js_errors` collects uncaught exceptions and console errors. When the test fails,
+    each context's Playwright trace is kept in LFGATE_TRACE_DIR (default test-results/) so a
+    flake can be read afterwards: `playwright show-trace FILE`."""
+    contexts: list[BrowserContext] = []
+
+    def make(**options: Any) -> Page:
+        context = browser.new_context(**{"viewport": VIEWPORT, **options})
+        context.tracing.start(screenshots=True, snapshots=True)
+        contexts.append(context)
+        new_page = context.new_page()
+        new_page.js_errors = watch_errors(new_page)
+        return new_page
+
+    yield make
+    report = request.node.stash.get(CALL_REPORT, None)
+    failed = report is None or report.failed
+    folder = Path(os.environ.get("LFGATE_TRACE_DIR") or ROOT / "test-results")
+    for index, context in enumerate(contexts):
+        if failed:
+            folder.mkdir(parents=True, exist_ok=True)
+            name = re.sub(r"[^\w.-]+", "_", request.node.nodeid)[-150:]
+            trace = folder / f"{name}-{index}.zip"
+            context.tracing.stop(path=str(trace))
+            print(f"Playwright trace of the failed test: {trace}")
+        else:
+            context.tracing.stop()
+        context.close()
+
+
+@pytest.fixture
+def page(make_page: Callable[..., Page]) -> Page:
+    """A fresh context and page (1200x800) per test, traced (see make_page)."""
+    return make_page()
 
 
 @pytest.fixture

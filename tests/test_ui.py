@@ -447,27 +447,23 @@ def test_parameters_are_saved_per_chat_and_used(page: Page, scripted_gateway) ->
     assert page.js_errors == []
 
 
-def test_narrow_screen_and_dark_theme(browser, scripted_gateway) -> None:
-    context = browser.new_context(viewport={"width": 375, "height": 740}, color_scheme="dark")
-    page = context.new_page()
-    try:
-        open_page(page, scripted_gateway)
-        sidebar = page.locator("nav[aria-label='Chats']")
-        expect(sidebar).not_to_be_visible()
-        send(page, "small screen")
-        wait_reply_done(page, 1)
-        menu = page.locator("button[aria-label='Show chats']")
-        menu.click()
-        expect(sidebar).to_be_visible()
-        assert menu.get_attribute("aria-expanded") == "true"
-        page.click("text=+ New chat")
-        expect(sidebar).not_to_be_visible()
-        width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= 375, f"the page scrolls sideways: {width}px"
-        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
-        assert background == "rgb(22, 24, 29)"  # the dark theme's --bg
-    finally:
-        context.close()
+def test_narrow_screen_and_dark_theme(make_page, scripted_gateway) -> None:
+    page = make_page(viewport={"width": 375, "height": 740}, color_scheme="dark")
+    open_page(page, scripted_gateway)
+    sidebar = page.locator("nav[aria-label='Chats']")
+    expect(sidebar).not_to_be_visible()
+    send(page, "small screen")
+    wait_reply_done(page, 1)
+    menu = page.locator("button[aria-label='Show chats']")
+    menu.click()
+    expect(sidebar).to_be_visible()
+    assert menu.get_attribute("aria-expanded") == "true"
+    page.click("text=+ New chat")
+    expect(sidebar).not_to_be_visible()
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375, f"the page scrolls sideways: {width}px"
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(22, 24, 29)"  # the dark theme's --bg
 
 
 def test_keyboard_only_use(page: Page, scripted_gateway) -> None:
