@@ -82,3 +82,30 @@ def test_remote_command_runs_where_it_says(tmp_path):
     out = subprocess.run(["/bin/sh", "-c", wrapper_command(settings, "x y.py")],
                          capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == [f"{odd}|x y.py --serve"]
+
+
+def test_an_unknown_key_in_env_is_a_warning_naming_the_closest(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("SSH_HOTS=gpu-box\nBASE_MODEL_PATH=/m\nchat_mode=cli\n"
+                                   "WHATEVER_THIS_IS=1\n")
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert settings.chat_mode == "cli"  # keys are case-insensitive, so this one is known
+    assert settings.warnings == [
+        "SSH_HOTS in .env is not a setting; did you mean SSH_HOST?",
+        "WHATEVER_THIS_IS in .env is not a setting (see .env.example for the keys)"]
+
+
+def test_lfgate_serve_says_so_and_health_shows_it(tmp_path):
+    """Over the real `lfgate serve`: the warning at start-up and in /api/health."""
+    from tests.gateway_process import GatewayProcess
+    from tests.ui_rig import scripted_env
+
+    gateway = GatewayProcess(scripted_env(tmp_path), tmp_path, dotenv={"SSH_HOTS": "gpu-box"})
+    try:
+        health = gateway.http.get("/api/health").json()
+        assert health["warnings"] == ["SSH_HOTS in .env is not a setting; did you mean SSH_HOST?"]
+        assert health["remote"]["host"] == "local"
+        assert "lfgate: warning: SSH_HOTS in .env is not a setting; did you mean SSH_HOST?" \
+            in gateway.log.read_text()
+    finally:
+        gateway.stop()

@@ -21,6 +21,8 @@ def _serve(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"lfgate: {exc}", file=sys.stderr)
         return 2
+    for warning in settings.warnings:
+        print(f"lfgate: warning: {warning}", file=sys.stderr)
     where = "this machine" if settings.is_local else settings.host_label
     print(f"lfgate: {settings.chat_mode} mode, box: {where}, model: {settings.base_model_path}"
           + (f" + {settings.adapter_path}" if settings.adapter_path else ""), file=sys.stderr)

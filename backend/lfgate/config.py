@@ -3,18 +3,24 @@ directory, checked once at start-up so a wrong value stops the gateway with a cl
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from dotenv import dotenv_values
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_FILE = ".env"  # read from the current directory, as users run `lfgate serve` there
 
 
 class Settings(BaseSettings):
     """Every key is documented in .env.example; names match what users already have."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8",
+    model_config = SettingsConfigDict(env_file=ENV_FILE, env_file_encoding="utf-8",
                                       extra="ignore", case_sensitive=False)
+    # What is wrong but not fatal (unknown keys in .env), said at start-up and in /api/health.
+    _warnings: list[str] = PrivateAttr(default_factory=list)
 
     # How the box runs the model.
     chat_mode: Literal["cli", "script"] = "script"
@@ -80,6 +86,10 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def warnings(self) -> list[str]:
+        return list(self._warnings)
+
+    @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
@@ -103,12 +113,31 @@ class SettingsError(Exception):
     """Start-up configuration is wrong; the message names the key."""
 
 
+def unknown_keys(path: Path) -> list[str]:
+    """One warning per key of a .env file that is no setting, naming the closest one: a typo
+    such as SSH_HOTS would otherwise be ignored without a word (and the box be this machine)."""
+    if not path.is_file():
+        return []
+    known = sorted(name.upper() for name in Settings.model_fields)
+    warnings = []
+    for key in dotenv_values(path):
+        if key.upper() in known:
+            continue
+        close = difflib.get_close_matches(key.upper(), known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else " (see .env.example for the keys)"
+        warnings.append(f"{key} in {path} is not a setting{hint}")
+    return warnings
+
+
 def load_settings(**overrides: object) -> Settings:
+    """The settings from the environment and ./.env, with `overrides` winning."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
         key = "_".join(str(part) for part in first["loc"]).upper()
         message = first["msg"].removeprefix("Value error, ")
         where = f"{key}: " if key else ""
         raise SettingsError(f"invalid configuration: {where}{message}") from None
+    settings._warnings = unknown_keys(Path(ENV_FILE))
+    return settings

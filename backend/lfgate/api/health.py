@@ -13,4 +13,5 @@ async def health(settings: SettingsDep, box: BoxDep) -> HealthOut:
     status = box.status()
     return HealthOut(mode=settings.chat_mode,
                      remote=RemoteOut(connected=status.connected, host=status.host,
-                                      error=status.error))
+                                      error=status.error),
+                     warnings=settings.warnings)

@@ -55,6 +55,7 @@ class HealthOut(BaseModel):
     status: Literal["ok"] = "ok"
     mode: Literal["cli", "script"]
     remote: RemoteOut
+    warnings: list[str] = Field(default_factory=list)  # configuration problems, not fatal
 
 
 class ModelOut(BaseModel):
