@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lfgate.box.errors import ProtocolMismatch, WrapperExited
+from lfgate.box.errors import ProtocolMismatch, WrapperExited, WrapperUnavailable
 from lfgate.box.ssh_box import SSHBox
 from lfgate.config import load_settings
 
@@ -70,3 +70,22 @@ async def test_channels_are_bounded(sshd):
         await asyncio.gather(second.close(), third_session.close())
     finally:
         await box.close()
+
+
+async def test_conda_env_on_a_box_without_it_is_explained(sshd):
+    """Over the real sshd: CONDA_ENV names an env this box cannot activate."""
+    box = box_for(sshd, "noisy_wrapper.py", conda_env="lfgate-test-no-such-env")
+    try:
+        with pytest.raises(WrapperUnavailable) as refused:
+            await asyncio.wait_for(box.start_wrapper(), 60)
+    finally:
+        await box.close()
+    error = refused.value
+    # This rig's box has no conda; a machine with one installed gets the env's error instead.
+    assert error.code in ("conda_not_found", "conda_env_not_found"), error.as_dict()
+    if error.code == "conda_not_found":
+        assert "not on the PATH that a non-interactive SSH login sees" in error.message
+    else:
+        assert "has no environment 'lfgate-test-no-such-env'" in error.message
+    assert "REMOTE_PYTHON" in error.hint
+    assert box.status().error == error.message

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from lfgate.box.command import wrapper_command
-from lfgate.config import SettingsError, load_settings
+from lfgate.box.command import explain_start_failure, wrapper_command
+from lfgate.config import Settings, SettingsError, load_settings
 from tests.gateway_process import LFGATE
 
 
@@ -109,3 +109,56 @@ def test_lfgate_serve_says_so_and_health_shows_it(tmp_path):
             in gateway.log.read_text()
     finally:
         gateway.stop()
+
+
+FAKE_CONDA_SH = """conda() {
+  case "$1 $2" in
+    "activate lf") export LFGATE_FAKE_CONDA_ENV=lf ;;
+    "env list") printf '# conda environments:\\nbase * /x\\nlf /x/envs/lf\\nqwen /x/q\\n' ;;
+    *) echo "EnvironmentNameNotFound: Could not find conda environment: $2" >&2; return 1 ;;
+  esac
+}
+"""
+
+
+def _run_with_conda(tmp_path, conda_env: str, *, install: str | None
+                    ) -> tuple[subprocess.CompletedProcess[str], Settings]:
+    """The real command in sh, as a box whose HOME is tmp_path/home (conda under `install`)."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    if install:
+        hook = home / install / "etc" / "profile.d"
+        hook.mkdir(parents=True)
+        (hook / "conda.sh").write_text(FAKE_CONDA_SH)
+    python = tmp_path / "python"
+    python.write_text('#!/bin/sh\necho "env=$LFGATE_FAKE_CONDA_ENV"\n')
+    python.chmod(0o755)
+    settings = load_settings(base_model_path="/m", conda_env=conda_env, remote_python=str(python))
+    return subprocess.run(["/bin/sh", "-c", wrapper_command(settings, "w.py")],
+                          capture_output=True, text=True, timeout=30,
+                          env={"HOME": str(home), "PATH": "/usr/bin:/bin"}), settings
+
+
+def test_conda_is_found_where_a_non_interactive_login_cannot_see_it(tmp_path):
+    result, _ = _run_with_conda(tmp_path, "lf", install="miniforge3")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "env=lf"
+
+
+def test_no_conda_on_the_box_says_so_and_how_to_fix_it(tmp_path):
+    result, settings = _run_with_conda(tmp_path, "lf", install=None)
+    assert result.returncode == 97
+    error = explain_start_failure(settings, result.stderr)
+    assert error is not None and error.code == "conda_not_found"
+    assert "not on the PATH that a non-interactive SSH login sees" in error.message
+    assert "REMOTE_PYTHON" in error.hint and "clear CONDA_ENV" in error.hint
+
+
+def test_a_missing_conda_env_names_the_ones_there_are(tmp_path):
+    result, settings = _run_with_conda(tmp_path, "nope", install="miniconda3")
+    assert result.returncode == 98
+    error = explain_start_failure(settings, result.stderr)
+    assert error is not None and error.code == "conda_env_not_found"
+    root = tmp_path / "home" / "miniconda3"
+    assert error.message == f"conda at {root} has no environment 'nope' (it has: base, lf, qwen)"
+    assert f"{root}/envs/NAME/bin/python" in error.hint

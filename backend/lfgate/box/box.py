@@ -10,8 +10,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from lfgate.box.command import wrapper_command
-from lfgate.box.errors import BoxError
+from lfgate.box.command import explain_start_failure, wrapper_command
+from lfgate.box.errors import BoxError, WrapperExited
 from lfgate.box.process import BoxProcess
 from lfgate.box.session import WrapperSession
 from lfgate.box.wrapper_files import SCRIPTS, WrapperFiles
@@ -83,7 +83,13 @@ class Box(abc.ABC):
                 path = await self.wrapper_path()
             with _timed(phases, "start_s"):
                 process = await self._spawn(wrapper_command(self.settings, path))
-                session = await WrapperSession.open(process, self.settings.chat_mode)
+                try:
+                    session = await WrapperSession.open(process, self.settings.chat_mode)
+                except WrapperExited as exc:
+                    explained = explain_start_failure(self.settings, process.stderr.tail())
+                    if explained is None:
+                        raise
+                    raise explained from exc
         except BoxError as exc:
             self._note(exc)
             raise

@@ -5,7 +5,9 @@
     │   └── HostKeyRejected       host_key_rejected   (unknown or changed host key)
     ├── BoxAuthFailed             auth_failed         (key refused)
     ├── WrapperUnavailable        wrapper_unavailable (upload failed, wrapper would not start)
-    │   └── ProtocolMismatch      protocol_mismatch   (stale or foreign wrapper)
+    │   ├── ProtocolMismatch      protocol_mismatch   (stale or foreign wrapper)
+    │   ├── CondaNotFound         conda_not_found     (CONDA_ENV set, no conda on the box)
+    │   └── CondaEnvNotFound      conda_env_not_found (conda found, not that environment)
     ├── WrapperExited             wrapper_exited      (the wrapper died mid-session)
     ├── BoxTimeout                timeout
     └── RemoteError               <the wrapper's own code>  (an `error` event from the box)
@@ -56,6 +58,14 @@ class ProtocolMismatch(WrapperUnavailable):
     code = "protocol_mismatch"
     hint = "CHAT_SCRIPT_PATH points at a wrapper of another version: unset it so the gateway " \
            "uploads its own, or deploy the wrapper from this version."
+
+
+class CondaNotFound(WrapperUnavailable):
+    code = "conda_not_found"
+
+
+class CondaEnvNotFound(WrapperUnavailable):
+    code = "conda_env_not_found"
 
 
 class WrapperExited(BoxError):
