@@ -9,6 +9,7 @@ that outlives it); a reader thread takes stdin so `cancel` and `ping` are seen m
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import queue
@@ -315,11 +316,36 @@ class WrapperServer:
         self._wire.send(done)
 
 
+ONE_SHOT_HINT = ("Pass one JSON object, quoted for your shell, e.g. "
+                 """'{"base_model_path": "/models/qwen", "template": "qwen", "message": "Hi"}'"""
+                 ", or `-` to read it from stdin.")
+
+
+def _json_error_excerpt(text: str, error: json.JSONDecodeError) -> str:
+    """The line where the JSON went wrong, with a caret under the column."""
+    line = text.splitlines()[error.lineno - 1] if text.splitlines() else ""
+    start = max(0, error.colno - 1 - 60)
+    return f"  {line[start:start + 120]}\n  {' ' * (error.colno - 1 - start)}^"
+
+
 def _one_shot_job(argument: str) -> dict[str, Any]:
-    job = wp.decode(sys.stdin.read() if argument == "-" else argument)
+    """A job typed by a person: say exactly what is wrong with it (not a protocol hint)."""
+    text = sys.stdin.read() if argument == "-" else argument
+    source = "stdin" if argument == "-" else "the argument"
+    try:
+        job = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise wp.WrapperError(
+            wp.E_BAD_REQUEST, f"the job on {source} is not valid JSON: {exc.msg} at line "
+            f"{exc.lineno}, column {exc.colno}:\n{_json_error_excerpt(text, exc)}",
+            hint=ONE_SHOT_HINT) from exc
+    if not isinstance(job, dict):
+        raise wp.WrapperError(wp.E_BAD_REQUEST, f"the job on {source} must be a JSON object, "
+                              f"not {type(job).__name__}", hint=ONE_SHOT_HINT)
     message = job.get("message")
     if not isinstance(message, str):
-        raise wp.WrapperError(wp.E_BAD_REQUEST, "the job needs a string 'message'")
+        raise wp.WrapperError(wp.E_BAD_REQUEST, "the job needs a string 'message'",
+                              hint=ONE_SHOT_HINT)
     return job
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -130,3 +132,28 @@ def test_hub_ids_are_left_to_llamafactory(tmp_path):
 def test_every_error_code_has_a_hint():
     codes = {v for k, v in vars(wp).items() if k.startswith("E_")}
     assert codes == set(wp.ERROR_HINTS)
+
+
+REMOTE = Path(__file__).resolve().parent.parent / "remote"
+
+
+@pytest.mark.parametrize("script", ["chat_inference.py", "chat_cli_wrapper.py"])
+@pytest.mark.parametrize("job, stdin, said", [
+    ('{"base_model_path": "/m", "message": "hi",}', None,
+     "the job on the argument is not valid JSON: Expecting property name enclosed in double "
+     "quotes at line 1, column 43:\n"
+     '  {"base_model_path": "/m", "message": "hi",}\n' + " " * 44 + "^"),
+    ("-", "{'message': 'hi'}", "the job on stdin is not valid JSON: Expecting property name"),
+    ("-", "[1, 2]", "the job on stdin must be a JSON object, not list"),
+    ('{"base_model_path": "/m"}', None, "the job needs a string 'message'"),
+])
+def test_a_one_shot_job_typed_by_hand_is_told_what_is_wrong(script, job, stdin, said):
+    """The one-shot interface answers a person: where the JSON is wrong, not a hint about
+    gateway versions (that hint is for the --serve protocol)."""
+    result = subprocess.run([sys.executable, str(REMOTE / script), job], input=stdin or "",
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "bad_request"
+    assert error["message"].startswith(said), error["message"]
+    assert "gateway" not in error["hint"] and "Pass one JSON object" in error["hint"]
