@@ -165,7 +165,6 @@ class CliEngine:
         self.load_seconds: float | None = None
         self._child: Any = None
         self._model: dict[str, Any] | None = None
-        self._defaults: dict[str, Any] = {}
         self._flags: dict[str, Any] = {}
         self._timeout_s = 600.0
         self._held: list[dict[str, str]] | None = []  # the history the CLI holds (None: unknown)
@@ -183,12 +182,13 @@ class CliEngine:
         self.unload()
         model = {**model, "cli_path": find_cli(model["cli_path"])}
         wrapper_serve.check_paths(model)
-        self._model, self._defaults, self._timeout_s = model, params, timeout_s
+        self._model, self._timeout_s = model, timeout_s
         self._start(self._flags_for(params))
 
     def _flags_for(self, params: dict[str, Any]) -> dict[str, Any]:
-        merged = {**self._defaults, **params}
-        return {_CLI_FLAGS[key]: value for key, value in merged.items() if key in _CLI_FLAGS}
+        """The CLI's start-up flags for a turn's params. Only the turn's own: the params a load
+        came with only spare the first turn a restart, they are no defaults for later turns."""
+        return {_CLI_FLAGS[key]: value for key, value in params.items() if key in _CLI_FLAGS}
 
     def _start(self, flags: dict[str, Any]) -> None:
         import pexpect

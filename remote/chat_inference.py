@@ -34,6 +34,18 @@ class _GenerationRecord:
         self.hit_eos = False
         self.error: BaseException | None = None
         self.finished = threading.Event()  # the streamer ends before `generate` returns
+        self.tokens_before_cancel = 0  # counted per generation step, until a stop
+        self.first_token_at: float | None = None
+        self.last_token_at: float | None = None
+
+    def step(self, cancelled: bool) -> None:
+        """One generation step made one token; those after a stop never reach the user."""
+        if cancelled:
+            return
+        self.last_token_at = time.monotonic()
+        if self.first_token_at is None:
+            self.first_token_at = self.last_token_at
+        self.tokens_before_cancel += 1
 
     def observe(self, prompt: Any, output: Any, generation_config: Any) -> None:
         sequences = getattr(output, "sequences", output)
@@ -54,7 +66,6 @@ class ScriptEngine:
     def __init__(self) -> None:
         self.load_seconds: float | None = None
         self._chat_model: Any = None
-        self._defaults: dict[str, Any] = {}
         self._cancel = threading.Event()
         self._record = _GenerationRecord()
 
@@ -72,7 +83,6 @@ class ScriptEngine:
         except Exception as exc:
             raise wrapper_serve.unexpected_error(exc, wp.E_LOAD_FAILED) from exc
         self.load_seconds = time.monotonic() - started
-        self._defaults = params
         self._hook_generate()
 
     def _hook_generate(self) -> None:
@@ -92,13 +102,20 @@ class ScriptEngine:
         cancel, original = self._cancel, model.generate
 
         class _Cancelled(StoppingCriteria):
+            """Called once per generation step: counts the step's token, stops on cancel."""
+
+            def __init__(self, record: _GenerationRecord) -> None:
+                self.record = record
+
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return cancel.is_set()
+                stop = cancel.is_set()
+                self.record.step(stop)
+                return stop
 
         def generate(*args: Any, **kwargs: Any) -> Any:
             record = self._record
             criteria = list(kwargs.get("stopping_criteria") or [])
-            kwargs["stopping_criteria"] = StoppingCriteriaList([*criteria, _Cancelled()])
+            kwargs["stopping_criteria"] = StoppingCriteriaList([*criteria, _Cancelled(record)])
             try:
                 output = original(*args, **kwargs)
                 record.observe(kwargs.get("inputs", kwargs.get("input_ids")), output,
@@ -118,7 +135,7 @@ class ScriptEngine:
     def chat(self, turn: Turn) -> ChatOutcome:
         if self._chat_model is None:
             raise wp.WrapperError(wp.E_NOT_LOADED, "no model is loaded")
-        params = {**self._defaults, **turn.params}
+        params = turn.params  # each turn brings all of its own (the load's are no defaults)
         kwargs = {key: params[key] for key in _GEN_KEYS if key in params}
         template = getattr(self._chat_model.engine, "template", None)
         thinking_default = getattr(template, "enable_thinking", None)
@@ -150,7 +167,11 @@ class ScriptEngine:
             raise wrapper_serve.unexpected_error(record.error, wp.E_GENERATION_FAILED)
         finish = wp.FINISH_STOP if record.hit_eos or record.completion_tokens is None \
             else wp.FINISH_LENGTH
-        return ChatOutcome("".join(parts), finish, record.completion_tokens)
+        tokens = record.completion_tokens
+        if turn.cancelled.is_set() and tokens is not None:
+            tokens = record.tokens_before_cancel  # what the user got of a stopped reply
+        return ChatOutcome("".join(parts), finish, tokens, record.first_token_at,
+                           record.last_token_at)
 
     def _forward_cancel(self, turn: Turn) -> None:
         """Stop generation as soon as the turn is cancelled, even before the next chunk."""

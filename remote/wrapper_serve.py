@@ -28,7 +28,19 @@ _MAX_REMEMBERED_CANCELS = 256
 class ChatOutcome(NamedTuple):
     content: str
     finish_reason: str
-    completion_tokens: int | None = None
+    completion_tokens: int | None = None  # of a stopped reply: those made before the stop
+    first_token_at: float | None = None  # time.monotonic() of the first and last token, where
+    last_token_at: float | None = None  # the engine sees tokens (else chunk times are used)
+
+
+def rate_per_s(count: int | None, first_at: float | None, last_at: float | None
+               ) -> float | None:
+    """The usual streaming rate: what came after the first, over the time from the first to
+    the last. None below two (one token has no rate: dividing by a few microseconds gave
+    8,333 tok/s for a one-chunk reply)."""
+    if count is None or count < 2 or first_at is None or last_at is None or last_at <= first_at:
+        return None
+    return round((count - 1) / (last_at - first_at), 1)
 
 
 class Turn:
@@ -45,28 +57,43 @@ class Turn:
         self._send = send
         self.started = time.monotonic()
         self.first_chunk_at: float | None = None
+        self.last_chunk_at: float | None = None
         self.chunks = 0
 
     def emit_text(self, text: str) -> None:
         if not text:
             return
+        self.last_chunk_at = time.monotonic()
         if self.first_chunk_at is None:
-            self.first_chunk_at = time.monotonic()
+            self.first_chunk_at = self.last_chunk_at
         self.chunks += 1
         self._send({"event": wp.EV_DELTA, "id": self.id, "text": text})
 
     def emit_info(self, code: str, message: str) -> None:
         self._send({"event": wp.EV_INFO, "id": self.id, "code": code, "message": message})
 
-    def timing(self, load_seconds: float | None) -> dict[str, Any]:
+    def timing(self, load_seconds: float | None, outcome: ChatOutcome) -> dict[str, Any]:
+        """The turn's timing; the rate counts only what the user got (a stopped reply's
+        later tokens are not in it): tokens_per_s where the engine counts tokens, else
+        chunks_per_s (CLI mode)."""
         now = time.monotonic()
         ttft = None if self.first_chunk_at is None else self.first_chunk_at - self.started
-        return {
+        timing: dict[str, Any] = {
             "load_seconds": load_seconds,
             "ttft_ms": None if ttft is None else round(ttft * 1000, 1),
             "total_ms": round((now - self.started) * 1000, 1),
             "chunks": self.chunks,
         }
+        if outcome.completion_tokens is None:
+            timing["chunks_per_s"] = rate_per_s(self.chunks, self.first_chunk_at,
+                                                self.last_chunk_at)
+        elif outcome.first_token_at is not None:
+            timing["tokens_per_s"] = rate_per_s(outcome.completion_tokens,
+                                                outcome.first_token_at, outcome.last_token_at)
+        else:
+            timing["tokens_per_s"] = rate_per_s(outcome.completion_tokens, self.first_chunk_at,
+                                                self.last_chunk_at)
+        return timing
 
 
 class ChatEngine(Protocol):
@@ -309,7 +336,7 @@ class WrapperServer:
             "id": turn_id,
             "content": outcome.content,
             "finish_reason": finish,
-            "timing": turn.timing(self._engine.load_seconds),
+            "timing": turn.timing(self._engine.load_seconds, outcome),
         }
         if outcome.completion_tokens is not None:
             done["usage"] = {"completion_tokens": outcome.completion_tokens}

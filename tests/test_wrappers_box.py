@@ -61,7 +61,7 @@ def test_hello_names_protocol_and_mode(served):
 
 
 def test_streams_a_reply_and_keeps_multi_turn_history(served):
-    done, before = served.chat("mt-1", [user("Hello, how are you?")])
+    done, before = served.chat("mt-1", [user("Hello, how are you?")], GREEDY)
     assert done["event"] == "done", done
     deltas = [e for e in before if e["event"] == "delta"]
     assert len(deltas) >= 2, "the reply must arrive in pieces, not at the end"
@@ -74,7 +74,7 @@ def test_streams_a_reply_and_keeps_multi_turn_history(served):
 
     history = [user("Hello, how are you?"), {"role": "assistant", "content": done["content"]},
                user("And then?")]
-    done2, before2 = served.chat("mt-2", history)
+    done2, before2 = served.chat("mt-2", history, GREEDY)
     assert done2["event"] == "done", done2
     assert wp.INFO_CONTEXT_RESET not in codes(before2)
     seen = served.spied()[-1]["messages"]
@@ -97,7 +97,7 @@ LONG = "".join(f"line {i}: the quick brown fox jumps over the lazy dog. " for i 
     "  exit  ",
 ], ids=["multi-line", "10000-chars", "unicode", "exit", "clear", "padded-exit"])
 def test_whole_message_reaches_the_model(served, text):
-    done, before = served.chat(f"msg-{hash(text)}", [user(text)])
+    done, before = served.chat(f"msg-{hash(text)}", [user(text)], GREEDY)
     assert done["event"] == "done", done
     received = served.spied()[-1]["messages"][-1]["content"]
     if served.mode == "cli" and text.strip() in ("exit", "clear"):
@@ -107,12 +107,12 @@ def test_whole_message_reaches_the_model(served, text):
         assert received == text
         assert wp.INFO_MESSAGE_ADJUSTED not in codes(before)
     # The CLI is still there and still answering after a message that looks like a command.
-    again, _ = served.chat(f"after-{hash(text)}", [user("still there?")])
+    again, _ = served.chat(f"after-{hash(text)}", [user("still there?")], GREEDY)
     assert again["event"] == "done", again
 
 
 def test_control_characters(served):
-    done, before = served.chat("ctl", [user("a\x07b\x1b[31mc\x00d")])
+    done, before = served.chat("ctl", [user("a\x07b\x1b[31mc\x00d")], GREEDY)
     assert done["event"] == "done", done
     received = served.spied()[-1]["messages"][-1]["content"]
     if served.mode == "cli":
@@ -127,11 +127,11 @@ def test_cli_refuses_a_message_over_its_limit(served):
         pytest.skip("only CLI mode types messages at a terminal prompt")
     from lfgate.remote.chat_cli_wrapper import MAX_MESSAGE_CHARS
 
-    error, _ = served.chat("too-long", [user("x" * (MAX_MESSAGE_CHARS + 1))])
+    error, _ = served.chat("too-long", [user("x" * (MAX_MESSAGE_CHARS + 1))], GREEDY)
     assert error["event"] == "error" and error["code"] == wp.E_MESSAGE_TOO_LONG
     assert str(MAX_MESSAGE_CHARS) in error["message"]
     assert error["id"] == "too-long"
-    done, _ = served.chat("after-too-long", [user("hi")])
+    done, _ = served.chat("after-too-long", [user("hi")], GREEDY)
     assert done["event"] == "done"
 
 
@@ -330,3 +330,31 @@ def test_wrappers_import_nothing_from_the_gateway():
         source = path.read_text()
         assert "lfgate" not in source.replace("lfgate-", ""), path
         assert "from backend" not in source and "import backend" not in source, path
+
+
+def test_a_loads_params_are_no_defaults_for_later_turns(served):
+    """The gateway sends every turn's params whole; what the load came with (the chat that
+    loaded the model) must not leak into another chat's turn."""
+    done, before = served.chat("no-params", [user("Tell me a long story")], {"temperature": 0})
+    assert done["event"] == "done", done
+    if served.mode == "script":
+        assert "max_new_tokens" not in served.spied()[-1]["kwargs"]
+        assert done["usage"]["completion_tokens"] > GREEDY["max_new_tokens"]
+    else:  # the CLI's flags are the turn's own: a restart without the load's max_new_tokens
+        restarted = [e["message"] for e in before if e.get("code") == wp.INFO_CLI_RESTARTED]
+        assert restarted and "max_new_tokens" in restarted[0]
+
+
+def test_the_rate_counts_tokens_after_the_first(served):
+    one, _ = served.chat("one-token", [user("Hello")], {"temperature": 0, "max_new_tokens": 1})
+    assert one["event"] == "done", one
+    many, _ = served.chat("many-tokens", [user("Hello")], GREEDY)
+    if served.mode == "script":
+        assert one["usage"]["completion_tokens"] == 1 and one["timing"]["tokens_per_s"] is None
+        tokens, timing = many["usage"]["completion_tokens"], many["timing"]
+        assert tokens == GREEDY["max_new_tokens"]
+        assert timing["tokens_per_s"] >= (tokens - 1) / (timing["total_ms"] / 1000) > 0
+    else:  # the CLI counts no tokens: chunks that arrived, the same way
+        assert "tokens_per_s" not in many["timing"] and "usage" not in many
+        rate = many["timing"]["chunks_per_s"]
+        assert rate is None or rate > 0

@@ -52,6 +52,7 @@ class Turn:
     session: WrapperSession | None = None
     task: asyncio.Task[None] | None = None
     text: list[str] = field(default_factory=list)
+    notices: list[dict[str, str]] = field(default_factory=list)  # the box's `info` events
 
     def emit(self, name: str, data: dict[str, Any]) -> None:
         self.events.put_nowait((name, data))
@@ -144,7 +145,13 @@ class ChatTurns:
         turn = self._active.get(turn_id)
         if turn is None:
             raise UnknownTurn(f"no reply {turn_id!r} is running")
+        if turn.stop_requested:
+            return
         turn.stop_requested = True
+        # Stored as stopped at once, with what arrived: a page reloaded now (which stops the
+        # reply) must not find it `streaming`. The box's `done` then writes the final text.
+        await self._store.update_message(message_id=turn.id, content="".join(turn.text),
+                                         status="stopped")
         if turn.session is not None:
             await turn.session.cancel(turn.id)
 
@@ -199,7 +206,9 @@ class ChatTurns:
                     await self._store.update_message(message_id=turn.id,
                                                      content="".join(turn.text))
             elif kind == wp.EV_INFO:
-                turn.emit("info", {"code": event["code"], "message": event["message"]})
+                notice = {"code": event["code"], "message": event["message"]}
+                turn.notices.append(notice)  # facts about this reply: kept in its provenance
+                turn.emit("info", notice)
             elif kind == wp.EV_DONE:
                 turn.text = [event["content"]]
                 await self._finish(turn, event["finish_reason"], params, ttft_ms,
@@ -218,6 +227,7 @@ class ChatTurns:
             "finetuning_type": spec.finetuning_type, "infer_backend": spec.infer_backend,
             "params": params, "wrapper_version": hello.get("wrapper"),
             "protocol": hello.get("protocol"),
+            **({"notices": turn.notices} if turn.notices else {}),
         }
 
     async def _finish(self, turn: Turn, finish_reason: str, params: dict[str, Any],

@@ -93,9 +93,9 @@ class ModelRegistry:
         return entry
 
     def start_load(self, model_id: str, params: dict[str, Any] | None = None) -> ModelEntry:
-        """Load in the background. `params` are the defaults the wrapper starts with: in CLI
-        mode they become llamafactory-cli's flags, so a chat that loads the model passes its
-        own and its first reply needs no restart."""
+        """Load in the background. `params` are those of the chat that asks: in CLI mode they
+        become llamafactory-cli's start-up flags, so its first reply needs no restart. They
+        are no defaults for later turns (each turn sends all of its own)."""
         entry = self.get(model_id)
         if entry.status in ("loading", "ready"):
             return entry

@@ -11,6 +11,7 @@ Replies, by what the last user message contains (case-insensitive, first match w
   "xss"   HTML and javascript: links a page must render inert
   "think" a <think>…</think> block, then a short answer
   "code"  Markdown: heading, **bold**, list, a ```python block, $inline$ and $$display$$ math
+  "notice" an `info` event first (cli_restarted, as CLI mode sends one), then the echo
   else    "Echo #<user turn> from <base> + <adapter or 'no adapter'>: <message>"
 
 Environment: LFGATE_SCRIPTED_LOAD_S (load time, default 0.3), LFGATE_SCRIPTED_DELAY_S (per
@@ -52,6 +53,8 @@ CHUNK_SIZES = (3, 5, 8, 4, 6, 7)  # cycled: small uneven pieces, as a tokenizer 
 LONG_CHUNKS = 400
 ERROR_AFTER_CHUNKS = 6
 ERROR_MESSAGE = "scripted failure: the box ran out of memory"
+NOTICE_TRIGGER = "notice"
+NOTICE_MESSAGE = "generation settings changed (temperature): restarted llamafactory-cli (0.3 s)"
 
 CODE_REPLY = """## Scripted code sample
 
@@ -144,7 +147,6 @@ class ScriptedEngine:
         self._load_s = _env_seconds("LFGATE_SCRIPTED_LOAD_S", 0.3)
         self._delay_s = _env_seconds("LFGATE_SCRIPTED_DELAY_S", 0.02)
         self._model: dict[str, Any] | None = None
-        self._defaults: dict[str, Any] = {}
 
     def load(self, model: dict[str, Any], params: dict[str, Any], timeout_s: float) -> None:
         # No wrapper_serve.check_paths: the gateway's test settings use made-up paths.
@@ -162,7 +164,7 @@ class ScriptedEngine:
             raise wp.WrapperError(
                 wp.E_ADAPTER_NOT_FOUND,
                 f"adapter not found on the box (no adapter_config.json): {adapter}")
-        self._model, self._defaults = model, params
+        self._model = model
         self.load_seconds = time.monotonic() - started
 
     def script(self, messages: list[dict[str, str]]) -> tuple[list[str], bool]:
@@ -184,9 +186,11 @@ class ScriptedEngine:
     def chat(self, turn: Turn) -> ChatOutcome:
         if self._model is None:
             raise wp.WrapperError(wp.E_NOT_LOADED, "no model is loaded")
-        params = {**self._defaults, **turn.params}
+        params = turn.params
         limit = params.get("max_new_tokens")  # one chunk counts as one token
         pieces, fails = self.script(turn.messages)
+        if NOTICE_TRIGGER in turn.messages[-1]["content"].lower():
+            turn.emit_info(wp.INFO_CLI_RESTARTED, NOTICE_MESSAGE)
         sent: list[str] = []
         for piece in pieces:
             if turn.cancelled.wait(self._delay_s):
