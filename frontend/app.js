@@ -15,6 +15,8 @@ import { ParamsDrawer } from "./components/params_drawer.js";
 import { Connection } from "./components/connection.js";
 import { LoadError } from "./components/load_error.js";
 
+const FOLLOW_STREAMING_MS = 1000;
+
 const chatIdFromHash = () => {
   const match = /^#\/chat\/([\w-]+)$/.exec(location.hash);
   return match ? match[1] : null;
@@ -96,6 +98,11 @@ function App() {
 
   // ---- turns
   const running = turn?.running === true;
+  /** A send that came to nothing puts the text back in the composer (and its saved draft). */
+  const restoreText = (key, text) => {
+    writeDraft(key, text);
+    setRestore({ text });
+  };
   const runTurn = async ({ path, body, anchorId, userText, chatKey, draftKey = chatKey }) => {
     const local = { chatId: chatKey, anchorId, userText, text: "", infos: [], status: "streaming",
       turnId: null, error: null, model: body.model, running: true, controller: new AbortController() };
@@ -118,7 +125,9 @@ function App() {
             local.chatId = data.chat_id;
             setChatId(data.chat_id);
           }
-          show();
+          // Now, not at the next frame: the new chat id and its running turn render
+          // together, so the page never shows the chat without its turn (and Send enabled).
+          setTurn({ ...local });
           refreshList();
         } else if (event === "delta") {
           local.text += data.text;
@@ -134,6 +143,7 @@ function App() {
           ended = true;
           local.status = "error";
           local.error = data;
+          if (userText && !local.text) restoreText(local.chatId, userText); // nothing came back
         }
       }
       if (!ended) local.status = "interrupted";
@@ -143,10 +153,7 @@ function App() {
       } else {
         local.status = "failed";
         if (error.name !== "AbortError") setBanner({ message: error.message, hint: error.hint });
-        if (userText) {
-          writeDraft(draftKey, userText);
-          setRestore({ text: userText });
-        }
+        if (userText) restoreText(draftKey, userText);
       }
     }
     local.running = false;
@@ -176,7 +183,7 @@ function App() {
         anchor = null;
       } catch (error) {
         setBanner({ message: error.message, hint: error.hint });
-        setRestore({ text });
+        restoreText(chatId, text);
         return;
       }
     }
@@ -311,6 +318,14 @@ function App() {
   } else {
     for (const m of pathTo(tree, chat?.active_leaf_id)) shown.push({ message: m });
   }
+  // A reply stored as still streaming that this page is not streaming (another tab, or a
+  // reload that came before the gateway marked it stopped): read the chat again until it ends.
+  const elsewhere = !turnHere && shown.some(({ message }) => message.status === "streaming");
+  useEffect(() => {
+    if (!elsewhere || !chat) return undefined;
+    const timer = setTimeout(() => reloadChat(chat.id), FOLLOW_STREAMING_MS);
+    return () => clearTimeout(timer);
+  }, [elsewhere, chat]);
   const [away, setAway] = useState(false); // scrolled up, away from the latest message
   useEffect(() => {
     const box = scroller.current;
@@ -367,6 +382,7 @@ function App() {
       <main class="conversation" ref=${scroller} aria-label="Conversation" onScroll=${onScroll}>
         ${chatError && html`<p class="notice error" role="alert">${chatError}</p>`}
         ${current?.status === "error" && load?.model === current.id && load.error
+          && shown.at(-1)?.message.status !== "error" // the failed reply already says why
           && html`<${LoadError} load=${load} onRetry=${startLoad} />`}
         ${!chatError && shown.length === 0 && html`<${EmptyState} model=${current} healthInfo=${healthInfo} />`}
         <div class="messages">
@@ -384,6 +400,7 @@ function App() {
         <button type="button" class="icon-btn" aria-label="Dismiss" onClick=${() => setBanner(null)}>✕</button>
       </div>`}
       <${Composer} chatId=${chatId} generating=${running && turnHere} disabled=${running}
+        unavailable=${gatewayError ? "The gateway cannot be reached: your text is kept, and Send comes back when it reconnects." : null}
         thinking=${settings.params?.enable_thinking === true} onThinking=${setThinking}
         onSend=${send} onStop=${stop} restore=${restore} />
     </div>

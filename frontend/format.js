@@ -37,6 +37,16 @@ export function seconds(value) {
   return value < 10 ? `${value.toFixed(1)} s` : `${Math.round(value)} s`;
 }
 
+/** The reply's streaming rate as the box measured it: tokens (or, in CLI mode, chunks) after
+ *  the first over the time from the first to the last; none below two, and a stopped reply
+ *  counts only what arrived. Replies stored before the box measured it show none. */
+export function replyRate(provenance) {
+  const box = provenance?.box_timing ?? {};
+  if (box.tokens_per_s != null) return `${box.tokens_per_s.toFixed(1)} tok/s`;
+  if (box.chunks_per_s != null) return `${box.chunks_per_s.toFixed(1)} chunks/s`;
+  return null;
+}
+
 /** The small line under a reply: model, adapter, time to first token, speed. */
 export function replySummary(provenance) {
   if (!provenance) return [];
@@ -47,11 +57,8 @@ export function replySummary(provenance) {
     parts.push(timing.ttft_ms < 1000 ? `${Math.round(timing.ttft_ms)} ms to first token`
       : `${(timing.ttft_ms / 1000).toFixed(1)} s to first token`);
   }
-  const tokens = provenance.usage?.completion_tokens;
-  const box = provenance.box_timing ?? timing;
-  const genMs = (box.total_ms ?? 0) - (box.ttft_ms ?? 0);
-  if (tokens && genMs > 0) parts.push(`${(tokens / (genMs / 1000)).toFixed(1)} tok/s`);
-  else if (box.chunks && genMs > 0) parts.push(`${(box.chunks / (genMs / 1000)).toFixed(1)} chunks/s`);
+  const rate = replyRate(provenance);
+  if (rate) parts.push(rate);
   return parts;
 }
 

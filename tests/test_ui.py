@@ -37,6 +37,9 @@ def wait_reply_done(page: Page, count: int | None = None, timeout: float = 20_00
         expect(page.locator(REPLY)).to_have_count(count)
     expect(page.locator(SEND)).to_be_visible(timeout=timeout)
     expect(page.locator(f"{REPLY}[aria-busy='true']")).to_have_count(0)
+    # Not a stored reply still being written (shown without its turn, as a new chat once
+    # was for a moment, with Send back): the test would read it half-way.
+    expect(page.locator(f"{REPLY}.status-streaming")).to_have_count(0)
 
 
 def current_chat(page: Page, gateway: GatewayProcess) -> dict:
@@ -241,10 +244,12 @@ def test_a_model_that_fails_to_load_shows_the_box_message(page: Page,
     gateway = make_scripted_gateway(base_model_path="/models/broken-base")
     open_page(page, gateway)
     page.select_option("select[aria-label='Model']", "base")
-    expect(page.locator(".load-error")).to_contain_text("/models/broken-base")
+    expect(page.locator(".load-error")).to_have_text("Load failed")  # the reason: below, once
+    assert "/models/broken-base" in page.locator(".load-error").get_attribute("title")
     failure = page.locator(".load-failure")
     expect(failure).to_contain_text("base did not load")
     expect(failure).to_contain_text("/models/broken-base")
+    assert page.locator("body").inner_text().count("/models/broken-base") == 1
     hint = gateway.http.get("/api/models/base/status").json()["hint"]
     assert hint and hint in failure.inner_text()  # the box's hint, word for word
     with page.expect_request(lambda r: r.url.endswith("/api/models/base/load")):

@@ -16,8 +16,8 @@ export function writeDraft(chatId, text) {
   } catch { /* storage full or disabled: the text stays in the box */ }
 }
 
-export function Composer({ chatId, generating, disabled, thinking, onThinking, onSend, onStop,
-  restore }) {
+export function Composer({ chatId, generating, disabled, unavailable, thinking, onThinking,
+  onSend, onStop, restore }) {
   const [text, setText] = useState(() => readDraft(chatId));
   const ref = useRef(null);
   useEffect(() => { setText(readDraft(chatId)); }, [chatId]);
@@ -35,7 +35,7 @@ export function Composer({ chatId, generating, disabled, thinking, onThinking, o
     writeDraft(chatId, value);
   };
   const send = () => {
-    if (generating || disabled || !text.trim()) return;
+    if (generating || disabled || unavailable || !text.trim()) return;
     onSend(text);
     setText("");
   };
@@ -55,11 +55,13 @@ export function Composer({ chatId, generating, disabled, thinking, onThinking, o
         Thinking
       </label>
       <span class="spacer"></span>
+      ${unavailable && !generating && html`<span class="composer-why" id="send-why" role="status">${unavailable}</span>`}
       ${generating
         ? html`<button type="button" class="btn stop" onClick=${onStop}
             aria-label="Stop generating" title="Stop (Esc)">■ Stop</button>`
         : html`<button type="submit" class="btn primary send" aria-label="Send message"
-            disabled=${disabled || !text.trim()}>Send ↵</button>`}
+            aria-describedby=${unavailable ? "send-why" : undefined} title=${unavailable ?? ""}
+            disabled=${disabled || Boolean(unavailable) || !text.trim()}>Send ↵</button>`}
     </div>
   </form>`;
 }

@@ -16,8 +16,8 @@ export function Connection({ health, gatewayError }) {
     text = `Box reachable · ${health.remote.host}`;
     detail = `Connected to ${health.remote.host}`;
   } else if (health.remote.error) {
-    state = "bad";
-    text = `Box down: ${health.remote.error}`;
+    state = "bad"; // the reason is long (a host key, a stderr tail): in the tooltip, not the header
+    text = "Box down";
     detail = health.remote.error;
   } else {
     state = "idle";

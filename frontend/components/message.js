@@ -67,7 +67,13 @@ function BranchArrows({ branch }) {
 const STATUS_TEXT = {
   stopped: "Stopped",
   interrupted: "Interrupted: the connection dropped before the reply finished.",
+  streaming: "Still being written on the gateway…", // stored so, and not streaming here
 };
+
+/** Text from the box (errors, hints) with its `backticks` shown as code, never as markup. */
+function withCode(text) {
+  return String(text ?? "").split("`").map((part, i) => (i % 2 ? html`<code>${part}</code>` : part));
+}
 
 function EditBox({ initial, onSubmit, onCancel }) {
   const [text, setText] = useState(initial);
@@ -101,8 +107,12 @@ export function Message({ message, streaming = false, busy = false, branch, info
   const summary = replySummary(message.provenance);
   const error = message.error ?? message.provenance?.error;
   const retryable = !streaming && !busy && (message.status === "interrupted" || message.status === "error");
+  // The box's notices about this reply (CLI restarted, context reset): live while it
+  // streams, from its provenance once stored, so they stay after a reload.
+  const notices = streaming || infos.length ? infos : (message.provenance?.notices ?? []);
+  const elsewhere = !streaming && message.status === "streaming";
   return html`<article class=${`msg ${isUser ? "msg-user" : "msg-assistant"} status-${message.status ?? "complete"}`}
-      aria-label=${isUser ? "Your message" : "Reply"} aria-busy=${streaming ? "true" : "false"}
+      aria-label=${isUser ? "Your message" : "Reply"} aria-busy=${streaming || elsewhere ? "true" : "false"}
       data-message-id=${message.id ?? ""}>
     ${isUser && editing
       ? html`<${EditBox} initial=${message.content} onCancel=${() => setEditing(false)}
@@ -116,16 +126,19 @@ export function Message({ message, streaming = false, busy = false, branch, info
             ${streaming && !message.content && html`<span class="typing" aria-label="Waiting for the model">
               <i></i><i></i><i></i></span>`}
           </div>`}
-    ${infos.map((info) => html`<p class="notice info" role="status">${info.message}</p>`)}
-    ${STATUS_TEXT[message.status] && html`<p class=${`notice ${message.status}`}>${STATUS_TEXT[message.status]}</p>`}
-    ${error && html`<p class="notice error" role="alert"><strong>${error.code ?? "error"}</strong>: ${error.message}${error.hint ? html`<br /><span class="hint">${error.hint}</span>` : ""}</p>`}
+    ${notices.map((notice) => html`<p class="notice info" title=${notice.code}>${notice.message}</p>`)}
+    ${!streaming && STATUS_TEXT[message.status] && html`<p class=${`notice ${message.status}`}>${STATUS_TEXT[message.status]}</p>`}
+    ${error && html`<div class="notice error" role="alert">
+      <p><strong>${error.code ?? "error"}</strong>: ${withCode(error.message)}</p>
+      ${error.hint && html`<p class="hint">${withCode(error.hint)}</p>`}
+    </div>`}
     ${!editing && html`<div class="msg-actions">
       <${BranchArrows} branch=${branch} />
       ${!streaming && html`<${CopyButton} text=${() => message.content}
         label=${isUser ? "Copy message" : "Copy reply"} />`}
       ${isUser && !busy && message.id && html`<button type="button" class="icon-btn"
         aria-label="Edit message" onClick=${() => setEditing(true)}>Edit</button>`}
-      ${!isUser && !busy && !streaming && message.id && html`<button type="button" class="icon-btn"
+      ${!isUser && !busy && !streaming && !retryable && message.id && html`<button type="button" class="icon-btn"
         aria-label="Regenerate reply" onClick=${onRegenerate}>Regenerate</button>`}
       ${retryable && html`<button type="button" class="btn retry" onClick=${onRetry}>Retry</button>`}
       ${!isUser && (summary.length > 0 || streaming) && html`<span class="reply-meta" tabindex="0"

@@ -45,8 +45,7 @@ export function ModelPicker({ models, value, onChange, load, onUnload, disabled 
       ${current?.status === "unloaded" && html`<span class="dot idle" aria-hidden="true"></span>
         Not loaded (loads on first message)`}
       ${current?.status === "error" && html`<span class="dot bad" aria-hidden="true"></span>
-        <span class="load-error" title=${load?.hint ?? ""}>Load failed${load?.model === current.id && load.error
-          ? `: ${load.error}` : ""}</span>`}
+        <span class="load-error" title=${[load?.error, load?.hint].filter(Boolean).join("\n")}>Load failed</span>`}
     </span>
   </div>`;
 }

@@ -4,6 +4,7 @@ import { useCallback, useEffect, useRef, useState } from "../ui.js";
 import { health as fetchHealth, models } from "../api.js";
 
 const HEALTH_EVERY_MS = 5000;
+const HEALTH_WHILE_DOWN_MS = 1000; // notice a gateway that is back within a second
 const MODELS_EVERY_MS = 4000;
 const LOAD_POLL_MS = 500;
 
@@ -33,7 +34,7 @@ export function useHealth() {
     } catch (error) {
       setGatewayError(error.message);
     }
-  }, HEALTH_EVERY_MS);
+  }, gatewayError ? HEALTH_WHILE_DOWN_MS : HEALTH_EVERY_MS);
   return { health, gatewayError };
 }
 
