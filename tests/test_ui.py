@@ -42,6 +42,16 @@ def wait_reply_done(page: Page, count: int | None = None, timeout: float = 20_00
     expect(page.locator(f"{REPLY}.status-streaming")).to_have_count(0)
 
 
+def wait_for_polls(page: Page) -> None:
+    """Until the page has polled /api/health and /api/models once more and rendered what
+    they said (state to wait on, instead of a sleep past the poll interval)."""
+    for path in ("/api/health", "/api/models"):
+        with page.expect_response(lambda response, path=path: response.url.endswith(path),
+                                  timeout=15_000):
+            pass
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => done()))")
+
+
 def current_chat(page: Page, gateway: GatewayProcess) -> dict:
     chat_id = re.search(r"#/chat/([\w-]+)$", page.url)[1]
     return gateway.http.get(f"/api/chats/{chat_id}").json()
@@ -337,7 +347,9 @@ def test_model_output_renders_inert(page: Page, scripted_gateway) -> None:
     hrefs = reply.locator("a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
     assert hrefs and not any(h and h.lower().startswith("javascript") for h in hrefs)
     reply.locator("a", has_text="click me").click()
-    page.wait_for_timeout(300)
+    # The click's tasks have run once two frames have passed (a javascript: URL runs as one).
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => "
+                  "requestAnimationFrame(() => done())))")
     assert page.evaluate("window.__xss") is None
     assert page.js_errors == []
 
@@ -447,7 +459,7 @@ def test_parameters_are_saved_per_chat_and_used(page: Page, scripted_gateway) ->
     page.click("text=Parameters")
     expect(drawer.locator("input[aria-label='Temperature']")).to_have_value("0.3")
     drawer.locator("input[aria-label='Temperature']").fill("0.9")
-    page.wait_for_timeout(5500)  # past a health and a models poll: unsaved edits must stay
+    wait_for_polls(page)  # past a health and a models poll: unsaved edits must stay
     expect(drawer.locator("input[aria-label='Temperature']")).to_have_value("0.9")
     assert page.js_errors == []
 

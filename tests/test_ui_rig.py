@@ -122,9 +122,9 @@ def test_the_browser_opens_the_gateway_and_collects_page_errors(scripted_gateway
     response = page.goto(scripted_gateway.url)
     assert response is not None and response.ok
     assert page.evaluate("document.title") == page.title() and page.title()
-    page.set_content("<script>setTimeout(() => { throw new Error('boom') }, 0);"
-                     "console.error('console says no')</script>")
-    page.wait_for_timeout(100)
+    with page.expect_event("pageerror"):  # waits for the thrown error, not for a time
+        page.set_content("<script>setTimeout(() => { throw new Error('boom') }, 0);"
+                         "console.error('console says no')</script>")
     assert any("boom" in error for error in page.js_errors), page.js_errors
     assert any("console says no" in error for error in page.js_errors), page.js_errors
 
