@@ -71,7 +71,7 @@ def test_health_and_models(gateway, sshd):
     health = gateway.http.get("/api/health").json()
     assert health == {"status": "ok", "mode": gateway.mode,
                       "remote": {"connected": True, "host": f"{sshd.user}@127.0.0.1:{sshd.port}",
-                                 "error": None}}
+                                 "error": None}, "warnings": []}
     models = gateway.http.get("/api/models").json()["models"]
     assert [m["id"] for m in models] == ["default", "base"]
     assert models[0]["adapter_path"] and models[1]["adapter_path"] is None
