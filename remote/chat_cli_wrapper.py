@@ -169,7 +169,7 @@ class CliEngine:
         self._timeout_s = 600.0
         self._held: list[dict[str, str]] | None = []  # the history the CLI holds (None: unknown)
         self._draining = False  # a stopped reply is still running to its end
-        self._dir = tempfile.mkdtemp(prefix="lfgate-cli-")
+        self._dir = ""  # a private temp dir for the CLI's settings and stderr, while it runs
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -196,6 +196,8 @@ class CliEngine:
         assert self._model is not None
         model = self._model
         config = {**wrapper_serve.llamafactory_args(model), **flags}
+        if not os.path.isdir(self._dir):
+            self._dir = tempfile.mkdtemp(prefix="lfgate-cli-")
         # LlamaFactory 0.9.5 reads .yaml with OmegaConf (its .json branch is broken); JSON is
         # YAML, and OmegaConf leaves ${...} in strings alone unless resolved.
         config_path = os.path.join(self._dir, "chat.yaml")
@@ -243,6 +245,7 @@ class CliEngine:
     def unload(self) -> None:
         child, self._child = self._child, None
         if child is None:
+            self._remove_dir()
             return
         if child.isalive() and not self._draining and self._at_prompt(child):
             import pexpect
@@ -251,6 +254,12 @@ class CliEngine:
                 child.send("exit\r")
                 child.expect(pexpect.EOF, timeout=_EXIT_WAIT_S)
         child.close(force=True)
+        self._remove_dir()
+
+    def _remove_dir(self) -> None:
+        """The temp dir goes with the CLI (one was left in /tmp per wrapper before)."""
+        if self._dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
 
     def _kill(self) -> None:
         self._draining = False

@@ -52,6 +52,8 @@ class GatewayProcess:
                     return
             except httpx.TransportError:
                 time.sleep(0.2)
+        self.proc.kill()  # no test holds it yet, so nobody else would stop it
+        self.proc.wait()
         raise RuntimeError(f"lfgate did not start: {self.log.read_text()[-3000:]}")
 
     def stream(self, body: dict[str, Any], path: str = "/api/chat"

@@ -267,11 +267,14 @@ def test_missing_box_software_is_named(box_python, tiny, tmp_path, mode, shadow,
 def test_shutdown_leaves_no_process_behind(box_python, tiny, tmp_path, mode, how):
     if mode == "script" and how == "sighup":
         pytest.skip("script mode has no child; SIGTERM covers its signal path")
-    wrapper = WrapperProcess(box_python, mode, tmp_path / "spy.jsonl")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    wrapper = WrapperProcess(box_python, mode, tmp_path / "spy.jsonl", env={"TMPDIR": str(temp)})
     assert wrapper.load(model_spec(tiny), GREEDY)["event"] == "ready"
     children = child_pids(wrapper.proc.pid)
     if mode == "cli":
         assert children, "the CLI runs as the wrapper's child"
+        assert [p.name for p in temp.iterdir() if p.name.startswith("lfgate-cli-")]
     if how == "eof":
         wrapper.proc.stdin.close()
     else:
@@ -281,6 +284,7 @@ def test_shutdown_leaves_no_process_behind(box_python, tiny, tmp_path, mode, how
     while any(alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in children if alive(pid)]
+    assert not [p for p in temp.iterdir() if p.name.startswith("lfgate-cli-")], "left in TMPDIR"
 
 
 def test_cli_dies_with_a_killed_wrapper(box_python, tiny, tmp_path):
