@@ -14,6 +14,8 @@ import { ModelPicker } from "./components/model_picker.js";
 import { ParamsDrawer } from "./components/params_drawer.js";
 import { Connection } from "./components/connection.js";
 import { LoadError } from "./components/load_error.js";
+import { ExportMenu } from "./components/export_menu.js";
+import { Icon } from "./components/icons.js";
 
 const FOLLOW_STREAMING_MS = 1000;
 
@@ -368,15 +370,11 @@ function App() {
           load=${load} onUnload=${(id) => unload(id).catch(
             (error) => setBanner({ message: error.message }))} disabled=${running} />
         <span class="spacer"></span>
-        <button type="button" class="btn" aria-expanded=${drawer ? "true" : "false"}
-          onClick=${() => { setDrawerError(null); setDrawer(!drawer); }}>Parameters</button>
-        ${exportBase && html`<details class="export">
-          <summary class="btn">Export</summary>
-          <div class="popover">
-            <a href=${`${exportBase}?format=md`} download>Markdown (.md)</a>
-            <a href=${`${exportBase}?format=json`} download>JSON with every branch (.json)</a>
-          </div>
-        </details>`}
+        <button type="button" class="btn has-icon" aria-expanded=${drawer ? "true" : "false"}
+          aria-label="Parameters" title="Generation settings for this chat"
+          onClick=${() => { setDrawerError(null); setDrawer(!drawer); }}>
+          <${Icon} name="sliders" /><span class="wide-only">Parameters</span></button>
+        ${exportBase && html`<${ExportMenu} exportBase=${exportBase} />`}
         <${Connection} health=${healthInfo} gatewayError=${gatewayError} />
       </header>
       <main class="conversation" ref=${scroller} aria-label="Conversation" onScroll=${onScroll}>

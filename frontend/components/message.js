@@ -4,15 +4,24 @@ import { html, useEffect, useLayoutEffect, useMemo, useRef, useState } from "../
 import { renderMarkdown, splitThinking } from "../markdown.js";
 import { copyText } from "../clipboard.js";
 import { provenanceText, replySummary } from "../format.js";
+import { Icon } from "./icons.js";
+
+/** An action under a message: an icon with its name as tooltip and for screen readers. */
+function Action({ icon, label, onClick, disabled = false }) {
+  return html`<button type="button" class="act" aria-label=${label} title=${label}
+    disabled=${disabled} onClick=${onClick}><${Icon} name=${icon} /></button>`;
+}
 
 function CopyButton({ text, label = "Copy" }) {
-  const [done, setDone] = useState(false);
+  const [said, setSaid] = useState(""); // "Copied" or "Copy failed", for a moment
   const copy = async () => {
-    setDone(await copyText(text()));
-    setTimeout(() => setDone(false), 1500);
+    setSaid((await copyText(text())) ? "Copied" : "Copy failed");
+    setTimeout(() => setSaid(""), 1500);
   };
-  return html`<button type="button" class="icon-btn" onClick=${copy}
-    aria-label=${label} title=${label}>${done ? "Copied" : "Copy"}</button>`;
+  return html`<span class="act-wrap">
+    <${Action} icon=${said === "Copied" ? "check" : "copy"} label=${label} onClick=${copy} />
+    <span class="act-said" aria-live="polite">${said}</span>
+  </span>`;
 }
 
 /** Sanitised Markdown, with a language label and a copy button on each code block. */
@@ -56,11 +65,11 @@ function Thinking({ text, open, final }) {
 function BranchArrows({ branch }) {
   if (!branch || branch.count < 2) return null;
   return html`<span class="branch" role="group" aria-label="Versions">
-    <button type="button" class="icon-btn" aria-label="Previous version"
-      disabled=${branch.index === 0} onClick=${() => branch.go(branch.index - 1)}>‹</button>
+    <${Action} icon="left" label="Previous version" disabled=${branch.index === 0}
+      onClick=${() => branch.go(branch.index - 1)} />
     <span class="branch-pos">${branch.index + 1}/${branch.count}</span>
-    <button type="button" class="icon-btn" aria-label="Next version"
-      disabled=${branch.index === branch.count - 1} onClick=${() => branch.go(branch.index + 1)}>›</button>
+    <${Action} icon="right" label="Next version" disabled=${branch.index === branch.count - 1}
+      onClick=${() => branch.go(branch.index + 1)} />
   </span>`;
 }
 
@@ -136,10 +145,10 @@ export function Message({ message, streaming = false, busy = false, branch, info
       <${BranchArrows} branch=${branch} />
       ${!streaming && html`<${CopyButton} text=${() => message.content}
         label=${isUser ? "Copy message" : "Copy reply"} />`}
-      ${isUser && !busy && message.id && html`<button type="button" class="icon-btn"
-        aria-label="Edit message" onClick=${() => setEditing(true)}>Edit</button>`}
-      ${!isUser && !busy && !streaming && !retryable && message.id && html`<button type="button" class="icon-btn"
-        aria-label="Regenerate reply" onClick=${onRegenerate}>Regenerate</button>`}
+      ${isUser && !busy && message.id && html`<${Action} icon="edit" label="Edit message"
+        onClick=${() => setEditing(true)} />`}
+      ${!isUser && !busy && !streaming && !retryable && message.id && html`<${Action}
+        icon="regenerate" label="Regenerate reply" onClick=${onRegenerate} />`}
       ${retryable && html`<button type="button" class="btn retry" onClick=${onRetry}>Retry</button>`}
       ${!isUser && (summary.length > 0 || streaming) && html`<span class="reply-meta" tabindex="0"
         title=${provenanceText(message.provenance)}>

@@ -36,14 +36,15 @@ export function ModelPicker({ models, value, onChange, load, onUnload, disabled 
     </select>
     <span class="model-status" role="status" aria-live="polite">
       ${current?.status === "loading" && html`<span class="spinner" aria-hidden="true"></span>
-        Loading ${current.id}… ${load?.model === current.id ? html`<${Elapsed} since=${load.since} />` : ""}`}
+        <span class="status-text">Loading ${current.id}… </span>
+        ${load?.model === current.id ? html`<${Elapsed} since=${load.since} />` : ""}`}
       ${current?.status === "ready" && html`<span class="dot ok" aria-hidden="true"></span>
-        ${load?.model === current.id && load.seconds != null
-          ? `Ready · loaded in ${seconds(load.seconds)}` : "Ready"}
-        ${!disabled && html`<button type="button" class="btn small" aria-label=${`Unload ${current.id}`}
+        <span class="status-text">${load?.model === current.id && load.seconds != null
+          ? `Ready · loaded in ${seconds(load.seconds)}` : "Ready"}</span>
+        ${!disabled && html`<button type="button" class="btn small unload" aria-label=${`Unload ${current.id}`}
           title="Stop its wrapper and free the box's memory" onClick=${() => onUnload(current.id)}>Unload</button>`}`}
       ${current?.status === "unloaded" && html`<span class="dot idle" aria-hidden="true"></span>
-        Not loaded (loads on first message)`}
+        <span class="status-text">Not loaded (loads on first message)</span>`}
       ${current?.status === "error" && html`<span class="dot bad" aria-hidden="true"></span>
         <span class="load-error" title=${[load?.error, load?.hint].filter(Boolean).join("\n")}>Load failed</span>`}
     </span>

@@ -1,27 +1,66 @@
 // The generation settings of a chat (system prompt, temperature, top_p, top_k,
-// max_new_tokens, repetition penalty). Saved on the chat, so every turn of it uses them;
-// an empty field means the model's default.
-import { html, useEffect, useState } from "../ui.js";
+// max_new_tokens, repetition penalty). Saved on the chat, so every turn of it uses them.
+// Each number has a slider and a field that edit the same value, LlamaFactory's default
+// beside it and a reset; an empty value means the default (the chat then omits it).
+import { html, useEffect, useRef, useState } from "../ui.js";
+import { Icon } from "./icons.js";
 
+// Defaults: LlamaFactory 0.9.5's GeneratingArguments. Slider ranges are the useful ones; the
+// field takes anything the API does (min..max).
 const FIELDS = [
-  { key: "temperature", label: "Temperature", step: "0.05", min: "0", max: "10" },
-  { key: "top_p", label: "Top p", step: "0.01", min: "0.01", max: "1" },
-  { key: "top_k", label: "Top k", step: "1", min: "0", integer: true },
-  { key: "max_new_tokens", label: "Max new tokens", step: "1", min: "1", integer: true },
-  { key: "repetition_penalty", label: "Repetition penalty", step: "0.01", min: "0.01", max: "10" },
+  { key: "temperature", label: "Temperature", def: 0.95, from: 0, to: 2, step: 0.05, min: 0, max: 10,
+    help: "Higher is more varied; 0 is greedy" },
+  { key: "top_p", label: "Top p", def: 0.7, from: 0.01, to: 1, step: 0.01, min: 0.01, max: 1,
+    help: "Sample from the smallest set of tokens this likely" },
+  { key: "top_k", label: "Top k", def: 50, from: 0, to: 200, step: 1, min: 0, integer: true,
+    help: "Sample from this many most likely tokens (0: all)" },
+  { key: "max_new_tokens", label: "Max new tokens", def: 1024, from: 1, to: 8192, step: 1, min: 1,
+    max: 1000000, integer: true, help: "The longest reply" },
+  { key: "repetition_penalty", label: "Repetition penalty", def: 1.0, from: 0.5, to: 2, step: 0.01,
+    min: 0.01, max: 10, help: "Above 1 discourages repeating" },
 ];
 
 function toForm(settings) {
   const form = { system: settings.system ?? "" };
-  for (const field of FIELDS) form[field.key] = settings.params?.[field.key] ?? "";
+  for (const field of FIELDS) form[field.key] = String(settings.params?.[field.key] ?? "");
   return form;
+}
+
+/** 1.0 for a float default (not "1"), so it reads as the setting's kind of number. */
+const defaultText = (field) => (field.integer || !Number.isInteger(field.def)
+  ? String(field.def) : field.def.toFixed(1));
+
+function NumberSetting({ field, value, onChange }) {
+  const id = `param-${field.key}`;
+  const def = defaultText(field);
+  const number = useRef(null);
+  // The reset button disables itself: focus goes on to the field instead of the page's top.
+  const reset = () => { onChange(""); number.current?.focus(); };
+  const shown = value === "" ? field.def : Number(value);
+  const clamped = Math.min(field.to, Math.max(field.from, Number.isFinite(shown) ? shown : field.def));
+  return html`<div class=${`setting${value === "" ? " is-default" : ""}`}>
+    <div class="setting-head">
+      <label for=${id}>${field.label}</label>
+      <span class="setting-default">default ${def}</span>
+      <button type="button" class="act small" aria-label=${`Reset ${field.label} to default`}
+        title=${`Reset to ${def}`} disabled=${value === ""} onClick=${reset}>
+        <${Icon} name="reset" /></button>
+    </div>
+    <div class="setting-row">
+      <input type="range" min=${field.from} max=${field.to} step=${field.step} value=${clamped}
+        aria-label=${`${field.label} slider`} onInput=${(e) => onChange(e.target.value)} />
+      <input id=${id} ref=${number} type="number" inputmode="decimal" step=${field.step} min=${field.min}
+        max=${field.max} placeholder=${def} value=${value} aria-label=${field.label}
+        title=${field.help} onInput=${(e) => onChange(e.target.value)} />
+    </div>
+  </div>`;
 }
 
 export function ParamsDrawer({ settings, onSave, onClose, error }) {
   const [form, setForm] = useState(() => toForm(settings));
   const [problem, setProblem] = useState(null);
   useEffect(() => setForm(toForm(settings)), [settings]);
-  const set = (key, value) => setForm({ ...form, [key]: value });
+  const set = (key, value) => setForm((now) => ({ ...now, [key]: value }));
   const save = (event) => {
     event.preventDefault();
     const params = { ...(settings.params ?? {}) };
@@ -43,17 +82,15 @@ export function ParamsDrawer({ settings, onSave, onClose, error }) {
     <form onSubmit=${save} novalidate>
       <div class="drawer-head">
         <h2>Settings for this chat</h2>
-        <button type="button" class="icon-btn" aria-label="Close settings" onClick=${onClose}>✕</button>
+        <button type="button" class="act" aria-label="Close settings" title="Close" onClick=${onClose}>✕</button>
       </div>
       <label class="field">System prompt
         <textarea rows="4" value=${form.system} placeholder="(none)"
           onInput=${(e) => set("system", e.target.value)}></textarea>
       </label>
-      ${FIELDS.map((field) => html`<label class="field" key=${field.key}>${field.label}
-        <input type="number" inputmode="decimal" step=${field.step} min=${field.min} max=${field.max}
-          placeholder="default" value=${form[field.key]} aria-label=${field.label}
-          onInput=${(e) => set(field.key, e.target.value)} />
-      </label>`)}
+      ${FIELDS.map((field) => html`<${NumberSetting} key=${field.key} field=${field}
+        value=${form[field.key]} onChange=${(value) => set(field.key, value)} />`)}
+      <p class="drawer-note">Defaults are LlamaFactory's; an empty field keeps the default.</p>
       ${(problem || error) && html`<p class="notice error" role="alert">${problem || error}</p>`}
       <div class="drawer-actions">
         <button type="button" class="btn" onClick=${() => setForm(toForm({}))}>Reset to defaults</button>
