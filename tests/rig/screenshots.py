@@ -11,6 +11,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect, sync_playwright
 
+from tests.rig.hermetic import isolate
 from tests.ui_rig import launch_chromium, start_scripted_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +36,7 @@ def _seed(gateway) -> None:
 
 
 def main() -> None:
+    isolate()  # the user's .env and SSH_* stay out of the screenshots' gateway
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
         gateway = start_scripted_gateway(Path(folder), base_model_path="/models/Qwen2.5-7B",
@@ -68,6 +70,14 @@ def main() -> None:
                 page.screenshot(path=str(OUT / "thinking.png"))
 
                 chat_url = page.url
+
+                page.click("text=Parameters")
+                drawer = page.locator("[role='dialog'][aria-label='Generation settings']")
+                drawer.locator("input[aria-label='Temperature']").fill("0.3")
+                drawer.locator("input[aria-label='Max new tokens']").fill("512")
+                page.wait_for_timeout(200)
+                page.screenshot(path=str(OUT / "parameters.png"))
+                drawer.locator("button[aria-label='Close settings']").click()
 
                 dark = browser.new_page(viewport=WIDE, color_scheme="dark")
                 dark.goto(chat_url)
