@@ -253,6 +253,8 @@ def main() -> int:
         job = json.loads(sys.stdin.read() or "{}")
         if not isinstance(job, dict):
             raise ValueError("the job must be a JSON object")
+        if not isinstance(job.get("dirs", []), list):
+            raise ValueError("'dirs' must be a list of folders")
     except ValueError as exc:
         print(json.dumps({"error": f"bad job: {exc}"}))
         return 2

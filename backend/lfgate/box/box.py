@@ -6,12 +6,14 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from lfgate.box.command import explain_start_failure, wrapper_command
-from lfgate.box.errors import BoxError, WrapperExited
+from lfgate.box.errors import BoxError, BoxTimeout, WrapperExited, WrapperUnavailable
 from lfgate.box.process import BoxProcess
 from lfgate.box.session import WrapperSession
 from lfgate.box.wrapper_files import SCRIPTS, WrapperFiles
@@ -58,15 +60,47 @@ class Box(abc.ABC):
     def _note(self, error: BoxError | None) -> None:
         self.last_error = error
 
-    async def wrapper_path(self) -> str:
-        """Where the wrapper for CHAT_MODE is on the box: CHAT_SCRIPT_PATH, or our upload."""
-        script = SCRIPTS[self.settings.chat_mode]
-        if self.settings.chat_script_path:
-            return self.settings.chat_script_path
+    async def placed_folder(self) -> str:
+        """Our files on the box (uploaded once per version)."""
         async with self._place_lock:
             if self._wrapper_dir is None:
                 self._wrapper_dir = await self._place_wrapper()
-        return f"{self._wrapper_dir}/{script}"
+        return self._wrapper_dir
+
+    async def wrapper_path(self) -> str:
+        """Where the wrapper for CHAT_MODE is on the box: CHAT_SCRIPT_PATH, or our upload."""
+        if self.settings.chat_script_path:
+            return self.settings.chat_script_path
+        return f"{await self.placed_folder()}/{SCRIPTS[self.settings.chat_mode]}"
+
+    async def run_program(self, script: str, job: dict[str, Any], timeout_s: float
+                          ) -> dict[str, Any]:
+        """Run one of our box-side programs once over the box's connection: the job goes as
+        JSON on its stdin, one JSON object comes back (a scan of saves/ is one such call)."""
+        try:
+            await self.connect()
+            path = f"{await self.placed_folder()}/{script}"
+            process = await self._spawn(wrapper_command(self.settings, path, arg=""))
+        except BoxError as exc:
+            self._note(exc)
+            raise
+        try:
+            await process.send_line(json.dumps(job) + "\n")
+            await process.end_input()
+            line = await asyncio.wait_for(process.read_line(), timeout_s)
+        except TimeoutError:
+            raise BoxTimeout(f"{script} said nothing in {timeout_s:.0f} s") from None
+        finally:
+            await process.close()
+        try:
+            answer = json.loads(line or "")
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict) or "error" in answer:
+            detail = (answer or {}).get("error") if isinstance(answer, dict) else None
+            raise WrapperUnavailable(
+                f"{script} failed on the box: {detail or process.stderr.tail() or 'no output'}")
+        return answer
 
     def forget_wrapper(self) -> None:
         """After a reconnect the box may have changed (a new machine under the same name)."""

@@ -50,14 +50,17 @@ def _conda_activate(env: str) -> str:
             f'{{ echo "{CONDA_ENV_MARK} root=$lfgate_conda envs={listed}" >&2; exit 98; }}; }}')
 
 
-def wrapper_command(settings: Settings, script_path: str) -> str:
+def wrapper_command(settings: Settings, script_path: str, arg: str = "--serve") -> str:
+    """`exec PYTHON SCRIPT ARG` in REMOTE_WORK_DIR, with CONDA_ENV active. `arg` is a fixed
+    word of ours (--serve, or none for a program that reads its job on stdin)."""
     steps = []
     if settings.remote_work_dir:
         steps.append(f"cd {quote_path(settings.remote_work_dir)}")
     if settings.conda_env:
         steps.append(_conda_activate(settings.conda_env))
     python = settings.remote_python or "python3"
-    steps.append(f"exec {quote_path(python)} {quote_path(script_path)} --serve")
+    tail = f" {shlex.quote(arg)}" if arg else ""
+    steps.append(f"exec {quote_path(python)} {quote_path(script_path)}{tail}")
     return " && ".join(steps)
 
 

@@ -53,16 +53,20 @@ class BoxProcess:
             return None
         return _text(line) or None
 
-    async def close(self) -> None:
-        """Close stdin (the wrapper exits on EOF), wait a little, then stop it by force."""
-        if self._closed:
-            return
-        self._closed = True
+    async def end_input(self) -> None:
+        """Close stdin: the program has its whole job (a wrapper takes it as the end)."""
         with contextlib.suppress(Exception):
             if hasattr(self._stdin, "write_eof") and self._stdin.can_write_eof():
                 self._stdin.write_eof()
             else:
                 self._stdin.close()
+
+    async def close(self) -> None:
+        """Close stdin (the wrapper exits on EOF), wait a little, then stop it by force."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.end_input()
         try:
             await asyncio.wait_for(self._wait_exit(), EXIT_WAIT_S)
         except (TimeoutError, Exception):
