@@ -6,6 +6,7 @@ ever part of it (messages travel as JSON on the wrapper's stdin).
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from lfgate.box.errors import BoxError, CondaEnvNotFound, CondaNotFound
@@ -77,10 +78,9 @@ def explain_start_failure(settings: Settings, stderr: str) -> BoxError | None:
                  "REMOTE_PYTHON to that path and clear CONDA_ENV. Or clear CONDA_ENV if the "
                  "box's python3 has LlamaFactory.")
     for line in stderr.splitlines():
-        if line.startswith(CONDA_ENV_MARK):
-            fields = dict(part.split("=", 1) for part in line[len(CONDA_ENV_MARK):].split(" ", 2)
-                          if "=" in part)
-            root, envs = fields.get("root", "?"), fields.get("envs", "").split()
+        marked = re.match(rf"{re.escape(CONDA_ENV_MARK)} root=(.*) envs=(.*)$", line)
+        if marked:
+            root, envs = marked.group(1), marked.group(2).split()
             return CondaEnvNotFound(
                 f"conda at {root} has no environment {env!r} (it has: "
                 f"{', '.join(envs) or 'none'})",
