@@ -9,6 +9,7 @@ Runs on the box with the box's Python: stdlib plus llamafactory (and what it bri
 
 from __future__ import annotations
 
+import copy
 import gc
 import os
 import sys
@@ -58,16 +59,40 @@ class _GenerationRecord:
         self.hit_eos = bool(len(generated)) and int(generated[-1]) in eos_ids
 
 
+def _tensor_bytes(tensors: Any) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
 class ScriptEngine:
-    """One `ChatModel` kept in memory; every turn sends the whole history and its own params."""
+    """One `ChatModel` kept in memory; every turn sends the whole history and its own params.
+
+    Loaded without an adapter, it serves the base and any number of LoRA adapters on the
+    same weights (protocol 2): the first adapter wraps the model in a `PeftModel`, later ones
+    join it by name, and each turn switches to its own (the base runs with the adapter
+    layers off). Unmerged, so one copy of the base serves them all.
+    """
 
     mode = "script"
 
     def __init__(self) -> None:
         self.load_seconds: float | None = None
+        self.base_loads = 0
+        self.weight_bytes: int | None = None
         self._chat_model: Any = None
         self._cancel = threading.Event()
         self._record = _GenerationRecord()
+        self._model_spec: dict[str, Any] = {}
+        self._peft: Any = None  # the PeftModel holding the adapters, once there is one
+        self._names: dict[str, str] = {}  # adapter path -> its name inside the PeftModel
+        self._named = 0
+        self._templates: dict[str, tuple[Any, Any]] = {}  # name -> (tokenizer, template)
+
+    @property
+    def serves_adapters(self) -> bool:
+        spec = self._model_spec
+        return (self._chat_model is not None and not spec.get("adapter_path")
+                and spec.get("finetuning_type") == "lora"
+                and spec.get("infer_backend") == "huggingface")
 
     def load(self, model: dict[str, Any], params: dict[str, Any], timeout_s: float) -> None:
         try:
@@ -83,7 +108,90 @@ class ScriptEngine:
         except Exception as exc:
             raise wrapper_serve.unexpected_error(exc, wp.E_LOAD_FAILED) from exc
         self.load_seconds = time.monotonic() - started
+        self.base_loads += 1
+        self._model_spec = model
+        engine = self._chat_model.engine
+        self._templates = {model["template"]: (engine.tokenizer, engine.template)}
+        weights = getattr(engine, "model", None)
+        if weights is not None and hasattr(weights, "parameters"):
+            self.weight_bytes = _tensor_bytes(weights.parameters()) + _tensor_bytes(
+                weights.buffers())
         self._hook_generate()
+
+    # -- adapters on the loaded base (protocol 2) ------------------------------------------
+
+    def load_adapter(self, path: str) -> int:
+        """Put a LoRA adapter on the loaded weights, unmerged, cast as LlamaFactory casts
+        the merged one; its bytes."""
+        from peft import PeftModel
+
+        wrapper_serve.check_adapter_path(path)
+        engine = self._chat_model.engine
+        self._named += 1
+        name = f"a{self._named}"
+        if self._peft is None:
+            base = engine.model
+            self._peft = PeftModel.from_pretrained(base, os.path.expanduser(path),
+                                                   adapter_name=name, is_trainable=False)
+            engine.model = self._peft
+        else:
+            self._peft.load_adapter(os.path.expanduser(path), adapter_name=name,
+                                    is_trainable=False)
+        self._peft.eval()
+        dtype = next(self._peft.get_base_model().parameters()).dtype
+        marker = f".{name}."
+        own = [p for n, p in self._peft.named_parameters() if marker in n]
+        for param in own:
+            param.requires_grad_(False)
+            if param.dtype != dtype:
+                param.data = param.data.to(dtype)
+        self._names[path] = name
+        return _tensor_bytes(own)
+
+    def unload_adapter(self, path: str) -> None:
+        name = self._names.pop(path, None)
+        if name is None or self._peft is None:
+            return
+        self._peft.delete_adapter(name)
+        if not self._names:  # no adapter left: back to the plain model, nothing wrapped
+            self._chat_model.engine.model = self._peft.unload()
+            self._peft = None
+        gc.collect()
+
+    def _template(self, name: str) -> tuple[Any, Any]:
+        """The tokenizer and template for a template name, on the same weights: built once,
+        on a copy of the tokenizer (fixing it for one template must not change another)."""
+        if name not in self._templates:
+            from llamafactory.data import get_template_and_fix_tokenizer
+            from llamafactory.hparams import DataArguments
+
+            base_tokenizer = self._templates[self._model_spec["template"]][0]
+            tokenizer = copy.deepcopy(base_tokenizer)
+            try:
+                template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template=name))
+            except ValueError as exc:
+                raise wp.WrapperError(wp.E_BAD_REQUEST, f"template {name!r}: {exc}") from exc
+            if len(tokenizer) != len(base_tokenizer):
+                raise wp.WrapperError(
+                    wp.E_NOT_SUPPORTED, f"template {name!r} needs tokens this model does not "
+                    "have; load the model with that template instead")
+            self._templates[name] = (tokenizer, template)
+        return self._templates[name]
+
+    def _select(self, turn: Turn) -> None:
+        """Point the engine at this turn's adapter (or the base) and template."""
+        engine = self._chat_model.engine
+        if not turn.chosen:
+            return
+        engine.tokenizer, engine.template = self._template(
+            turn.template or self._model_spec["template"])
+        if self._peft is None:
+            return
+        if turn.adapter is None:
+            self._peft.base_model.disable_adapter_layers()
+        else:
+            self._peft.base_model.enable_adapter_layers()
+            self._peft.set_adapter(self._names[turn.adapter])
 
     def _hook_generate(self) -> None:
         """Make `generate` stoppable and observable.
@@ -137,6 +245,7 @@ class ScriptEngine:
             raise wp.WrapperError(wp.E_NOT_LOADED, "no model is loaded")
         params = turn.params  # each turn brings all of its own (the load's are no defaults)
         kwargs = {key: params[key] for key in _GEN_KEYS if key in params}
+        self._select(turn)
         template = getattr(self._chat_model.engine, "template", None)
         thinking_default = getattr(template, "enable_thinking", None)
         if template is not None and "enable_thinking" in params:
@@ -184,6 +293,8 @@ class ScriptEngine:
             return
         self._cancel.set()
         self._chat_model = None
+        self._peft, self._names, self._templates = None, {}, {}
+        self._model_spec, self.weight_bytes = {}, None
         gc.collect()
         try:
             import torch

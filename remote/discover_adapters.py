@@ -3,13 +3,14 @@
 
     python3 discover_adapters.py < job.json      # prints one JSON object
 
-The job: {"dirs": [...], "base_model_path": "...", "max_depth": 4, "time_budget_s": 10,
-"max_adapters": 5000}. Every directory holding `adapter_config.json` is an adapter (a run's
-final adapter, or one of its `checkpoint-N`); what LlamaFactory left beside it says how it
-was trained (template, finetuning type) and how it went (losses). Stdlib only: uploaded to
-the box beside the wrappers and run with the box's Python, reading files, never importing
-torch. Bounded in depth, count and time; a folder that is missing or unreadable is reported,
-never fatal.
+The job: {"dirs": [...], "paths": [...], "base_model_path": "...", "max_depth": 4,
+"time_budget_s": 10, "max_adapters": 5000}; `paths` are single adapter folders to describe
+too (the configured ADAPTER_PATH), marked `explicit`. Every directory holding
+`adapter_config.json` is an adapter (a run's final adapter, or one of its `checkpoint-N`);
+what LlamaFactory left beside it says how it was trained (template, finetuning type) and how
+it went (losses). Stdlib only: uploaded to the box beside the wrappers and run with the box's
+Python, reading files, never importing torch. Bounded in depth, count and time; a folder
+that is missing or unreadable is reported, never fatal.
 """
 
 from __future__ import annotations
@@ -230,6 +231,13 @@ def scan(job: dict[str, Any]) -> dict[str, Any]:
             missing.append({"dir": str(raw), "reason": "not readable by this user"})
             continue
         walk(root, root, 0)
+    explicit = set()
+    for raw in job.get("paths") or []:
+        path = os.path.abspath(os.path.expanduser(str(raw)))
+        if path not in roots and os.path.isfile(os.path.join(path, ADAPTER_CONFIG)):
+            found.append(path)
+            roots[path] = os.path.dirname(path)
+            explicit.add(path)
 
     runs: dict[str, dict[str, Any]] = {}
     adapters = []
@@ -241,7 +249,9 @@ def scan(job: dict[str, Any]) -> dict[str, Any]:
                                  key=lambda p: int(CHECKPOINT.match(os.path.basename(p))[1]))
             losses = run_losses(run_dir, checkpoints)
             runs[run_dir] = {"facts": training_facts(run_dir), "losses": losses}
-        adapters.append(describe(path, roots[path], base_model_path, runs[run_dir]))
+        adapter = describe(path, roots[path], base_model_path, runs[run_dir])
+        adapter["explicit"] = path in explicit
+        adapters.append(adapter)
     curves = {run_dir: {"train": _thin(run["losses"]["train"]),
                         "eval": _thin(run["losses"]["eval"])} for run_dir, run in runs.items()}
     return {"adapters": adapters, "curves": curves, "missing": missing,
@@ -253,8 +263,9 @@ def main() -> int:
         job = json.loads(sys.stdin.read() or "{}")
         if not isinstance(job, dict):
             raise ValueError("the job must be a JSON object")
-        if not isinstance(job.get("dirs", []), list):
-            raise ValueError("'dirs' must be a list of folders")
+        for key in ("dirs", "paths"):
+            if not isinstance(job.get(key, []), list):
+                raise ValueError(f"'{key}' must be a list of folders")
     except ValueError as exc:
         print(json.dumps({"error": f"bad job: {exc}"}))
         return 2

@@ -11,27 +11,34 @@ from __future__ import annotations
 import json
 from typing import Any
 
-PROTOCOL_VERSION = 1
-WRAPPER_VERSION = "0.1.0"
+PROTOCOL_VERSION = 2  # 2: adapters on a loaded base, chosen per chat (load_adapter, ...)
+WRAPPER_VERSION = "0.2.0"
 
 # Commands (gateway -> wrapper).
-OP_LOAD = "load"  # {"op", "model": ModelSpec, "params"?: GenParams, "timeout_s"?}
-OP_CHAT = "chat"  # {"op", "id", "messages": [{"role", "content"}], "params"?: GenParams}
+OP_LOAD = "load"  # {"op", "model": ModelSpec, "params"?, "timeout_s"?, "max_adapters"?}
+OP_CHAT = "chat"  # {"op", "id", "messages", "params"?, "adapter"?: path|null, "template"?}
 OP_CANCEL = "cancel"  # {"op", "id"}
 OP_UNLOAD = "unload"  # {"op"}
 OP_PING = "ping"  # {"op", "id"?}
-OPS = (OP_LOAD, OP_CHAT, OP_CANCEL, OP_UNLOAD, OP_PING)
+OP_LOAD_ADAPTER = "load_adapter"  # {"op", "id"?, "path"}: onto the loaded base, unmerged
+OP_UNLOAD_ADAPTER = "unload_adapter"  # {"op", "id"?, "path"}
+OPS = (OP_LOAD, OP_CHAT, OP_CANCEL, OP_UNLOAD, OP_PING, OP_LOAD_ADAPTER, OP_UNLOAD_ADAPTER)
 
 # Events (wrapper -> gateway).
-EV_HELLO = "hello"  # {"event", "protocol", "wrapper", "mode", "python", "pid"}
+EV_HELLO = "hello"  # {"event", "protocol", "wrapper", "mode", "python", "pid", "features"}
 EV_LOADING = "loading"  # {"event", "model"}
-EV_READY = "ready"  # {"event", "load_seconds", "model"}
+EV_READY = "ready"  # {"event", "load_seconds", "model", "held"}
 EV_DELTA = "delta"  # {"event", "id", "text"}
 EV_INFO = "info"  # {"event", "id"?, "code", "message"}: something the user should know
-EV_DONE = "done"  # {"event", "id", "content", "finish_reason", "timing", "usage"?}
+EV_DONE = "done"  # {"event", "id", "content", "finish_reason", "timing", "usage"?, "held"}
 EV_ERROR = "error"  # {"event", "id"?, "code", "message", "hint"}
-EV_PONG = "pong"  # {"event", "id"?, "state"}
+EV_PONG = "pong"  # {"event", "id"?, "state", "held"}
 EV_UNLOADED = "unloaded"  # {"event"}
+EV_ADAPTER_LOADED = "adapter_loaded"  # {"event", "id"?, "path", "load_seconds", "held"}
+EV_ADAPTER_UNLOADED = "adapter_unloaded"  # {"event", "id"?, "path", "held"}
+
+# What a wrapper can do beyond protocol 1 (hello's "features").
+FEATURE_ADAPTERS = "adapters"  # serves a loaded base's adapters per chat (script mode, LoRA)
 
 # finish_reason values in EV_DONE.
 FINISH_STOP = "stop"  # the model ended its reply
@@ -70,6 +77,7 @@ E_MESSAGE_TOO_LONG = "message_too_long"
 E_LOAD_FAILED = "load_failed"
 E_GENERATION_FAILED = "generation_failed"
 E_CLI_EXITED = "cli_exited"
+E_NOT_SUPPORTED = "not_supported"
 
 ERROR_HINTS: dict[str, str] = {
     E_BAD_REQUEST: "The gateway sent a command this wrapper does not understand; "
@@ -99,6 +107,8 @@ ERROR_HINTS: dict[str, str] = {
     "words.",
     E_CLI_EXITED: "llamafactory-cli exited; the message has its last output. The next "
     "message restarts it.",
+    E_NOT_SUPPORTED: "This wrapper serves one model as it was loaded (CLI mode, a merged "
+    "adapter, or another engine); load the adapter as its own model.",
 }
 
 
@@ -213,3 +223,18 @@ def check_model(spec: Any) -> dict[str, Any]:
     if not isinstance(checked["extra_args"], dict):
         raise WrapperError(E_BAD_REQUEST, "model.extra_args must be an object")
     return checked
+
+
+def check_adapter_choice(command: dict[str, Any]) -> tuple[bool, str | None, str | None]:
+    """A chat's choice of adapter and template on the loaded base (protocol 2).
+
+    Returns (chosen, adapter, template): `chosen` is False when the chat names neither, and
+    the loaded model answers as it was loaded (protocol 1); `adapter` None is the base alone.
+    """
+    chosen = "adapter" in command or "template" in command
+    adapter, template = command.get("adapter"), command.get("template")
+    if adapter is not None and (not isinstance(adapter, str) or not adapter.strip()):
+        raise WrapperError(E_BAD_REQUEST, "adapter must be a non-empty path, or null for the base")
+    if template is not None and (not isinstance(template, str) or not template.strip()):
+        raise WrapperError(E_BAD_REQUEST, "template must be a non-empty template name")
+    return chosen, adapter, template

@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import IO, Any, NamedTuple, Protocol
 
@@ -59,6 +60,10 @@ class Turn:
         self.first_chunk_at: float | None = None
         self.last_chunk_at: float | None = None
         self.chunks = 0
+        self.chosen = False  # protocol 2: the chat names its adapter (None: the base alone)
+        self.adapter: str | None = None
+        self.template: str | None = None  # None: the template the base was loaded with
+        self.adapter_load_s: float | None = None  # this turn loaded its adapter first
 
     def emit_text(self, text: str) -> None:
         if not text:
@@ -84,6 +89,8 @@ class Turn:
             "total_ms": round((now - self.started) * 1000, 1),
             "chunks": self.chunks,
         }
+        if self.adapter_load_s is not None:
+            timing["adapter_load_s"] = round(self.adapter_load_s, 3)
         if outcome.completion_tokens is None:
             timing["chunks_per_s"] = rate_per_s(self.chunks, self.first_chunk_at,
                                                 self.last_chunk_at)
@@ -97,7 +104,14 @@ class Turn:
 
 
 class ChatEngine(Protocol):
-    """What a wrapper implements: load a model once, then answer turns."""
+    """What a wrapper implements: load a model once, then answer turns.
+
+    An engine that can serve a loaded base's adapters per chat (protocol 2's "adapters"
+    feature) also has `serves_adapters` (True once a base is loaded without a merged
+    adapter), `load_adapter(path) -> bytes`, `unload_adapter(path)`, `base_loads` (how many
+    times this process loaded base weights) and `weight_bytes` (the base's, or None); its
+    `chat` then answers with `turn.adapter` (None: the base) and `turn.template`.
+    """
 
     mode: str
     load_seconds: float | None
@@ -107,6 +121,68 @@ class ChatEngine(Protocol):
     def chat(self, turn: Turn) -> ChatOutcome: ...
 
     def unload(self) -> None: ...
+
+
+def rss_bytes() -> int | None:
+    """This process's resident memory (Linux), for the memory report."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+class AdapterShelf:
+    """The adapters held on the loaded base, least recently used first, at most `most`:
+    loading one more puts the least recently used one away first."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+        self.most = 4
+        self._held: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()  # the report is read by the stdin thread (ping)
+
+    def use(self, path: str) -> float | None:
+        """Make `path` resident and most recently used; the seconds its load took, or None
+        when it was resident already."""
+        with self._lock:
+            if path in self._held:
+                self._held.move_to_end(path)
+                return None
+        while len(self._held) >= self.most:
+            oldest = next(iter(self._held))
+            self.put_away(oldest)
+        started = time.monotonic()
+        try:
+            size = self._engine.load_adapter(path)
+        except wp.WrapperError:
+            raise
+        except Exception as exc:
+            raise unexpected_error(exc, wp.E_LOAD_FAILED) from exc
+        seconds = time.monotonic() - started
+        with self._lock:
+            self._held[path] = {"path": path, "bytes": size, "load_seconds": round(seconds, 3)}
+        return seconds
+
+    def put_away(self, path: str) -> bool:
+        with self._lock:
+            if path not in self._held:
+                return False
+            del self._held[path]
+        self._engine.unload_adapter(path)
+        return True
+
+    def forget(self) -> None:
+        """The base went away (unload, or another load): its adapters went with it."""
+        with self._lock:
+            self._held.clear()
+
+    def report(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(entry) for entry in self._held.values()]
 
 
 class Wire:
@@ -182,6 +258,17 @@ def _looks_local(path: str) -> bool:
     return path.startswith(("/", "./", "../", "~")) or os.path.exists(os.path.expanduser(path))
 
 
+def check_adapter_path(adapter: str) -> None:
+    """An adapter that looks local must hold adapter_config.json (and say where it is not)."""
+    if _looks_local(adapter):
+        config = os.path.join(os.path.expanduser(adapter), "adapter_config.json")
+        if not os.path.isfile(config):
+            raise wp.WrapperError(
+                wp.E_ADAPTER_NOT_FOUND,
+                f"adapter not found on the box (no adapter_config.json): {adapter}",
+            )
+
+
 def check_paths(model: dict[str, Any]) -> None:
     """Fail early, with the path in the message, when a local model or adapter is missing.
 
@@ -193,13 +280,8 @@ def check_paths(model: dict[str, Any]) -> None:
         raise wp.WrapperError(wp.E_MODEL_NOT_FOUND, f"base model path not found on the box: {base}")
     for adapter in (model["adapter_path"] or "").split(","):
         adapter = adapter.strip()
-        if adapter and _looks_local(adapter):
-            config = os.path.join(os.path.expanduser(adapter), "adapter_config.json")
-            if not os.path.isfile(config):
-                raise wp.WrapperError(
-                    wp.E_ADAPTER_NOT_FOUND,
-                    f"adapter not found on the box (no adapter_config.json): {adapter}",
-                )
+        if adapter:
+            check_adapter_path(adapter)
 
 
 class WrapperServer:
@@ -215,8 +297,31 @@ class WrapperServer:
         self._cancelled_ids: list[str] = []
         self._closing = threading.Event()
         self._state = "unloaded"
+        self._model: dict[str, Any] | None = None
+        self._shelf = AdapterShelf(engine)
+
+    @property
+    def _serves_adapters(self) -> bool:
+        return bool(getattr(self._engine, "serves_adapters", False))
+
+    def held(self) -> dict[str, Any]:
+        """What this process holds: the base (and how many times it loaded base weights),
+        the adapters on it, their bytes, and the process's resident memory."""
+        adapters = self._shelf.report()
+        return {
+            "base_model_path": None if self._model is None else self._model["base_model_path"],
+            "merged_adapter": None if self._model is None else self._model["adapter_path"],
+            "base_loads": getattr(self._engine, "base_loads", None),
+            "weight_bytes": getattr(self._engine, "weight_bytes", None),
+            "adapters": adapters,
+            "adapter_bytes": sum(int(a["bytes"] or 0) for a in adapters),
+            "max_adapters": self._shelf.most,
+            "rss_bytes": rss_bytes(),
+        }
 
     def run(self) -> None:
+        offers = getattr(self._engine, "offers_adapters", hasattr(self._engine, "load_adapter"))
+        features = [wp.FEATURE_ADAPTERS] if offers else []
         self._wire.send({
             "event": wp.EV_HELLO,
             "protocol": wp.PROTOCOL_VERSION,
@@ -224,6 +329,7 @@ class WrapperServer:
             "mode": self._engine.mode,
             "python": platform.python_version(),
             "pid": os.getpid(),
+            "features": features,
         })
         threading.Thread(target=self._read_commands, name="stdin", daemon=True).start()
         while True:
@@ -254,7 +360,7 @@ class WrapperServer:
                 continue
             if op == wp.OP_PING:
                 self._wire.send({"event": wp.EV_PONG, "id": command.get("id"),
-                                 "state": self._state})
+                                 "state": self._state, "held": self.held()})
             elif op == wp.OP_CANCEL:
                 self._cancel(str(command.get("id")))
             else:
@@ -279,8 +385,11 @@ class WrapperServer:
                 self._chat(command)
             elif op == wp.OP_UNLOAD:
                 self._engine.unload()
-                self._state = "unloaded"
+                self._shelf.forget()
+                self._state, self._model = "unloaded", None
                 self._wire.send({"event": wp.EV_UNLOADED, "id": command_id})
+            elif op in (wp.OP_LOAD_ADAPTER, wp.OP_UNLOAD_ADAPTER):
+                self._adapter_command(command)
         except wp.WrapperError as exc:
             self._wire.send(exc.event(command_id))
         except Exception as exc:
@@ -291,20 +400,62 @@ class WrapperServer:
         model = wp.check_model(command.get("model"))
         params = wp.check_params(command.get("params"))
         timeout_s = float(command.get("timeout_s") or 600)
+        most = command.get("max_adapters", 4)
+        if not isinstance(most, int) or isinstance(most, bool) or most < 1:
+            raise wp.WrapperError(wp.E_BAD_REQUEST, "max_adapters must be an integer >= 1")
         self._state = "loading"
+        self._shelf.forget()
+        self._shelf.most = most
         self._wire.send({"event": wp.EV_LOADING, "id": command.get("id"), "model": model})
         try:
             self._engine.load(model, params, timeout_s)
         except BaseException:
-            self._state = "unloaded"
+            self._state, self._model = "unloaded", None
             raise
-        self._state = "ready"
+        self._state, self._model = "ready", model
         self._wire.send({
             "event": wp.EV_READY,
             "id": command.get("id"),
             "load_seconds": round(self._engine.load_seconds or 0.0, 3),
             "model": model,
+            "held": self.held(),
         })
+
+    def _adapter_command(self, command: dict[str, Any]) -> None:
+        path = command.get("path")
+        if not isinstance(path, str) or not path.strip():
+            raise wp.WrapperError(wp.E_BAD_REQUEST, "path must be the adapter's folder")
+        if self._state not in ("ready", "busy"):
+            raise wp.WrapperError(wp.E_NOT_LOADED, "load a base model first")
+        if not self._serves_adapters:
+            raise wp.WrapperError(wp.E_NOT_SUPPORTED,
+                                  "this wrapper cannot put adapters on its loaded model")
+        if command["op"] == wp.OP_LOAD_ADAPTER:
+            seconds = self._shelf.use(path)
+            self._wire.send({"event": wp.EV_ADAPTER_LOADED, "id": command.get("id"),
+                             "path": path, "load_seconds": None if seconds is None
+                             else round(seconds, 3), "held": self.held()})
+        else:
+            self._shelf.put_away(path)
+            self._wire.send({"event": wp.EV_ADAPTER_UNLOADED, "id": command.get("id"),
+                             "path": path, "held": self.held()})
+
+    def _choose(self, turn: Turn, command: dict[str, Any]) -> None:
+        """Protocol 2: the chat names its adapter (or the base) and maybe its template."""
+        chosen, adapter, template = wp.check_adapter_choice(command)
+        if not chosen:
+            return
+        loaded = self._model or {}
+        as_loaded = adapter == loaded.get("adapter_path") and template in (
+            None, loaded.get("template"))
+        if not self._serves_adapters and not as_loaded:
+            serves = loaded.get("adapter_path") or "the base alone"
+            raise wp.WrapperError(
+                wp.E_NOT_SUPPORTED, f"this wrapper serves {serves} as loaded; it cannot answer "
+                "with another adapter or template")
+        turn.chosen, turn.adapter, turn.template = True, adapter, template
+        if adapter is not None and self._serves_adapters:
+            turn.adapter_load_s = self._shelf.use(adapter)
 
     def _chat(self, command: dict[str, Any]) -> None:
         turn_id = command.get("id")
@@ -312,6 +463,8 @@ class WrapperServer:
             raise wp.WrapperError(wp.E_BAD_REQUEST, "chat needs a string id")
         turn = Turn(turn_id, wp.check_messages(command.get("messages")),
                     wp.check_params(command.get("params")), self._wire.send)
+        if self._state == "ready":
+            self._choose(turn, command)
         with self._lock:
             if turn_id in self._cancelled_ids:
                 self._cancelled_ids.remove(turn_id)
@@ -340,6 +493,9 @@ class WrapperServer:
         }
         if outcome.completion_tokens is not None:
             done["usage"] = {"completion_tokens": outcome.completion_tokens}
+        if turn.chosen:
+            done["adapter"] = turn.adapter
+            done["held"] = self.held()
         self._wire.send(done)
 
 

@@ -58,7 +58,8 @@ def tiny(box_python: str) -> dict[str, str]:
     """Paths of the tiny base model, its adapters and a base the adapters do not fit."""
     folder = Path(_rig("tiny_model.sh", box_python))
     info = json.loads((folder / "tiny.json").read_text())
-    paths = {name: str(folder / name) for name in ("base", "adapter", "adapter2", "other_base")}
+    paths = {name: str(folder / name) for name in ("base", "adapter", "adapter2", "adapter3",
+                                                    "other_base")}
     return {**paths, "template": info["template"]}
 
 

@@ -20,6 +20,7 @@ from lfgate.box.errors import BoxError
 from lfgate.box.factory import open_box
 from lfgate.config import Settings
 from lfgate.services.chat_turns import ChatTurns
+from lfgate.services.discovery import Discovery
 from lfgate.services.errors import ServiceError
 from lfgate.services.model_registry import ModelRegistry
 from lfgate.storage.chat_store import ChatStore
@@ -30,9 +31,11 @@ logger = logging.getLogger("lfgate")
 
 
 async def _connect_in_background(app: FastAPI) -> None:
-    """Reach the box at start-up without holding the gateway back; errors show in health."""
+    """Reach the box at start-up without holding the gateway back; errors show in health.
+    Then list its runs and checkpoints, and keep the listing fresh."""
     with contextlib.suppress(BoxError):
         await app.state.box.connect()
+    await app.state.discovery.run_periodically()
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -47,12 +50,14 @@ def create_app(settings: Settings) -> FastAPI:
                            interrupted)
         app.state.box = open_box(settings)
         app.state.registry = ModelRegistry(app.state.box, settings)
+        app.state.discovery = Discovery(app.state.box, app.state.registry, settings)
         app.state.turns = ChatTurns(app.state.registry, app.state.store, settings)
         connecting = asyncio.create_task(_connect_in_background(app))
         try:
             yield
         finally:
             connecting.cancel()
+            await app.state.discovery.close()
             await app.state.turns.close()
             await app.state.registry.close()
             await app.state.box.close()

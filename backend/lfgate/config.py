@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     template: str = "default"
     finetuning_type: str = "lora"
     infer_backend: Literal["huggingface", "vllm", "sglang"] = "huggingface"
+    # Training folders on the box (LlamaFactory's saves/), comma-separated: every run and
+    # checkpoint under them is a model. Rescanned every RESCAN_INTERVAL seconds (0: never by
+    # itself; the picker and POST /api/models/refresh still rescan).
+    adapter_dirs: str = ""
+    rescan_interval: float = Field(default=60.0, ge=0)
+    # Adapters kept on a loaded base (script mode), least recently used put away first.
+    max_loaded_adapters: int = Field(default=4, ge=1, le=256)
+    # CLI mode: llamafactory-cli processes at once (each holds one model's weights).
+    max_cli_sessions: int = Field(default=2, ge=1, le=16)
 
     # Where conversations are kept. Empty DATABASE_URL: SQLite in LFGATE_DATA_DIR.
     database_url: str = ""
@@ -88,6 +97,10 @@ class Settings(BaseSettings):
     @property
     def warnings(self) -> list[str]:
         return list(self._warnings)
+
+    @property
+    def adapter_dir_list(self) -> list[str]:
+        return [part.strip() for part in self.adapter_dirs.split(",") if part.strip()]
 
     @property
     def effective_database_url(self) -> str:

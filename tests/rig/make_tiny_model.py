@@ -2,9 +2,10 @@
 
 Run with the box's Python (it needs torch, transformers, tokenizers and peft):
     python make_tiny_model.py OUT_DIR
-Writes OUT_DIR/base, OUT_DIR/adapter (LoRA on base), OUT_DIR/adapter2 (another LoRA on base),
-OUT_DIR/other_base (a different shape, so loading `adapter` on it fails). No download: the
-weights are random (seeded) and the tokenizer is trained here on a few lines of text.
+Writes OUT_DIR/base, OUT_DIR/adapter (LoRA on base), OUT_DIR/adapter2 and adapter3 (two more,
+each different), OUT_DIR/other_base (a different shape, so loading `adapter` on it fails).
+No download: the weights are random (seeded) and the tokenizer is trained here on a few lines
+of text.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def main(out: Path) -> None:
     save_model(make_model(vocab, hidden=32, seed=1), tokenizer, out / "other_base")
     save_adapter(out / "base", out / "adapter", seed=2)
     save_adapter(out / "base", out / "adapter2", seed=3)
+    save_adapter(out / "base", out / "adapter3", seed=4)
     (out / "tiny.json").write_text(json.dumps({"vocab": vocab, "template": "qwen"}))
 
 

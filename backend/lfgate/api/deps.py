@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from lfgate.box.box import Box
 from lfgate.config import Settings
 from lfgate.services.chat_turns import ChatTurns
+from lfgate.services.discovery import Discovery
 from lfgate.services.model_registry import ModelRegistry
 from lfgate.storage.chat_store import ChatStore
 
@@ -25,6 +26,10 @@ def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
+def get_discovery(request: Request) -> Discovery:
+    return request.app.state.discovery
+
+
 def get_turns(request: Request) -> ChatTurns:
     return request.app.state.turns
 
@@ -36,5 +41,6 @@ def get_store(request: Request) -> ChatStore:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 BoxDep = Annotated[Box, Depends(get_box)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+DiscoveryDep = Annotated[Discovery, Depends(get_discovery)]
 TurnsDep = Annotated[ChatTurns, Depends(get_turns)]
 StoreDep = Annotated[ChatStore, Depends(get_store)]

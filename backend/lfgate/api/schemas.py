@@ -59,15 +59,61 @@ class HealthOut(BaseModel):
 
 
 class ModelOut(BaseModel):
+    """One model: a base, or an adapter (a run's final adapter or a checkpoint) on its base."""
+
     id: str
+    kind: Literal["base", "adapter"]
+    base_id: str | None  # an adapter's base model (its id), where it is listed
     base_model_path: str
     adapter_path: str | None
-    template: str
+    template: str  # the template it is served with
+    finetuning_type: str
+    status: Literal["unloaded", "loading", "ready", "error"]  # ready: resident on the box
+    error: str | None = None
+    usable: bool = True  # False: listed with its problems, cannot be chosen
+    problems: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    shared_base: bool  # served on its base's loaded weights (False: a process of its own)
+    run: str | None = None  # the run's id (its final adapter's id)
+    run_path: str | None = None  # the run's folder under ADAPTER_DIRS
+    step: int | None = None  # a checkpoint's step; None for a run's final adapter
+    training_template: str | None = None
+    size_bytes: int | None = None
+    modified: float | None = None  # epoch seconds
+    train_loss: float | None = None
+    eval_loss: float | None = None
+
+
+class RunCurveOut(BaseModel):
+    train: list[list[float]]  # [step, loss], thinned
+    eval: list[list[float]]
+
+
+class ScanOut(BaseModel):
+    dirs: list[str]
+    scanned_at: float | None
+    elapsed_s: float | None
+    error: str | None
+    missing: list[dict[str, str]]  # {dir, reason}: an ADAPTER_DIRS entry not on the box
+    truncated: bool
+
+
+class ServingOut(BaseModel):
+    """A wrapper process on the box and what it says it holds."""
+
+    key: str
+    shared: bool
+    base_model_path: str
     status: Literal["unloaded", "loading", "ready", "error"]
+    active_turns: int
+    held: dict[str, Any]  # base_loads, weight_bytes, adapters [{path, bytes}], rss_bytes
 
 
 class ModelsOut(BaseModel):
     models: list[ModelOut]
+    runs: dict[str, RunCurveOut] = Field(default_factory=dict)
+    scan: ScanOut | None = None
+    serving: list[ServingOut] = Field(default_factory=list)
 
 
 class ModelStatusOut(BaseModel):

@@ -35,6 +35,9 @@ class WrapperSession:
         self._routes: dict[str, asyncio.Queue[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._gone: BoxError | None = None
+        # What the wrapper last said it holds (base, adapters, bytes): every event that
+        # carries `held` updates it, so status needs no round trip.
+        self.held: dict[str, Any] = {}
         self._reader = asyncio.create_task(self._read_events())
 
     @classmethod
@@ -61,6 +64,10 @@ class WrapperSession:
         return cls(process, hello)
 
     @property
+    def features(self) -> list[str]:
+        return list(self.hello.get("features") or [])
+
+    @property
     def alive(self) -> bool:
         return self._gone is None
 
@@ -75,6 +82,8 @@ class WrapperSession:
             except ValueError:
                 self._process.stderr.add(f"[not a protocol line] {line}")
                 continue
+            if isinstance(event.get("held"), dict):
+                self.held = event["held"]
             route = self._routes.get(str(event.get("id")))
             if route is not None:
                 route.put_nowait(event)
@@ -108,22 +117,34 @@ class WrapperSession:
             del self._routes[request_id]
 
     async def load(self, model: dict[str, Any], params: dict[str, Any],
-                   timeout_s: float) -> dict[str, Any]:
-        command = {"op": wp.OP_LOAD, "model": model, "params": params, "timeout_s": timeout_s}
+                   timeout_s: float, max_adapters: int = 4) -> dict[str, Any]:
+        command = {"op": wp.OP_LOAD, "model": model, "params": params, "timeout_s": timeout_s,
+                   "max_adapters": max_adapters}
         return await self._request(command, (wp.EV_READY,), timeout_s + 30)
+
+    async def load_adapter(self, path: str, timeout_s: float) -> dict[str, Any]:
+        """Bring an adapter onto the loaded base ahead of its first chat."""
+        return await self._request({"op": wp.OP_LOAD_ADAPTER, "path": path},
+                                   (wp.EV_ADAPTER_LOADED,), timeout_s)
+
+    async def unload_adapter(self, path: str, timeout_s: float = 60) -> dict[str, Any]:
+        return await self._request({"op": wp.OP_UNLOAD_ADAPTER, "path": path},
+                                   (wp.EV_ADAPTER_UNLOADED,), timeout_s)
 
     async def unload(self, timeout_s: float = 60) -> None:
         await self._request({"op": wp.OP_UNLOAD}, (wp.EV_UNLOADED,), timeout_s)
 
     async def chat(self, turn_id: str, messages: list[dict[str, str]],
-                   params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """The turn's events (info, delta, then done or error). Leaving early cancels it."""
+                   params: dict[str, Any], choice: dict[str, Any] | None = None
+                   ) -> AsyncIterator[dict[str, Any]]:
+        """The turn's events (info, delta, then done or error). Leaving early cancels it.
+        `choice` names the adapter (None: the base) and template on a shared base."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._routes[turn_id] = queue
         finished = False
         try:
             await self._send({"op": wp.OP_CHAT, "id": turn_id, "messages": messages,
-                              "params": params})
+                              "params": params, **(choice or {})})
             while not finished:
                 event = await queue.get()
                 finished = event["event"] in _TURN_END

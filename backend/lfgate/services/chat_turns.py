@@ -19,6 +19,7 @@ from lfgate.box.session import WrapperSession
 from lfgate.config import Settings
 from lfgate.remote import wrapper_protocol as wp
 from lfgate.services.errors import BadTurnRequest, ChatBusy, UnknownTurn
+from lfgate.services.model_catalog import ModelSpec
 from lfgate.services.model_registry import ModelRegistry
 from lfgate.storage.chat_store import ChatRecord, ChatStore, MessageRecord
 
@@ -45,6 +46,7 @@ class Turn:
     id: str  # the reply's message id
     chat_id: str
     model: str
+    spec: ModelSpec  # as it was when the turn began (a rescan may drop the model later)
     events: asyncio.Queue[ApiEvent | None] = field(default_factory=asyncio.Queue)
     started: float = field(default_factory=time.monotonic)
     finished: bool = False
@@ -72,7 +74,7 @@ class ChatTurns:
     async def start(self, *, message: str, chat_id: str | None, model: str,
                     params: dict[str, Any]) -> Turn:
         """A new message at the end of the chat's active branch (a new chat without an id)."""
-        self._registry.get(model)  # unknown model: refused before anything is stored
+        self._registry.usable(model)  # unknown or broken: refused before anything is stored
         if chat_id is None:
             chat = await self._store.create_chat(title=title_from(message), model=model)
         else:
@@ -83,7 +85,7 @@ class ChatTurns:
     async def edit(self, *, chat_id: str, message_id: str, content: str, model: str,
                    params: dict[str, Any]) -> Turn:
         """A new version of a user message, as its sibling, answered afresh."""
-        self._registry.get(model)
+        self._registry.usable(model)
         chat = await self._store.get_chat(chat_id=chat_id)
         target = await self._store.get_message(chat_id=chat_id, message_id=message_id)
         if target.role != "user":
@@ -94,7 +96,7 @@ class ChatTurns:
     async def regenerate(self, *, chat_id: str, message_id: str, model: str,
                          params: dict[str, Any]) -> Turn:
         """Another reply to the same user message, as a sibling of `message_id`."""
-        self._registry.get(model)
+        self._registry.usable(model)
         chat = await self._store.get_chat(chat_id=chat_id)
         target = await self._store.get_message(chat_id=chat_id, message_id=message_id)
         if target.role != "assistant" or target.parent_id is None:
@@ -135,7 +137,8 @@ class ChatTurns:
             raise
         # The chat's saved settings apply; what this request sets wins.
         params = {**chat.params, **({"system": chat.system} if chat.system else {}), **params}
-        turn = Turn(id=reply.id, chat_id=chat.id, model=model)
+        turn = Turn(id=reply.id, chat_id=chat.id, model=model,
+                    spec=self._registry.get(model).spec)
         self._active[turn.id] = turn
         turn.task = asyncio.create_task(self._run(turn, model_history(path), params),
                                         name=f"turn {turn.id}")
@@ -164,18 +167,18 @@ class ChatTurns:
     async def _run(self, turn: Turn, messages: list[dict[str, str]],
                    params: dict[str, Any]) -> None:
         turn.emit("meta", {"chat_id": turn.chat_id, "turn_id": turn.id, "model": turn.model})
-        entry = self._registry.get(turn.model)
         final = False
         try:
-            turn.session = await self._registry.ready_session(turn.model, params)
+            served = await self._registry.ready_session(turn.model, params)
+            turn.session = served.session
             if turn.stop_requested:
                 await self._finish(turn, wp.FINISH_STOPPED, params, None, 0)
             else:
-                entry.active_turns += 1
+                served.slot.active_turns += 1
                 try:
-                    await self._relay(turn, messages, params)
+                    await self._relay(turn, messages, params, served.choice)
                 finally:
-                    entry.active_turns -= 1
+                    served.slot.active_turns -= 1
             final = True
         except BoxError as exc:
             await self._fail(turn, exc.as_dict(), params)
@@ -191,11 +194,11 @@ class ChatTurns:
             turn.events.put_nowait(None)
 
     async def _relay(self, turn: Turn, messages: list[dict[str, str]],
-                     params: dict[str, Any]) -> None:
+                     params: dict[str, Any], choice: dict[str, Any] | None) -> None:
         assert turn.session is not None
         ttft_ms: float | None = None
         saved_at = time.monotonic()
-        async for event in turn.session.chat(turn.id, messages, params):
+        async for event in turn.session.chat(turn.id, messages, params, choice):
             kind = event["event"]
             if kind == wp.EV_DELTA:
                 ttft_ms = ttft_ms if ttft_ms is not None else turn.elapsed_ms()
@@ -218,13 +221,15 @@ class ChatTurns:
                     "message"), "hint": event.get("hint", "")}, params)
 
     def _provenance(self, turn: Turn, params: dict[str, Any]) -> dict[str, Any]:
-        spec = self._registry.get(turn.model).spec
+        spec = turn.spec
         hello = turn.session.hello if turn.session is not None else {}
+        facts = {} if spec.facts is None else {"run": spec.facts.run, "step": spec.facts.step}
         return {
             "model": turn.model, "mode": self._settings.chat_mode,
             "host": self._settings.host_label, "base_model_path": spec.base_model_path,
             "adapter_path": spec.adapter_path, "template": spec.template,
             "finetuning_type": spec.finetuning_type, "infer_backend": spec.infer_backend,
+            "shared_base": self._registry.shares_base(spec), **facts,
             "params": params, "wrapper_version": hello.get("wrapper"),
             "protocol": hello.get("protocol"),
             **({"notices": turn.notices} if turn.notices else {}),

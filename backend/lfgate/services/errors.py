@@ -31,3 +31,10 @@ class ChatBusy(ServiceError):
 class BadTurnRequest(ServiceError):
     status_code = 422
     code = "bad_turn_request"
+
+
+class ModelUnusable(ServiceError):
+    """A model that is listed (so users see it and why) but cannot be chosen."""
+
+    status_code = 409
+    code = "model_unusable"

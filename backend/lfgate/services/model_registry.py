@@ -1,160 +1,307 @@
-"""The models the gateway offers, each served by at most one wrapper session on the box.
+"""The models the gateway offers and the wrapper processes that serve them.
+
+A model (lfgate.services.model_catalog.ModelSpec) is served by a slot: one wrapper process on
+the box. In script mode every LoRA model on the same base shares one slot, which loads the
+base once and brings each chat's adapter in on first use (protocol 2); anything else (CLI
+mode, a merged multi-adapter ADAPTER_PATH, other finetuning types or engines) has a slot of
+its own. CLI slots are bounded (MAX_CLI_SESSIONS, least recently used shut down first).
 
 Loading runs in the background (the HTTP call returns at once); a chat for a model that is
-not loaded waits for the same load. A session whose wrapper died is reloaded on next use.
+not loaded waits for the same load. A slot whose wrapper died is reloaded on next use.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from lfgate.box.box import Box
 from lfgate.box.errors import BoxError
 from lfgate.box.session import WrapperSession
 from lfgate.config import Settings
-from lfgate.services.errors import UnknownModel
+from lfgate.services.errors import ModelUnusable, UnknownModel
+from lfgate.services.model_catalog import (
+    SHAREABLE_PEFT_TYPES,
+    Catalog,
+    ModelSpec,
+    build_catalog,
+)
 
 ModelStatus = Literal["unloaded", "loading", "ready", "error"]
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    id: str
-    base_model_path: str
-    adapter_path: str | None
-    template: str
-    finetuning_type: str
-    infer_backend: str
-
-    def for_wrapper(self, cli_path: str) -> dict[str, Any]:
-        spec: dict[str, Any] = {
-            "base_model_path": self.base_model_path,
-            "adapter_path": self.adapter_path,
-            "template": self.template,
-            "finetuning_type": self.finetuning_type,
-            "infer_backend": self.infer_backend,
-        }
-        if cli_path:
-            spec["cli_path"] = cli_path
-        return spec
-
-
-def specs_from_settings(settings: Settings) -> list[ModelSpec]:
-    """`default` is the configured model; with an adapter, its base alone is `base`."""
-    common = {"base_model_path": settings.base_model_path, "template": settings.template,
-              "finetuning_type": settings.finetuning_type,
-              "infer_backend": settings.infer_backend}
-    specs = [ModelSpec(id="default", adapter_path=settings.adapter_path or None, **common)]
-    if settings.adapter_path:
-        specs.append(ModelSpec(id="base", adapter_path=None, **common))
-    return specs
-
-
 @dataclass
-class ModelEntry:
-    spec: ModelSpec
+class ServingSlot:
+    """One wrapper process on the box: a base shared by its adapters, or one model alone."""
+
+    key: str
+    shared: bool
+    load_spec: ModelSpec  # what the wrapper loads (a shared slot: the base, no adapter)
     status: ModelStatus = "unloaded"
     error: BoxError | None = None
     load_seconds: float | None = None
     load_phases: dict[str, float] = field(default_factory=dict)
     session: WrapperSession | None = None
     active_turns: int = 0
+    last_used: float = 0.0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def refresh(self) -> None:
-        """A ready model whose wrapper died is an error until it is loaded again."""
+        """A ready slot whose wrapper died is an error until it is loaded again."""
         if self.status == "ready" and self.session is not None and not self.session.alive:
             self.status = "error"
             self.error = BoxError(f"the wrapper exited: {self.session.stderr_tail}",
                                   code="wrapper_exited")
+
+    def holds_adapter(self, path: str) -> bool:
+        held = self.session.held if self.session is not None else {}
+        return any(a.get("path") == path for a in held.get("adapters") or [])
+
+
+@dataclass
+class ModelEntry:
+    spec: ModelSpec
+    slot: ServingSlot
+    adapter_task: asyncio.Task[None] | None = field(default=None, repr=False)
+    adapter_error: BoxError | None = None
+
+    @property
+    def shared_adapter(self) -> bool:
+        """An adapter brought onto a shared base per chat (not loaded as its own model)."""
+        return self.slot.shared and self.spec.adapter_path is not None
+
+    @property
+    def status(self) -> ModelStatus:
+        self.slot.refresh()
+        if not self.shared_adapter or self.slot.status != "ready":
+            return self.slot.status
+        if self.adapter_task is not None and not self.adapter_task.done():
+            return "loading"
+        if self.adapter_error is not None:
+            return "error"
+        assert self.spec.adapter_path is not None
+        return "ready" if self.slot.holds_adapter(self.spec.adapter_path) else "unloaded"
+
+    @property
+    def error(self) -> BoxError | None:
+        if self.shared_adapter and self.slot.status == "ready":
+            return self.adapter_error
+        return self.slot.error
+
+    def choice(self) -> dict[str, Any] | None:
+        """What a chat on a shared slot names: its adapter (None: the base) and template."""
+        if not self.slot.shared:
+            return None
+        return {"adapter": self.spec.adapter_path, "template": self.spec.template}
+
+
+@dataclass(frozen=True)
+class Served:
+    session: WrapperSession
+    choice: dict[str, Any] | None
+    slot: ServingSlot
 
 
 class ModelRegistry:
     def __init__(self, box: Box, settings: Settings) -> None:
         self._box = box
         self._settings = settings
-        self._entries = {spec.id: ModelEntry(spec) for spec in specs_from_settings(settings)}
+        self._slots: dict[str, ServingSlot] = {}
+        self._entries: dict[str, ModelEntry] = {}
+        self.catalog = Catalog([])
+        self.replace_catalog(build_catalog(settings, None))
+
+    # -- what is offered -------------------------------------------------------------------
+
+    def shares_base(self, spec: ModelSpec) -> bool:
+        """Whether the model can ride on its base's shared slot (protocol 2 adapters)."""
+        facts = spec.facts
+        return (self._settings.chat_mode == "script" and spec.infer_backend == "huggingface"
+                and spec.finetuning_type == "lora"
+                and (spec.adapter_path is None or "," not in spec.adapter_path)
+                and (facts is None or facts.peft_type in SHAREABLE_PEFT_TYPES))
+
+    def _slot_for(self, spec: ModelSpec) -> ServingSlot:
+        if self.shares_base(spec):
+            key = f"base:{os.path.normpath(spec.base_model_path)}"
+            load_spec = replace(spec, adapter_path=None)
+            shared = True
+        else:
+            key, load_spec, shared = f"model:{spec.id}:{spec.adapter_path}", spec, False
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = ServingSlot(key, shared, load_spec)
+        return slot
+
+    def replace_catalog(self, catalog: Catalog) -> None:
+        """A new listing (a rescan): models keep their slots and state; gone ones go."""
+        entries: dict[str, ModelEntry] = {}
+        for spec in catalog.specs:
+            old = self._entries.get(spec.id)
+            slot = self._slot_for(spec)
+            if old is not None and old.slot is slot:
+                old.spec = spec
+                entries[spec.id] = old
+            else:
+                entries[spec.id] = ModelEntry(spec, slot)
+        self._entries, self.catalog = entries, catalog
 
     def entries(self) -> list[ModelEntry]:
-        for entry in self._entries.values():
-            entry.refresh()
         return list(self._entries.values())
+
+    def slots(self) -> list[ServingSlot]:
+        for slot in self._slots.values():
+            slot.refresh()
+        return [s for s in self._slots.values() if s.status != "unloaded" or s.session]
 
     def get(self, model_id: str) -> ModelEntry:
         entry = self._entries.get(model_id)
         if entry is None:
-            known = ", ".join(self._entries)
-            raise UnknownModel(f"unknown model {model_id!r}; known: {known}")
-        entry.refresh()
+            known = ", ".join(list(self._entries)[:20])
+            more = "" if len(self._entries) <= 20 else f" (and {len(self._entries) - 20} more)"
+            raise UnknownModel(f"unknown model {model_id!r}; known: {known}{more}")
         return entry
+
+    def usable(self, model_id: str) -> ModelEntry:
+        """The entry, if it can be chosen; a broken adapter says why it cannot."""
+        entry = self.get(model_id)
+        if entry.spec.problems:
+            raise ModelUnusable(f"model {model_id!r} cannot be used: "
+                                + "; ".join(entry.spec.problems))
+        return entry
+
+    # -- loading ---------------------------------------------------------------------------
 
     def start_load(self, model_id: str, params: dict[str, Any] | None = None) -> ModelEntry:
         """Load in the background. `params` are those of the chat that asks: in CLI mode they
         become llamafactory-cli's start-up flags, so its first reply needs no restart. They
         are no defaults for later turns (each turn sends all of its own)."""
-        entry = self.get(model_id)
-        if entry.status in ("loading", "ready"):
-            return entry
-        entry.status, entry.error, entry.load_seconds = "loading", None, None
-        entry.task = asyncio.create_task(self._load(entry, params or {}),
-                                         name=f"load {model_id}")
+        entry = self.usable(model_id)
+        slot = entry.slot
+        slot.refresh()
+        slot.last_used = time.monotonic()
+        if slot.status not in ("loading", "ready"):
+            slot.status, slot.error, slot.load_seconds = "loading", None, None
+            slot.task = asyncio.create_task(self._load(slot, params or {}),
+                                            name=f"load {slot.key}")
+        if entry.shared_adapter and entry.status in ("unloaded", "error", "loading") and (
+                entry.adapter_task is None or entry.adapter_task.done()):
+            entry.adapter_error = None
+            entry.adapter_task = asyncio.create_task(self._load_adapter(entry),
+                                                     name=f"adapter {model_id}")
         return entry
 
-    async def ready_session(self, model_id: str, params: dict[str, Any]) -> WrapperSession:
-        """The model's session, loading it first if needed; raises the load's BoxError."""
-        entry = self.start_load(model_id, params)
-        if entry.task is not None and not entry.task.done():
-            await asyncio.shield(entry.task)
-        if entry.status != "ready" or entry.session is None:
-            raise entry.error or BoxError("the model is not loaded")
-        return entry.session
+    async def ready_session(self, model_id: str, params: dict[str, Any]) -> Served:
+        """The model's session and the choice its chats name, loading the slot first if
+        needed; raises the load's BoxError. The adapter itself, if not resident yet, is
+        loaded by the wrapper on the chat's way in."""
+        entry = self.usable(model_id)
+        slot = entry.slot
+        slot.refresh()
+        if slot.status not in ("loading", "ready"):
+            self.start_load(model_id, params)
+        slot.last_used = time.monotonic()
+        if slot.task is not None and not slot.task.done():
+            await asyncio.shield(slot.task)
+        if slot.status != "ready" or slot.session is None:
+            raise slot.error or BoxError("the model is not loaded")
+        return Served(slot.session, entry.choice(), slot)
 
-    async def _load(self, entry: ModelEntry, params: dict[str, Any]) -> None:
+    async def _load(self, slot: ServingSlot, params: dict[str, Any]) -> None:
         started = time.monotonic()
-        await self._drop_session(entry)
+        await self._drop_session(slot)
+        await self._make_room(slot)
         session = None
-        entry.load_phases = phases = {}
+        slot.load_phases = phases = {}
         try:
             session = await self._box.start_wrapper(phases)
-            spec = entry.spec.for_wrapper(self._settings.llamafactory_cli_path)
+            spec = slot.load_spec.for_wrapper(self._settings.llamafactory_cli_path)
             load_started = time.monotonic()
-            await session.load(spec, params, self._settings.chat_timeout)
+            await session.load(spec, params, self._settings.chat_timeout,
+                               max_adapters=self._settings.max_loaded_adapters)
             phases["load_s"] = round(time.monotonic() - load_started, 3)
         except BoxError as exc:
             if session is not None:
                 await session.close()
-            entry.status, entry.error = "error", exc
+            slot.status, slot.error = "error", exc
             return
         except asyncio.CancelledError:
             if session is not None:
                 await asyncio.shield(session.close())
-            entry.status = "unloaded"
+            slot.status = "unloaded"
             raise
-        entry.session, entry.status = session, "ready"
-        entry.load_seconds = round(time.monotonic() - started, 3)
+        slot.session, slot.status = session, "ready"
+        slot.load_seconds = round(time.monotonic() - started, 3)
 
-    async def _drop_session(self, entry: ModelEntry) -> None:
-        session, entry.session = entry.session, None
+    async def _load_adapter(self, entry: ModelEntry) -> None:
+        slot = entry.slot
+        if slot.task is not None and not slot.task.done():
+            await asyncio.shield(slot.task)
+        if slot.status != "ready" or slot.session is None or entry.spec.adapter_path is None:
+            return
+        try:
+            await slot.session.load_adapter(entry.spec.adapter_path, self._settings.chat_timeout)
+        except BoxError as exc:
+            entry.adapter_error = exc
+
+    async def _make_room(self, slot: ServingSlot) -> None:
+        """CLI mode: at most MAX_CLI_SESSIONS processes, each holding a model; the least
+        recently used idle one is shut down to make room (a busy one never is)."""
+        if self._settings.chat_mode != "cli":
+            return
+        while True:
+            others = [s for s in self._slots.values() if s is not slot
+                      and (s.session is not None or s.status == "loading")]
+            if len(others) < self._settings.max_cli_sessions:
+                return
+            idle = [s for s in others if s.active_turns == 0 and s.status != "loading"]
+            if not idle:
+                return  # all busy: run over the bound rather than stop a reply
+            await self._unload_slot(min(idle, key=lambda s: s.last_used))
+
+    async def _drop_session(self, slot: ServingSlot) -> None:
+        session, slot.session = slot.session, None
         if session is not None:
             await session.close()
 
+    # -- unloading -------------------------------------------------------------------------
+
     async def unload(self, model_id: str) -> ModelEntry:
+        """An adapter on a shared base leaves the base loaded; anything else ends its
+        process (a shared base takes its adapters with it)."""
         entry = self.get(model_id)
-        if entry.task is not None and not entry.task.done():
-            entry.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await entry.task
-        if entry.session is not None and entry.session.alive:
-            with contextlib.suppress(BoxError):
-                await entry.session.unload()
-        await self._drop_session(entry)
-        entry.status, entry.error, entry.load_seconds = "unloaded", None, None
+        if entry.shared_adapter:
+            if entry.adapter_task is not None and not entry.adapter_task.done():
+                entry.adapter_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await entry.adapter_task
+            entry.adapter_error = None
+            session = entry.slot.session
+            if session is not None and session.alive and entry.spec.adapter_path:
+                with contextlib.suppress(BoxError):
+                    await session.unload_adapter(entry.spec.adapter_path)
+            return entry
+        await self._unload_slot(entry.slot)
         return entry
 
+    async def _unload_slot(self, slot: ServingSlot) -> None:
+        if slot.task is not None and not slot.task.done():
+            slot.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await slot.task
+        if slot.session is not None and slot.session.alive:
+            with contextlib.suppress(BoxError):
+                await slot.session.unload()
+        await self._drop_session(slot)
+        slot.status, slot.error, slot.load_seconds = "unloaded", None, None
+        for entry in self._entries.values():
+            if entry.slot is slot:
+                entry.adapter_error = None
+
     async def close(self) -> None:
-        await asyncio.gather(*(self.unload(model_id) for model_id in self._entries),
+        await asyncio.gather(*(self._unload_slot(slot) for slot in self._slots.values()),
                              return_exceptions=True)

@@ -117,12 +117,16 @@ def long_chunks() -> list[str]:
     return pieces[:LONG_CHUNKS]
 
 
-def model_label(model: dict[str, Any]) -> str:
-    """The basenames of the base and adapter(s), as the echo names them: `tiny-base + lora`."""
+def model_label(model: dict[str, Any], turn: Turn | None = None) -> str:
+    """The basenames of the base and adapter(s), as the echo names them: `tiny-base + lora`.
+    A turn that names its adapter (protocol 2) is answered by that one."""
     def name(path: str) -> str:
         return os.path.basename(path.strip().rstrip("/")) or path.strip()
 
-    adapters = [name(a) for a in (model.get("adapter_path") or "").split(",") if a.strip()]
+    chosen = model.get("adapter_path") or ""
+    if turn is not None and turn.chosen:
+        chosen = turn.adapter or ""
+    adapters = [name(a) for a in chosen.split(",") if a.strip()]
     return f"{name(model['base_model_path'])} + {','.join(adapters) or 'no adapter'}"
 
 
@@ -138,8 +142,13 @@ def _env_seconds(key: str, default: float) -> float:
         return default
 
 
+SCRIPTED_WEIGHT_BYTES = 1_000_000  # what the scripted base reports holding
+SCRIPTED_ADAPTER_BYTES = 8_192
+
+
 class ScriptedEngine:
-    """A ChatEngine with no model: loads by sleeping, answers from the script above."""
+    """A ChatEngine with no model: loads by sleeping, answers from the script above. In
+    script mode it serves adapters per chat as the real script engine does (protocol 2)."""
 
     def __init__(self) -> None:
         self.mode = os.environ.get("CHAT_MODE", "script").strip().lower() or "script"
@@ -147,6 +156,27 @@ class ScriptedEngine:
         self._load_s = _env_seconds("LFGATE_SCRIPTED_LOAD_S", 0.3)
         self._delay_s = _env_seconds("LFGATE_SCRIPTED_DELAY_S", 0.02)
         self._model: dict[str, Any] | None = None
+        self.base_loads = 0
+        self.weight_bytes: int | None = None
+        self._adapters: set[str] = set()
+        self.offers_adapters = self.mode == "script"  # a CLI-mode box has none per chat
+
+    @property
+    def serves_adapters(self) -> bool:
+        return (self.offers_adapters and self._model is not None
+                and not self._model.get("adapter_path"))
+
+    def load_adapter(self, path: str) -> int:
+        time.sleep(self._load_s / 4)
+        if "broken" in path:
+            raise wp.WrapperError(
+                wp.E_ADAPTER_NOT_FOUND,
+                f"adapter not found on the box (no adapter_config.json): {path}")
+        self._adapters.add(path)
+        return SCRIPTED_ADAPTER_BYTES
+
+    def unload_adapter(self, path: str) -> None:
+        self._adapters.discard(path)
 
     def load(self, model: dict[str, Any], params: dict[str, Any], timeout_s: float) -> None:
         # No wrapper_serve.check_paths: the gateway's test settings use made-up paths.
@@ -165,9 +195,13 @@ class ScriptedEngine:
                 wp.E_ADAPTER_NOT_FOUND,
                 f"adapter not found on the box (no adapter_config.json): {adapter}")
         self._model = model
+        self._adapters = set()
+        self.base_loads += 1
+        self.weight_bytes = SCRIPTED_WEIGHT_BYTES
         self.load_seconds = time.monotonic() - started
 
-    def script(self, messages: list[dict[str, str]]) -> tuple[list[str], bool]:
+    def script(self, messages: list[dict[str, str]], turn: Turn | None = None
+               ) -> tuple[list[str], bool]:
         """The reply's chunks for this history, and whether it ends in a box error."""
         assert self._model is not None
         message = messages[-1]["content"]
@@ -181,14 +215,15 @@ class ScriptedEngine:
             if trigger in lowered:
                 return chunks_of(reply), False
         turn_number = sum(1 for m in messages if m["role"] == "user")
-        return chunks_of(f"Echo #{turn_number} from {model_label(self._model)}: {message}"), False
+        label = model_label(self._model, turn)
+        return chunks_of(f"Echo #{turn_number} from {label}: {message}"), False
 
     def chat(self, turn: Turn) -> ChatOutcome:
         if self._model is None:
             raise wp.WrapperError(wp.E_NOT_LOADED, "no model is loaded")
         params = turn.params
         limit = params.get("max_new_tokens")  # one chunk counts as one token
-        pieces, fails = self.script(turn.messages)
+        pieces, fails = self.script(turn.messages, turn)
         if NOTICE_TRIGGER in turn.messages[-1]["content"].lower():
             turn.emit_info(wp.INFO_CLI_RESTARTED, NOTICE_MESSAGE)
         sent: list[str] = []

@@ -1,0 +1,248 @@
+"""What the gateway offers: one ModelSpec per (base, adapter or none, template), with a stable id.
+
+The configured pair from `.env` (`default`, and its base as `base`), every adapter and
+checkpoint a scan of ADAPTER_DIRS found, and each distinct base they sit on. Ids are built from
+what is on the box (an adapter's path under its ADAPTER_DIRS entry, `/` written as `--`), so the
+same tree gives the same ids on every scan and after every restart. Pure functions: the
+registry serves these specs, the discovery service feeds them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from lfgate.config import Settings
+
+ModelKind = Literal["base", "adapter"]
+CONFIGURED_ID = "default"
+CONFIGURED_BASE_ID = "base"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+SHAREABLE_PEFT_TYPES = (None, "LORA")
+
+
+@dataclass(frozen=True)
+class AdapterFacts:
+    """What a scan learnt about an adapter folder and its run."""
+
+    run: str  # the run's id (its final adapter's id)
+    run_path: str  # the run's folder under its ADAPTER_DIRS entry, as users name it
+    step: int | None  # None: the run's final adapter
+    training_template: str | None
+    saved_base: str | None
+    base_resolved: bool  # the saved base is not on the box: BASE_MODEL_PATH was used
+    peft_type: str | None
+    size_bytes: int | None
+    modified: float | None
+    train_loss: float | None
+    eval_loss: float | None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    kind: ModelKind
+    base_model_path: str
+    adapter_path: str | None
+    template: str
+    finetuning_type: str
+    infer_backend: str
+    base_id: str | None = None  # an adapter's base model entry
+    facts: AdapterFacts | None = None
+    warnings: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()  # any problem: listed, but cannot be chosen
+
+    @property
+    def usable(self) -> bool:
+        return not self.problems
+
+    def for_wrapper(self, cli_path: str) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "base_model_path": self.base_model_path,
+            "adapter_path": self.adapter_path,
+            "template": self.template,
+            "finetuning_type": self.finetuning_type,
+            "infer_backend": self.infer_backend,
+        }
+        if cli_path:
+            spec["cli_path"] = cli_path
+        return spec
+
+
+@dataclass
+class Catalog:
+    """A whole listing: the specs, each run's loss curve, and what the scan could not read."""
+
+    specs: list[ModelSpec]
+    curves: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict)
+    missing: list[dict[str, str]] = field(default_factory=list)
+    truncated: bool = False
+
+
+def slug(text: str) -> str:
+    return _UNSAFE.sub("-", text).strip("-.") or "x"
+
+
+def path_id(relative: str) -> str:
+    """An id from a path under an ADAPTER_DIRS entry: `qwen/lora/sft-a/checkpoint-20` is
+    `qwen--lora--sft-a--checkpoint-20`: readable, URL-safe, the same on every scan."""
+    parts = [slug(part) for part in relative.replace(os.sep, "/").split("/")
+             if part not in ("", ".")]
+    return "--".join(parts)
+
+
+def same_path(a: str | None, b: str | None) -> bool:
+    if not a or not b:
+        return False
+    return os.path.normpath(os.path.expanduser(a)) == os.path.normpath(os.path.expanduser(b))
+
+
+def configured_specs(settings: Settings) -> list[ModelSpec]:
+    """`default` is the configured model; with an adapter, its base alone is `base`."""
+    common = {"base_model_path": settings.base_model_path, "template": settings.template,
+              "finetuning_type": settings.finetuning_type,
+              "infer_backend": settings.infer_backend}
+    adapter = settings.adapter_path or None
+    specs = [ModelSpec(id=CONFIGURED_ID, kind="adapter" if adapter else "base",
+                       adapter_path=adapter, base_id=CONFIGURED_BASE_ID if adapter else None,
+                       **common)]
+    if adapter:
+        specs.append(ModelSpec(id=CONFIGURED_BASE_ID, kind="base", adapter_path=None, **common))
+    return specs
+
+
+def _configured_base_id(settings: Settings) -> str:
+    return CONFIGURED_BASE_ID if settings.adapter_path else CONFIGURED_ID
+
+
+def _adapter_ids(adapters: list[dict[str, Any]]) -> list[str]:
+    """Each adapter's id; where two ADAPTER_DIRS entries hold the same relative path, the
+    entry's folder name goes in front of both."""
+    plain = [path_id(a["relative"]) or slug(os.path.basename(a["root"])) for a in adapters]
+    counts = Counter(plain)
+    ids = []
+    for adapter, name in zip(adapters, plain, strict=True):
+        if counts[name] > 1 or name in (CONFIGURED_ID, CONFIGURED_BASE_ID) \
+                or name.startswith("base--"):
+            name = f"{slug(os.path.basename(adapter['root']))}--{name}"
+        ids.append(name)
+    return ids
+
+
+def _run_id(adapter: dict[str, Any]) -> str:
+    run = adapter.get("run") or "."
+    return path_id(run) or slug(os.path.basename(adapter["root"]))
+
+
+def _facts(adapter: dict[str, Any], run_id: str) -> AdapterFacts:
+    run_path = adapter.get("run") or "."
+    return AdapterFacts(
+        run=run_id, run_path=os.path.basename(adapter["root"]) if run_path == "." else run_path,
+        step=adapter.get("step"), training_template=adapter.get("template"),
+        saved_base=adapter.get("saved_base"), base_resolved=bool(adapter.get("base_resolved")),
+        peft_type=adapter.get("peft_type"), size_bytes=adapter.get("size_bytes"),
+        modified=adapter.get("modified"), train_loss=adapter.get("train_loss"),
+        eval_loss=adapter.get("eval_loss"))
+
+
+def _adapter_warnings(facts: AdapterFacts, base: str, settings: Settings,
+                      served_template: str) -> list[str]:
+    warnings = []
+    trained = facts.training_template
+    if trained is None:
+        warnings.append("the run saved no training template (training_args.yaml or "
+                        f"llamaboard_config.yaml); served with TEMPLATE={served_template}")
+    elif trained != served_template:
+        warnings.append(f"trained with template {trained!r} but served with "
+                        f"{served_template!r}: replies may be gibberish or never stop")
+    elif trained != settings.template:
+        warnings.append(f"trained with template {trained!r}, not .env's TEMPLATE="
+                        f"{settings.template}: served with {trained!r}, as trained")
+    if facts.base_resolved:
+        warnings.append(f"trained on {facts.saved_base}, which is not on the box: served on "
+                        f"BASE_MODEL_PATH={base}")
+    return warnings
+
+
+def _configured_warnings(settings: Settings, facts: AdapterFacts | None,
+                         saved_base: str | None, base_resolved: bool) -> list[str]:
+    """What is wrong with `.env`'s own pair, judged by what its adapter's run saved."""
+    if facts is None:
+        return []
+    warnings = []
+    trained = facts.training_template
+    if trained and trained != settings.template:
+        warnings.append(f"ADAPTER_PATH was trained with template {trained!r} but TEMPLATE="
+                        f"{settings.template}: replies may be gibberish or never stop; set "
+                        f"TEMPLATE={trained}")
+    if saved_base and not base_resolved and not same_path(saved_base, settings.base_model_path):
+        warnings.append(f"ADAPTER_PATH was trained on {saved_base}, not on BASE_MODEL_PATH="
+                        f"{settings.base_model_path}")
+    return warnings
+
+
+def build_catalog(settings: Settings, scan: dict[str, Any] | None) -> Catalog:
+    """Every model: the configured ones first, then other bases, then runs and checkpoints."""
+    configured = configured_specs(settings)
+    if not scan:
+        return Catalog(configured)
+    adapters = [a for a in scan.get("adapters") or [] if isinstance(a, dict)]
+    listed = [a for a in adapters if not a.get("explicit")]
+    for adapter in adapters:  # the configured adapter's own run: warnings for `default`
+        if settings.adapter_path and same_path(adapter.get("path"), settings.adapter_path):
+            run_id = _run_id(adapter)
+            warnings = _configured_warnings(settings, _facts(adapter, run_id),
+                                            adapter.get("saved_base"),
+                                            bool(adapter.get("base_resolved")))
+            configured[0] = replace(configured[0], warnings=tuple(warnings),
+                                    facts=_facts(adapter, run_id))
+            break
+
+    base_ids = {os.path.normpath(settings.base_model_path): _configured_base_id(settings)}
+    other_bases = sorted({a["base"] for a in listed if a.get("base")}
+                         - {settings.base_model_path}, key=str)
+    base_specs = []
+    taken = {spec.id for spec in configured}
+    for base in other_bases:
+        if os.path.normpath(base) in base_ids:
+            continue
+        name = f"base--{slug(os.path.basename(base.rstrip('/')) or base)}"
+        candidate, n = name, 2
+        while candidate in taken:
+            candidate, n = f"{name}-{n}", n + 1
+        taken.add(candidate)
+        base_ids[os.path.normpath(base)] = candidate
+        base_specs.append(ModelSpec(
+            id=candidate, kind="base", base_model_path=base, adapter_path=None,
+            template=settings.template, finetuning_type=settings.finetuning_type,
+            infer_backend=settings.infer_backend,
+            warnings=(f"a base found under ADAPTER_DIRS, served with TEMPLATE="
+                      f"{settings.template}",)))
+
+    adapter_specs = []
+    curves: dict[str, dict[str, list[list[float]]]] = {}
+    for adapter, model_id in zip(listed, _adapter_ids(listed), strict=True):
+        run_id = _run_id(adapter)
+        facts = _facts(adapter, run_id)
+        base = adapter.get("base") or ""
+        template = facts.training_template or settings.template
+        problems = [str(p) for p in adapter.get("problems") or []]
+        finetuning_type = adapter.get("finetuning_type") or "lora"
+        adapter_specs.append(ModelSpec(
+            id=model_id, kind="adapter", base_model_path=base, adapter_path=adapter["path"],
+            template=template, finetuning_type=finetuning_type,
+            infer_backend=settings.infer_backend,
+            base_id=base_ids.get(os.path.normpath(base)) if base else None, facts=facts,
+            warnings=tuple(_adapter_warnings(facts, base, settings, template)),
+            problems=tuple(problems)))
+        run_dir = adapter.get("run_dir")
+        if run_dir and run_dir in (scan.get("curves") or {}):
+            curves[run_id] = scan["curves"][run_dir]
+    adapter_specs.sort(key=lambda s: (s.facts.run if s.facts else "",
+                                      -1 if s.facts is None or s.facts.step is None
+                                      else s.facts.step))
+    return Catalog([*configured, *base_specs, *adapter_specs], curves,
+                   list(scan.get("missing") or []), bool(scan.get("truncated")))

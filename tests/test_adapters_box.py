@@ -1,0 +1,135 @@
+"""Protocol 2 against the real LlamaFactory: one loaded base serving several adapters per chat.
+
+The reference for every reply is LlamaFactory's own way: a `ChatModel` loaded with that one
+adapter (merged into the weights), asked the same thing greedily.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lfgate.remote import wrapper_protocol as wp
+from tests.wrapper_process import WrapperProcess
+
+pytestmark = pytest.mark.box
+
+GREEDY = {"temperature": 0, "max_new_tokens": 24}
+ASK = [{"role": "user", "content": "Hello, how are you today?"}]
+
+
+def spec(tiny: dict[str, str], adapter: str | None, template: str | None = None) -> dict:
+    return {"base_model_path": tiny["base"], "adapter_path": tiny[adapter] if adapter else None,
+            "template": template or tiny["template"]}
+
+
+@pytest.fixture(scope="module")
+def shared(box_python, tiny, tmp_path_factory):
+    """A script wrapper holding the base alone, to which the chats bring their adapters."""
+    wrapper = WrapperProcess(box_python, "script", tmp_path_factory.mktemp("spy") / "s.jsonl")
+    wrapper.send({"op": "load", "model": spec(tiny, None), "max_adapters": 3,
+                  "timeout_s": 300})
+    ready, _ = wrapper.until("ready", "error", timeout=320)
+    assert ready["event"] == "ready", ready
+    wrapper.ready = ready
+    yield wrapper
+    wrapper.kill()
+
+
+def ask(wrapper: WrapperProcess, turn_id: str, adapter: str | None, template: str | None = None
+        ) -> dict:
+    command = {"op": "chat", "id": turn_id, "messages": ASK, "params": GREEDY,
+               "adapter": adapter}
+    if template:
+        command["template"] = template
+    wrapper.send(command)
+    done, _ = wrapper.until("done", "error")
+    assert done["event"] == "done", done
+    return done
+
+
+def test_hello_offers_adapters_in_script_mode_only(shared, box_python, tmp_path):
+    assert shared.hello["protocol"] == 2
+    assert wp.FEATURE_ADAPTERS in shared.hello["features"]
+    cli = WrapperProcess(box_python, "cli", tmp_path / "spy.jsonl")
+    try:
+        assert cli.hello["features"] == []
+    finally:
+        cli.kill()
+
+
+def test_one_base_serves_base_and_three_adapters_as_merged_chat_models_would(
+        shared, box_python, tiny, tmp_path):
+    cases = [(None, None), ("adapter", None), ("adapter2", None), ("adapter3", "default")]
+    served = {}
+    for index, (adapter, template) in enumerate(cases):
+        done = ask(shared, f"s{index}", tiny[adapter] if adapter else None, template)
+        served[(adapter, template)] = done
+        assert done["held"]["base_loads"] == 1  # the base weights were loaded once, at load
+    # Back to the first adapter: resident, nothing loaded.
+    again = ask(shared, "s-again", tiny["adapter"])
+    assert "adapter_load_s" not in again["timing"]
+    assert again["content"] == served[("adapter", None)]["content"]
+    assert served[("adapter", None)]["timing"]["adapter_load_s"] > 0
+    replies = {done["content"] for done in served.values()}
+    assert len(replies) == 4, "base and three adapters must answer differently"
+
+    reference = WrapperProcess(box_python, "script", tmp_path / "ref.jsonl")
+    try:
+        for index, (adapter, template) in enumerate(cases):
+            ready = reference.load(spec(tiny, adapter, template), GREEDY)
+            assert ready["event"] == "ready", ready
+            done, _ = reference.chat(f"r{index}", ASK, GREEDY)
+            assert done["content"] == served[(adapter, template)]["content"], (adapter, template)
+    finally:
+        reference.kill()
+
+
+def test_least_recently_used_adapter_is_put_away_at_the_bound(shared, tiny):
+    for index, name in enumerate(("adapter", "adapter2", "adapter3", "adapter")):
+        done = ask(shared, f"lru{index}", tiny[name])
+    held = [a["path"] for a in done["held"]["adapters"]]
+    assert len(held) == 3
+    assert held[-1] == tiny["adapter"]  # most recently used last
+    shared.send({"op": "load_adapter", "id": "la", "path": tiny["adapter2"]})
+    loaded, _ = shared.until("adapter_loaded", "error")
+    assert loaded["event"] == "adapter_loaded", loaded
+    shared.send({"op": "unload_adapter", "id": "ua", "path": tiny["adapter3"]})
+    unloaded, _ = shared.until("adapter_unloaded", "error")
+    assert tiny["adapter3"] not in [a["path"] for a in unloaded["held"]["adapters"]]
+    held = unloaded["held"]
+    assert held["adapter_bytes"] == sum(a["bytes"] for a in held["adapters"]) > 0
+    assert held["weight_bytes"] > held["adapter_bytes"]
+    assert held["rss_bytes"] > held["weight_bytes"]
+
+
+def test_a_missing_adapter_fails_its_turn_only(shared, tiny, tmp_path):
+    shared.send({"op": "chat", "id": "gone", "messages": ASK, "params": GREEDY,
+                 "adapter": str(tmp_path / "no-such-adapter")})
+    error, _ = shared.until("done", "error")
+    assert error["event"] == "error" and error["code"] == wp.E_ADAPTER_NOT_FOUND
+    assert "no-such-adapter" in error["message"]
+    assert ask(shared, "after-gone", None)["content"]
+
+
+def test_an_unknown_template_is_a_clear_error(shared):
+    shared.send({"op": "chat", "id": "tpl", "messages": ASK, "params": GREEDY,
+                 "adapter": None, "template": "no-such-template"})
+    error, _ = shared.until("done", "error")
+    assert error["event"] == "error" and "no-such-template" in error["message"]
+
+
+def test_a_wrapper_with_a_merged_adapter_refuses_another(box_python, tiny, tmp_path):
+    wrapper = WrapperProcess(box_python, "script", tmp_path / "spy.jsonl")
+    try:
+        assert wrapper.load(spec(tiny, "adapter"), GREEDY)["event"] == "ready"
+        wrapper.send({"op": "chat", "id": "x", "messages": ASK, "params": GREEDY,
+                      "adapter": tiny["adapter2"]})
+        error, _ = wrapper.until("done", "error")
+        assert error["code"] == wp.E_NOT_SUPPORTED
+        # Naming the adapter it holds is fine (the gateway does so for every turn).
+        wrapper.send({"op": "chat", "id": "y", "messages": ASK, "params": GREEDY,
+                      "adapter": tiny["adapter"]})
+        done, _ = wrapper.until("done", "error")
+        assert done["event"] == "done", done
+    finally:
+        wrapper.kill()
