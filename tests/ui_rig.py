@@ -77,10 +77,12 @@ def real_ssh_env(sshd: Any, box_python: str, tiny: dict[str, str], folder: Path,
 
 
 def start_real_gateway(sshd: Any, box_python: str, tiny: dict[str, str], folder: Path, *,
-                       mode: str = "script", port: int | None = None) -> GatewayProcess:
+                       mode: str = "script", port: int | None = None,
+                       env: dict[str, str] | None = None) -> GatewayProcess:
+    """`env` adds to (or overrides) the .env, e.g. ADAPTER_DIRS."""
     folder.mkdir(parents=True, exist_ok=True)
-    return GatewayProcess({}, folder, dotenv=real_ssh_env(sshd, box_python, tiny, folder,
-                                                          mode=mode), port=port)
+    dotenv = {**real_ssh_env(sshd, box_python, tiny, folder, mode=mode), **(env or {})}
+    return GatewayProcess({}, folder, dotenv=dotenv, port=port)
 
 
 def need_chromium() -> None:
