@@ -161,7 +161,7 @@ def _adapter_warnings(facts: AdapterFacts, base: str, settings: Settings,
     elif trained != settings.template:
         warnings.append(f"trained with template {trained!r}, not .env's TEMPLATE="
                         f"{settings.template}: served with {trained!r}, as trained")
-    if facts.base_resolved:
+    if facts.base_resolved and facts.saved_base and not same_path(facts.saved_base, base):
         warnings.append(f"trained on {facts.saved_base}, which is not on the box: served on "
                         f"BASE_MODEL_PATH={base}")
     return warnings
@@ -236,7 +236,8 @@ def build_catalog(settings: Settings, scan: dict[str, Any] | None) -> Catalog:
             template=template, finetuning_type=finetuning_type,
             infer_backend=settings.infer_backend,
             base_id=base_ids.get(os.path.normpath(base)) if base else None, facts=facts,
-            warnings=tuple(_adapter_warnings(facts, base, settings, template)),
+            warnings=() if problems else tuple(
+                _adapter_warnings(facts, base, settings, template)),
             problems=tuple(problems)))
         run_dir = adapter.get("run_dir")
         if run_dir and run_dir in (scan.get("curves") or {}):
