@@ -222,8 +222,12 @@ def scan(job: dict[str, Any]) -> dict[str, Any]:
                 continue
             walk(os.path.join(folder, name), root, depth + 1)
 
+    walked: set[str] = set()
     for raw in job.get("dirs") or []:
         root = os.path.abspath(os.path.expanduser(str(raw)))
+        if root in walked:
+            continue  # listed twice
+        walked.add(root)
         if not os.path.isdir(root):
             missing.append({"dir": str(raw), "reason": "no such folder on the box"})
             continue

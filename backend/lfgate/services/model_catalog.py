@@ -118,17 +118,29 @@ def _configured_base_id(settings: Settings) -> str:
     return CONFIGURED_BASE_ID if settings.adapter_path else CONFIGURED_ID
 
 
+def _root_prefix(root: str, parts: int) -> str:
+    return path_id("/".join(root.rstrip("/").split("/")[-parts:]))
+
+
 def _adapter_ids(adapters: list[dict[str, Any]]) -> list[str]:
-    """Each adapter's id; where two ADAPTER_DIRS entries hold the same relative path, the
-    entry's folder name goes in front of both."""
+    """Each adapter's id; where two ADAPTER_DIRS entries hold the same relative path, as
+    much of each entry's own path goes in front as tells them apart (`one--saves--run`)."""
     plain = [path_id(a["relative"]) or slug(os.path.basename(a["root"])) for a in adapters]
     counts = Counter(plain)
-    ids = []
-    for adapter, name in zip(adapters, plain, strict=True):
+    ids = list(plain)
+    clashing: dict[str, list[int]] = {}
+    for index, name in enumerate(plain):
         if counts[name] > 1 or name in (CONFIGURED_ID, CONFIGURED_BASE_ID) \
                 or name.startswith("base--"):
-            name = f"{slug(os.path.basename(adapter['root']))}--{name}"
-        ids.append(name)
+            clashing.setdefault(name, []).append(index)
+    for name, indexes in clashing.items():
+        roots = {adapters[i]["root"] for i in indexes}
+        most = max(len(r.rstrip("/").split("/")) for r in roots)
+        parts = 1
+        while parts < most and len({_root_prefix(r, parts) for r in roots}) < len(roots):
+            parts += 1
+        for i in indexes:
+            ids[i] = f"{_root_prefix(adapters[i]['root'], parts)}--{name}"
     return ids
 
 

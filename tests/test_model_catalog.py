@@ -1,0 +1,109 @@
+"""Model ids, bases and warnings built from a scan (lfgate.services.model_catalog), on scans
+made by the real scanner over trees written the way LlamaFactory writes them."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from lfgate.config import Settings
+from lfgate.services.model_catalog import build_catalog, path_id
+from tests.rig.saves_tree import make_saves
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "remote"))
+from discover_adapters import scan
+
+
+def settings(tmp_path: Path, **values: str) -> Settings:
+    base = tmp_path / "models" / "tiny"
+    base.mkdir(parents=True, exist_ok=True)
+    return Settings(_env_file=None, base_model_path=str(base), template="qwen", **values)
+
+
+def catalog_of(tmp_path: Path, config: Settings, dirs: list[str], paths: list[str] = ()):
+    found = scan({"dirs": dirs, "paths": list(paths),
+                  "base_model_path": config.base_model_path})
+    return build_catalog(config, found)
+
+
+def test_ids_are_readable_url_safe_and_stable_across_scans(tmp_path):
+    config = settings(tmp_path)
+    made = make_saves(tmp_path / "saves", config.base_model_path)
+    first = catalog_of(tmp_path, config, [str(tmp_path / "saves")])
+    ids = [spec.id for spec in first.specs]
+    assert set(made) <= set(ids)
+    assert ids[:1] == ["default"]
+    for model_id in ids:
+        assert all(c.isalnum() or c in "._-" for c in model_id), model_id
+    again = catalog_of(tmp_path, config, [str(tmp_path / "saves")])
+    assert [spec.id for spec in again.specs] == ids
+    # A new checkpoint adds one model and changes no other id.
+    shutil.copytree(made["tiny--lora--sft-a--checkpoint-20"],
+                    tmp_path / "saves" / "tiny" / "lora" / "sft-a" / "checkpoint-30")
+    grown = [spec.id for spec in catalog_of(tmp_path, config, [str(tmp_path / "saves")]).specs]
+    assert set(grown) - set(ids) == {"tiny--lora--sft-a--checkpoint-30"}
+
+
+def test_runs_list_the_final_adapter_then_checkpoints_by_step(tmp_path):
+    config = settings(tmp_path)
+    make_saves(tmp_path / "saves", config.base_model_path)
+    specs = catalog_of(tmp_path, config, [str(tmp_path / "saves")]).specs
+    run_a = [(s.facts.step, s.facts.train_loss) for s in specs
+             if s.facts and s.facts.run == "tiny--lora--sft-a"]
+    assert run_a == [(None, 0.123), (10, 2.0), (20, 1.0)]
+
+
+def test_adapters_are_served_with_their_training_template_and_warn(tmp_path):
+    config = settings(tmp_path)
+    make_saves(tmp_path / "saves", config.base_model_path, other_template="llama3")
+    specs = {s.id: s for s in catalog_of(tmp_path, config, [str(tmp_path / "saves")]).specs}
+    b = specs["tiny--lora--sft-b--checkpoint-100"]
+    assert b.template == "llama3" and b.facts.training_template == "llama3"
+    assert any("llama3" in w and "TEMPLATE=qwen" in w for w in b.warnings)
+    assert specs["tiny--lora--sft-a"].warnings == ()
+    assert b.base_id == "default"  # no ADAPTER_PATH: the configured base is `default`
+
+
+def test_configured_pair_warns_when_its_run_used_another_template(tmp_path):
+    config0 = settings(tmp_path)
+    made = make_saves(tmp_path / "saves", config0.base_model_path, other_template="llama3")
+    config = settings(tmp_path, adapter_path=made["tiny--lora--sft-b"])
+    specs = {s.id: s for s in catalog_of(tmp_path, config, [],
+                                         [config.adapter_path]).specs}
+    assert set(specs) == {"default", "base"}  # an ADAPTER_PATH alone adds no listing
+    assert any("TEMPLATE=llama3" in w for w in specs["default"].warnings)
+
+
+def test_broken_adapters_are_listed_with_why_and_unusable(tmp_path):
+    config = settings(tmp_path)
+    make_saves(tmp_path / "saves", config.base_model_path)
+    catalog = catalog_of(tmp_path, config, [str(tmp_path / "saves"), str(tmp_path / "gone")])
+    specs = {s.id: s for s in catalog.specs}
+    assert not specs["tiny--lora--broken-no-weights"].usable
+    assert "no weights" in specs["tiny--lora--broken-no-weights"].problems[0]
+    assert "adapter_config.json" in specs["tiny--lora--broken-config"].problems[0]
+    assert catalog.missing == [{"dir": str(tmp_path / "gone"),
+                                "reason": "no such folder on the box"}]
+
+
+def test_other_bases_become_models_and_same_paths_under_two_roots_stay_apart(tmp_path):
+    config = settings(tmp_path)
+    other = tmp_path / "models" / "other"
+    other.mkdir(parents=True)
+    make_saves(tmp_path / "one" / "saves", config.base_model_path)
+    make_saves(tmp_path / "two" / "saves", str(other))
+    catalog = catalog_of(tmp_path, config, [str(tmp_path / "one" / "saves"),
+                                            str(tmp_path / "two" / "saves")])
+    ids = [s.id for s in catalog.specs]
+    assert len(ids) == len(set(ids))
+    assert "base--other" in ids
+    two = [s for s in catalog.specs if s.adapter_path and "/two/" in s.adapter_path]
+    assert two and all(s.base_id == "base--other" for s in two if s.usable)
+    assert all(s.id.startswith("two--saves--tiny--") for s in two)
+
+
+def test_path_ids():
+    assert path_id("qwen2.5-7b/lora/sft a/checkpoint-20") == \
+        "qwen2.5-7b--lora--sft-a--checkpoint-20"
+    assert path_id("./run") == "run"

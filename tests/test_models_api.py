@@ -1,0 +1,214 @@
+"""Discovered models through the API, served by the scripted box double (the real wrapper loop
+and protocol 2, no model): listing, rescans, one process per base in script mode, the adapter
+bound, CLI mode's process bound, and broken or vanished models. The real LlamaFactory side is
+in tests/test_adapters_box.py and tests/test_adapters_gateway.py."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lfgate.app import create_app
+from lfgate.config import load_settings
+from tests.rig.saves_tree import make_saves
+
+SCRIPTED_WRAPPER = Path(__file__).parent / "rig" / "fake_wrappers" / "scripted_wrapper.py"
+BASE = "/models/tiny-base"
+
+
+def gateway(tmp_path: Path, monkeypatch, mode: str = "script", **settings: object):
+    monkeypatch.setenv("CHAT_MODE", mode)  # the double's hello reads it
+    monkeypatch.setenv("LFGATE_SCRIPTED_LOAD_S", "0.05")
+    monkeypatch.setenv("LFGATE_SCRIPTED_DELAY_S", "0")
+    return create_app(load_settings(**{
+        "ssh_host": "", "chat_mode": mode, "chat_script_path": str(SCRIPTED_WRAPPER),
+        "remote_python": sys.executable, "base_model_path": BASE, "template": "qwen",
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'gate.db'}", "rescan_interval": 0,
+        **settings}))
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 30) -> None:
+    """Wait on state: poll `check` until it holds (a TimeoutError says it never did)."""
+    async with asyncio.timeout(timeout_s):
+        for _ in itertools.count():
+            if await check():
+                return
+            await asyncio.sleep(0.05)
+
+
+class Client:
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __aenter__(self) -> httpx.AsyncClient:
+        self._lifespan = self.app.router.lifespan_context(self.app)
+        await self._lifespan.__aenter__()
+        self._http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app),
+                                       base_url="http://gate", timeout=60)
+        return self._http
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._http.aclose()
+        await self._lifespan.__aexit__(*exc)
+
+
+async def ask(http: httpx.AsyncClient, model: str, message: str = "hi",
+              chat_id: str | None = None) -> dict:
+    body = {"message": message, "model": model, "stream": False,
+            **({"chat_id": chat_id} if chat_id else {})}
+    response = await http.post("/api/chat", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def by_id(listing: dict) -> dict[str, dict]:
+    return {m["id"]: m for m in listing["models"]}
+
+
+@pytest.fixture
+def saves(tmp_path: Path) -> Path:
+    make_saves(tmp_path / "saves", BASE)
+    return tmp_path / "saves"
+
+
+async def test_listing_has_runs_checkpoints_losses_and_what_is_missing(tmp_path, monkeypatch,
+                                                                       saves):
+    app = gateway(tmp_path, monkeypatch, adapter_dirs=f"{saves},{tmp_path / 'nope'}",
+                  adapter_path="/runs/lora")
+    async with Client(app) as http:
+        listing = (await http.post("/api/models/refresh")).json()
+        models = by_id(listing)
+        ckpt = models["tiny--lora--sft-a--checkpoint-20"]
+        assert (ckpt["kind"], ckpt["base_id"], ckpt["step"], ckpt["template"]) == (
+            "adapter", "base", 20, "qwen")
+        assert ckpt["train_loss"] == 1.0 and ckpt["run"] == "tiny--lora--sft-a"
+        assert ckpt["run_path"] == "tiny/lora/sft-a" and ckpt["shared_base"] is True
+        b = models["tiny--lora--sft-b--checkpoint-100"]
+        assert b["template"] == "default" and b["warnings"]
+        assert not models["tiny--lora--broken-no-weights"]["usable"]
+        assert models["default"]["adapter_path"] == "/runs/lora"
+        assert listing["runs"]["tiny--lora--sft-a"]["train"][0] == [2, 2.8]
+        assert listing["scan"]["missing"] == [{"dir": str(tmp_path / "nope"),
+                                               "reason": "no such folder on the box"}]
+        assert listing["scan"]["error"] is None
+
+        new = saves / "tiny/lora/sft-a/checkpoint-30"
+        shutil.copytree(saves / "tiny/lora/sft-a/checkpoint-20", new)
+        listed = by_id((await http.get("/api/models")).json())
+        assert "tiny--lora--sft-a--checkpoint-30" not in listed
+        assert "tiny--lora--sft-a--checkpoint-30" in by_id(
+            (await http.post("/api/models/refresh")).json())
+
+
+async def test_one_process_serves_the_base_and_its_adapters(tmp_path, monkeypatch, saves):
+    app = gateway(tmp_path, monkeypatch, adapter_dirs=str(saves), max_loaded_adapters=2)
+    async with Client(app) as http:
+        await http.post("/api/models/refresh")
+        replies = {}
+        for model in ("default", "tiny--lora--sft-a", "tiny--lora--sft-a--checkpoint-10",
+                      "tiny--lora--sft-b--checkpoint-200"):
+            replies[model] = (await ask(http, model))["content"]
+        assert replies["default"] == "Echo #1 from tiny-base + no adapter: hi"
+        assert replies["tiny--lora--sft-a--checkpoint-10"].endswith("+ checkpoint-10: hi")
+        listing = (await http.get("/api/models")).json()
+        (serving,) = listing["serving"]
+        assert serving["shared"] and serving["held"]["base_loads"] == 1
+        held = [a["path"] for a in serving["held"]["adapters"]]
+        assert held == [str(saves / "tiny/lora/sft-a/checkpoint-10"),
+                        str(saves / "tiny/lora/sft-b/checkpoint-200")]  # the bound: 2
+        models = by_id(listing)
+        assert models["tiny--lora--sft-a"]["status"] == "unloaded"  # put away
+        assert models["tiny--lora--sft-b--checkpoint-200"]["status"] == "ready"
+        assert models["default"]["status"] == "ready"
+
+        # Loading an adapter ahead of a chat, and putting it away, leave the base loaded.
+        loading = await http.post("/api/models/tiny--lora--sft-b/load")
+        assert loading.status_code == 202
+        async def loaded() -> bool:
+            status = await http.get("/api/models/tiny--lora--sft-b/status")
+            return status.json()["status"] != "loading"
+
+        await eventually(loaded)
+        assert by_id((await http.get("/api/models")).json())["tiny--lora--sft-b"][
+            "status"] == "ready"
+        unloaded = (await http.post("/api/models/tiny--lora--sft-b/unload")).json()
+        assert unloaded["status"] == "unloaded"
+        after = (await http.get("/api/models")).json()
+        assert after["serving"][0]["held"]["base_loads"] == 1
+        assert by_id(after)["default"]["status"] == "ready"
+        chat = (await http.get(f"/api/chats/{(await ask(http, 'tiny--lora--sft-a'))['chat_id']}"
+                               )).json()
+        provenance = chat["messages"][-1]["provenance"]
+        assert provenance["run"] == "tiny--lora--sft-a" and provenance["shared_base"] is True
+        assert provenance["template"] == "qwen"
+
+
+async def test_broken_and_unknown_models_are_refused_before_anything_is_stored(
+        tmp_path, monkeypatch, saves):
+    app = gateway(tmp_path, monkeypatch, adapter_dirs=str(saves))
+    async with Client(app) as http:
+        await http.post("/api/models/refresh")
+        broken = await http.post("/api/chat", json={"message": "hi", "stream": False,
+                                                     "model": "tiny--lora--broken-config"})
+        assert broken.status_code == 409
+        assert broken.json()["detail"]["code"] == "model_unusable"
+        assert "adapter_config.json" in broken.json()["detail"]["message"]
+        assert (await http.post("/api/models/tiny--lora--broken-no-weights/load")
+                ).status_code == 409
+        unknown = await http.post("/api/chat", json={"message": "hi", "model": "nope"})
+        assert unknown.status_code == 404
+        assert (await http.get("/api/chats")).json()["chats"] == []
+
+
+async def test_a_chat_whose_adapter_vanished_stays_readable(tmp_path, monkeypatch, saves):
+    app = gateway(tmp_path, monkeypatch, adapter_dirs=str(saves))
+    async with Client(app) as http:
+        await http.post("/api/models/refresh")
+        reply = await ask(http, "tiny--lora--sft-a--checkpoint-20")
+        shutil.rmtree(saves / "tiny/lora/sft-a/checkpoint-20")
+        assert "tiny--lora--sft-a--checkpoint-20" not in by_id(
+            (await http.post("/api/models/refresh")).json())
+        chat = (await http.get(f"/api/chats/{reply['chat_id']}")).json()
+        assert chat["model"] == "tiny--lora--sft-a--checkpoint-20"
+        assert chat["messages"][-1]["content"] == reply["content"]
+        again = await http.post("/api/chat", json={
+            "message": "more", "chat_id": reply["chat_id"], "stream": False,
+            "model": "tiny--lora--sft-a--checkpoint-20"})
+        assert again.status_code == 404 and "checkpoint-20" in again.text
+
+
+async def test_cli_mode_runs_one_process_per_model_within_its_bound(tmp_path, monkeypatch,
+                                                                    saves):
+    app = gateway(tmp_path, monkeypatch, mode="cli", adapter_dirs=str(saves),
+                  max_cli_sessions=1)
+    async with Client(app) as http:
+        listing = (await http.post("/api/models/refresh")).json()
+        assert by_id(listing)["tiny--lora--sft-a"]["shared_base"] is False
+        first = await ask(http, "tiny--lora--sft-a")
+        assert first["content"].endswith("+ sft-a: hi")
+        second = await ask(http, "tiny--lora--sft-b--checkpoint-100")
+        assert second["content"].endswith("+ checkpoint-100: hi")
+        after = (await http.get("/api/models")).json()
+        assert len(after["serving"]) == 1  # the first process was shut down for the second
+        assert after["serving"][0]["held"]["merged_adapter"].endswith("checkpoint-100")
+        assert by_id(after)["tiny--lora--sft-a"]["status"] == "unloaded"
+
+
+async def test_the_gateway_rescans_by_itself(tmp_path, monkeypatch, saves):
+    app = gateway(tmp_path, monkeypatch, adapter_dirs=str(saves), rescan_interval=0.2)
+    async with Client(app) as http:
+        async def listed(model_id: str) -> bool:
+            return model_id in by_id((await http.get("/api/models")).json())
+
+        await eventually(lambda: listed("tiny--lora--sft-a"))
+        shutil.copytree(saves / "tiny/lora/sft-a/checkpoint-20",
+                        saves / "tiny/lora/sft-a/checkpoint-40")
+        await eventually(lambda: listed("tiny--lora--sft-a--checkpoint-40"))
+        assert app.state.discovery.report.scans >= 2
