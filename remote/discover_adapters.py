@@ -24,6 +24,9 @@ from typing import Any
 
 ADAPTER_CONFIG = "adapter_config.json"
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+# A whole model (a full or freeze fine-tune's output or checkpoint): config.json and weights.
+FULL_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                     "pytorch_model.bin.index.json")
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 SKIP_DIRS = {"runs", "wandb", "__pycache__", "logs", "tensorboard"}  # and every .hidden one
 LOSS_POINTS = 48  # a loss curve is thinned to this many points (a sparkline needs no more)
@@ -136,9 +139,14 @@ def _folder_facts(path: str) -> tuple[int, float]:
     return size, newest
 
 
+def is_full_model(folder: str) -> bool:
+    return os.path.isfile(os.path.join(folder, "config.json")) and any(
+        os.path.isfile(os.path.join(folder, weights)) for weights in FULL_WEIGHT_FILES)
+
+
 def describe(path: str, root: str, base_model_path: str, run: dict[str, Any]) -> dict[str, Any]:
-    """One adapter: where it is, what it was trained on and with, how it went, or why it
-    cannot be used."""
+    """One adapter (or whole fine-tuned model): where it is, what it was trained on and with,
+    how it went, or why it cannot be used."""
     name = os.path.basename(path)
     match = CHECKPOINT.match(name)
     step = int(match.group(1)) if match else None
@@ -147,11 +155,18 @@ def describe(path: str, root: str, base_model_path: str, run: dict[str, Any]) ->
         "path": path, "root": root, "relative": os.path.relpath(path, root),
         "run": os.path.relpath(run_dir, root), "run_dir": run_dir, "step": step, "problems": [],
         "template": run["facts"]["template"], "finetuning_type": run["facts"]["finetuning_type"],
+        "kind": "adapter",
     }
     try:
         adapter["size_bytes"], adapter["modified"] = _folder_facts(path)
     except OSError as exc:
         adapter["problems"].append(f"unreadable folder: {exc.strerror}")
+    if not os.path.isfile(os.path.join(path, ADAPTER_CONFIG)):
+        # A whole model: it is its own base, loaded as its own model.
+        adapter.update(kind="full", peft_type=None, saved_base=None, base=path,
+                       base_resolved=False)
+        _add_losses(adapter, run["losses"], step)
+        return adapter
     try:
         config = _read_json(os.path.join(path, ADAPTER_CONFIG))
         if not isinstance(config, dict):
@@ -169,14 +184,17 @@ def describe(path: str, root: str, base_model_path: str, run: dict[str, Any]) ->
             if saved_base else "adapter_config.json names no base model")
     if not any(os.path.isfile(os.path.join(path, weights)) for weights in WEIGHT_FILES):
         adapter["problems"].append(f"no weights ({' or '.join(WEIGHT_FILES)})")
-    losses = run["losses"]
+    _add_losses(adapter, run["losses"], step)
+    return adapter
+
+
+def _add_losses(adapter: dict[str, Any], losses: dict[str, Any], step: int | None) -> None:
     if step is None:
         adapter["train_loss"] = losses["final_train_loss"]
         adapter["eval_loss"] = losses["final_eval_loss"]
     else:
         adapter["train_loss"] = _loss_at(losses["train"], step)
         adapter["eval_loss"] = _loss_at(losses["eval"], step)
-    return adapter
 
 
 def _resolve_base(saved: str | None, configured: str) -> tuple[str | None, bool]:
@@ -212,7 +230,7 @@ def scan(job: dict[str, Any]) -> dict[str, Any]:
                 children = sorted(e.name for e in entries if e.is_dir(follow_symlinks=True))
         except OSError:
             return
-        if os.path.isfile(os.path.join(folder, ADAPTER_CONFIG)):
+        if os.path.isfile(os.path.join(folder, ADAPTER_CONFIG)) or is_full_model(folder):
             found.append(folder)
             roots[folder] = root
         if depth >= max_depth:

@@ -25,7 +25,8 @@ MESSAGE = "Hello, how are you today?"
 def tree(tiny, tmp_path_factory):
     root = tmp_path_factory.mktemp("box-saves") / "saves"
     made = make_saves(root, tiny["base"], other_template="default",
-                      adapters=[tiny["adapter"], tiny["adapter2"], tiny["adapter3"]])
+                      adapters=[tiny["adapter"], tiny["adapter2"], tiny["adapter3"]],
+                      full_model=tiny["base"])
     return root, made
 
 
@@ -100,6 +101,18 @@ def test_base_and_three_adapters_share_one_load_and_match_chat_models(
             assert done["content"] == replies[model], model
     finally:
         reference.kill()
+
+
+def test_a_whole_fine_tuned_checkpoint_is_loaded_as_its_own_model(gateway):
+    models = models_of(gateway.http.post("/api/models/refresh", timeout=120).json())
+    full = models["tiny--full--sft-full--checkpoint-5"]
+    assert full["kind"] == "base" and full["shared_base"] is False
+    assert full["finetuning_type"] == "full"
+    # A copy of the base: the same weights answer the same, from a process of its own.
+    assert ask(gateway, "tiny--full--sft-full--checkpoint-5") == ask(gateway, "base")
+    serving = gateway.http.get("/api/models").json()["serving"]
+    own = [s for s in serving if not s["shared"]]
+    assert [s["base_model_path"] for s in own] == [full["base_model_path"]]
 
 
 def test_cli_mode_chats_with_a_discovered_adapter(sshd, box_python, tiny, tree, tmp_path):

@@ -107,3 +107,18 @@ def test_path_ids():
     assert path_id("qwen2.5-7b/lora/sft a/checkpoint-20") == \
         "qwen2.5-7b--lora--sft-a--checkpoint-20"
     assert path_id("./run") == "run"
+
+
+def test_a_whole_fine_tuned_model_is_its_own_base(tmp_path):
+    config = settings(tmp_path)
+    model = tmp_path / "models" / "full-source"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"\0" * 100)
+    made = make_saves(tmp_path / "saves", config.base_model_path, full_model=str(model))
+    specs = {s.id: s for s in catalog_of(tmp_path, config, [str(tmp_path / "saves")]).specs}
+    full = specs["tiny--full--sft-full--checkpoint-5"]
+    assert (full.kind, full.base_model_path, full.adapter_path) == (
+        "base", made["tiny--full--sft-full--checkpoint-5"], None)
+    assert full.finetuning_type == "full" and full.facts.step == 5
+    assert "its own model" in full.warnings[0]

@@ -9,6 +9,9 @@
     saves/tiny/lora/broken-no-weights/     adapter_config.json without weights
     saves/tiny/lora/broken-config/         adapter_config.json that is not JSON
 
+With `full_model` (a model folder), also saves/tiny/full/sft-full/checkpoint-5: a copy of it,
+as a full fine-tune leaves one (training_args.yaml: finetuning_type full, template qwen).
+
 With `adapters` (paths of real peft adapters, e.g. the tiny model's), each folder is a copy of
 one of them, so the tree can be served by the real LlamaFactory; without, the files are
 stand-ins (enough for the scanner and the scripted box). Model ids follow from the paths:
@@ -39,7 +42,8 @@ def _adapter(folder: Path, base: str, source: str | None) -> None:
 
 
 def make_saves(root: Path, base: str, *, other_template: str = "default",
-               adapters: list[str] | None = None) -> dict[str, str]:
+               adapters: list[str] | None = None,
+               full_model: str | None = None) -> dict[str, str]:
     """Write the tree under `root` (its `saves/`), on base model `base`; run b is trained
     with `other_template`. Returns model id -> adapter folder for the usable adapters."""
     sources = list(adapters or [])
@@ -74,6 +78,13 @@ def make_saves(root: Path, base: str, *, other_template: str = "default",
         (checkpoint / "trainer_state.json").write_text(json.dumps({"log_history": [
             {"step": s, "loss": round(2.0 - s / 200, 3)} for s in range(25, step + 1, 25)]}))
         made[f"tiny--lora--sft-b--checkpoint-{step}"] = str(checkpoint)
+
+    if full_model is not None:
+        run = root / "tiny" / "full" / "sft-full"
+        shutil.copytree(full_model, run / "checkpoint-5")
+        (run / "training_args.yaml").write_text(
+            f"finetuning_type: full\nmodel_name_or_path: {base}\ntemplate: qwen\n")
+        made["tiny--full--sft-full--checkpoint-5"] = str(run / "checkpoint-5")
 
     no_weights = root / "tiny" / "lora" / "broken-no-weights"
     no_weights.mkdir(parents=True)

@@ -214,7 +214,7 @@ def build_catalog(settings: Settings, scan: dict[str, Any] | None) -> Catalog:
             break
 
     base_ids = {os.path.normpath(settings.base_model_path): _configured_base_id(settings)}
-    other_bases = sorted({a["base"] for a in listed if a.get("base")}
+    other_bases = sorted({a["base"] for a in listed if a.get("base") and a.get("kind") != "full"}
                          - {settings.base_model_path}, key=str)
     base_specs = []
     taken = {spec.id for spec in configured}
@@ -242,15 +242,16 @@ def build_catalog(settings: Settings, scan: dict[str, Any] | None) -> Catalog:
         base = adapter.get("base") or ""
         template = facts.training_template or settings.template
         problems = [str(p) for p in adapter.get("problems") or []]
-        finetuning_type = adapter.get("finetuning_type") or "lora"
-        adapter_specs.append(ModelSpec(
-            id=model_id, kind="adapter", base_model_path=base, adapter_path=adapter["path"],
-            template=template, finetuning_type=finetuning_type,
-            infer_backend=settings.infer_backend,
-            base_id=base_ids.get(os.path.normpath(base)) if base else None, facts=facts,
-            warnings=() if problems else tuple(
-                _adapter_warnings(facts, base, settings, template)),
-            problems=tuple(problems)))
+        if adapter.get("kind") == "full":  # a whole fine-tuned model: its own weights
+            adapter_specs.append(ModelSpec(
+                id=model_id, kind="base", base_model_path=adapter["path"], adapter_path=None,
+                template=template, finetuning_type=adapter.get("finetuning_type") or "full",
+                infer_backend=settings.infer_backend, facts=facts,
+                warnings=tuple(_full_warnings(facts, settings, template)),
+                problems=tuple(problems)))
+        else:
+            adapter_specs.append(_adapter_spec(adapter, model_id, facts, base, template,
+                                               problems, base_ids, settings))
         run_dir = adapter.get("run_dir")
         if run_dir and run_dir in (scan.get("curves") or {}):
             curves[run_id] = scan["curves"][run_dir]
@@ -259,3 +260,27 @@ def build_catalog(settings: Settings, scan: dict[str, Any] | None) -> Catalog:
                                       else s.facts.step))
     return Catalog([*configured, *base_specs, *adapter_specs], curves,
                    list(scan.get("missing") or []), bool(scan.get("truncated")))
+
+
+def _full_warnings(facts: AdapterFacts, settings: Settings, template: str) -> list[str]:
+    warnings = [f"a whole fine-tuned model ({facts.run_path}): loaded as its own model, "
+                "with its own copy of the weights"]
+    if facts.training_template is None:
+        warnings.append(f"the run saved no training template; served with TEMPLATE={template}")
+    elif facts.training_template != settings.template:
+        warnings.append(f"trained with template {facts.training_template!r}, not .env's "
+                        f"TEMPLATE={settings.template}: served with {template!r}, as trained")
+    return warnings
+
+
+def _adapter_spec(adapter: dict[str, Any], model_id: str, facts: AdapterFacts, base: str,
+                  template: str, problems: list[str], base_ids: dict[str, str],
+                  settings: Settings) -> ModelSpec:
+    finetuning_type = adapter.get("finetuning_type") or "lora"
+    return ModelSpec(
+        id=model_id, kind="adapter", base_model_path=base, adapter_path=adapter["path"],
+        template=template, finetuning_type=finetuning_type,
+        infer_backend=settings.infer_backend,
+        base_id=base_ids.get(os.path.normpath(base)) if base else None, facts=facts,
+        warnings=() if problems else tuple(_adapter_warnings(facts, base, settings, template)),
+        problems=tuple(problems))
