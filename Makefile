@@ -39,7 +39,8 @@ run: setup
 	  BOX_PY="$$($(TIMED) 'demo box (LlamaFactory venv)' bash tests/rig/box_env.sh)" && \
 	  TINY="$$($(TIMED) 'tiny model' bash tests/rig/tiny_model.sh "$$BOX_PY")" && \
 	  SSH_HOST= REMOTE_PYTHON="$$BOX_PY" BASE_MODEL_PATH="$$TINY/base" \
-	  ADAPTER_PATH="$$TINY/adapter" TEMPLATE=qwen exec $(VENV)/bin/lfgate serve; \
+	  ADAPTER_PATH="$$TINY/adapter" ADAPTER_DIRS="$$TINY/saves" TEMPLATE=qwen \
+	  exec $(VENV)/bin/lfgate serve; \
 	fi
 
 lint: setup-dev

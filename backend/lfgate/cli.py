@@ -26,6 +26,9 @@ def _serve(args: argparse.Namespace) -> int:
     where = "this machine" if settings.is_local else settings.host_label
     print(f"lfgate: {settings.chat_mode} mode, box: {where}, model: {settings.base_model_path}"
           + (f" + {settings.adapter_path}" if settings.adapter_path else ""), file=sys.stderr)
+    if settings.adapter_dir_list:
+        print(f"lfgate: runs and checkpoints under {', '.join(settings.adapter_dir_list)}",
+              file=sys.stderr)
     print(f"lfgate: open http://{settings.gateway_host}:{settings.gateway_port}/",
           file=sys.stderr)
     uvicorn.run(create_app(settings), host=settings.gateway_host, port=settings.gateway_port,

@@ -3,7 +3,9 @@
 Run with the box's Python (it needs torch, transformers, tokenizers and peft):
     python make_tiny_model.py OUT_DIR
 Writes OUT_DIR/base, OUT_DIR/adapter (LoRA on base), OUT_DIR/adapter2 and adapter3 (two more,
-each different), OUT_DIR/other_base (a different shape, so loading `adapter` on it fails).
+each different), OUT_DIR/other_base (a different shape, so loading `adapter` on it fails),
+and OUT_DIR/saves: a LlamaFactory saves/ tree of two runs with checkpoints made of those
+adapters (the demo's ADAPTER_DIRS; tests/rig/saves_tree.py).
 No download: the weights are random (seeded) and the tokenizer is trained here on a few lines
 of text.
 """
@@ -18,6 +20,9 @@ import torch
 from peft import LoraConfig, get_peft_model
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from saves_tree import make_saves  # stdlib only, beside this file
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CORPUS = [
@@ -95,6 +100,8 @@ def main(out: Path) -> None:
     save_adapter(out / "base", out / "adapter", seed=2)
     save_adapter(out / "base", out / "adapter2", seed=3)
     save_adapter(out / "base", out / "adapter3", seed=4)
+    adapters = [str(out / name) for name in ("adapter", "adapter2", "adapter3")]
+    make_saves(out / "saves", str(out / "base"), adapters=adapters, broken=False)
     (out / "tiny.json").write_text(json.dumps({"vocab": vocab, "template": "qwen"}))
 
 

@@ -12,6 +12,8 @@
 With `full_model` (a model folder), also saves/tiny/full/sft-full/checkpoint-5: a copy of it,
 as a full fine-tune leaves one (training_args.yaml: finetuning_type full, template qwen).
 
+`broken=False` leaves out the two broken folders (the demo box's tree).
+
 With `adapters` (paths of real peft adapters, e.g. the tiny model's), each folder is a copy of
 one of them, so the tree can be served by the real LlamaFactory; without, the files are
 stand-ins (enough for the scanner and the scripted box). Model ids follow from the paths:
@@ -42,8 +44,8 @@ def _adapter(folder: Path, base: str, source: str | None) -> None:
 
 
 def make_saves(root: Path, base: str, *, other_template: str = "default",
-               adapters: list[str] | None = None,
-               full_model: str | None = None) -> dict[str, str]:
+               adapters: list[str] | None = None, full_model: str | None = None,
+               broken: bool = True) -> dict[str, str]:
     """Write the tree under `root` (its `saves/`), on base model `base`; run b is trained
     with `other_template`. Returns model id -> adapter folder for the usable adapters."""
     sources = list(adapters or [])
@@ -86,6 +88,8 @@ def make_saves(root: Path, base: str, *, other_template: str = "default",
             f"finetuning_type: full\nmodel_name_or_path: {base}\ntemplate: qwen\n")
         made["tiny--full--sft-full--checkpoint-5"] = str(run / "checkpoint-5")
 
+    if not broken:
+        return made
     no_weights = root / "tiny" / "lora" / "broken-no-weights"
     no_weights.mkdir(parents=True)
     (no_weights / "adapter_config.json").write_text(json.dumps(
