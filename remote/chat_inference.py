@@ -63,6 +63,18 @@ def _tensor_bytes(tensors: Any) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+def _strip_adapter_layers(model: Any) -> None:
+    """Put back the plain layers peft wrapped in place: what a PeftModel that failed to load
+    its first adapter leaves in the base model."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, module.get_base_layer())
+
+
 class ScriptEngine:
     """One `ChatModel` kept in memory; every turn sends the whole history and its own params.
 
@@ -122,21 +134,34 @@ class ScriptEngine:
 
     def load_adapter(self, path: str) -> int:
         """Put a LoRA adapter on the loaded weights, unmerged, cast as LlamaFactory casts
-        the merged one; its bytes."""
+        the merged one; its bytes. A failed load (an adapter for another base) leaves the
+        model exactly as it was."""
         from peft import PeftModel
 
         wrapper_serve.check_adapter_path(path)
         engine = self._chat_model.engine
         self._named += 1
         name = f"a{self._named}"
-        if self._peft is None:
-            base = engine.model
-            self._peft = PeftModel.from_pretrained(base, os.path.expanduser(path),
-                                                   adapter_name=name, is_trainable=False)
-            engine.model = self._peft
-        else:
-            self._peft.load_adapter(os.path.expanduser(path), adapter_name=name,
-                                    is_trainable=False)
+        folder = os.path.expanduser(path)
+        try:
+            if self._peft is None:
+                base = engine.model
+                try:
+                    self._peft = PeftModel.from_pretrained(base, folder, adapter_name=name,
+                                                           is_trainable=False)
+                except BaseException:
+                    _strip_adapter_layers(base)  # injected before the weights failed to fit
+                    raise
+                engine.model = self._peft
+            else:
+                try:
+                    self._peft.load_adapter(folder, adapter_name=name, is_trainable=False)
+                except BaseException:
+                    if name in self._peft.peft_config:
+                        self._peft.delete_adapter(name)
+                    raise
+        except Exception as exc:
+            raise wrapper_serve.unexpected_error(exc, wp.E_LOAD_FAILED) from exc
         self._peft.eval()
         dtype = next(self._peft.get_base_model().parameters()).dtype
         marker = f".{name}."

@@ -59,7 +59,7 @@ def tiny(box_python: str) -> dict[str, str]:
     folder = Path(_rig("tiny_model.sh", box_python))
     info = json.loads((folder / "tiny.json").read_text())
     paths = {name: str(folder / name) for name in ("base", "adapter", "adapter2", "adapter3",
-                                                    "other_base")}
+                                                    "other_base", "other_adapter")}
     return {**paths, "template": info["template"]}
 
 

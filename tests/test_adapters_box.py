@@ -133,3 +133,31 @@ def test_a_wrapper_with_a_merged_adapter_refuses_another(box_python, tiny, tmp_p
         assert done["event"] == "done", done
     finally:
         wrapper.kill()
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first-adapter", "later-adapter"])
+def test_an_adapter_for_another_base_fails_and_leaves_the_model_as_it_was(
+        box_python, tiny, tmp_path, first):
+    """`other_adapter` was trained on `other_base`, whose shapes differ from `base`'s. Its
+    failed load must leave nothing behind: the base and the adapters already on it answer as
+    before, whether it was to be the first adapter (the PeftModel being made) or a later one."""
+    wrapper = WrapperProcess(box_python, "script", tmp_path / "spy.jsonl")
+    try:
+        wrapper.send({"op": "load", "model": spec(tiny, None), "timeout_s": 300})
+        ready, _ = wrapper.until("ready", "error", timeout=320)
+        assert ready["event"] == "ready", ready
+        before = {"base": ask(wrapper, "b0", None)["content"]}
+        if not first:
+            before["adapter"] = ask(wrapper, "a0", tiny["adapter"])["content"]
+        wrapper.send({"op": "chat", "id": "bad", "messages": ASK, "params": GREEDY,
+                      "adapter": tiny["other_adapter"]})
+        error, _ = wrapper.until("done", "error")
+        assert error["event"] == "error" and error["code"] == wp.E_ADAPTER_MISMATCH, error
+        assert ask(wrapper, "b1", None)["content"] == before["base"]
+        if not first:
+            assert ask(wrapper, "a1", tiny["adapter"])["content"] == before["adapter"]
+        done = ask(wrapper, "a2", tiny["adapter2"])  # a good one still loads
+        assert [a["path"] for a in done["held"]["adapters"]][-1] == tiny["adapter2"]
+        assert tiny["other_adapter"] not in [a["path"] for a in done["held"]["adapters"]]
+    finally:
+        wrapper.kill()

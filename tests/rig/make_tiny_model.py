@@ -3,7 +3,8 @@
 Run with the box's Python (it needs torch, transformers, tokenizers and peft):
     python make_tiny_model.py OUT_DIR
 Writes OUT_DIR/base, OUT_DIR/adapter (LoRA on base), OUT_DIR/adapter2 and adapter3 (two more,
-each different), OUT_DIR/other_base (a different shape, so loading `adapter` on it fails),
+each different), OUT_DIR/other_base (a different shape, so loading `adapter` on it fails) with
+OUT_DIR/other_adapter (a LoRA that fits other_base only),
 and OUT_DIR/saves: a LlamaFactory saves/ tree of two runs with checkpoints made of those
 adapters (the demo's ADAPTER_DIRS; tests/rig/saves_tree.py).
 No download: the weights are random (seeded) and the tokenizer is trained here on a few lines
@@ -100,6 +101,7 @@ def main(out: Path) -> None:
     save_adapter(out / "base", out / "adapter", seed=2)
     save_adapter(out / "base", out / "adapter2", seed=3)
     save_adapter(out / "base", out / "adapter3", seed=4)
+    save_adapter(out / "other_base", out / "other_adapter", seed=5)  # fits other_base only
     adapters = [str(out / name) for name in ("adapter", "adapter2", "adapter3")]
     make_saves(out / "saves", str(out / "base"), adapters=adapters, broken=False)
     (out / "tiny.json").write_text(json.dumps({"vocab": vocab, "template": "qwen"}))
