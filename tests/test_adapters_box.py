@@ -161,3 +161,24 @@ def test_an_adapter_for_another_base_fails_and_leaves_the_model_as_it_was(
         assert tiny["other_adapter"] not in [a["path"] for a in done["held"]["adapters"]]
     finally:
         wrapper.kill()
+
+
+def test_stop_and_history_work_for_an_adapter_on_a_shared_base(shared, tiny):
+    """As for a model loaded alone: cancel ends generation within a step, and a multi-turn
+    history reaches the adapter whole (the next greedy turn answers as if asked afresh)."""
+    shared.send({"op": "chat", "id": "long", "adapter": tiny["adapter2"],
+                 "messages": ASK, "params": {"temperature": 1.0, "max_new_tokens": 4000}})
+    first, _ = shared.until("delta")
+    shared.send({"op": "cancel", "id": "long"})
+    done, _ = shared.until("done", "error")
+    assert done["event"] == "done" and done["finish_reason"] == "stopped", done
+    assert done["usage"]["completion_tokens"] < 4000
+    reply = ask(shared, "h1", tiny["adapter2"])["content"]
+    history = [*ASK, {"role": "assistant", "content": reply},
+               {"role": "user", "content": "And then?"}]
+    shared.send({"op": "chat", "id": "h2", "messages": history, "params": GREEDY,
+                 "adapter": tiny["adapter2"]})
+    second, _ = shared.until("done", "error")
+    assert second["event"] == "done" and second["content"], second
+    spied = shared.spied()[-1]
+    assert [m["content"] for m in spied["messages"]] == [m["content"] for m in history]

@@ -98,6 +98,8 @@ async def test_listing_has_runs_checkpoints_losses_and_what_is_missing(tmp_path,
         assert listing["scan"]["missing"] == [{"dir": str(tmp_path / "nope"),
                                                "reason": "no such folder on the box"}]
         assert listing["scan"]["error"] is None
+        warnings = (await http.get("/api/health")).json()["warnings"]
+        assert f"ADAPTER_DIRS: {tmp_path / 'nope'}: no such folder on the box" in warnings
 
         new = saves / "tiny/lora/sft-a/checkpoint-30"
         shutil.copytree(saves / "tiny/lora/sft-a/checkpoint-20", new)
@@ -212,3 +214,17 @@ async def test_the_gateway_rescans_by_itself(tmp_path, monkeypatch, saves):
                         saves / "tiny/lora/sft-a/checkpoint-40")
         await eventually(lambda: listed("tiny--lora--sft-a--checkpoint-40"))
         assert app.state.discovery.report.scans >= 2
+
+
+async def test_a_scan_that_fails_says_why_and_keeps_the_listing(tmp_path, monkeypatch, saves):
+    app = gateway(tmp_path, monkeypatch, adapter_dirs=str(saves))
+    async with Client(app) as http:
+        before = by_id((await http.post("/api/models/refresh")).json())
+        assert "tiny--lora--sft-a" in before
+        # The box's Python goes away (a box rebuilt without it): the next scan fails.
+        app.state.settings.remote_python = str(tmp_path / "no-python")
+        listing = (await http.post("/api/models/refresh")).json()
+        assert listing["scan"]["error"] and "discover_adapters.py" in listing["scan"]["error"]
+        assert set(by_id(listing)) == set(before)
+        warnings = (await http.get("/api/health")).json()["warnings"]
+        assert any(w.startswith("scanning ADAPTER_DIRS failed") for w in warnings)

@@ -77,6 +77,17 @@ class Discovery:
         self.report.elapsed_s = round(time.monotonic() - started, 3)
         self.report.scans += 1
 
+    def warnings(self) -> list[str]:
+        """What the last scan could not do, said where configuration warnings are."""
+        catalog = self._registry.catalog
+        found = [f"ADAPTER_DIRS: {m.get('dir')}: {m.get('reason')}" for m in catalog.missing]
+        if self.report.error:
+            found.append(f"scanning ADAPTER_DIRS failed: {self.report.error}")
+        if catalog.truncated:
+            found.append(f"scanning ADAPTER_DIRS stopped early ({SCAN_TIME_BUDGET_S:.0f} s or "
+                         "5,000 adapters): point ADAPTER_DIRS at the runs you want")
+        return found
+
     async def run_periodically(self) -> None:
         """At start-up, then every RESCAN_INTERVAL seconds (0: at start-up only)."""
         while True:
