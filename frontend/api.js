@@ -88,6 +88,7 @@ export const chats = {
 
 export const models = {
   list: () => api("api/models"),
+  refresh: () => api("api/models/refresh", { method: "POST" }), // rescans ADAPTER_DIRS first
   load: (id) => api(`api/models/${encodeURIComponent(id)}/load`, { method: "POST" }),
   status: (id) => api(`api/models/${encodeURIComponent(id)}/status`),
   unload: (id) => api(`api/models/${encodeURIComponent(id)}/unload`, { method: "POST" }),

@@ -6,7 +6,7 @@ import { ApiError, chats, stopTurn, streamTurn } from "./api.js";
 import { useHealth, useModels } from "./state/box_status.js";
 import { useChatList } from "./state/chat_list.js";
 import { indexTree, newestLeaf, pathTo, siblingsOf } from "./tree.js";
-import { basename } from "./format.js";
+import { basename, lossText } from "./format.js";
 import { Sidebar } from "./components/sidebar.js";
 import { Message } from "./components/message.js";
 import { Composer, writeDraft } from "./components/composer.js";
@@ -25,13 +25,19 @@ const chatIdFromHash = () => {
 };
 
 function EmptyState({ model, healthInfo }) {
+  const losses = model && [model.train_loss != null && `train ${lossText(model.train_loss)}`,
+    model.eval_loss != null && `eval ${lossText(model.eval_loss)}`].filter(Boolean).join(" · ");
   return html`<div class="empty-state">
     <h1>Chat with your model on the box</h1>
     ${model && html`<dl class="model-facts">
       <dt>Model</dt><dd>${model.id}</dd>
       <dt>Base</dt><dd title=${model.base_model_path}>${basename(model.base_model_path)}</dd>
       <dt>Adapter</dt><dd title=${model.adapter_path ?? ""}>${model.adapter_path ? basename(model.adapter_path) : "none"}</dd>
+      ${model.run && html`<dt>Run</dt><dd>${model.run_path ?? model.run} · ${model.step != null ? `step ${model.step}` : "final adapter"}</dd>`}
+      ${losses && html`<dt>Loss</dt><dd>${losses}</dd>`}
       <dt>Template</dt><dd>${model.template}</dd>
+      ${model.warnings?.length > 0 && html`<dt>Warnings</dt><dd>${model.warnings.join("; ")}</dd>`}
+      ${!model.usable && html`<dt>Unusable</dt><dd>${model.problems.join("; ")}</dd>`}
       ${healthInfo && html`<dt>Box</dt><dd>${healthInfo.remote.host} · ${healthInfo.mode} mode</dd>`}
     </dl>`}
     <p class="muted">Pick a base model or adapter above. Replies stream from LlamaFactory on the box; every turn is saved with the exact model, adapter and settings that produced it.</p>
@@ -61,7 +67,12 @@ function App() {
   const settings = useMemo(
     () => (chat ? { model: chat.model, system: chat.system, params: chat.params ?? {} } : draft),
     [chat, draft]);
-  const { modelList, current, load, startLoad, unload } = useModels(settings.model);
+  const { modelList, current, load, startLoad, unload, runs, scan, serving, listed, rescan,
+    rescanning, rescanError } = useModels(settings.model);
+  // The chat's model is no longer on the box (its folder went) or cannot be used: the chat
+  // stays readable, and the composer asks for another model.
+  const modelGone = listed && !current;
+  const modelUnusable = current?.usable === false;
   const tree = useMemo(() => indexTree(chat?.messages ?? []), [chat]);
   const visited = useRef(new Map()); // message id -> the leaf last shown below it
   useEffect(() => {
@@ -366,9 +377,11 @@ function App() {
       <header class="topbar">
         <button type="button" class="icon-btn menu" aria-label="Show chats"
           aria-expanded=${sidebarOpen ? "true" : "false"} onClick=${() => setSidebarOpen(!sidebarOpen)}>☰</button>
-        <${ModelPicker} models=${modelList} value=${settings.model} onChange=${pickModel}
+        <${ModelPicker} models=${modelList} runs=${runs} value=${settings.model} onChange=${pickModel}
           load=${load} onUnload=${(id) => unload(id).catch(
-            (error) => setBanner({ message: error.message }))} disabled=${running} />
+            (error) => setBanner({ message: error.message }))} disabled=${running}
+          health=${healthInfo} scan=${scan} serving=${serving} listed=${listed} onOpen=${rescan}
+          rescanning=${rescanning} rescanError=${rescanError} />
         <span class="spacer"></span>
         <button type="button" class="btn has-icon" aria-expanded=${drawer ? "true" : "false"}
           aria-label="Parameters" title="Generation settings for this chat"
@@ -390,6 +403,10 @@ function App() {
             onEdit=${(text) => editAndSend(message, text)}
             onRegenerate=${() => regenerate(message)} onRetry=${() => regenerate(message)} />`)}
         </div>
+        ${(modelGone || modelUnusable) && !running && html`<p class="notice error model-gone" role="status">
+          ${modelGone ? html`This chat's model, <code>${settings.model}</code>, is no longer on the box (its folder was moved or deleted).`
+            : html`This chat's model, <code>${settings.model}</code>, cannot be used: ${current.problems.join("; ")}.`}
+          ${shown.length > 0 ? " The conversation stays readable; pick" : " Pick"} another model above to send.</p>`}
       </main>
       ${away && html`<button type="button" class="to-bottom" aria-label="Scroll to the latest message"
         onClick=${() => scroller.current.scrollTo({ top: scroller.current.scrollHeight, behavior: "smooth" })}>↓</button>`}
@@ -398,7 +415,9 @@ function App() {
         <button type="button" class="icon-btn" aria-label="Dismiss" onClick=${() => setBanner(null)}>✕</button>
       </div>`}
       <${Composer} chatId=${chatId} generating=${running && turnHere} disabled=${running}
-        unavailable=${gatewayError ? "The gateway cannot be reached: your text is kept, and Send comes back when it reconnects." : null}
+        unavailable=${gatewayError ? "The gateway cannot be reached: your text is kept, and Send comes back when it reconnects."
+          : modelGone ? `The model ${settings.model} is gone: pick another model above to send.`
+          : modelUnusable ? `The model ${settings.model} cannot be used: pick another model above to send.` : null}
         thinking=${settings.params?.enable_thinking === true} onThinking=${setThinking}
         onSend=${send} onStop=${stop} restore=${restore} />
     </div>

@@ -37,6 +37,35 @@ export function seconds(value) {
   return value < 10 ? `${value.toFixed(1)} s` : `${Math.round(value)} s`;
 }
 
+/** How long ago an epoch time (seconds) was: "just now", "12 min ago", "3 d ago", a date. */
+export function age(epochSeconds, now = Date.now()) {
+  if (epochSeconds == null) return "";
+  const s = Math.max(0, Math.round(now / 1000 - epochSeconds));
+  if (s < 10) return "just now";
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86_400) return `${Math.floor(s / 3600)} h ago`;
+  if (s < 30 * 86_400) return `${Math.floor(s / 86_400)} d ago`;
+  return new Date(epochSeconds * 1000).toLocaleDateString(undefined,
+    { day: "numeric", month: "short", year: "numeric" });
+}
+
+/** A loss with three significant digits: 2.80, 0.123, 1.05e-4. */
+export function lossText(value) {
+  if (value == null || !Number.isFinite(value)) return "";
+  if (value !== 0 && Math.abs(value) < 0.001) return value.toExponential(2);
+  return Math.abs(value) >= 1000 ? value.toFixed(0) : value.toPrecision(3);
+}
+
+export function bytes(value) {
+  if (value == null) return "";
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let n = value;
+  let unit = 0;
+  while (n >= 1000 && unit < units.length - 1) { n /= 1000; unit += 1; }
+  return unit === 0 ? `${n} B` : `${n < 10 ? n.toFixed(1) : Math.round(n)} ${units[unit]}`;
+}
+
 /** The reply's streaming rate as the box measured it: tokens (or, in CLI mode, chunks) after
  *  the first over the time from the first to the last; none below two, and a stopped reply
  *  counts only what arrived. Replies stored before the box measured it show none. */

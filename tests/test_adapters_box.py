@@ -168,7 +168,7 @@ def test_stop_and_history_work_for_an_adapter_on_a_shared_base(shared, tiny):
     history reaches the adapter whole (the next greedy turn answers as if asked afresh)."""
     shared.send({"op": "chat", "id": "long", "adapter": tiny["adapter2"],
                  "messages": ASK, "params": {"temperature": 1.0, "max_new_tokens": 4000}})
-    first, _ = shared.until("delta")
+    shared.until("delta")
     shared.send({"op": "cancel", "id": "long"})
     done, _ = shared.until("done", "error")
     assert done["event"] == "done" and done["finish_reason"] == "stopped", done

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.test_ui import REPLY, current_chat, open_page, send, wait_reply_done
+from tests.test_ui import MODEL, REPLY, current_chat, open_page, send, wait_reply_done
 
 EXPORT = "button[aria-label='Export chat']"
 MENU = "[role='menu'][aria-label='Export as']"
@@ -163,7 +163,7 @@ def test_the_header_is_one_row_with_the_model_picker_whole(make_page, scripted_g
     expect(header.locator(".dot.ok")).to_have_count(2)  # the model's status and the box's
     box = header.bounding_box()
     assert box is not None and box["height"] < 60, box
-    picker = page.locator("select[aria-label='Model']").bounding_box()
+    picker = page.locator(MODEL).bounding_box()
     assert picker is not None and picker["x"] >= 0, picker
     assert picker["x"] + picker["width"] <= viewport["width"], picker
     assert picker["width"] >= 120, "the model picker is squeezed out"

@@ -39,14 +39,45 @@ export function useHealth() {
 }
 
 /** The model list, and `load`: {model, since, pending, seconds, error, hint} for the model
- *  on screen, whoever started its load (the picker, a first message, another tab). */
+ *  on screen, whoever started its load (the picker, a first message, another tab).
+ *  Also the rest of the listing (`runs`: loss curves, `scan`, `serving`), `listed` once a
+ *  listing came, and `rescan()`: the box's folders scanned again now (the picker opening),
+ *  with `rescanning` meanwhile and `rescanError` if it failed; the list on screen stays. */
 export function useModels(currentId) {
   const [modelList, setModelList] = useState([]);
+  const [listing, setListing] = useState({ runs: {}, scan: null, serving: [], listed: false });
   const [load, setLoad] = useState(null);
+  const [rescans, setRescans] = useState(0); // running now
+  const [rescanError, setRescanError] = useState(null);
+  // A listing is shown only if it is newer than the one on screen: a poll's is numbered when
+  // it starts, a rescan's when it ends, so a poll that began before a rescan ended never
+  // puts back the list from before the rescan.
+  const counter = useRef(0);
+  const shown = useRef(0);
+  const show = (number, data) => {
+    if (number <= shown.current) return;
+    shown.current = number;
+    setModelList(data.models);
+    setListing({ runs: data.runs ?? {}, scan: data.scan ?? null, serving: data.serving ?? [],
+      listed: true });
+  };
   const refresh = useCallback(async () => {
-    try { setModelList((await models.list()).models); } catch { /* the health poll says why */ }
+    const number = ++counter.current;
+    try { show(number, await models.list()); } catch { /* the health poll says why */ }
   }, []);
   usePoll(refresh, MODELS_EVERY_MS);
+  const rescan = useCallback(async () => {
+    setRescans((n) => n + 1);
+    try {
+      const data = await models.refresh();
+      show(++counter.current, data);
+      setRescanError(null);
+    } catch (error) {
+      setRescanError(error.message);
+    } finally {
+      setRescans((n) => n - 1);
+    }
+  }, []);
 
   const current = modelList.find((m) => m.id === currentId);
   useEffect(() => {
@@ -85,5 +116,6 @@ export function useModels(currentId) {
     setModelList((list) => list.map((m) => (m.id === id ? { ...m, status: status.status } : m)));
     if (load?.model === id) setLoad(null);
   };
-  return { modelList, current, load, startLoad, unload };
+  return { modelList, current, load, startLoad, unload, ...listing, rescan,
+    rescanning: rescans > 0, rescanError };
 }

@@ -12,6 +12,7 @@ from pathlib import Path
 from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.rig.hermetic import isolate
+from tests.rig.saves_tree import make_saves
 from tests.ui_rig import launch_chromium, start_scripted_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +34,45 @@ def _seed(gateway) -> None:
                     "Does the adapter keep the system prompt?",
                     "hello from the base model"):
         gateway.chat({"message": message})
+
+
+def _loading_and_picker(browser, folder: Path) -> None:
+    """On a box with nothing loaded yet (once loaded, the base is shared by the adapters):
+    a model loading; then the model picker open on a LlamaFactory saves/ tree, one
+    checkpoint loaded."""
+    saves = folder / "saves"
+    make_saves(saves, "/models/Qwen2.5-7B")
+    gateway = start_scripted_gateway(folder / "picker", base_model_path="/models/Qwen2.5-7B",
+                                     adapter_path="/runs/qwen-sft-lora/checkpoint-1200",
+                                     load_s=6, env={"ADAPTER_DIRS": str(saves)})
+    try:
+        page = browser.new_page(viewport=WIDE)
+        page.goto(gateway.url)
+        page.click(".model-trigger")
+        page.locator("[role='option'][data-model='base']").click()
+        expect(page.locator(".model-status")).to_contain_text("2 s", timeout=10_000)
+        page.screenshot(path=str(OUT / "loading.png"), clip={
+            "x": 0, "y": 0, "width": WIDE["width"], "height": 220})
+        expect(page.locator(".model-status")).to_contain_text("Ready", timeout=30_000)
+        page.close()
+
+        checkpoint = "tiny--lora--sft-a--checkpoint-20"
+        _, events = gateway.chat({"message": "Compare the SFT checkpoints", "model": checkpoint})
+        chat_id = next(data["chat_id"] for event, data in events if event == "meta")
+        for name, viewport in (("picker", WIDE), ("picker-phone", NARROW)):
+            page = browser.new_page(viewport=viewport)
+            page.goto(f"{gateway.url}/#/chat/{chat_id}")
+            expect(page.locator("article[aria-label='Reply']")).to_have_count(1)
+            expect(page.locator(".model-trigger")).to_contain_text(checkpoint)
+            page.click(".model-trigger")
+            expect(page.locator(f"[data-model='{checkpoint}'] .pick-status")).to_have_text(
+                "loaded")
+            expect(page.locator(".pick-foot")).to_contain_text("Scanned")
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(OUT / f"{name}.png"))
+            page.close()
+    finally:
+        gateway.stop()
 
 
 def main() -> None:
@@ -94,10 +134,7 @@ def main() -> None:
                 narrow.wait_for_timeout(400)
                 narrow.screenshot(path=str(OUT / "narrow-chats.png"))
 
-                page.select_option("select[aria-label='Model']", "base")
-                expect(page.locator(".model-status")).to_contain_text("2 s", timeout=10_000)
-                page.screenshot(path=str(OUT / "loading.png"), clip={
-                    "x": 0, "y": 0, "width": WIDE["width"], "height": 220})
+                _loading_and_picker(browser, Path(folder))
                 browser.close()
         finally:
             gateway.stop()
