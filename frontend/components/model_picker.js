@@ -308,7 +308,10 @@ export function ModelPicker({ models, runs, value, onChange, load, onUnload, dis
         <span class="status-text">${load?.model === current.id && load.seconds != null
           ? `Ready · loaded in ${seconds(load.seconds)}` : "Ready"}</span>
         ${!disabled && html`<button type="button" class="btn small unload" aria-label=${`Unload ${current.id}`}
-          title="Stop its wrapper and free the box's memory" onClick=${() => onUnload(current.id)}>Unload</button>`}`}
+          title=${current.shared_base && current.adapter_path
+            ? "Put this adapter away; its base stays loaded for the others"
+            : current.shared_base ? "Stop this base's wrapper (its adapters go with it) and free the box's memory"
+            : "Stop its wrapper and free the box's memory"} onClick=${() => onUnload(current.id)}>Unload</button>`}`}
       ${current?.status === "unloaded" && html`<span class="dot idle" aria-hidden="true"></span>
         <span class="status-text">Not loaded (loads on first message)</span>`}
       ${current?.status === "error" && html`<span class="dot bad" aria-hidden="true"></span>
