@@ -140,6 +140,10 @@ async def test_one_process_serves_the_base_and_its_adapters(tmp_path, monkeypatc
         await eventually(loaded)
         assert by_id((await http.get("/api/models")).json())["tiny--lora--sft-b"][
             "status"] == "ready"
+        status = (await http.get("/api/models/tiny--lora--sft-b/status")).json()
+        held = (await http.get("/api/models")).json()["serving"][0]["held"]["adapters"]
+        own = [a["load_seconds"] for a in held if a["path"].endswith("sft-b")]
+        assert status["load_seconds"] == own[0]  # its own file load, not the base's
         unloaded = (await http.post("/api/models/tiny--lora--sft-b/unload")).json()
         assert unloaded["status"] == "unloaded"
         after = (await http.get("/api/models")).json()

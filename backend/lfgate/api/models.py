@@ -22,7 +22,7 @@ def _status(entry: ModelEntry) -> ModelStatusOut:
     return ModelStatusOut(id=entry.spec.id, status=entry.status,
                           error=None if error is None else error.message,
                           hint=None if error is None else error.hint,
-                          load_seconds=slot.load_seconds, load_phases=slot.load_phases,
+                          load_seconds=entry.load_seconds, load_phases=slot.load_phases,
                           active_turns=slot.active_turns,
                           stderr_tail=slot.session.stderr_tail if slot.session else "")
 

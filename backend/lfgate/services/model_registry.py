@@ -57,9 +57,13 @@ class ServingSlot:
             self.error = BoxError(f"the wrapper exited: {self.session.stderr_tail}",
                                   code="wrapper_exited")
 
-    def holds_adapter(self, path: str) -> bool:
+    def held_adapter(self, path: str) -> dict[str, Any] | None:
+        """The wrapper's own report of an adapter resident on this slot's base."""
         held = self.session.held if self.session is not None else {}
-        return any(a.get("path") == path for a in held.get("adapters") or [])
+        return next((a for a in held.get("adapters") or [] if a.get("path") == path), None)
+
+    def holds_adapter(self, path: str) -> bool:
+        return self.held_adapter(path) is not None
 
 
 @dataclass
@@ -91,6 +95,15 @@ class ModelEntry:
         if self.shared_adapter and self.slot.status == "ready":
             return self.adapter_error
         return self.slot.error
+
+    @property
+    def load_seconds(self) -> float | None:
+        """How long this model took to load: an adapter on a shared base, its own file load
+        (the base was there already); anything else, its process's."""
+        if self.shared_adapter and self.slot.status == "ready" and self.spec.adapter_path:
+            held = self.slot.held_adapter(self.spec.adapter_path)
+            return None if held is None else held.get("load_seconds")
+        return self.slot.load_seconds
 
     def choice(self) -> dict[str, Any] | None:
         """What a chat on a shared slot names: its adapter (None: the base) and template."""
