@@ -85,7 +85,10 @@ class Box(abc.ABC):
             self._note(exc)
             raise
         try:
-            await process.send_line(json.dumps(job) + "\n")
+            # A program that dies at once (no Python) closes its stdin before the job is
+            # written: then its stderr, below, says why, not the broken pipe.
+            with contextlib.suppress(WrapperExited):
+                await process.send_line(json.dumps(job) + "\n")
             await process.end_input()
             line = await asyncio.wait_for(process.read_line(), timeout_s)
         except TimeoutError:
