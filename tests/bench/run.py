@@ -2,6 +2,7 @@
 
     python -m tests.bench.run            # full run (make bench), about 15 minutes
     python -m tests.bench.run --smoke    # one repetition, small sizes: CI checks the harness
+    python -m tests.bench.run --only adapters --out /tmp/b.md   # sections 6 and 7 alone
 
 All figures come from the same machine in the same run, over a real sshd on loopback and
 the real LlamaFactory box with the tiny model. A benchmark, not a test: it fails on errors,
@@ -424,36 +425,65 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--only", choices=["adapters"], default=None,
+                        help="run sections 6 and 7 alone (while working on them; "
+                             "docs/benchmarks.md comes from a whole run)")
     args = parser.parse_args()
     reps = 1 if args.smoke else args.reps
     levels = [1, 4] if args.smoke else [1, 4, 16, 64]
+    if args.only and args.out is None:
+        parser.error("--only writes a partial report: give --out")
     out = (args.out or (Path(tempfile.mkdtemp()) / "benchmarks.md" if args.smoke
                         else ROOT / "docs" / "benchmarks.md")).resolve()
+    # Issue 12 (sections 6 and 7): rounds of first chats, blocks x 2 x block resident turns,
+    # and the scanned tree (runs x checkpoints, log lines per run).
+    rounds, blocks, block = (1, 1, 2) if args.smoke else (reps, 6, 10)
+    scan_tree = (5, 10, 100) if args.smoke else (100, 10, 1000)
     isolate()  # the user's .env, ~/.ssh and SSH_* never reach the benchmark's gateways
 
+    from tests.bench.adapters import bench_adapters, bench_scan
     from tests.bench.report import write_report
+    from tests.rig.saves_tree import make_saves
 
+    everything = args.only is None
     with tempfile.TemporaryDirectory(prefix="lfgate-bench-") as tmp:
         rig = Rig(Path(tmp))
         results: dict[str, Any] = {"machine": machine() | box_versions(rig), "reps": reps,
                                    "params": PARAMS}
         try:
-            step("1/5 persistent vs one-shot")
-            results["persistent"] = bench_persistent_vs_one_shot(rig, reps)
-            gateway = rig.gateway("script")
+            if everything:
+                step("1/7 persistent vs one-shot")
+                results["persistent"] = bench_persistent_vs_one_shot(rig, reps)
+            # One script-mode gateway for sections 6, 2, 3 and 4: the configured model
+            # (base + the tiny adapter) and the demo saves/ tree (real tiny adapters) on one
+            # shared base. Section 6 runs first, on the fresh wrapper, and leaves it as it
+            # found it: the base alone.
+            saves = Path(tmp) / "saves"
+            tiny = rig.tiny
+            make_saves(saves, str(tiny / "base"), other_template="qwen", broken=False,
+                       adapters=[str(tiny / "adapter"), str(tiny / "adapter2"),
+                                 str(tiny / "adapter3")])
+            gateway = rig.gateway("script", ADAPTER_DIRS=str(saves), RESCAN_INTERVAL="0",
+                                  MAX_LOADED_ADAPTERS="4")
             try:
-                gateway_turn(gateway, {"message": "warm up", "params": PARAMS})
-                step("2/5 gateway overhead")
-                results["overhead"] = bench_overhead(rig, gateway, reps)
-                step("3/5 LlamaFactory API through a tunnel")
-                results["api"] = bench_llamafactory_api(rig, gateway, reps)
-                step("4/5 concurrency")
-                results["concurrency"], results["profile"] = bench_concurrency(
-                    gateway, levels, Path(tmp) / "gateway.pyspy")
+                step("6/7 adapters on one loaded base")
+                results["adapters"] = bench_adapters(gateway, rounds, blocks, block)
+                if everything:
+                    gateway_turn(gateway, {"message": "warm up", "params": PARAMS})
+                    step("2/7 gateway overhead")
+                    results["overhead"] = bench_overhead(rig, gateway, reps)
+                    step("3/7 LlamaFactory API through a tunnel")
+                    results["api"] = bench_llamafactory_api(rig, gateway, reps)
+                    step("4/7 concurrency")
+                    results["concurrency"], results["profile"] = bench_concurrency(
+                        gateway, levels, Path(tmp) / "gateway.pyspy")
             finally:
                 gateway.stop()
-            step("5/5 cold start")
-            results["cold"] = [bench_cold_start(rig, mode) for mode in ("script", "cli")]
+            if everything:
+                step("5/7 cold start")
+                results["cold"] = [bench_cold_start(rig, mode) for mode in ("script", "cli")]
+            step("7/7 scanning ADAPTER_DIRS")
+            results["scan"] = bench_scan(rig, *scan_tree, reps)
         finally:
             rig.close()
     write_report(results, out)
