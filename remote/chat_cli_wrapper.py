@@ -285,6 +285,9 @@ class CliEngine:
         self._match_history(turn)
         for note in notes:
             turn.emit_info(wp.INFO_MESSAGE_ADJUSTED, note)
+        if "seed" in turn.params:
+            turn.emit_info(wp.INFO_PARAM_IGNORED, "seed: llamafactory-cli chat takes no seed, "
+                           "so this reply is sampled as usual (script mode honours it)")
         self._child.send(_typed(text))
         content, finish = self._stream_reply(turn)
         self._held = [*turn.messages, {"role": "assistant", "content": content}]

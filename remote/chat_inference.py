@@ -32,6 +32,7 @@ class _GenerationRecord:
 
     def __init__(self) -> None:
         self.completion_tokens: int | None = None
+        self.prompt_tokens: int | None = None
         self.hit_eos = False
         self.error: BaseException | None = None
         self.finished = threading.Event()  # the streamer ends before `generate` returns
@@ -52,6 +53,7 @@ class _GenerationRecord:
         sequences = getattr(output, "sequences", output)
         if prompt is None or not hasattr(sequences, "shape"):
             return
+        self.prompt_tokens = int(prompt.shape[-1])
         generated = sequences[0, prompt.shape[-1]:]
         self.completion_tokens = int(generated.shape[-1])
         eos = getattr(generation_config, "eos_token_id", None)
@@ -275,6 +277,10 @@ class ScriptEngine:
         thinking_default = getattr(template, "enable_thinking", None)
         if template is not None and "enable_thinking" in params:
             template.enable_thinking = params["enable_thinking"]
+        if "seed" in params:  # the global generators, which the generate thread samples from
+            from transformers import set_seed
+
+            set_seed(params["seed"])
         self._cancel.clear()
         self._record = record = _GenerationRecord()
         watcher = threading.Thread(target=self._forward_cancel, args=(turn,), daemon=True)
@@ -305,7 +311,7 @@ class ScriptEngine:
         if turn.cancelled.is_set() and tokens is not None:
             tokens = record.tokens_before_cancel  # what the user got of a stopped reply
         return ChatOutcome("".join(parts), finish, tokens, record.first_token_at,
-                           record.last_token_at)
+                           record.last_token_at, record.prompt_tokens)
 
     def _forward_cancel(self, turn: Turn) -> None:
         """Stop generation as soon as the turn is cancelled, even before the next chunk."""

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-PROTOCOL_VERSION = 2  # 2: adapters on a loaded base, chosen per chat (load_adapter, ...)
-WRAPPER_VERSION = "0.2.0"
+# 2: adapters on a loaded base, chosen per chat (load_adapter, ...).
+# 3: params `stop` and `seed`; done's usage carries prompt_tokens.
+PROTOCOL_VERSION = 3
+WRAPPER_VERSION = "0.3.0"
 
 # Commands (gateway -> wrapper).
 OP_LOAD = "load"  # {"op", "model": ModelSpec, "params"?, "timeout_s"?, "max_adapters"?}
@@ -49,6 +51,7 @@ FINISH_STOPPED = "stopped"  # cancelled by the gateway; content holds the text s
 INFO_CLI_RESTARTED = "cli_restarted"  # CLI mode: settings changed, the CLI was restarted
 INFO_CONTEXT_RESET = "context_reset"  # the model no longer holds earlier turns of this chat
 INFO_MESSAGE_ADJUSTED = "message_adjusted"  # CLI mode: text changed so the CLI accepts it
+INFO_PARAM_IGNORED = "param_ignored"  # a parameter this engine cannot honour (CLI mode: seed)
 
 # Generation parameters a chat may set; `system` and `enable_thinking` travel with them.
 GEN_PARAM_TYPES: dict[str, tuple[type, ...]] = {
@@ -59,7 +62,11 @@ GEN_PARAM_TYPES: dict[str, tuple[type, ...]] = {
     "repetition_penalty": (int, float),
     "system": (str,),
     "enable_thinking": (bool,),
+    "stop": (list,),  # up to MAX_STOP strings: the reply ends before the first one it makes
+    "seed": (int,),  # sampling seed, where the engine honours it (script mode)
 }
+MAX_STOP = 4
+MAX_STOP_CHARS = 256
 
 # Error codes: each one a user can act on, with the fix in ERROR_HINTS.
 E_BAD_REQUEST = "bad_request"
@@ -165,8 +172,19 @@ def check_params(params: Any) -> dict[str, Any]:
         if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             names = " or ".join(t.__name__ for t in types)
             raise WrapperError(E_BAD_REQUEST, f"parameter {key!r} must be {names}")
+        if key == "stop":
+            value = check_stop(value)
         checked[key] = value
     return checked
+
+
+def check_stop(value: list[Any]) -> list[str]:
+    """Stop strings: 1 to MAX_STOP non-empty strings (duplicates dropped)."""
+    if not value or len(value) > MAX_STOP or not all(
+            isinstance(item, str) and 0 < len(item) <= MAX_STOP_CHARS for item in value):
+        raise WrapperError(E_BAD_REQUEST, f"parameter 'stop' must be 1 to {MAX_STOP} non-empty "
+                           f"strings of at most {MAX_STOP_CHARS} characters")
+    return list(dict.fromkeys(value))
 
 
 def check_messages(messages: Any) -> list[dict[str, str]]:

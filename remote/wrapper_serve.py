@@ -32,6 +32,39 @@ class ChatOutcome(NamedTuple):
     completion_tokens: int | None = None  # of a stopped reply: those made before the stop
     first_token_at: float | None = None  # time.monotonic() of the first and last token, where
     last_token_at: float | None = None  # the engine sees tokens (else chunk times are used)
+    prompt_tokens: int | None = None  # where the engine counts tokens
+
+
+class StopScanner:
+    """Stop strings over a stream: text that could be the start of a stop string is held
+    back until it is clear, so no part of a stop string is ever sent."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self._stops = stops
+        self._longest = max(len(stop) for stop in stops)
+        self._pending = ""
+        self.matched = False
+
+    def feed(self, text: str) -> str:
+        """What of the stream so far can be sent now; after a match, nothing more."""
+        if self.matched:
+            return ""
+        self._pending += text
+        found = [i for i in (self._pending.find(stop) for stop in self._stops) if i >= 0]
+        if found:
+            self.matched = True
+            out, self._pending = self._pending[:min(found)], ""
+            return out
+        keep = next((k for k in range(min(len(self._pending), self._longest - 1), 0, -1)
+                     if any(stop.startswith(self._pending[-k:]) for stop in self._stops)), 0)
+        cut = len(self._pending) - keep
+        out, self._pending = self._pending[:cut], self._pending[cut:]
+        return out
+
+    def flush(self) -> str:
+        """The reply ended without a stop string: what was held back goes out."""
+        out, self._pending = self._pending, ""
+        return out
 
 
 def rate_per_s(count: int | None, first_at: float | None, last_at: float | None
@@ -64,10 +97,39 @@ class Turn:
         self.adapter: str | None = None
         self.template: str | None = None  # None: the template the base was loaded with
         self.adapter_load_s: float | None = None  # this turn loaded its adapter first
+        stops = params.get("stop")
+        self._stop = StopScanner(stops) if stops else None
+        self._sent: list[str] = []
+
+    @property
+    def stop_matched(self) -> bool:
+        """The reply made one of its stop strings: it ends there, as the model's own stop."""
+        return self._stop is not None and self._stop.matched
 
     def emit_text(self, text: str) -> None:
+        if self._stop is not None:
+            text = self._stop.feed(text)
+            if self._stop.matched:
+                self.cancelled.set()  # the engine stops generating as for a cancel
+        self._send_text(text)
+
+    def finish_text(self, outcome: ChatOutcome) -> tuple[str, str]:
+        """The reply's content and finish reason once the engine is done: with stop
+        strings, what was sent (held-back text going out now unless stopped)."""
+        if self.stop_matched:
+            return "".join(self._sent), wp.FINISH_STOP
+        if self.cancelled.is_set():
+            finish = wp.FINISH_STOPPED
+        else:
+            finish = outcome.finish_reason
+            if self._stop is not None:
+                self._send_text(self._stop.flush())
+        return ("".join(self._sent) if self._stop is not None else outcome.content), finish
+
+    def _send_text(self, text: str) -> None:
         if not text:
             return
+        self._sent.append(text)
         self.last_chunk_at = time.monotonic()
         if self.first_chunk_at is None:
             self.first_chunk_at = self.last_chunk_at
@@ -483,16 +545,18 @@ class WrapperServer:
                 self._current = None
             if self._state == "busy":
                 self._state = "ready"
-        finish = wp.FINISH_STOPPED if turn.cancelled.is_set() else outcome.finish_reason
+        content, finish = turn.finish_text(outcome)
         done: dict[str, Any] = {
             "event": wp.EV_DONE,
             "id": turn_id,
-            "content": outcome.content,
+            "content": content,
             "finish_reason": finish,
             "timing": turn.timing(self._engine.load_seconds, outcome),
         }
         if outcome.completion_tokens is not None:
-            done["usage"] = {"completion_tokens": outcome.completion_tokens}
+            done["usage"] = {"completion_tokens": outcome.completion_tokens,
+                             **({} if outcome.prompt_tokens is None
+                                else {"prompt_tokens": outcome.prompt_tokens})}
         if turn.chosen:
             done["adapter"] = turn.adapter
             done["held"] = self.held()
@@ -552,7 +616,7 @@ def run_once(engine: ChatEngine, argument: str, out: IO[str]) -> int:
         return 1
     finally:
         engine.unload()
-    out.write(wp.encode({"role": "assistant", "content": outcome.content}))
+    out.write(wp.encode({"role": "assistant", "content": turn.finish_text(outcome)[0]}))
     return 0
 
 

@@ -48,7 +48,7 @@ def ask(wrapper: WrapperProcess, turn_id: str, adapter: str | None, template: st
 
 
 def test_hello_offers_adapters_in_script_mode_only(shared, box_python, tmp_path):
-    assert shared.hello["protocol"] == 2
+    assert shared.hello["protocol"] == wp.PROTOCOL_VERSION
     assert wp.FEATURE_ADAPTERS in shared.hello["features"]
     cli = WrapperProcess(box_python, "cli", tmp_path / "spy.jsonl")
     try:

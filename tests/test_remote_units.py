@@ -22,6 +22,7 @@ from chat_cli_wrapper import (
 )
 
 import wrapper_protocol as wp
+import wrapper_serve
 from wrapper_serve import check_paths, classify_failure
 
 
@@ -157,3 +158,30 @@ def test_a_one_shot_job_typed_by_hand_is_told_what_is_wrong(script, job, stdin, 
     assert error["code"] == "bad_request"
     assert error["message"].startswith(said), error["message"]
     assert "gateway" not in error["hint"] and "Pass one JSON object" in error["hint"]
+
+
+@pytest.mark.parametrize("stops, pieces, sent", [
+    (["END"], ["abc", "dE", "ND more"], "abcd"),  # split over three chunks
+    (["END"], ["abc", "dEN", "x", "END"], "abcdENx"),  # a false start is sent once clear
+    (["\nUser:", "###"], ["Hi", "\nUs", "er: hello"], "Hi"),
+    (["ab", "b"], ["xa", "b"], "x"),  # the match that starts first wins
+    (["zz"], ["no", " stop", " here z"], "no stop here z"),  # held back, then flushed
+])
+def test_stop_strings_are_cut_and_never_sent_in_part(stops, pieces, sent):
+    events: list[dict] = []
+    turn = wrapper_serve.Turn("t", [{"role": "user", "content": "q"}], {"stop": stops},
+                              events.append)
+    for piece in pieces:
+        if not turn.cancelled.is_set():
+            turn.emit_text(piece)
+    content, finish = turn.finish_text(wrapper_serve.ChatOutcome("".join(pieces), "stop"))
+    streamed = "".join(e["text"] for e in events if e["event"] == wp.EV_DELTA)
+    assert content == streamed == sent
+    assert finish == wp.FINISH_STOP
+    assert turn.stop_matched == (sent != "".join(pieces))
+
+
+@pytest.mark.parametrize("stop", [[], ["a"] * 5, [""], ["x" * 257], [3], "END"])
+def test_bad_stop_params_are_refused(stop):
+    with pytest.raises(wp.WrapperError, match="stop"):
+        wp.check_params({"stop": stop})

@@ -226,17 +226,22 @@ class ScriptedEngine:
         pieces, fails = self.script(turn.messages, turn)
         if NOTICE_TRIGGER in turn.messages[-1]["content"].lower():
             turn.emit_info(wp.INFO_CLI_RESTARTED, NOTICE_MESSAGE)
+        # One chunk counts as one token, one word of the prompt as one prompt token.
+        prompt = sum(len(m["content"].split()) for m in turn.messages) + len(
+            str(params.get("system", "")).split())
         sent: list[str] = []
         for piece in pieces:
             if turn.cancelled.wait(self._delay_s):
-                return ChatOutcome("".join(sent), wp.FINISH_STOPPED, len(sent))
+                return ChatOutcome("".join(sent), wp.FINISH_STOPPED, len(sent),
+                                   prompt_tokens=prompt)
             if limit is not None and len(sent) >= limit:
-                return ChatOutcome("".join(sent), wp.FINISH_LENGTH, len(sent))
+                return ChatOutcome("".join(sent), wp.FINISH_LENGTH, len(sent),
+                                   prompt_tokens=prompt)
             turn.emit_text(piece)
             sent.append(piece)
         if fails:
             raise wp.WrapperError(wp.E_GENERATION_FAILED, ERROR_MESSAGE)
-        return ChatOutcome("".join(sent), wp.FINISH_STOP, len(sent))
+        return ChatOutcome("".join(sent), wp.FINISH_STOP, len(sent), prompt_tokens=prompt)
 
     def unload(self) -> None:
         self._model = None
