@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import text
 
@@ -20,26 +22,36 @@ async def store(database_url):
 async def test_migrations_reach_the_latest_revision(database_url):
     database = await open_database(database_url)
     try:
-        assert await database.revision() == "0001"
+        assert await database.revision() == "0002"
         await database.migrate()  # again: nothing to do, nothing lost
-        assert await database.revision() == "0001"
+        assert await database.revision() == "0002"
     finally:
         await database.close()
 
 
 async def test_an_older_database_is_upgraded_without_loss(database_url):
+    """A 0001 database (written with 0001's columns, as that gateway did) gains 0002's."""
     first = Database(database_url)
     await first.migrate("0001")
-    store = ChatStore(first)
-    chat = await store.create_chat(title="kept across upgrades")
-    await store.add_message(chat_id=chat.id, parent_id=None, role="user", content="hello")
+    async with first.engine.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO chats (id, title, created_at, updated_at, archived, model, params) "
+            "VALUES ('c1', 'kept across upgrades', :now, :now, false, 'default', '{}')"),
+            {"now": datetime(2026, 1, 1, tzinfo=UTC)})
+        await conn.execute(text(
+            "INSERT INTO messages (id, chat_id, role, content, status, created_at, updated_at)"
+            " VALUES ('m1', 'c1', 'user', 'hello', 'complete', :now, :now)"),
+            {"now": datetime(2026, 1, 1, tzinfo=UTC)})
+        await conn.execute(text("UPDATE chats SET active_leaf_id = 'm1'"))
     await first.close()
 
     latest = await open_database(database_url)
     try:
         store = ChatStore(latest)
-        assert (await store.get_chat(chat_id=chat.id)).title == "kept across upgrades"
-        assert [m.content for m in await store.branch(chat_id=chat.id)] == ["hello"]
+        chat = await store.get_chat(chat_id="c1")
+        assert (chat.title, chat.source) == ("kept across upgrades", "page")
+        assert [m.content for m in await store.branch(chat_id="c1")] == ["hello"]
+        assert await store.find_reply(thread_digest="0" * 64) is None
     finally:
         await latest.close()
 

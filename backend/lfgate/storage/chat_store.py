@@ -33,6 +33,7 @@ class ChatRecord:
     system: str | None
     params: dict[str, Any]
     active_leaf_id: str | None
+    source: str = "page"  # "api": a conversation of the OpenAI API (STORE_API_CHATS)
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ class MessageRecord:
 
 def _chat(row: Chat) -> ChatRecord:
     return ChatRecord(row.id, row.title, row.created_at, row.updated_at, row.archived, row.model,
-                      row.system, dict(row.params or {}), row.active_leaf_id)
+                      row.system, dict(row.params or {}), row.active_leaf_id,
+                      row.source or "page")
 
 
 def _message(row: Message) -> MessageRecord:
@@ -67,9 +69,10 @@ class ChatStore:
 
     async def create_chat(self, *, title: str, model: str = "default",
                           system: str | None = None,
-                          params: dict[str, Any] | None = None) -> ChatRecord:
+                          params: dict[str, Any] | None = None,
+                          source: str = "page") -> ChatRecord:
         row = Chat(id=new_id(), title=title[:200], model=model, system=system,
-                   params=params or {})
+                   params=params or {}, source=source)
         async with self._sessions.begin() as session:
             session.add(row)
         return _chat(row)
@@ -147,9 +150,12 @@ class ChatStore:
 
     async def update_message(self, *, message_id: str, content: str | None = None,
                              status: str | None = None,
-                             provenance: dict[str, Any] | None = None) -> None:
+                             provenance: dict[str, Any] | None = None,
+                             thread_digest: str | None = None) -> None:
         """Save a reply as it grows, and its final state."""
         values: dict[str, Any] = {"updated_at": utcnow()}
+        if thread_digest is not None:
+            values["thread_digest"] = thread_digest
         if content is not None:
             values["content"] = content
         if status is not None:
@@ -163,6 +169,14 @@ class ChatStore:
                 update(Message).where(Message.id == message_id).values(**values))
             if result.rowcount == 0:
                 raise UnknownMessage(f"unknown message {message_id!r}")
+
+    async def find_reply(self, *, thread_digest: str) -> MessageRecord | None:
+        """The newest reply stored with this conversation digest (an API chat's), if any."""
+        async with self._sessions() as session:
+            row = await session.scalar(
+                select(Message).where(Message.thread_digest == thread_digest)
+                .order_by(Message.created_at.desc()).limit(1))
+            return None if row is None else _message(row)
 
     async def messages(self, *, chat_id: str) -> list[MessageRecord]:
         async with self._sessions() as session:
@@ -212,7 +226,7 @@ class ChatStore:
             "chat": {"id": chat.id, "title": chat.title, "created_at": chat.created_at.isoformat(),
                      "updated_at": chat.updated_at.isoformat(), "archived": chat.archived,
                      "model": chat.model, "system": chat.system, "params": chat.params,
-                     "active_leaf_id": chat.active_leaf_id},
+                     "active_leaf_id": chat.active_leaf_id, "source": chat.source},
             "messages": [{"id": m.id, "parent_id": m.parent_id, "role": m.role,
                           "content": m.content, "status": m.status,
                           "created_at": m.created_at.isoformat(), "provenance": m.provenance}
@@ -228,6 +242,7 @@ class ChatStore:
             raise ValueError("a message's parent_id names no message of this chat")
         chat = Chat(id=new_id(), title=source["title"][:200], archived=source["archived"],
                     model=source["model"], system=source["system"], params=source["params"],
+                    source=source.get("source") or "page",
                     created_at=datetime.fromisoformat(source["created_at"]),
                     updated_at=datetime.fromisoformat(source["updated_at"]),
                     active_leaf_id=ids.get(source["active_leaf_id"] or ""))

@@ -31,6 +31,7 @@ class Chat(Base):
     system: Mapped[str | None] = mapped_column(Text, nullable=True)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     active_leaf_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    source: Mapped[str] = mapped_column(String(16), default="page")  # "page" or "api"
 
 
 class Message(Base):
@@ -47,3 +48,6 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # An API reply: a digest of the conversation up to it, so the client's next request
+    # (which sends it all again) continues this chat.
+    thread_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
