@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Literal
 
 from dotenv import dotenv_values
-from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_FILE = ".env"  # read from the current directory, as users run `lfgate serve` there
@@ -66,9 +73,17 @@ class Settings(BaseSettings):
     # Largest request body accepted (413 above it); a message is at most 1,000,000 characters.
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
 
+    # Replies being generated or queued at once, over every model; more get a 429 at once.
+    max_concurrent_turns: int = Field(default=64, ge=1, le=4096)
+
     # Where the gateway listens.
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=1, le=65535)
+
+    # The OpenAI-compatible /v1: with GATEWAY_TOKEN set, its clients must send it as
+    # `Authorization: Bearer`. STORE_API_CHATS keeps /v1 conversations as chats.
+    gateway_token: SecretStr = SecretStr("")
+    store_api_chats: bool = False
 
     @field_validator("chat_mode", "infer_backend", mode="before")
     @classmethod

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from lfgate.remote import wrapper_protocol as wp
+
 MAX_MESSAGE_CHARS = 1_000_000
+MAX_STOP, MAX_STOP_CHARS = wp.MAX_STOP, wp.MAX_STOP_CHARS
 
 
 class GenParams(BaseModel):
@@ -22,6 +25,10 @@ class GenParams(BaseModel):
     repetition_penalty: float | None = Field(default=None, gt=0, le=10)
     system: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
     enable_thinking: StrictBool | None = None
+    # The reply ends before the first of these it makes (finish_reason "stop").
+    stop: list[Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_STOP)
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)  # script mode honours it
 
     def given(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
@@ -155,6 +162,7 @@ class ChatSummaryOut(BaseModel):
     updated_at: datetime
     archived: bool
     model: str
+    source: Literal["page", "api"] = "page"  # api: a /v1 conversation (STORE_API_CHATS)
 
 
 class ChatsOut(BaseModel):
@@ -206,6 +214,7 @@ class ImportedChat(BaseModel):
     system: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     active_leaf_id: str | None = None
+    source: Literal["page", "api"] = "page"
 
 
 class ImportedMessage(BaseModel):

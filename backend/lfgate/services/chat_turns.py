@@ -18,10 +18,11 @@ from lfgate.box.errors import BoxError
 from lfgate.box.session import WrapperSession
 from lfgate.config import Settings
 from lfgate.remote import wrapper_protocol as wp
-from lfgate.services.errors import BadTurnRequest, ChatBusy, UnknownTurn
+from lfgate.services.api_conversations import ApiConversations, thread_digest
+from lfgate.services.errors import BadTurnRequest, ChatBusy, TooManyTurns, UnknownTurn
 from lfgate.services.model_catalog import ModelSpec
 from lfgate.services.model_registry import ModelRegistry
-from lfgate.storage.chat_store import ChatRecord, ChatStore, MessageRecord
+from lfgate.storage.chat_store import ChatRecord, ChatStore, MessageRecord, new_id
 
 ApiEvent = tuple[str, dict[str, Any]]  # (SSE event name, its JSON data)
 SAVE_EVERY_S = 1.0  # a growing reply is written at least this often
@@ -43,11 +44,17 @@ def model_history(branch: list[MessageRecord]) -> list[dict[str, str]]:
 
 @dataclass
 class Turn:
-    id: str  # the reply's message id
-    chat_id: str
+    id: str  # the reply's message id (a turn that is not stored: an id of its own)
+    chat_id: str | None  # None: not stored (an OpenAI API request, STORE_API_CHATS off)
     model: str
     spec: ModelSpec  # as it was when the turn began (a rescan may drop the model later)
+    exclusive: bool = True  # holds its chat (a page chat answers one message at a time)
+    thread: list[dict[str, str]] | None = None  # an API request's messages, to find it again
     events: asyncio.Queue[ApiEvent | None] = field(default_factory=asyncio.Queue)
+    # Set once the box is serving the turn or has failed it: an API that must answer a box
+    # that is down with a status code waits for this before it starts a stream.
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+    error: dict[str, Any] | None = None
     started: float = field(default_factory=time.monotonic)
     finished: bool = False
     stop_requested: bool = False
@@ -68,13 +75,23 @@ class ChatTurns:
         self._registry = registry
         self._store = store
         self._settings = settings
+        self._conversations = ApiConversations(store)
         self._active: dict[str, Turn] = {}
         self._busy: set[str] = set()
+
+    def _admit(self, model: str) -> None:
+        """Refuse at once, before anything is stored: an unknown or broken model, or more
+        replies at once than MAX_CONCURRENT_TURNS (a 429, never a hang)."""
+        self._registry.usable(model)
+        most = self._settings.max_concurrent_turns
+        if len(self._active) >= most:
+            raise TooManyTurns(f"{most} replies are being generated or queued "
+                               "(MAX_CONCURRENT_TURNS); retry in a moment")
 
     async def start(self, *, message: str, chat_id: str | None, model: str,
                     params: dict[str, Any]) -> Turn:
         """A new message at the end of the chat's active branch (a new chat without an id)."""
-        self._registry.usable(model)  # unknown or broken: refused before anything is stored
+        self._admit(model)
         if chat_id is None:
             chat = await self._store.create_chat(title=title_from(message), model=model)
         else:
@@ -85,7 +102,7 @@ class ChatTurns:
     async def edit(self, *, chat_id: str, message_id: str, content: str, model: str,
                    params: dict[str, Any]) -> Turn:
         """A new version of a user message, as its sibling, answered afresh."""
-        self._registry.usable(model)
+        self._admit(model)
         chat = await self._store.get_chat(chat_id=chat_id)
         target = await self._store.get_message(chat_id=chat_id, message_id=message_id)
         if target.role != "user":
@@ -96,13 +113,44 @@ class ChatTurns:
     async def regenerate(self, *, chat_id: str, message_id: str, model: str,
                          params: dict[str, Any]) -> Turn:
         """Another reply to the same user message, as a sibling of `message_id`."""
-        self._registry.usable(model)
+        self._admit(model)
         chat = await self._store.get_chat(chat_id=chat_id)
         target = await self._store.get_message(chat_id=chat_id, message_id=message_id)
         if target.role != "assistant" or target.parent_id is None:
             raise BadTurnRequest("only a reply can be regenerated; edit a user message")
         return await self._begin(chat, model, params, parent_id=target.parent_id,
                                  new_text=None)
+
+    async def start_messages(self, *, messages: list[dict[str, str]], model: str,
+                             params: dict[str, Any], store: bool) -> Turn:
+        """A whole conversation sent at once (the OpenAI API): answered as sent. With
+        `store`, kept as a chat: one whose history ends with a reply this gateway gave is
+        continued, anything else becomes a new chat holding the history it came with."""
+        self._admit(model)
+        spec = self._registry.get(model).spec
+        if not store:
+            turn = Turn(id=new_id(), chat_id=None, model=model, spec=spec, exclusive=False)
+        else:
+            first = next(m["content"] for m in messages if m["role"] == "user")
+            chat, path = await self._conversations.place(
+                model=model, system=params.get("system"), title=title_from(first),
+                messages=messages)
+            user = await self._store.add_message(
+                chat_id=chat.id, parent_id=path[-1].id if path else None, role="user",
+                content=messages[-1]["content"])
+            reply = await self._store.add_message(chat_id=chat.id, parent_id=user.id,
+                                                  role="assistant", content="",
+                                                  status="streaming")
+            turn = Turn(id=reply.id, chat_id=chat.id, model=model, spec=spec, exclusive=False,
+                        thread=messages)
+        self._launch(turn, messages, params)
+        return turn
+
+    def _launch(self, turn: Turn, messages: list[dict[str, str]],
+                params: dict[str, Any]) -> None:
+        self._active[turn.id] = turn
+        turn.task = asyncio.create_task(self._run(turn, messages, params),
+                                        name=f"turn {turn.id}")
 
     async def _begin(self, chat: ChatRecord, model: str, params: dict[str, Any], *,
                      parent_id: str | None, new_text: str | None,
@@ -139,9 +187,7 @@ class ChatTurns:
         params = {**chat.params, **({"system": chat.system} if chat.system else {}), **params}
         turn = Turn(id=reply.id, chat_id=chat.id, model=model,
                     spec=self._registry.get(model).spec)
-        self._active[turn.id] = turn
-        turn.task = asyncio.create_task(self._run(turn, model_history(path), params),
-                                        name=f"turn {turn.id}")
+        self._launch(turn, model_history(path), params)
         return turn
 
     async def stop(self, turn_id: str) -> None:
@@ -153,8 +199,7 @@ class ChatTurns:
         turn.stop_requested = True
         # Stored as stopped at once, with what arrived: a page reloaded now (which stops the
         # reply) must not find it `streaming`. The box's `done` then writes the final text.
-        await self._store.update_message(message_id=turn.id, content="".join(turn.text),
-                                         status="stopped")
+        await self._save(turn, content="".join(turn.text), status="stopped")
         if turn.session is not None:
             await turn.session.cancel(turn.id)
 
@@ -171,6 +216,7 @@ class ChatTurns:
         try:
             served = await self._registry.ready_session(turn.model, params)
             turn.session = served.session
+            turn.opened.set()
             if turn.stop_requested:
                 await self._finish(turn, wp.FINISH_STOPPED, params, None, 0)
             else:
@@ -186,12 +232,19 @@ class ChatTurns:
         finally:
             if not final:  # cancelled (the gateway is shutting down): keep what arrived
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self._store.update_message(
-                        message_id=turn.id, content="".join(turn.text), status="interrupted"))
+                    await asyncio.shield(self._save(turn, content="".join(turn.text),
+                                                    status="interrupted"))
             turn.finished = True
+            turn.opened.set()
             self._active.pop(turn.id, None)
-            self._busy.discard(turn.chat_id)
+            if turn.exclusive and turn.chat_id is not None:
+                self._busy.discard(turn.chat_id)
             turn.events.put_nowait(None)
+
+    async def _save(self, turn: Turn, **changes: Any) -> None:
+        """The reply as it stands, for a stored turn (an unstored API turn keeps nothing)."""
+        if turn.chat_id is not None:
+            await self._store.update_message(message_id=turn.id, **changes)
 
     async def _relay(self, turn: Turn, messages: list[dict[str, str]],
                      params: dict[str, Any], choice: dict[str, Any] | None) -> None:
@@ -206,8 +259,7 @@ class ChatTurns:
                 turn.emit("delta", {"text": event["text"]})
                 if time.monotonic() - saved_at >= SAVE_EVERY_S:
                     saved_at = time.monotonic()
-                    await self._store.update_message(message_id=turn.id,
-                                                     content="".join(turn.text))
+                    await self._save(turn, content="".join(turn.text))
             elif kind == wp.EV_INFO:
                 notice = {"code": event["code"], "message": event["message"]}
                 turn.notices.append(notice)  # facts about this reply: kept in its provenance
@@ -251,12 +303,16 @@ class ChatTurns:
         provenance = {**self._provenance(turn, params), "finish_reason": finish_reason,
                       **{k: done[k] for k in ("timing", "box_timing", "usage") if k in done}}
         status = "stopped" if finish_reason == wp.FINISH_STOPPED else "complete"
-        await self._store.update_message(message_id=turn.id, content=content, status=status,
-                                         provenance=provenance)
+        digest = None
+        if turn.thread is not None and status == "complete":  # its next request finds it
+            digest = thread_digest(params.get("system"), [
+                *turn.thread, {"role": "assistant", "content": content}])
+        await self._save(turn, content=content, status=status, provenance=provenance,
+                         **({"thread_digest": digest} if digest else {}))
         turn.emit("done", done)
 
     async def _fail(self, turn: Turn, error: dict[str, Any], params: dict[str, Any]) -> None:
-        await self._store.update_message(
-            message_id=turn.id, content="".join(turn.text), status="error",
-            provenance={**self._provenance(turn, params), "error": error})
+        turn.error = error
+        await self._save(turn, content="".join(turn.text), status="error",
+                         provenance={**self._provenance(turn, params), "error": error})
         turn.emit("error", error)

@@ -38,3 +38,29 @@ class ModelUnusable(ServiceError):
 
     status_code = 409
     code = "model_unusable"
+
+
+class TooManyTurns(ServiceError):
+    """More replies at once than MAX_CONCURRENT_TURNS: refused at once, to be retried."""
+
+    status_code = 429
+    code = "too_many_turns"
+    retry_after_s = 2
+
+
+class BadParameter(ServiceError):
+    """A request parameter we cannot take, named (OpenAI's `param`), so a client can say
+    which of its settings to change."""
+
+    code = "invalid_parameter"
+
+    def __init__(self, message: str, *, param: str | None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+    code = "invalid_api_key"
