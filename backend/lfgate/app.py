@@ -6,22 +6,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from importlib import resources
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lfgate import __version__
-from lfgate.api import chat, chats, health, models
+from lfgate.api import chat, chats, health, models, openai_compat
 from lfgate.api.body_limit import BodyLimit
+from lfgate.api.openai_errors import is_v1, openai_error, validation_error
 from lfgate.box.errors import BoxError
 from lfgate.box.factory import open_box
 from lfgate.config import Settings
 from lfgate.services.chat_turns import ChatTurns
 from lfgate.services.discovery import Discovery
-from lfgate.services.errors import ServiceError
+from lfgate.services.errors import ServiceError, TooManyTurns
 from lfgate.services.model_registry import ModelRegistry
 from lfgate.storage.chat_store import ChatStore
 from lfgate.storage.database import open_database
@@ -42,6 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
+        app.state.started_at = int(time.time())
         database = await open_database(settings.effective_database_url)
         app.state.store = ChatStore(database)
         interrupted = await app.state.store.mark_interrupted()
@@ -67,9 +76,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
 
     @app.exception_handler(ServiceError)
-    async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        headers = ({"Retry-After": str(exc.retry_after_s)}
+                   if isinstance(exc, TooManyTurns) else None)
+        if is_v1(request):
+            return openai_error(exc.status_code, exc.message, code=exc.code,
+                                param=getattr(exc, "param", None), headers=headers)
         return JSONResponse({"detail": {"code": exc.code, "message": exc.message}},
-                            status_code=exc.status_code)
+                            status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(StorageError)
     async def storage_error(_request: Request, exc: StorageError) -> JSONResponse:
@@ -77,7 +91,20 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"detail": {"code": exc.code, "message": exc.message}},
                             status_code=404)
 
-    for router in (health.router, models.router, chat.router, chats.router):
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if is_v1(request):
+            return validation_error(exc)
+        return await request_validation_exception_handler(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if is_v1(request):
+            return openai_error(exc.status_code, str(exc.detail), headers=exc.headers)
+        return await http_exception_handler(request, exc)
+
+    for router in (health.router, models.router, chat.router, chats.router,
+                   openai_compat.router):
         app.include_router(router)
     frontend = resources.files("lfgate.frontend")
     app.mount("/", StaticFiles(directory=str(frontend), html=True), name="frontend")

@@ -41,7 +41,8 @@ function ChatItem({ chat, current, onSelect, onRename, onArchive, onDelete }) {
   return html`<li class=${`chat-item${current ? " current" : ""}`}>
     <button type="button" class="chat-link" aria-current=${current ? "page" : undefined}
       onClick=${() => onSelect(chat)} onDblClick=${() => setMode("rename")}
-      title=${chat.title}>${chat.title}</button>
+      title=${chat.source === "api" ? `${chat.title} (a conversation of the OpenAI API, /v1)` : chat.title}
+      >${chat.source === "api" ? html`<span class="source-tag" aria-label="From the API">API</span>` : null}${chat.title}</button>
     <span class="chat-actions">
       <button type="button" class="icon-btn" aria-label=${`Rename ${chat.title}`} title="Rename"
         onClick=${() => setMode("rename")}>✎</button>

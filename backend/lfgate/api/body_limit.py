@@ -22,7 +22,7 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         body, more = bytearray(), True
         while more:
@@ -32,7 +32,7 @@ class BodyLimit:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.max_bytes:
-                await self._refuse(send)
+                await self._refuse(scope, send)
                 return
         replayed = False
 
@@ -45,9 +45,14 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": {"code": "body_too_large", "message":
-                           f"request body over {self.max_bytes} bytes"}}).encode()
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        message = f"request body over {self.max_bytes} bytes (MAX_REQUEST_BYTES)"
+        if str(scope.get("path", "")).startswith("/v1/"):  # in OpenAI's shape there
+            shaped = {"error": {"message": message, "type": "invalid_request_error",
+                                "param": None, "code": "body_too_large"}}
+        else:
+            shaped = {"detail": {"code": "body_too_large", "message": message}}
+        body = json.dumps(shaped).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})

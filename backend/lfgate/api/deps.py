@@ -38,9 +38,15 @@ def get_store(request: Request) -> ChatStore:
     return request.app.state.store
 
 
+def get_started_at(request: Request) -> int:
+    """When this gateway started (epoch seconds): a base model's `created` in /v1/models."""
+    return request.app.state.started_at
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 BoxDep = Annotated[Box, Depends(get_box)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 DiscoveryDep = Annotated[Discovery, Depends(get_discovery)]
 TurnsDep = Annotated[ChatTurns, Depends(get_turns)]
 StoreDep = Annotated[ChatStore, Depends(get_store)]
+StartedDep = Annotated[int, Depends(get_started_at)]

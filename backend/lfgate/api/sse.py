@@ -25,22 +25,30 @@ def sse_event(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=True)}\n\n"
 
 
-async def turn_stream(turn: Turn, turns: ChatTurns) -> AsyncIterator[str]:
-    """The turn's events as SSE; a client that goes away stops the reply on the box."""
+async def turn_events(turn: Turn, turns: ChatTurns) -> AsyncIterator[ApiEvent | None]:
+    """The turn's events until it ends, None for every KEEPALIVE_S without one; a client
+    that goes away (the generator closed early) stops the reply on the box."""
     try:
         while True:
             try:
                 item = await asyncio.wait_for(turn.events.get(), KEEPALIVE_S)
             except TimeoutError:
-                yield ": keep-alive\n\n"
+                yield None
                 continue
             if item is None:
                 return
-            yield sse_event(*item)
+            yield item
     finally:
         if not turn.finished:
             with contextlib.suppress(UnknownTurn):
                 await asyncio.shield(turns.stop(turn.id))
+
+
+async def turn_stream(turn: Turn, turns: ChatTurns) -> AsyncIterator[str]:
+    """The turn's events as SSE, with keep-alive comments."""
+    async with contextlib.aclosing(turn_events(turn, turns)) as events:
+        async for item in events:
+            yield ": keep-alive\n\n" if item is None else sse_event(*item)
 
 
 async def final_event(turn: Turn) -> ApiEvent:
@@ -52,13 +60,15 @@ async def final_event(turn: Turn) -> ApiEvent:
     return last
 
 
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
 async def turn_response(turn: Turn, turns: ChatTurns, *, stream: bool
                         ) -> StreamingResponse | ChatOut | JSONResponse:
     """SSE while the reply streams, or the whole reply as JSON once it is done."""
     if stream:
         return StreamingResponse(turn_stream(turn, turns), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache",
-                                          "X-Accel-Buffering": "no"})
+                                 headers=SSE_HEADERS)
     name, data = await final_event(turn)
     if name == "error":
         error = ErrorOut(code=data["code"], message=data["message"], hint=data.get("hint") or "")

@@ -1,0 +1,50 @@
+"""Bodies of the OpenAI-compatible /v1 API (docs/openai.md): the fields we honour are typed
+here, so a wrong type is a 400 naming it; what we do not honour is judged by
+lfgate.services.openai_requests."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: StrictBool = False
+
+
+class ChatCompletionIn(BaseModel):
+    # Extra fields are kept for the service to judge: ignored (user, metadata, ...),
+    # refused with their name (tools, n > 1, ...), or unknown (refused).
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=200)
+    messages: list[Any] = Field(min_length=1, max_length=10_000)
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    stop: Any = None  # a string or up to 4; checked where the message can say which
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    # LlamaFactory's own knobs, as extra body fields (the openai SDK's `extra_body`).
+    top_k: int | None = Field(default=None, ge=0)
+    repetition_penalty: float | None = Field(default=None, gt=0, le=10)
+    enable_thinking: StrictBool | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+
+
+class ModelCardOut(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    parent: str | None = None  # an adapter's base model id (as vLLM lists its LoRA modules)
+
+
+class ModelListOut(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCardOut]

@@ -1,0 +1,333 @@
+"""The OpenAI-compatible /v1 over the scripted box double (the real wrapper loop and protocol,
+no model): the official `openai` client's shapes and error classes, the SSE framing byte by
+byte, refusals that name their parameter, the token, stored API chats, stop strings, a
+client that goes away, and the concurrency bound. The real LlamaFactory path is in
+tests/test_openai_gateway.py."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.gateway_process import GatewayProcess
+from tests.rig.saves_tree import make_saves
+from tests.test_models_api import BASE, SCRIPTED_WRAPPER, Client, by_id, gateway
+
+ECHO = "Echo #1 from tiny-base + no adapter: hi there"
+HI = [{"role": "user", "content": "hi there"}]
+
+
+@pytest.fixture
+def saves(tmp_path: Path) -> Path:
+    make_saves(tmp_path / "saves", BASE)
+    return tmp_path / "saves"
+
+
+def sdk(http: httpx.AsyncClient, api_key: str = "sk-anything") -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url="http://gate/v1", api_key=api_key, http_client=http,
+                              max_retries=0)
+
+
+async def test_models_lists_every_usable_model_by_id(tmp_path, monkeypatch, saves):
+    async with Client(gateway(tmp_path, monkeypatch, adapter_dirs=str(saves))) as http:
+        await http.post("/api/models/refresh")
+        listing = (await http.get("/api/models")).json()
+        usable = {m["id"] for m in listing["models"] if m["usable"]}
+        broken = {m["id"] for m in listing["models"] if not m["usable"]}
+        assert broken, "the saves tree has a broken adapter, which /v1 must leave out"
+        models = [m async for m in sdk(http).models.list()]
+        assert {m.id for m in models} == usable
+        assert all(m.object == "model" and m.owned_by == "lfgate" and m.created > 0
+                   for m in models)
+        checkpoint = "tiny--lora--sft-b--checkpoint-100"
+        one = await sdk(http).models.retrieve(checkpoint)
+        assert one.id == checkpoint and one.parent == by_id(listing)[checkpoint]["base_id"]
+        with pytest.raises(openai.NotFoundError):
+            await sdk(http).models.retrieve("no-such-model")
+
+
+async def test_a_whole_completion_has_openais_shape_and_usage(tmp_path, monkeypatch):
+    async with Client(gateway(tmp_path, monkeypatch)) as http:
+        reply = await sdk(http).chat.completions.create(
+            model="default", messages=[{"role": "system", "content": "Be brief."}, *HI],
+            user="someone", metadata={"run": "eval-3"}, store=False, n=1, seed=7)
+        assert reply.object == "chat.completion" and reply.model == "default"
+        assert reply.id.startswith("chatcmpl-")
+        choice = reply.choices[0]
+        assert (choice.message.role, choice.message.content, choice.finish_reason) == (
+            "assistant", ECHO, "stop")
+        # The double counts a prompt word and a streamed chunk as one token each.
+        assert reply.usage.prompt_tokens == 4  # "hi there", "Be brief."
+        assert reply.usage.completion_tokens == 9
+        assert reply.usage.total_tokens == reply.usage.prompt_tokens + 9
+
+
+async def test_the_stream_is_framed_as_openai_frames_it(tmp_path, monkeypatch):
+    """Byte by byte: `data: <json>` blocks separated by a blank line, nothing else, a first
+    chunk with the role, one per piece, a last with finish_reason, the usage chunk, [DONE]."""
+    async with Client(gateway(tmp_path, monkeypatch)) as http:
+        response = await http.post("/v1/chat/completions", json={
+            "model": "default", "messages": HI, "stream": True,
+            "stream_options": {"include_usage": True}})
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        body = response.content
+        assert body.endswith(b"\n\ndata: [DONE]\n\n")
+        blocks = body.split(b"\n\n")
+        assert blocks[-1] == b""  # every block ends with a blank line
+        frames = blocks[:-1]
+        assert all(re.fullmatch(rb"data: [^\n]+", frame) for frame in frames), frames
+        chunks = [json.loads(frame[len(b"data: "):]) for frame in frames[:-1]]
+        ids = {c["id"] for c in chunks}
+        assert len(ids) == 1 and next(iter(ids)).startswith("chatcmpl-")
+        assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+        first, *pieces, last, usage = chunks
+        assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+        assert "".join(p["choices"][0]["delta"]["content"] for p in pieces) == ECHO
+        assert all(p["choices"][0]["finish_reason"] is None for p in [first, *pieces])
+        assert last["choices"][0] == {"index": 0, "delta": {}, "logprobs": None,
+                                      "finish_reason": "stop"}
+        assert all(c["usage"] is None for c in [first, *pieces, last])
+        assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == len(pieces)
+
+
+async def test_the_sdk_streams_and_stops_at_a_stop_string(tmp_path, monkeypatch):
+    async with Client(gateway(tmp_path, monkeypatch)) as http:
+        stream = await sdk(http).chat.completions.create(model="default", messages=HI,
+                                                         stream=True)
+        text = "".join([c.choices[0].delta.content or "" async for c in stream])
+        assert text == ECHO
+        # "tiny" arrives split over two chunks ("from tin", "y-ba"): held back, never sent.
+        stream = await sdk(http).chat.completions.create(
+            model="default", messages=HI, stream=True, stop=["tiny", "never"])
+        chunks = [c async for c in stream]
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Echo #1 from "
+        assert chunks[-1].choices[0].finish_reason == "stop"
+        whole = await sdk(http).chat.completions.create(model="default", messages=HI,
+                                                        stop="#1")
+        assert whole.choices[0].message.content == "Echo "
+
+
+@pytest.mark.parametrize("extra, param", [
+    ({"n": 2}, "n"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+    ({"logprobs": True}, "logprobs"),
+    ({"presence_penalty": 0.5}, "presence_penalty"),
+    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"temprature": 0.2}, "temprature"),  # a typo is refused, not ignored
+    ({"temperature": "hot"}, "temperature"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]},
+     "messages[0].content[1]"),
+    ({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]},
+     "messages[1].role"),
+    ({"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}]},
+     "messages[1].role"),
+    ({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
+     "messages"),
+])
+async def test_what_cannot_be_honoured_is_a_400_naming_it(tmp_path, monkeypatch, extra, param):
+    async with Client(gateway(tmp_path, monkeypatch)) as http:
+        extra = dict(extra)
+        messages = extra.pop("messages", HI)
+        with pytest.raises(openai.BadRequestError) as error:  # sent as the client sends it
+            await sdk(http).chat.completions.create(model="default", messages=messages,
+                                                    extra_body=extra)
+        assert error.value.status_code == 400
+        assert error.value.param == param and param in error.value.message
+        assert error.value.type == "invalid_request_error"
+        # Nothing half-done: the gateway still answers.
+        ok = await sdk(http).chat.completions.create(model="default", messages=HI)
+        assert ok.choices[0].message.content == ECHO
+
+
+async def test_content_parts_system_and_history_reach_the_box(tmp_path, monkeypatch):
+    async with Client(gateway(tmp_path, monkeypatch)) as http:
+        reply = await sdk(http).chat.completions.create(model="default", messages=[
+            {"role": "developer", "content": "Be brief."},
+            {"role": "user", "content": "one"},
+            {"role": "assistant", "content": "Echo #1 ..."},
+            {"role": "user", "content": [{"type": "text", "text": "two"},
+                                         {"type": "text", "text": "parts"}]}])
+        assert reply.choices[0].message.content == (
+            "Echo #2 from tiny-base + no adapter: two\nparts")
+
+
+async def test_an_unknown_model_is_a_404_in_openais_shape(tmp_path, monkeypatch):
+    async with Client(gateway(tmp_path, monkeypatch)) as http:
+        response = await http.post("/v1/chat/completions",
+                                   json={"model": "nope", "messages": HI})
+        assert response.status_code == 404
+        error = response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        assert error["code"] == "unknown_model" and "nope" in error["message"]
+        with pytest.raises(openai.NotFoundError):
+            await sdk(http).chat.completions.create(model="nope", messages=HI, stream=True)
+        assert (await http.get("/v1/no-such-route")).json()["error"]["type"] == \
+            "not_found_error"
+
+
+async def test_a_box_that_cannot_serve_is_a_503_with_its_reason(tmp_path, monkeypatch):
+    app = gateway(tmp_path, monkeypatch, base_model_path="/models/broken-base")
+    async with Client(app) as http:
+        for stream in (False, True):
+            with pytest.raises(openai.InternalServerError) as error:
+                await sdk(http).chat.completions.create(model="default", messages=HI,
+                                                        stream=stream)
+            assert error.value.status_code == 503
+            assert "base model path not found on the box: /models/broken-base" in \
+                error.value.message
+            assert error.value.code == "model_not_found"
+
+
+async def test_gateway_token_is_required_when_set(tmp_path, monkeypatch):
+    app = gateway(tmp_path, monkeypatch, gateway_token="s3cret-token")
+    async with Client(app) as http:
+        for key in ("wrong", "s3cret-tokenX", "s3cret-toke"):
+            with pytest.raises(openai.AuthenticationError) as error:
+                await sdk(http, api_key=key).models.list()
+            assert "s3cret" not in error.value.message
+        with pytest.raises(openai.AuthenticationError):
+            await sdk(http, api_key="wrong").chat.completions.create(model="default",
+                                                                    messages=HI)
+        assert (await http.get("/v1/models")).status_code == 401  # no header at all
+        reply = await sdk(http, api_key="s3cret-token").chat.completions.create(
+            model="default", messages=HI)
+        assert reply.choices[0].message.content == ECHO
+    # Without a token, any key (clients insist on one) is accepted.
+    async with Client(gateway(tmp_path, monkeypatch)) as http:
+        assert [m.id async for m in sdk(http, api_key="whatever").models.list()]
+
+
+async def test_api_chats_are_kept_only_when_asked(tmp_path, monkeypatch):
+    async with Client(gateway(tmp_path, monkeypatch)) as http:
+        await sdk(http).chat.completions.create(model="default", messages=HI)
+        assert (await http.get("/api/chats")).json()["chats"] == []
+    async with Client(gateway(tmp_path, monkeypatch, store_api_chats=True)) as http:
+        client = sdk(http)
+        system = {"role": "system", "content": "Be brief."}
+        first = await client.chat.completions.with_raw_response.create(
+            model="default", messages=[system, *HI])
+        chat_id = first.headers["x-lfgate-chat-id"]
+        answer = first.parse().choices[0].message.content
+        # The client's next request sends it all again: the same chat continues.
+        history = [system, *HI, {"role": "assistant", "content": answer}]
+        second = await client.chat.completions.with_raw_response.create(
+            model="default", messages=[*history, {"role": "user", "content": "and more"}],
+            stream=True)
+        assert second.headers["x-lfgate-chat-id"] == chat_id
+        _ = [c async for c in second.parse()]
+        # A history the gateway did not write (few-shot, edited) is a chat of its own.
+        other = await client.chat.completions.with_raw_response.create(
+            model="default", messages=[system, {"role": "user", "content": "q"},
+                                       {"role": "assistant", "content": "written by me"},
+                                       {"role": "user", "content": "hi there"}])
+        assert other.headers["x-lfgate-chat-id"] != chat_id
+
+        chats = {c["id"]: c for c in (await http.get("/api/chats")).json()["chats"]}
+        assert chats[chat_id]["source"] == "api" and chats[chat_id]["title"] == "hi there"
+        kept = (await http.get(f"/api/chats/{chat_id}")).json()
+        assert kept["system"] == "Be brief."
+        branch = [(m["role"], m["content"], m["status"]) for m in kept["messages"]]
+        assert branch == [("user", "hi there", "complete"), ("assistant", answer, "complete"),
+                          ("user", "and more", "complete"),
+                          ("assistant", "Echo #2 from tiny-base + no adapter: and more",
+                           "complete")]
+        assert kept["messages"][-1]["provenance"]["model"] == "default"
+        copied = (await http.get(f"/api/chats/{other.headers['x-lfgate-chat-id']}")).json()
+        assert [m["content"] for m in copied["messages"]][:2] == ["q", "written by me"]
+
+
+@pytest.fixture
+def slow_gateway(tmp_path: Path):
+    """A real `lfgate serve` (a client's disconnect is seen only over a real socket) on the
+    double, with replies that take seconds (400 chunks, 20 ms apart) and a bound of two."""
+    env = {"SSH_HOST": "", "CHAT_MODE": "script", "CHAT_SCRIPT_PATH": str(SCRIPTED_WRAPPER),
+           "REMOTE_PYTHON": sys.executable, "BASE_MODEL_PATH": BASE, "TEMPLATE": "qwen",
+           "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'gate.db'}",
+           "RESCAN_INTERVAL": "0", "STORE_API_CHATS": "true", "MAX_CONCURRENT_TURNS": "2",
+           "LFGATE_SCRIPTED_DELAY_S": "0.02", "LFGATE_SCRIPTED_LOAD_S": "0.05"}
+    gw = GatewayProcess(env, tmp_path)
+    yield gw
+    assert gw.stop(), gw.log.read_text()[-3000:]
+
+
+LONG = [{"role": "user", "content": "a long one please"}]
+
+
+def _wait(check, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "the state never came"
+        time.sleep(0.05)
+
+
+def test_a_client_that_goes_away_stops_the_reply_on_the_box(slow_gateway):
+    gw = slow_gateway
+    with gw.http.stream("POST", "/v1/chat/completions", json={
+            "model": "default", "messages": LONG, "stream": True}) as response:
+        chat_id = response.headers["x-lfgate-chat-id"]
+        got = ""
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                got += json.loads(line[6:])["choices"][0]["delta"].get("content", "")
+            if "sentence 2 " in got:
+                break
+    # The connection is closed here, after the first sentences: the box stops, and the reply
+    # is kept as stopped with what was made, far short of the scripted 400 chunks.
+
+    def last_reply() -> dict:
+        return gw.http.get(f"/api/chats/{chat_id}").json()["messages"][-1]
+
+    _wait(lambda: last_reply()["provenance"] is not None)
+    reply = last_reply()
+    assert reply["status"] == "stopped" and reply["provenance"]["finish_reason"] == "stopped"
+    assert reply["content"].startswith(got) and "sentence 60 " not in reply["content"]
+
+
+def test_more_replies_than_the_bound_get_a_429_with_retry_after(slow_gateway):
+    gw = slow_gateway
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="sk-x", max_retries=0)
+    streams = [client.chat.completions.create(model="default", messages=LONG, stream=True)
+               for _ in range(2)]
+    for stream in streams:  # both are being answered (one by the box, one queued)
+        next(iter(stream))
+    with pytest.raises(openai.RateLimitError) as error:
+        client.chat.completions.create(model="default", messages=HI)
+    assert error.value.response.headers["retry-after"] == "2"
+    assert "MAX_CONCURRENT_TURNS" in error.value.message
+    busy = gw.http.post("/api/chat", json={"message": "hi", "stream": False})
+    assert busy.status_code == 429 and busy.headers["retry-after"] == "2"
+    for stream in streams:
+        stream.close()
+    _wait(lambda: gw.http.get("/api/models/default/status").json()["active_turns"] == 0)
+    reply = client.chat.completions.create(model="default", messages=HI)
+    assert reply.choices[0].message.content == ECHO
+
+
+async def test_cli_mode_refuses_a_seed_it_cannot_honour(tmp_path, monkeypatch):
+    async with Client(gateway(tmp_path, monkeypatch, mode="cli")) as http:
+        with pytest.raises(openai.BadRequestError) as error:
+            await sdk(http).chat.completions.create(model="default", messages=HI, seed=3)
+        assert error.value.param == "seed" and "CLI mode" in error.value.message
+        reply = await sdk(http).chat.completions.create(model="default", messages=HI)
+        assert reply.choices[0].message.content == ECHO
+
+
+async def test_an_oversized_body_is_a_413_in_openais_shape(tmp_path, monkeypatch):
+    async with Client(gateway(tmp_path, monkeypatch, max_request_bytes=4096)) as http:
+        big = [{"role": "user", "content": "x" * 5000}]
+        with pytest.raises(openai.APIStatusError) as error:
+            await sdk(http).chat.completions.create(model="default", messages=big)
+        assert error.value.status_code == 413
+        assert error.value.code == "body_too_large" and "MAX_REQUEST_BYTES" in \
+            error.value.message
