@@ -77,6 +77,84 @@ def _strip_adapter_layers(model: Any) -> None:
             setattr(parent, child, module.get_base_layer())
 
 
+class _BatchRow:
+    """One row of a batch: its turn, its tokens so far, and what it has streamed."""
+
+    def __init__(self, turn: Turn, tokenizer: Any, gen_kwargs: dict[str, Any]) -> None:
+        self.turn = turn
+        self.tokenizer = tokenizer
+        self.gen_kwargs = gen_kwargs
+        self.prompt = gen_kwargs["inputs"]
+        eos = gen_kwargs["generation_config"].eos_token_id
+        self.eos_ids: list[int] = list(eos) if isinstance(eos, (list, tuple)) else [eos]
+        self._skip_special = getattr(gen_kwargs["generation_config"], "skip_special_tokens",
+                                     True)
+        self.ids: list[int] = []
+        self.shown = 0  # characters of the decoded text already streamed
+        self.done = False
+        self.hit_eos = False
+        self.first_token_at: float | None = None
+        self.last_token_at: float | None = None
+
+    def take(self, token: int) -> None:
+        if self.done:
+            return  # HF pads finished rows
+        if self.turn.cancelled.is_set():
+            self.done = True
+            return
+        now = time.monotonic()
+        self.first_token_at = self.first_token_at or now
+        self.last_token_at = now
+        if token in self.eos_ids:
+            self.done = self.hit_eos = True
+            return
+        self.ids.append(token)
+        self._show(final=False)
+
+    def _show(self, final: bool) -> None:
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=self._skip_special)
+        if not final and text.endswith("\ufffd"):
+            return  # a character cut between tokens: wait for the rest of it
+        if len(text) > self.shown:
+            self.turn.emit_text(text[self.shown:])
+            self.shown = len(text)
+
+    def finish(self) -> None:
+        if not self.turn.cancelled.is_set():
+            self._show(final=True)
+
+    def outcome(self, params: dict[str, Any]) -> ChatOutcome:
+        """Finish reasons as for one chat; the token count is what the row made."""
+        tokens = len(self.ids) + (1 if self.hit_eos else 0)
+        if self.turn.cancelled.is_set():
+            finish = wp.FINISH_STOPPED
+        else:
+            finish = wp.FINISH_STOP if self.hit_eos else wp.FINISH_LENGTH
+        return ChatOutcome(self.tokenizer.decode(self.ids, skip_special_tokens=self._skip_special),
+                           finish, tokens, self.first_token_at, self.last_token_at,
+                           int(self.prompt.shape[-1]))
+
+
+class _BatchStreamer:
+    """A transformers streamer for a batch: `put` gets the prompt once, then one token per
+    row per step."""
+
+    def __init__(self, rows: list[_BatchRow]) -> None:
+        self._rows = rows
+        self._prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        for row, token in zip(self._rows, value.reshape(-1).tolist(), strict=True):
+            row.take(int(token))
+
+    def end(self) -> None:
+        for row in self._rows:
+            row.finish()
+
+
 class ScriptEngine:
     """One `ChatModel` kept in memory; every turn sends the whole history and its own params.
 
@@ -312,6 +390,78 @@ class ScriptEngine:
             tokens = record.tokens_before_cancel  # what the user got of a stopped reply
         return ChatOutcome("".join(parts), finish, tokens, record.first_token_at,
                            record.last_token_at, record.prompt_tokens)
+
+    # -- several chats in one generate call (protocol 4) ----------------------------------
+
+    def chat_batch(self, turns: list[Turn], params: dict[str, Any]) -> list[ChatOutcome]:
+        """Answer every turn with one `generate` call: each row its own prompt (built with
+        its own template, left-padded), its own adapter (peft's mixed-adapter batch, the base
+        as `__base__`), streamed to its own turn and stoppable alone. transformers'
+        TextIteratorStreamer takes one row only, so a streamer of ours splits each step's
+        tokens by row."""
+        import torch
+        from llamafactory.chat.hf_engine import HuggingfaceEngine
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        if self._chat_model is None:
+            raise wp.WrapperError(wp.E_NOT_LOADED, "no model is loaded")
+        engine = self._chat_model.engine
+        kwargs = {key: params[key] for key in _GEN_KEYS if key in params}
+        rows: list[_BatchRow] = []
+        for turn in turns:
+            tokenizer, template = self._template(turn.template or self._model_spec["template"])
+            thinking = getattr(template, "enable_thinking", None)
+            if "enable_thinking" in params:
+                template.enable_thinking = params["enable_thinking"]
+            try:
+                gen_kwargs, _ = HuggingfaceEngine._process_args(
+                    engine.model, tokenizer, engine.processor, template,
+                    engine.generating_args, turn.messages, params.get("system"), None, None,
+                    None, None, dict(kwargs))
+            finally:
+                template.enable_thinking = thinking
+            rows.append(_BatchRow(turn, tokenizer, gen_kwargs))
+        width = max(row.prompt.shape[-1] for row in rows)
+        pad_id = rows[0].tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = rows[0].eos_ids[0]
+        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for index, row in enumerate(rows):
+            length = row.prompt.shape[-1]
+            input_ids[index, width - length:] = row.prompt[0].cpu()
+            attention[index, width - length:] = 1
+        config = copy.deepcopy(rows[0].gen_kwargs["generation_config"])
+        config.eos_token_id = sorted({eos for row in rows for eos in row.eos_ids})
+        config.pad_token_id = pad_id
+
+        class _RowsDone(StoppingCriteria):
+            """Per row: done once it ended, or when its turn is cancelled (the others go
+            on); generation ends when every row is done."""
+
+            def __call__(self, ids: Any, scores: Any, **_: Any) -> Any:
+                return torch.tensor([row.done or row.turn.cancelled.is_set() for row in rows],
+                                    device=ids.device)
+
+        model = engine.model
+        call: dict[str, Any] = {}
+        if self._peft is not None:
+            self._peft.base_model.enable_adapter_layers()
+            call["adapter_names"] = [
+                "__base__" if row.turn.adapter is None else self._names[row.turn.adapter]
+                for row in rows]
+        if "seed" in params:
+            from transformers import set_seed
+
+            set_seed(params["seed"])
+        self._cancel.clear()
+        self._record = _GenerationRecord()
+        with torch.inference_mode():
+            model.generate(input_ids=input_ids.to(model.device),
+                           attention_mask=attention.to(model.device), generation_config=config,
+                           streamer=_BatchStreamer(rows),
+                           stopping_criteria=StoppingCriteriaList([_RowsDone()]), **call)
+        return [row.outcome(params) for row in rows]
 
     def _forward_cancel(self, turn: Turn) -> None:
         """Stop generation as soon as the turn is cancelled, even before the next chunk."""

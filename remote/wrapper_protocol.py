@@ -13,8 +13,9 @@ from typing import Any
 
 # 2: adapters on a loaded base, chosen per chat (load_adapter, ...).
 # 3: params `stop` and `seed`; done's usage carries prompt_tokens.
-PROTOCOL_VERSION = 3
-WRAPPER_VERSION = "0.3.0"
+# 4: chat_batch: several chats (rows) answered by one generate call on the loaded base.
+PROTOCOL_VERSION = 4
+WRAPPER_VERSION = "0.4.0"
 
 # Commands (gateway -> wrapper).
 OP_LOAD = "load"  # {"op", "model": ModelSpec, "params"?, "timeout_s"?, "max_adapters"?}
@@ -24,7 +25,12 @@ OP_UNLOAD = "unload"  # {"op"}
 OP_PING = "ping"  # {"op", "id"?}
 OP_LOAD_ADAPTER = "load_adapter"  # {"op", "id"?, "path"}: onto the loaded base, unmerged
 OP_UNLOAD_ADAPTER = "unload_adapter"  # {"op", "id"?, "path"}
-OPS = (OP_LOAD, OP_CHAT, OP_CANCEL, OP_UNLOAD, OP_PING, OP_LOAD_ADAPTER, OP_UNLOAD_ADAPTER)
+# {"op", "id", "rows": [{"id", "messages", "adapter"?, "template"?}], "params"?}: every row
+# a chat of its own (its own events under its id; `cancel` stops one row), one generate call.
+OP_CHAT_BATCH = "chat_batch"
+OPS = (OP_LOAD, OP_CHAT, OP_CANCEL, OP_UNLOAD, OP_PING, OP_LOAD_ADAPTER, OP_UNLOAD_ADAPTER,
+       OP_CHAT_BATCH)
+MAX_BATCH_ROWS = 8
 
 # Events (wrapper -> gateway).
 EV_HELLO = "hello"  # {"event", "protocol", "wrapper", "mode", "python", "pid", "features"}
@@ -41,6 +47,7 @@ EV_ADAPTER_UNLOADED = "adapter_unloaded"  # {"event", "id"?, "path", "held"}
 
 # What a wrapper can do beyond protocol 1 (hello's "features").
 FEATURE_ADAPTERS = "adapters"  # serves a loaded base's adapters per chat (script mode, LoRA)
+FEATURE_BATCH = "batch"  # answers chat_batch (script mode, Hugging Face engine)
 
 # finish_reason values in EV_DONE.
 FINISH_STOP = "stop"  # the model ended its reply
@@ -256,3 +263,13 @@ def check_adapter_choice(command: dict[str, Any]) -> tuple[bool, str | None, str
     if template is not None and (not isinstance(template, str) or not template.strip()):
         raise WrapperError(E_BAD_REQUEST, "template must be a non-empty template name")
     return chosen, adapter, template
+
+
+def check_batch_rows(rows: Any) -> list[dict[str, Any]]:
+    """A chat_batch's rows: 1 to MAX_BATCH_ROWS chats with distinct string ids."""
+    if not isinstance(rows, list) or not 1 <= len(rows) <= MAX_BATCH_ROWS:
+        raise WrapperError(E_BAD_REQUEST, f"rows must be a list of 1 to {MAX_BATCH_ROWS} chats")
+    ids = [row.get("id") if isinstance(row, dict) else None for row in rows]
+    if not all(isinstance(i, str) and i for i in ids) or len(set(ids)) != len(ids):
+        raise WrapperError(E_BAD_REQUEST, "every row needs its own string id")
+    return rows

@@ -355,7 +355,7 @@ class WrapperServer:
         self._stdin = stdin
         self._commands: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._lock = threading.Lock()
-        self._current: Turn | None = None
+        self._current: dict[str, Turn] = {}  # the turns being answered (a batch: several)
         self._cancelled_ids: list[str] = []
         self._closing = threading.Event()
         self._state = "unloaded"
@@ -384,6 +384,8 @@ class WrapperServer:
     def run(self) -> None:
         offers = getattr(self._engine, "offers_adapters", hasattr(self._engine, "load_adapter"))
         features = [wp.FEATURE_ADAPTERS] if offers else []
+        if offers and hasattr(self._engine, "chat_batch"):
+            features.append(wp.FEATURE_BATCH)
         self._wire.send({
             "event": wp.EV_HELLO,
             "protocol": wp.PROTOCOL_VERSION,
@@ -404,8 +406,8 @@ class WrapperServer:
         """Called on EOF or a signal: abandon queued work and stop the reply in flight."""
         self._closing.set()
         with self._lock:
-            if self._current is not None:
-                self._current.cancelled.set()
+            for turn in self._current.values():
+                turn.cancelled.set()
         self._commands.put(None)
 
     def _read_commands(self) -> None:
@@ -431,8 +433,8 @@ class WrapperServer:
 
     def _cancel(self, turn_id: str) -> None:
         with self._lock:
-            if self._current is not None and self._current.id == turn_id:
-                self._current.cancelled.set()
+            if turn_id in self._current:
+                self._current[turn_id].cancelled.set()
                 return
             self._cancelled_ids.append(turn_id)
             del self._cancelled_ids[:-_MAX_REMEMBERED_CANCELS]
@@ -445,6 +447,8 @@ class WrapperServer:
                 self._load(command)
             elif op == wp.OP_CHAT:
                 self._chat(command)
+            elif op == wp.OP_CHAT_BATCH:
+                self._chat_batch(command)
             elif op == wp.OP_UNLOAD:
                 self._engine.unload()
                 self._shelf.forget()
@@ -531,7 +535,7 @@ class WrapperServer:
             if turn_id in self._cancelled_ids:
                 self._cancelled_ids.remove(turn_id)
                 turn.cancelled.set()
-            self._current = turn
+            self._current[turn_id] = turn
         try:
             if turn.cancelled.is_set():
                 outcome = ChatOutcome("", wp.FINISH_STOPPED)
@@ -542,13 +546,17 @@ class WrapperServer:
                 outcome = self._engine.chat(turn)
         finally:
             with self._lock:
-                self._current = None
+                self._current.pop(turn_id, None)
             if self._state == "busy":
                 self._state = "ready"
+        self._wire.send(self._done(turn, outcome))
+
+    def _done(self, turn: Turn, outcome: ChatOutcome,
+              batch: dict[str, Any] | None = None) -> dict[str, Any]:
         content, finish = turn.finish_text(outcome)
         done: dict[str, Any] = {
             "event": wp.EV_DONE,
-            "id": turn_id,
+            "id": turn.id,
             "content": content,
             "finish_reason": finish,
             "timing": turn.timing(self._engine.load_seconds, outcome),
@@ -560,7 +568,60 @@ class WrapperServer:
         if turn.chosen:
             done["adapter"] = turn.adapter
             done["held"] = self.held()
-        self._wire.send(done)
+        if batch is not None:
+            done["batch"] = batch
+        return done
+
+    def _chat_batch(self, command: dict[str, Any]) -> None:
+        """Protocol 4: every row is a chat of its own (its events under its id, a cancel
+        stops that row alone), answered together by one generate call. A failure before or
+        during generation is every row's error."""
+        rows = wp.check_batch_rows(command.get("rows"))
+        params = wp.check_params(command.get("params"))
+        turns: list[Turn] = []
+        try:
+            if not hasattr(self._engine, "chat_batch") or not self._serves_adapters:
+                raise wp.WrapperError(wp.E_NOT_SUPPORTED, "this wrapper cannot answer a batch "
+                                      "(script mode on a base loaded without an adapter can)")
+            if self._state != "ready":
+                raise wp.WrapperError(wp.E_NOT_LOADED, "no model is loaded")
+            adapters = {row.get("adapter") for row in rows} - {None}
+            if len(adapters) > self._shelf.most:
+                raise wp.WrapperError(wp.E_BAD_REQUEST, f"the batch needs {len(adapters)} "
+                                      f"adapters at once; at most {self._shelf.most} are kept "
+                                      "(MAX_LOADED_ADAPTERS)")
+            for row in rows:
+                turn = Turn(row["id"], wp.check_messages(row.get("messages")), params,
+                            self._wire.send)
+                self._choose(turn, {k: row[k] for k in ("adapter", "template") if k in row}
+                             or {"adapter": None})
+                turns.append(turn)
+        except wp.WrapperError as exc:
+            for row in rows:
+                self._wire.send(exc.event(row["id"]))
+            return
+        with self._lock:
+            for turn in turns:
+                if turn.id in self._cancelled_ids:
+                    self._cancelled_ids.remove(turn.id)
+                    turn.cancelled.set()
+                self._current[turn.id] = turn
+        self._state = "busy"
+        try:
+            outcomes = self._engine.chat_batch(turns, params)
+        except Exception as exc:
+            error = unexpected_error(exc, wp.E_GENERATION_FAILED)
+            for turn in turns:
+                self._wire.send(error.event(turn.id))
+            return
+        finally:
+            with self._lock:
+                for turn in turns:
+                    self._current.pop(turn.id, None)
+            self._state = "ready"
+        batch = {"id": command.get("id"), "rows": len(turns)}
+        for turn, outcome in zip(turns, outcomes, strict=True):
+            self._wire.send(self._done(turn, outcome, batch))
 
 
 ONE_SHOT_HINT = ("Pass one JSON object, quoted for your shell, e.g. "

@@ -110,6 +110,13 @@ class WrapperProcess:
         records = [json.loads(line) for line in self.spy.read_text().splitlines()]
         return [record for record in records if not record.get("end")]
 
+    def generate_calls(self) -> list[dict[str, Any]]:
+        """Every `generate` call the model saw, with its batch size (`rows`)."""
+        path = self.spy.with_name(self.spy.name + ".generate.jsonl")
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
     def close(self, timeout: float = 30) -> int:
         if self.proc.stdin and not self.proc.stdin.closed:
             self.proc.stdin.close()

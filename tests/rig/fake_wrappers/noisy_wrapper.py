@@ -7,7 +7,7 @@ import sys
 for _ in range(5 * 1024):
     sys.stderr.write("x" * 1023 + "\n")
 sys.stderr.flush()
-print(json.dumps({"event": "hello", "protocol": 3, "wrapper": "noisy", "mode": "script",
+print(json.dumps({"event": "hello", "protocol": 4, "wrapper": "noisy", "mode": "script",
                   "python": "3", "pid": 0}), flush=True)
 for line in sys.stdin:
     command = json.loads(line)

@@ -243,6 +243,39 @@ class ScriptedEngine:
             raise wp.WrapperError(wp.E_GENERATION_FAILED, ERROR_MESSAGE)
         return ChatOutcome("".join(sent), wp.FINISH_STOP, len(sent), prompt_tokens=prompt)
 
+    def chat_batch(self, turns: list[Turn], params: dict[str, Any]) -> list[ChatOutcome]:
+        """Protocol 4: the rows' scripted replies, a chunk of each in turn per step (as one
+        generate call streams them), each row stoppable alone."""
+        if self._model is None:
+            raise wp.WrapperError(wp.E_NOT_LOADED, "no model is loaded")
+        if any("error" in turn.messages[-1]["content"].lower() for turn in turns):
+            raise wp.WrapperError(wp.E_GENERATION_FAILED, ERROR_MESSAGE)
+        limit = params.get("max_new_tokens")
+        scripts = [self.script(turn.messages, turn)[0] for turn in turns]
+        sent: list[list[str]] = [[] for _ in turns]
+        ended = [False] * len(turns)
+        step = 0
+        while not all(ended):
+            time.sleep(self._delay_s)
+            for index, (turn, pieces) in enumerate(zip(turns, scripts, strict=True)):
+                if ended[index]:
+                    continue
+                if turn.cancelled.is_set() or step >= len(pieces) or (
+                        limit is not None and step >= limit):
+                    ended[index] = True
+                    continue
+                turn.emit_text(pieces[step])
+                sent[index].append(pieces[step])
+            step += 1
+        outcomes = []
+        for turn, pieces, done in zip(turns, scripts, sent, strict=True):
+            finish = (wp.FINISH_STOPPED if turn.cancelled.is_set() else wp.FINISH_LENGTH
+                      if len(done) < len(pieces) else wp.FINISH_STOP)
+            prompt = sum(len(m["content"].split()) for m in turn.messages)
+            outcomes.append(ChatOutcome("".join(done), finish, len(done),
+                                        prompt_tokens=prompt))
+        return outcomes
+
     def unload(self) -> None:
         self._model = None
 

@@ -53,9 +53,11 @@ def _patch(chat_model_class):
     chat_model_class.stream_chat = stream_chat
 
 
-def _pace_generation():
-    """One sleep per generated token, inside generate's loop (a stopping criterion that never
-    stops), so the generation thread itself is slower, not just the reader."""
+def _watch_generation():
+    """Record every `generate` call and its batch size (in <spy>.generate.jsonl, apart from
+    the chat records), so a test can prove one call served several chats; with a pace, one
+    sleep per generated token inside generate's loop (a stopping criterion that never stops),
+    so the generation thread itself is slower, not just the reader."""
     from transformers import StoppingCriteria, StoppingCriteriaList
     from transformers.generation.utils import GenerationMixin
 
@@ -67,8 +69,14 @@ def _pace_generation():
     original = GenerationMixin.generate
 
     def generate(self, *args, **kwargs):
-        criteria = list(kwargs.get("stopping_criteria") or [])
-        kwargs["stopping_criteria"] = StoppingCriteriaList([*criteria, _Pace()])
+        inputs = kwargs.get("input_ids", kwargs.get("inputs", args[0] if args else None))
+        if _SPY:
+            with open(_SPY + ".generate.jsonl", "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"pid": os.getpid(), "rows": int(inputs.shape[0])
+                                         if hasattr(inputs, "shape") else None}) + "\n")
+        if _PACE_S:
+            criteria = list(kwargs.get("stopping_criteria") or [])
+            kwargs["stopping_criteria"] = StoppingCriteriaList([*criteria, _Pace()])
         return original(self, *args, **kwargs)
 
     GenerationMixin.generate = generate
@@ -85,8 +93,7 @@ class _ChatModelFinder(importlib.abc.MetaPathFinder):
         def exec_and_patch(module):
             exec_module(module)
             _patch(module.ChatModel)
-            if _PACE_S:
-                _pace_generation()
+            _watch_generation()
 
         spec.loader.exec_module = exec_and_patch
         return spec

@@ -1,0 +1,120 @@
+"""Protocol 4 against the real LlamaFactory: several chats answered by one `generate` call on
+one loaded base, each row its own adapter (or the base), template and history, streamed to
+its own id and stoppable alone. Every greedy row must equal the same chat asked alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from lfgate.remote import wrapper_protocol as wp
+from tests.wrapper_process import WrapperProcess
+
+pytestmark = pytest.mark.box
+
+GREEDY = {"temperature": 0, "max_new_tokens": 24}
+ASK = [{"role": "user", "content": "Hello, how are you today?"}]
+LATER = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there."},
+         {"role": "user", "content": "Tell me about the sea."}]
+
+
+@pytest.fixture
+def shared(box_python, tiny, tmp_path):
+    wrapper = WrapperProcess(box_python, "script", tmp_path / "spy.jsonl")
+    ready = wrapper.load({"base_model_path": tiny["base"], "template": tiny["template"]})
+    assert ready["event"] == "ready", ready
+    yield wrapper
+    wrapper.kill()
+
+
+def run_batch(wrapper: WrapperProcess, rows: list[dict], params: dict,
+              stop_after: dict[str, int] | None = None) -> tuple[dict[str, dict], list[dict]]:
+    """Send a batch; `stop_after` cancels a row once it streamed that many deltas. Returns
+    each row's done (or error) and every event in order."""
+    wrapper.send({"op": wp.OP_CHAT_BATCH, "id": "b1", "rows": rows, "params": params})
+    ends: dict[str, dict] = {}
+    events: list[dict] = []
+    deltas: dict[str, int] = {}
+    while len(ends) < len(rows):
+        event = wrapper.next()
+        events.append(event)
+        if event["event"] == wp.EV_DELTA:
+            deltas[event["id"]] = deltas.get(event["id"], 0) + 1
+            if stop_after and deltas[event["id"]] == stop_after.get(event["id"]):
+                wrapper.send({"op": wp.OP_CANCEL, "id": event["id"]})
+        elif event["event"] in (wp.EV_DONE, wp.EV_ERROR):
+            ends[event["id"]] = event
+    return ends, events
+
+
+def alone(wrapper: WrapperProcess, turn_id: str, messages: list[dict], adapter: str | None,
+          template: str | None, params: dict) -> str:
+    command = {"op": "chat", "id": turn_id, "messages": messages, "params": params,
+               "adapter": adapter}
+    if template:
+        command["template"] = template
+    wrapper.send(command)
+    done, _ = wrapper.until("done", "error")
+    assert done["event"] == "done", done
+    return done["content"]
+
+
+def test_one_generate_call_answers_every_row_as_each_chat_alone_would(shared, tiny):
+    rows = [
+        {"id": "r-base", "messages": ASK, "adapter": None},
+        {"id": "r-a", "messages": ASK, "adapter": tiny["adapter"]},
+        {"id": "r-b", "messages": LATER, "adapter": tiny["adapter2"]},
+        {"id": "r-c", "messages": ASK, "adapter": tiny["adapter3"], "template": "default"},
+    ]
+    assert wp.FEATURE_BATCH in shared.hello["features"]
+    before = len(shared.generate_calls())
+    ends, events = run_batch(shared, rows, {**GREEDY, "system": "Be kind."})
+    calls = shared.generate_calls()[before:]
+    assert [c["rows"] for c in calls] == [4], calls  # one call served every row
+    for row in rows:
+        done = ends[row["id"]]
+        assert done["event"] == "done", done
+        streamed = "".join(e["text"] for e in events
+                           if e["event"] == wp.EV_DELTA and e["id"] == row["id"])
+        assert streamed == done["content"] and done["content"]
+        assert done["batch"] == {"id": "b1", "rows": 4}
+        assert done["usage"]["completion_tokens"] > 0 and done["usage"]["prompt_tokens"] > 0
+        assert done["finish_reason"] in (wp.FINISH_STOP, wp.FINISH_LENGTH)
+    assert ends["r-a"]["held"]["base_loads"] == 1
+    assert len({ends[r["id"]]["content"] for r in rows}) == 4
+    # Rows interleave: the stream is not one reply after another.
+    order = [e["id"] for e in events if e["event"] == wp.EV_DELTA]
+    assert order.index("r-c") < len(order) - order[::-1].index("r-base") - 1
+
+    for row in rows:
+        single = alone(shared, f"alone-{row['id']}", row["messages"], row["adapter"],
+                       row.get("template"), {**GREEDY, "system": "Be kind."})
+        assert single == ends[row["id"]]["content"], row["id"]
+
+
+def test_stopping_one_row_leaves_the_others_running(shared, tiny):
+    long = {"temperature": 0, "max_new_tokens": 200}
+    story = [{"role": "user", "content": "Tell me a very long story"}]
+    rows = [{"id": "keep-1", "messages": story, "adapter": None},
+            {"id": "stop-me", "messages": story, "adapter": tiny["adapter"]},
+            {"id": "keep-2", "messages": story, "adapter": tiny["adapter2"]}]
+    ends, events = run_batch(shared, rows, long, stop_after={"stop-me": 3})
+    assert ends["stop-me"]["finish_reason"] == wp.FINISH_STOPPED
+    stopped_text = ends["stop-me"]["content"]
+    assert stopped_text == "".join(e["text"] for e in events
+                                   if e["event"] == wp.EV_DELTA and e["id"] == "stop-me")
+    for kept in ("keep-1", "keep-2"):
+        assert ends[kept]["finish_reason"] in (wp.FINISH_STOP, wp.FINISH_LENGTH)
+        assert ends[kept]["usage"]["completion_tokens"] > ends["stop-me"]["usage"][
+            "completion_tokens"]
+        assert ends[kept]["content"] == alone(shared, f"alone-{kept}", story,
+                                              next(r["adapter"] for r in rows
+                                                   if r["id"] == kept), None, long)
+
+
+def test_a_bad_batch_is_every_rows_error_and_the_wrapper_goes_on(shared, tiny):
+    rows = [{"id": "x1", "messages": ASK, "adapter": None},
+            {"id": "x2", "messages": ASK, "adapter": "/nowhere/adapter"}]
+    ends, _ = run_batch(shared, rows, GREEDY)
+    assert {e["event"] for e in ends.values()} == {wp.EV_ERROR}
+    assert all(e["code"] == wp.E_ADAPTER_NOT_FOUND for e in ends.values())
+    assert alone(shared, "after", ASK, None, None, GREEDY)
