@@ -13,8 +13,9 @@ from typing import Any
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from lfgate.api.schemas import ChatOut, ErrorOut
-from lfgate.services.chat_turns import ApiEvent, ChatTurns, Turn
+from lfgate.services.chat_turns import ChatTurns
 from lfgate.services.errors import UnknownTurn
+from lfgate.services.turn_recorder import ApiEvent, Turn
 
 KEEPALIVE_S = 5.0
 

@@ -10,22 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from lfgate.box.errors import BoxError
-from lfgate.box.session import WrapperSession
 from lfgate.config import Settings
 from lfgate.remote import wrapper_protocol as wp
-from lfgate.services.api_conversations import ApiConversations, thread_digest
+from lfgate.services.api_conversations import ApiConversations
 from lfgate.services.errors import BadTurnRequest, ChatBusy, TooManyTurns, UnknownTurn
-from lfgate.services.model_catalog import ModelSpec
 from lfgate.services.model_registry import ModelRegistry
+from lfgate.services.turn_recorder import Turn, TurnRecorder
 from lfgate.storage.chat_store import ChatRecord, ChatStore, MessageRecord, new_id
 
-ApiEvent = tuple[str, dict[str, Any]]  # (SSE event name, its JSON data)
-SAVE_EVERY_S = 1.0  # a growing reply is written at least this often
 TITLE_CHARS = 60
 DEFAULT_TITLE = "New chat"  # a chat made without a title; its first message renames it
 
@@ -42,40 +37,13 @@ def model_history(branch: list[MessageRecord]) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.content} for m in branch]
 
 
-@dataclass
-class Turn:
-    id: str  # the reply's message id (a turn that is not stored: an id of its own)
-    chat_id: str | None  # None: not stored (an OpenAI API request, STORE_API_CHATS off)
-    model: str
-    spec: ModelSpec  # as it was when the turn began (a rescan may drop the model later)
-    exclusive: bool = True  # holds its chat (a page chat answers one message at a time)
-    thread: list[dict[str, str]] | None = None  # an API request's messages, to find it again
-    events: asyncio.Queue[ApiEvent | None] = field(default_factory=asyncio.Queue)
-    # Set once the box is serving the turn or has failed it: an API that must answer a box
-    # that is down with a status code waits for this before it starts a stream.
-    opened: asyncio.Event = field(default_factory=asyncio.Event)
-    error: dict[str, Any] | None = None
-    started: float = field(default_factory=time.monotonic)
-    finished: bool = False
-    stop_requested: bool = False
-    session: WrapperSession | None = None
-    task: asyncio.Task[None] | None = None
-    text: list[str] = field(default_factory=list)
-    notices: list[dict[str, str]] = field(default_factory=list)  # the box's `info` events
-
-    def emit(self, name: str, data: dict[str, Any]) -> None:
-        self.events.put_nowait((name, data))
-
-    def elapsed_ms(self) -> float:
-        return round((time.monotonic() - self.started) * 1000, 1)
-
-
 class ChatTurns:
     def __init__(self, registry: ModelRegistry, store: ChatStore, settings: Settings) -> None:
         self._registry = registry
         self._store = store
         self._settings = settings
         self._conversations = ApiConversations(store)
+        self._recorder = TurnRecorder(registry, store, settings)
         self._active: dict[str, Turn] = {}
         self._busy: set[str] = set()
 
@@ -199,7 +167,7 @@ class ChatTurns:
         turn.stop_requested = True
         # Stored as stopped at once, with what arrived: a page reloaded now (which stops the
         # reply) must not find it `streaming`. The box's `done` then writes the final text.
-        await self._save(turn, content="".join(turn.text), status="stopped")
+        await self._recorder.save(turn, content="".join(turn.text), status="stopped")
         if turn.session is not None:
             await turn.session.cancel(turn.id)
 
@@ -218,7 +186,7 @@ class ChatTurns:
             turn.session = served.session
             turn.opened.set()
             if turn.stop_requested:
-                await self._finish(turn, wp.FINISH_STOPPED, params, None, 0)
+                await self._recorder.finish(turn, wp.FINISH_STOPPED, params, 0)
             else:
                 served.slot.active_turns += 1
                 try:
@@ -227,12 +195,12 @@ class ChatTurns:
                     served.slot.active_turns -= 1
             final = True
         except BoxError as exc:
-            await self._fail(turn, exc.as_dict(), params)
+            await self._recorder.fail(turn, exc.as_dict(), params)
             final = True
         finally:
             if not final:  # cancelled (the gateway is shutting down): keep what arrived
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self._save(turn, content="".join(turn.text),
+                    await asyncio.shield(self._recorder.save(turn, content="".join(turn.text),
                                                     status="interrupted"))
             turn.finished = True
             turn.opened.set()
@@ -241,78 +209,8 @@ class ChatTurns:
                 self._busy.discard(turn.chat_id)
             turn.events.put_nowait(None)
 
-    async def _save(self, turn: Turn, **changes: Any) -> None:
-        """The reply as it stands, for a stored turn (an unstored API turn keeps nothing)."""
-        if turn.chat_id is not None:
-            await self._store.update_message(message_id=turn.id, **changes)
-
     async def _relay(self, turn: Turn, messages: list[dict[str, str]],
                      params: dict[str, Any], choice: dict[str, Any] | None) -> None:
         assert turn.session is not None
-        ttft_ms: float | None = None
-        saved_at = time.monotonic()
         async for event in turn.session.chat(turn.id, messages, params, choice):
-            kind = event["event"]
-            if kind == wp.EV_DELTA:
-                ttft_ms = ttft_ms if ttft_ms is not None else turn.elapsed_ms()
-                turn.text.append(event["text"])
-                turn.emit("delta", {"text": event["text"]})
-                if time.monotonic() - saved_at >= SAVE_EVERY_S:
-                    saved_at = time.monotonic()
-                    await self._save(turn, content="".join(turn.text))
-            elif kind == wp.EV_INFO:
-                notice = {"code": event["code"], "message": event["message"]}
-                turn.notices.append(notice)  # facts about this reply: kept in its provenance
-                turn.emit("info", notice)
-            elif kind == wp.EV_DONE:
-                turn.text = [event["content"]]
-                await self._finish(turn, event["finish_reason"], params, ttft_ms,
-                                   event["timing"].get("chunks", 0), event)
-            elif kind == wp.EV_ERROR:
-                await self._fail(turn, {"code": event.get("code"), "message": event.get(
-                    "message"), "hint": event.get("hint", "")}, params)
-
-    def _provenance(self, turn: Turn, params: dict[str, Any]) -> dict[str, Any]:
-        spec = turn.spec
-        hello = turn.session.hello if turn.session is not None else {}
-        facts = {} if spec.facts is None else {"run": spec.facts.run, "step": spec.facts.step}
-        return {
-            "model": turn.model, "mode": self._settings.chat_mode,
-            "host": self._settings.host_label, "base_model_path": spec.base_model_path,
-            "adapter_path": spec.adapter_path, "template": spec.template,
-            "finetuning_type": spec.finetuning_type, "infer_backend": spec.infer_backend,
-            "shared_base": self._registry.shares_base(spec), **facts,
-            "params": params, "wrapper_version": hello.get("wrapper"),
-            "protocol": hello.get("protocol"),
-            **({"notices": turn.notices} if turn.notices else {}),
-        }
-
-    async def _finish(self, turn: Turn, finish_reason: str, params: dict[str, Any],
-                      ttft_ms: float | None, chunks: int,
-                      box_event: dict[str, Any] | None = None) -> None:
-        content = "".join(turn.text)
-        done: dict[str, Any] = {
-            "content": content,
-            "finish_reason": finish_reason,
-            "timing": {"ttft_ms": ttft_ms, "total_ms": turn.elapsed_ms(), "chunks": chunks},
-        }
-        if box_event is not None:
-            done["box_timing"] = box_event.get("timing")
-            if "usage" in box_event:
-                done["usage"] = box_event["usage"]
-        provenance = {**self._provenance(turn, params), "finish_reason": finish_reason,
-                      **{k: done[k] for k in ("timing", "box_timing", "usage") if k in done}}
-        status = "stopped" if finish_reason == wp.FINISH_STOPPED else "complete"
-        digest = None
-        if turn.thread is not None and status == "complete":  # its next request finds it
-            digest = thread_digest(params.get("system"), [
-                *turn.thread, {"role": "assistant", "content": content}])
-        await self._save(turn, content=content, status=status, provenance=provenance,
-                         **({"thread_digest": digest} if digest else {}))
-        turn.emit("done", done)
-
-    async def _fail(self, turn: Turn, error: dict[str, Any], params: dict[str, Any]) -> None:
-        turn.error = error
-        await self._save(turn, content="".join(turn.text), status="error",
-                         provenance={**self._provenance(turn, params), "error": error})
-        turn.emit("error", error)
+            await self._recorder.on_event(turn, event, params)
