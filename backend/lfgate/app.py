@@ -21,19 +21,21 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lfgate import __version__
-from lfgate.api import chat, chats, health, models, openai_compat
+from lfgate.api import chat, chats, compare, health, models, openai_compat
 from lfgate.api.body_limit import BodyLimit
 from lfgate.api.openai_errors import is_v1, openai_error, validation_error
 from lfgate.box.errors import BoxError
 from lfgate.box.factory import open_box
 from lfgate.config import Settings
 from lfgate.services.chat_turns import ChatTurns
+from lfgate.services.compare import Compares
 from lfgate.services.discovery import Discovery
 from lfgate.services.errors import ServiceError, TooManyTurns
 from lfgate.services.model_registry import ModelRegistry
 from lfgate.storage.chat_store import ChatStore
 from lfgate.storage.database import open_database
 from lfgate.storage.errors import StorageError
+from lfgate.storage.vote_store import VoteStore
 
 logger = logging.getLogger("lfgate")
 
@@ -61,12 +63,16 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.registry = ModelRegistry(app.state.box, settings)
         app.state.discovery = Discovery(app.state.box, app.state.registry, settings)
         app.state.turns = ChatTurns(app.state.registry, app.state.store, settings)
+        app.state.votes = VoteStore(database)
+        app.state.compares = Compares(app.state.turns, app.state.registry, app.state.store,
+                                      app.state.votes)
         connecting = asyncio.create_task(_connect_in_background(app))
         try:
             yield
         finally:
             connecting.cancel()
             await app.state.discovery.close()
+            await app.state.compares.close()
             await app.state.turns.close()
             await app.state.registry.close()
             await app.state.box.close()
@@ -103,7 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
             return openai_error(exc.status_code, str(exc.detail), headers=exc.headers)
         return await http_exception_handler(request, exc)
 
-    for router in (health.router, models.router, chat.router, chats.router,
+    for router in (health.router, models.router, chat.router, chats.router, compare.router,
                    openai_compat.router):
         app.include_router(router)
     frontend = resources.files("lfgate.frontend")

@@ -9,9 +9,11 @@ from fastapi import Depends, Request
 from lfgate.box.box import Box
 from lfgate.config import Settings
 from lfgate.services.chat_turns import ChatTurns
+from lfgate.services.compare import Compares
 from lfgate.services.discovery import Discovery
 from lfgate.services.model_registry import ModelRegistry
 from lfgate.storage.chat_store import ChatStore
+from lfgate.storage.vote_store import VoteStore
 
 
 def get_settings(request: Request) -> Settings:
@@ -38,6 +40,14 @@ def get_store(request: Request) -> ChatStore:
     return request.app.state.store
 
 
+def get_compares(request: Request) -> Compares:
+    return request.app.state.compares
+
+
+def get_votes(request: Request) -> VoteStore:
+    return request.app.state.votes
+
+
 def get_started_at(request: Request) -> int:
     """When this gateway started (epoch seconds): a base model's `created` in /v1/models."""
     return request.app.state.started_at
@@ -50,3 +60,5 @@ DiscoveryDep = Annotated[Discovery, Depends(get_discovery)]
 TurnsDep = Annotated[ChatTurns, Depends(get_turns)]
 StoreDep = Annotated[ChatStore, Depends(get_store)]
 StartedDep = Annotated[int, Depends(get_started_at)]
+ComparesDep = Annotated[Compares, Depends(get_compares)]
+VotesDep = Annotated[VoteStore, Depends(get_votes)]

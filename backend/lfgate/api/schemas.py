@@ -163,6 +163,8 @@ class ChatSummaryOut(BaseModel):
     archived: bool
     model: str
     source: Literal["page", "api"] = "page"  # api: a /v1 conversation (STORE_API_CHATS)
+    # A compare chat: {"slots": [{"model", "leaf_id"}], "blind"}; null for a chat.
+    compare: dict[str, Any] | None = None
 
 
 class ChatsOut(BaseModel):
@@ -215,6 +217,7 @@ class ImportedChat(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     active_leaf_id: str | None = None
     source: Literal["page", "api"] = "page"
+    compare: dict[str, Any] | None = None
 
 
 class ImportedMessage(BaseModel):
@@ -247,3 +250,80 @@ class RegenerateIn(BaseModel):
 
 class EditIn(RegenerateIn):
     content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+
+
+class CompareIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    # 2 to 4 model ids, one per column; the same id twice shows sampling variance.
+    models: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=2, max_length=4)
+    params: GenParams = Field(default_factory=GenParams)
+    chat_id: str | None = Field(default=None, max_length=200)
+    blind: bool = False  # a new chat's columns shuffled; names hidden until the vote
+    stream: bool = True
+
+
+class CompareSlotOut(BaseModel):
+    slot: int
+    turn_id: str
+    model: str | None  # None in blind mode until the vote
+    content: str | None = None
+    finish_reason: str | None = None
+    error: dict[str, Any] | None = None
+
+
+class CompareOut(BaseModel):
+    chat_id: str
+    compare_id: str
+    mode: Literal["batch", "parallel", "sequential"]
+    slots: list[CompareSlotOut]
+
+
+class VoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    compare_id: str = Field(min_length=1, max_length=64)
+    # The best slot's index ("0".."3"), or "tie" / "both_bad".
+    winner: str = Field(min_length=1, max_length=16)
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class VoteOut(BaseModel):
+    id: str
+    compare_id: str
+    models: list[str]  # in slot order: the reveal, in blind mode
+    reply_ids: list[str]
+    winner: str
+    reason: str | None
+    blind: bool
+    created_at: datetime
+
+
+class TallyOut(BaseModel):
+    wins: int = 0
+    losses: int = 0
+    ties: int = 0
+
+
+class VotesOut(BaseModel):
+    votes: list[VoteOut]
+    tally: dict[str, TallyOut]  # per model, over this chat's votes
+
+
+class StandingOut(BaseModel):
+    model: str
+    rating: float
+    ci_low: float
+    ci_high: float
+    votes: int
+    wins: int
+    losses: int
+    ties: int
+
+
+class LeaderboardOut(BaseModel):
+    standings: list[StandingOut]  # best first
+    win_rate: dict[str, dict[str, float]]  # row model's share of its games against column's
+    votes: int

@@ -154,6 +154,38 @@ class WrapperSession:
                 await asyncio.shield(self.cancel(turn_id))
             self._routes.pop(turn_id, None)
 
+    async def chat_batch(self, batch_id: str, rows: list[dict[str, Any]],
+                         params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Protocol 4: several chats (rows: id, messages, adapter, template) answered by one
+        generate call. Every row's events, each under its row's id, as they come, until each
+        row has its done or error; leaving early cancels the rows still running."""
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        ids = [row["id"] for row in rows]
+        for row_id in ids:
+            self._routes[row_id] = queue
+        running = set(ids)
+        try:
+            await self._send({"op": wp.OP_CHAT_BATCH, "id": batch_id, "rows": rows,
+                              "params": params})
+            while running:
+                event = await queue.get()
+                row_id = event.get("id")
+                if row_id is None and event["event"] == wp.EV_ERROR:
+                    for gone in sorted(running):  # the wrapper went away: every row's error
+                        yield {**event, "id": gone}
+                    running.clear()
+                    break
+                if row_id not in running:
+                    continue
+                if event["event"] in _TURN_END:
+                    running.discard(row_id)
+                yield event
+        finally:
+            for row_id in sorted(running):
+                await asyncio.shield(self.cancel(row_id))
+            for row_id in ids:
+                self._routes.pop(row_id, None)
+
     async def cancel(self, turn_id: str) -> None:
         with contextlib.suppress(BoxError):
             await self._send({"op": wp.OP_CANCEL, "id": turn_id})

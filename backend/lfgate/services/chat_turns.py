@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from lfgate.box.errors import BoxError
+from lfgate.box.session import WrapperSession
 from lfgate.config import Settings
 from lfgate.remote import wrapper_protocol as wp
 from lfgate.services.api_conversations import ApiConversations
@@ -111,14 +113,40 @@ class ChatTurns:
                                                   status="streaming")
             turn = Turn(id=reply.id, chat_id=chat.id, model=model, spec=spec, exclusive=False,
                         thread=messages)
-        self._launch(turn, messages, params)
+        self.launch(turn, messages, params)
         return turn
 
-    def _launch(self, turn: Turn, messages: list[dict[str, str]],
+    def launch(self, turn: Turn, messages: list[dict[str, str]],
                 params: dict[str, Any]) -> None:
         self._active[turn.id] = turn
         turn.task = asyncio.create_task(self._run(turn, messages, params),
                                         name=f"turn {turn.id}")
+
+    async def open_reply(self, chat: ChatRecord, model: str, *, parent_id: str | None,
+                         text: str | None, tags: dict[str, Any]) -> tuple[Turn, list[dict]]:
+        """Store a reply to come (for a compare slot): under a new user message `text` at
+        `parent_id`, or, with no text, answering the user message `parent_id`. The turn is
+        not run yet (`launch` or `launch_batch`); its history is returned with it."""
+        self._admit(model)
+        path = await self._store.path_to(chat_id=chat.id, message_id=parent_id)
+        if text is not None:
+            path.append(await self._store.add_message(chat_id=chat.id, parent_id=parent_id,
+                                                      role="user", content=text))
+        reply = await self._store.add_message(chat_id=chat.id, parent_id=path[-1].id,
+                                              role="assistant", content="",
+                                              status="streaming")
+        turn = Turn(id=reply.id, chat_id=chat.id, model=model,
+                    spec=self._registry.get(model).spec, exclusive=False, tags=tags)
+        return turn, model_history(path)
+
+    def launch_batch(self, turns: list[Turn], histories: list[list[dict[str, str]]],
+                     params: dict[str, Any]) -> None:
+        """Turns whose models share one loaded base, answered by one generate call."""
+        task = asyncio.create_task(self._run_batch(turns, histories, params),
+                                   name=f"batch {turns[0].id}")
+        for turn in turns:
+            self._active[turn.id] = turn
+            turn.task = task
 
     async def _begin(self, chat: ChatRecord, model: str, params: dict[str, Any], *,
                      parent_id: str | None, new_text: str | None,
@@ -155,7 +183,7 @@ class ChatTurns:
         params = {**chat.params, **({"system": chat.system} if chat.system else {}), **params}
         turn = Turn(id=reply.id, chat_id=chat.id, model=model,
                     spec=self._registry.get(model).spec)
-        self._launch(turn, model_history(path), params)
+        self.launch(turn, model_history(path), params)
         return turn
 
     async def stop(self, turn_id: str) -> None:
@@ -198,16 +226,66 @@ class ChatTurns:
             await self._recorder.fail(turn, exc.as_dict(), params)
             final = True
         finally:
-            if not final:  # cancelled (the gateway is shutting down): keep what arrived
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self._recorder.save(turn, content="".join(turn.text),
-                                                    status="interrupted"))
-            turn.finished = True
-            turn.opened.set()
-            self._active.pop(turn.id, None)
-            if turn.exclusive and turn.chat_id is not None:
-                self._busy.discard(turn.chat_id)
-            turn.events.put_nowait(None)
+            await self._end(turn, final)
+
+    async def _run_batch(self, turns: list[Turn], histories: list[list[dict[str, str]]],
+                         params: dict[str, Any]) -> None:
+        ended: set[str] = set()
+        for turn in turns:
+            turn.emit("meta", {"chat_id": turn.chat_id, "turn_id": turn.id,
+                               "model": turn.model})
+        try:
+            served = [await self._registry.ready_session(t.model, params) for t in turns]
+            session, slot = served[0].session, served[0].slot
+            for turn in turns:
+                turn.session = session
+                turn.opened.set()
+                if turn.stop_requested:  # stopped while the base loaded: the row starts stopped
+                    await session.cancel(turn.id)
+            rows = [{"id": t.id, "messages": h, **(s.choice or {"adapter": None})}
+                    for t, h, s in zip(turns, histories, served, strict=True)]
+            by_id = {turn.id: turn for turn in turns}
+            slot.active_turns += len(turns)
+            try:
+                if wp.FEATURE_BATCH in session.features:
+                    events = session.chat_batch(f"batch-{turns[0].id}", rows, params)
+                else:  # a wrapper that cannot batch: the rows one after the other
+                    events = self._one_by_one(session, rows, params)
+                async for event in events:
+                    turn = by_id[event["id"]]
+                    await self._recorder.on_event(turn, event, params)
+                    if event["event"] in (wp.EV_DONE, wp.EV_ERROR):
+                        ended.add(turn.id)
+            finally:
+                slot.active_turns -= len(turns)
+        except BoxError as exc:
+            for turn in turns:
+                if turn.id not in ended:
+                    await self._recorder.fail(turn, exc.as_dict(), params)
+                    ended.add(turn.id)
+        finally:
+            for turn in turns:
+                await self._end(turn, turn.id in ended)
+
+    @staticmethod
+    async def _one_by_one(session: WrapperSession, rows: list[dict[str, Any]],
+                          params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        for row in rows:
+            choice = {k: row[k] for k in ("adapter", "template") if k in row}
+            async for event in session.chat(row["id"], row["messages"], params, choice):
+                yield event
+
+    async def _end(self, turn: Turn, final: bool) -> None:
+        if not final:  # cancelled (the gateway is shutting down): keep what arrived
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._recorder.save(turn, content="".join(turn.text),
+                                                         status="interrupted"))
+        turn.finished = True
+        turn.opened.set()
+        self._active.pop(turn.id, None)
+        if turn.exclusive and turn.chat_id is not None:
+            self._busy.discard(turn.chat_id)
+        turn.events.put_nowait(None)
 
     async def _relay(self, turn: Turn, messages: list[dict[str, str]],
                      params: dict[str, Any], choice: dict[str, Any] | None) -> None:

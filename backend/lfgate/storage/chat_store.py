@@ -34,6 +34,7 @@ class ChatRecord:
     params: dict[str, Any]
     active_leaf_id: str | None
     source: str = "page"  # "api": a conversation of the OpenAI API (STORE_API_CHATS)
+    compare: dict[str, Any] | None = None  # a compare chat's slots (tables.Chat.compare)
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class MessageRecord:
 def _chat(row: Chat) -> ChatRecord:
     return ChatRecord(row.id, row.title, row.created_at, row.updated_at, row.archived, row.model,
                       row.system, dict(row.params or {}), row.active_leaf_id,
-                      row.source or "page")
+                      row.source or "page", row.compare)
 
 
 def _message(row: Message) -> MessageRecord:
@@ -70,9 +71,10 @@ class ChatStore:
     async def create_chat(self, *, title: str, model: str = "default",
                           system: str | None = None,
                           params: dict[str, Any] | None = None,
-                          source: str = "page") -> ChatRecord:
+                          source: str = "page",
+                          compare: dict[str, Any] | None = None) -> ChatRecord:
         row = Chat(id=new_id(), title=title[:200], model=model, system=system,
-                   params=params or {}, source=source)
+                   params=params or {}, source=source, compare=compare)
         async with self._sessions.begin() as session:
             session.add(row)
         return _chat(row)
@@ -102,7 +104,8 @@ class ChatStore:
     async def update_chat(self, *, chat_id: str, **changes: Any) -> ChatRecord:
         """Change a chat's settings; a new `active_leaf_id` must be a message of this chat
         (checked in the same transaction, so a bad id changes nothing)."""
-        allowed = {"title", "archived", "system", "params", "model", "active_leaf_id"}
+        allowed = {"title", "archived", "system", "params", "model", "active_leaf_id",
+                   "compare"}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"cannot change {', '.join(sorted(unknown))}")
@@ -226,7 +229,8 @@ class ChatStore:
             "chat": {"id": chat.id, "title": chat.title, "created_at": chat.created_at.isoformat(),
                      "updated_at": chat.updated_at.isoformat(), "archived": chat.archived,
                      "model": chat.model, "system": chat.system, "params": chat.params,
-                     "active_leaf_id": chat.active_leaf_id, "source": chat.source},
+                     "active_leaf_id": chat.active_leaf_id, "source": chat.source,
+                     "compare": chat.compare},
             "messages": [{"id": m.id, "parent_id": m.parent_id, "role": m.role,
                           "content": m.content, "status": m.status,
                           "created_at": m.created_at.isoformat(), "provenance": m.provenance}
@@ -243,6 +247,7 @@ class ChatStore:
         chat = Chat(id=new_id(), title=source["title"][:200], archived=source["archived"],
                     model=source["model"], system=source["system"], params=source["params"],
                     source=source.get("source") or "page",
+                    compare=_imported_compare(source.get("compare"), ids),
                     created_at=datetime.fromisoformat(source["created_at"]),
                     updated_at=datetime.fromisoformat(source["updated_at"]),
                     active_leaf_id=ids.get(source["active_leaf_id"] or ""))
@@ -258,6 +263,15 @@ class ChatStore:
                     updated_at=datetime.fromisoformat(m["created_at"])))
                 await session.flush()
         return _chat(chat)
+
+
+def _imported_compare(compare: dict[str, Any] | None, ids: dict[str, str]
+                      ) -> dict[str, Any] | None:
+    """A compare chat's columns point at the imported messages' new ids."""
+    if not compare:
+        return None
+    return {**compare, "slots": [{**slot, "leaf_id": ids.get(slot.get("leaf_id") or "")}
+                                 for slot in compare.get("slots") or []]}
 
 
 def _parents_first(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -32,6 +32,9 @@ class Chat(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     active_leaf_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     source: Mapped[str] = mapped_column(String(16), default="page")  # "page" or "api"
+    # A compare chat: {"slots": [{"model", "leaf_id"}], "blind"}; each slot is a branch of
+    # the message tree (its own history), continued by the chat's next message.
+    compare: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Message(Base):
@@ -51,3 +54,20 @@ class Message(Base):
     # An API reply: a digest of the conversation up to it, so the client's next request
     # (which sends it all again) continues this chat.
     thread_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+
+
+class Vote(Base):
+    """A judgement of one compare turn: which slot's reply was best (or a tie, or both bad),
+    with the models in slot order, so the leaderboard needs no other table."""
+
+    __tablename__ = "votes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    chat_id: Mapped[str] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), index=True)
+    compare_id: Mapped[str] = mapped_column(String(32), unique=True)  # one vote per turn
+    models: Mapped[list[str]] = mapped_column(JSON)
+    reply_ids: Mapped[list[str]] = mapped_column(JSON)
+    winner: Mapped[str] = mapped_column(String(16))  # a slot's index, "tie" or "both_bad"
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    blind: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

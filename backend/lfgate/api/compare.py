@@ -1,0 +1,98 @@
+"""Compare two to four models on one message, vote on each compare turn, and the
+leaderboard that the votes make (docs/api.md#compare)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from dataclasses import asdict
+
+from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse, StreamingResponse
+
+from lfgate.api.compare_stream import compare_finals, compare_stream, meta
+from lfgate.api.deps import ComparesDep, TurnsDep, VotesDep
+from lfgate.api.schemas import (
+    CompareIn,
+    CompareOut,
+    CompareSlotOut,
+    LeaderboardOut,
+    StandingOut,
+    StopOut,
+    TallyOut,
+    VoteIn,
+    VoteOut,
+    VotesOut,
+)
+from lfgate.api.sse import SSE_HEADERS
+from lfgate.services.leaderboard import games_of, leaderboard
+
+router = APIRouter(prefix="/api", tags=["compare"])
+
+
+@router.post("/compare", response_model=CompareOut)
+async def compare(body: CompareIn, compares: ComparesDep, turns: TurnsDep
+                  ) -> StreamingResponse | CompareOut:
+    run = await compares.start(message=body.message, models=body.models,
+                               params=body.params.given(), chat_id=body.chat_id,
+                               blind=body.blind)
+    if body.stream:
+        return StreamingResponse(compare_stream(run, turns), media_type="text/event-stream",
+                                 headers=SSE_HEADERS)
+    head = meta(run)
+    return CompareOut(chat_id=run.chat_id, compare_id=run.id, mode=head["mode"],
+                      slots=[CompareSlotOut(**slot) for slot in await compare_finals(run)])
+
+
+@router.post("/compare/{compare_id}/stop")
+async def stop_compare(compare_id: str, compares: ComparesDep) -> StopOut:
+    """Stop every slot still running (one slot: POST /api/chat/{turn_id}/stop)."""
+    await compares.stop(compare_id)
+    return StopOut(turn_id=compare_id)
+
+
+@router.post("/chats/{chat_id}/votes")
+async def vote(chat_id: str, body: VoteIn, compares: ComparesDep) -> VoteOut:
+    record = await compares.vote(chat_id=chat_id, compare_id=body.compare_id,
+                                 winner=body.winner, reason=body.reason)
+    return VoteOut(**{k: v for k, v in asdict(record).items() if k != "chat_id"})
+
+
+@router.get("/chats/{chat_id}/votes")
+async def votes_of_chat(chat_id: str, votes: VotesDep) -> VotesOut:
+    records = await votes.of_chat(chat_id=chat_id)
+    tally: dict[str, TallyOut] = defaultdict(TallyOut)
+    for record in records:
+        for game in games_of(record.models, record.winner):
+            for me, score in ((game.a, game.score), (game.b, 1 - game.score)):
+                kind = "wins" if score == 1 else "losses" if score == 0 else "ties"
+                setattr(tally[me], kind, getattr(tally[me], kind) + 1)
+    return VotesOut(votes=[VoteOut(**{k: v for k, v in asdict(r).items() if k != "chat_id"})
+                           for r in records], tally=dict(tally))
+
+
+async def _board(votes: VotesDep) -> LeaderboardOut:
+    board = leaderboard([(v.models, v.winner) for v in await votes.every()])
+    return LeaderboardOut(standings=[StandingOut(**asdict(s)) for s in board.standings],
+                          win_rate=board.win_rate, votes=board.votes)
+
+
+@router.get("/leaderboard")
+async def get_leaderboard(votes: VotesDep) -> LeaderboardOut:
+    """Bradley-Terry ratings from every vote, with bootstrap 95% intervals."""
+    return await _board(votes)
+
+
+@router.get("/leaderboard.csv", response_class=PlainTextResponse)
+async def leaderboard_csv(votes: VotesDep) -> PlainTextResponse:
+    board = await _board(votes)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["rank", "model", "rating", "ci_low", "ci_high", "votes", "wins", "losses",
+                     "ties"])
+    for rank, s in enumerate(board.standings, 1):
+        writer.writerow([rank, s.model, f"{s.rating:.1f}", f"{s.ci_low:.1f}",
+                         f"{s.ci_high:.1f}", s.votes, s.wins, s.losses, s.ties])
+    return PlainTextResponse(out.getvalue(), media_type="text/csv", headers={
+        "Content-Disposition": 'attachment; filename="lfgate-leaderboard.csv"'})

@@ -1,0 +1,175 @@
+"""Compare: one message to two to four models at once, each a slot with its own branch of
+the chat's message tree (its own history), and votes on each compare turn.
+
+Slots whose models ride on one loaded base are answered by one generate call (protocol 4's
+batch, `mode` "batch"); slots on processes of their own run side by side ("parallel"); slots
+that share a process that cannot batch (CLI mode, the same model twice) take turns on it
+("sequential"). Every slot is a ChatTurns turn, so stop, storage and provenance are a chat's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from lfgate.services.chat_turns import ChatTurns, title_from
+from lfgate.services.errors import BadTurnRequest, ChatBusy, UnknownTurn
+from lfgate.services.model_registry import ModelRegistry
+from lfgate.services.turn_recorder import Turn
+from lfgate.storage.chat_store import ChatRecord, ChatStore, new_id
+from lfgate.storage.vote_store import VoteRecord, VoteStore
+
+CompareMode = Literal["batch", "parallel", "sequential"]
+MIN_SLOTS, MAX_SLOTS = 2, 4
+TIE_WINNERS = ("tie", "both_bad")
+
+
+@dataclass
+class CompareRun:
+    id: str  # the compare turn's id (each slot's reply carries it in its provenance)
+    chat_id: str
+    mode: CompareMode
+    slots: list[Turn]
+    blind: bool
+
+    @property
+    def models(self) -> list[str]:
+        return [turn.model for turn in self.slots]
+
+
+class Compares:
+    def __init__(self, turns: ChatTurns, registry: ModelRegistry, store: ChatStore,
+                 votes: VoteStore) -> None:
+        self._turns = turns
+        self._registry = registry
+        self._store = store
+        self._votes = votes
+        self._running: dict[str, CompareRun] = {}
+        self._busy: set[str] = set()  # compare chats answering now
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    def mode_for(self, models: list[str]) -> CompareMode:
+        slots = [self._registry.get(model).slot for model in models]
+        if all(slot is slots[0] for slot in slots) and slots[0].shared:
+            return "batch"
+        if len({id(slot) for slot in slots}) == len(slots):
+            return "parallel"
+        return "sequential"
+
+    async def start(self, *, message: str, models: list[str], params: dict[str, Any],
+                    chat_id: str | None, blind: bool) -> CompareRun:
+        if not MIN_SLOTS <= len(models) <= MAX_SLOTS:
+            raise BadTurnRequest(f"compare takes {MIN_SLOTS} to {MAX_SLOTS} models")
+        for model in models:
+            self._registry.usable(model)
+        if chat_id is None:
+            if blind:  # columns shuffled: the order chosen says nothing
+                models = random.SystemRandom().sample(models, len(models))
+            chat = await self._store.create_chat(
+                title=title_from(message), model=models[0],
+                compare={"slots": [{"model": m, "leaf_id": None} for m in models],
+                         "blind": blind})
+        else:
+            chat = await self._compare_chat(chat_id)
+            if len(chat.compare["slots"]) != len(models):
+                raise BadTurnRequest(f"this compare chat has {len(chat.compare['slots'])} "
+                                     f"columns; send {len(chat.compare['slots'])} models")
+            blind = bool(chat.compare.get("blind"))
+        if chat.id in self._busy:
+            raise ChatBusy(f"chat {chat.id!r} is still answering; stop it or wait")
+        self._busy.add(chat.id)
+        try:
+            run = await self._open(chat, message, models, params, blind)
+        except BaseException:
+            self._busy.discard(chat.id)
+            raise
+        return run
+
+    async def _open(self, chat: ChatRecord, message: str, models: list[str],
+                    params: dict[str, Any], blind: bool) -> CompareRun:
+        compare_id = new_id()
+        params = {**({"system": chat.system} if chat.system else {}), **params}
+        leaves = [slot["leaf_id"] for slot in chat.compare["slots"]]
+        turns: list[Turn] = []
+        histories: list[list[dict[str, str]]] = []
+        first_user: str | None = None
+        for slot, (model, leaf) in enumerate(zip(models, leaves, strict=True)):
+            tags = {"compare_id": compare_id, "slot": slot}
+            if leaf is None and first_user is not None:  # a first turn: one user message
+                turn, history = await self._turns.open_reply(
+                    chat, model, parent_id=first_user, text=None, tags=tags)
+            else:
+                turn, history = await self._turns.open_reply(
+                    chat, model, parent_id=leaf, text=message, tags=tags)
+                if leaf is None:
+                    first_user = (await self._store.get_message(
+                        chat_id=chat.id, message_id=turn.id)).parent_id
+            turns.append(turn)
+            histories.append(history)
+        await self._store.update_chat(chat_id=chat.id, active_leaf_id=turns[0].id, compare={
+            "slots": [{"model": t.model, "leaf_id": t.id} for t in turns], "blind": blind})
+        mode = self.mode_for(models)
+        run = CompareRun(compare_id, chat.id, mode, turns, blind)
+        self._running[compare_id] = run
+        if mode == "batch":
+            self._turns.launch_batch(turns, histories, params)
+        else:
+            for turn, history in zip(turns, histories, strict=True):
+                self._turns.launch(turn, history, params)
+        watcher = asyncio.create_task(self._watch(run), name=f"compare {compare_id}")
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        return run
+
+    async def _watch(self, run: CompareRun) -> None:
+        """Once every slot has ended, the chat takes messages again."""
+        try:
+            await asyncio.gather(*{t.task for t in run.slots if t.task is not None},
+                                 return_exceptions=True)
+        finally:
+            self._running.pop(run.id, None)
+            self._busy.discard(run.chat_id)
+
+    async def close(self) -> None:
+        for task in self._watchers:
+            task.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+
+    async def stop(self, compare_id: str) -> None:
+        run = self._running.get(compare_id)
+        if run is None:
+            raise UnknownTurn(f"no compare {compare_id!r} is running")
+        for turn in run.slots:
+            if not turn.finished:
+                with contextlib.suppress(UnknownTurn):  # it ended in between
+                    await self._turns.stop(turn.id)
+
+    async def _compare_chat(self, chat_id: str) -> ChatRecord:
+        chat = await self._store.get_chat(chat_id=chat_id)
+        if not chat.compare:
+            raise BadTurnRequest(f"chat {chat_id!r} is not a compare chat; use /api/chat")
+        return chat
+
+    async def vote(self, *, chat_id: str, compare_id: str, winner: str,
+                   reason: str | None) -> VoteRecord:
+        """A vote on one compare turn: a slot's index (the best reply), or for two columns
+        also "tie" or "both_bad". Voting again replaces the vote."""
+        chat = await self._compare_chat(chat_id)
+        replies = sorted((m for m in await self._store.messages(chat_id=chat_id)
+                          if (m.provenance or {}).get("compare_id") == compare_id),
+                         key=lambda m: m.provenance["slot"])
+        if not replies:
+            raise BadTurnRequest(f"chat {chat_id!r} has no compare turn {compare_id!r}")
+        if any(m.status in ("streaming",) for m in replies):
+            raise BadTurnRequest("this compare turn is still answering; vote when it is done")
+        allowed = [str(i) for i in range(len(replies))] + list(TIE_WINNERS)
+        if winner not in allowed:
+            raise BadTurnRequest(f"winner must be one of {', '.join(allowed)}")
+        return await self._votes.put(
+            chat_id=chat_id, compare_id=compare_id, models=[m.provenance["model"]
+                                                            for m in replies],
+            reply_ids=[m.id for m in replies], winner=winner, reason=reason,
+            blind=bool(chat.compare.get("blind")))
