@@ -180,3 +180,27 @@ async def test_bad_compares_are_refused_and_nothing_is_stored(tmp_path, monkeypa
         response = await http.post("/api/compare", json=body)
         assert response.status_code == status, response.text
         assert (await http.get("/api/chats")).json()["chats"] == []
+
+
+async def test_export_shows_the_replies_side_by_side_with_the_vote(tmp_path, monkeypatch,
+                                                                   saves):
+    app = gateway(tmp_path, monkeypatch, adapter_dirs=str(saves))
+    async with Client(app) as http:
+        await http.post("/api/models/refresh")
+        events = await compare(http, ["default", A], "first question")
+        head = events[0][1]
+        await http.post(f"/api/chats/{head['chat_id']}/votes", json={
+            "compare_id": head["compare_id"], "winner": "1", "reason": "more specific"})
+        await compare(http, ["default", A], "second question", chat_id=head["chat_id"])
+        md = (await http.get(f"/api/chats/{head['chat_id']}/export?format=md")).text
+        assert md.count("<table>") == 2 and "## Turn 2" in md
+        assert "<th>A · default</th>" in md and f"<th>B · {A}</th>" in md
+        assert "Echo #1 from tiny-base + sft-a: first question" in md
+        assert "Echo #2 from tiny-base + no adapter: second question" in md
+        assert f"**Vote:** B ({A}): more specific" in md
+        exported = (await http.get(f"/api/chats/{head['chat_id']}/export?format=json")).json()
+        assert [v["winner"] for v in exported["votes"]] == ["1"]
+        imported = (await http.post("/api/chats/import", json=exported)).json()
+        assert imported["compare"]["slots"][1]["model"] == A
+        leaves = {m["id"] for m in imported["messages"]}
+        assert {s["leaf_id"] for s in imported["compare"]["slots"]} <= leaves

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
-from lfgate.api.deps import StoreDep, TurnsDep
+from lfgate.api.deps import StoreDep, TurnsDep, VotesDep
 from lfgate.api.schemas import (
     ChatCreateIn,
     ChatDetailOut,
@@ -22,6 +22,7 @@ from lfgate.api.schemas import (
 from lfgate.api.sse import turn_response
 from lfgate.services.chat_turns import DEFAULT_TITLE
 from lfgate.storage.chat_store import ChatStore, markdown
+from lfgate.storage.compare_markdown import compare_markdown
 
 router = APIRouter(prefix="/api/chats", tags=["chats"])
 
@@ -100,11 +101,16 @@ async def edit(chat_id: str, body: EditIn, turns: TurnsDep
 
 
 @router.get("/{chat_id}/export", response_model=None)
-async def export_chat(chat_id: str, store: StoreDep,
+async def export_chat(chat_id: str, store: StoreDep, votes: VotesDep,
                       format: Literal["md", "json"] = "md") -> Response:
     data = await store.export_chat(chat_id=chat_id)
+    if data["chat"].get("compare"):
+        data["votes"] = [{k: (v.isoformat() if k == "created_at" else v)
+                          for k, v in asdict(vote).items()}
+                         for vote in await votes.of_chat(chat_id=chat_id)]
     filename = f"lfgate-chat-{chat_id}.{format}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     if format == "json":
         return JSONResponse(data, headers=headers)
-    return PlainTextResponse(markdown(data), media_type="text/markdown", headers=headers)
+    text = (compare_markdown(data, data["votes"]) if "votes" in data else markdown(data))
+    return PlainTextResponse(text, media_type="text/markdown", headers=headers)
