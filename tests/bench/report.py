@@ -13,6 +13,11 @@ SWITCH_BUDGET_MS = 5.0  # switching resident adapters, added to time to first to
 FIRST_CHAT_BUDGET_MS = 200.0  # a first chat with an adapter, beyond loading it
 MEMORY_BUDGET = 1.1  # base + 4 adapters over the base alone, in weight bytes
 SCAN_BUDGET_S = 2.0  # 1,000 adapter folders, POST /api/models/refresh end to end
+# Issue 13's targets: /v1 against llamafactory-cli api behind ssh -L (the same openai client),
+# and against /api/chat on the same gateway and model.
+V1_TTFT_RATIO_BUDGET = 1.0  # /v1's time to first token over the API server's, at most
+V1_RATE_RATIO_TARGET = 1.0  # /v1's streaming rate over the API server's, at least
+V1_OVER_CHAT_BUDGET_MS = 2.0  # /v1's time to first token minus /api/chat's, at most
 UNMERGED_NOTE = (
     'The model is `default`, the tiny base with its adapter: since issue 12 the gateway '
     "serves it unmerged on the shared base (peft's LoRA layers run at every step, so one "
@@ -73,18 +78,34 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "",
         "![Time to first token by path](benchmarks-ttft.png)",
         "",
-        *(_headlines(results) if everything
-          else ["## Headlines", "", *_issue12_headlines(results), ""]),
+        *(_headlines(results) if everything else _partial_headlines(results)),
     ]
     if everything:
         parts += _persistent(results["persistent"]) + _overhead(results["overhead"])
         parts += _api(results["api"]) + _concurrency(results["concurrency"])
         parts += _profile(results.get("profile")) + _cold(results["cold"])
-    parts += _adapters(results["adapters"]) + _scan(results["scan"])
+    if "adapters" in results:
+        parts += _adapters(results["adapters"]) + _scan(results["scan"])
+    if "openai" in results:
+        parts += _openai(results["openai"])
     out.write_text("\n".join(parts) + "\n")
     if everything:
         _plots(results, out.parent)
-    _adapter_plot(results, out.parent)
+    if "adapters" in results:
+        _adapter_plot(results, out.parent)
+
+
+def _partial_headlines(results: dict[str, Any]) -> list[str]:
+    """`--only adapters` or `--only openai`: that issue's headlines alone."""
+    lines = ["## Headlines", ""]
+    if "adapters" in results:
+        lines += _issue12_headlines(results)
+    if "openai" in results:
+        lines += _issue13_headlines(results)
+        losses = _issue13_losses(results)
+        if losses:
+            lines.append("- **Where LF Gate loses:** " + "; ".join(losses) + ".")
+    return [*lines, ""]
 
 
 def headline_ratios(results: dict[str, Any]) -> dict[str, float]:
@@ -136,10 +157,13 @@ def _headlines(results: dict[str, Any]) -> list[str]:
         losses.append("to LlamaFactory's API server on time to first token")
     if r["api_rate_over_ours"] > 1:
         losses.append("to LlamaFactory's API server on streaming rate")
+    if "openai" in results:
+        losses += _issue13_losses(results)
     if losses:
         lines.append("- **Where LF Gate loses:** " + "; ".join(losses) + ". The profile under "
                      "Concurrency shows where the gateway's own time goes.")
-    return [*lines, *_issue12_headlines(results), ""]
+    issue13 = _issue13_headlines(results) if "openai" in results else []
+    return [*lines, *_issue12_headlines(results), *issue13, ""]
 
 
 def _persistent(rows: list[dict[str, Any]]) -> list[str]:
@@ -289,8 +313,14 @@ def _plots(results: dict[str, Any], folder: Path) -> None:
     labels += ["ChatModel\ndirect", "LlamaFactory API\n+ ssh -L"]
     values += [median(_turns(results["overhead"]["direct"])["ttft"]) * 1000,
                median(_turns(results["api"]["api"])["ttft"]) * 1000]
+    colors = ["#c44", "#2a7"] * 2 + ["#888", "#57a"]
+    if "openai" in results:  # the same openai client, the gateway's /v1 (section 8)
+        labels.append("LF Gate /v1\n+ openai")
+        values.append(median(_turns(results["openai"]["api"]["models"]["default"]["turns"][
+            "v1"])["ttft"]) * 1000)
+        colors.append("#2a7")
     fig, ax = plt.subplots(figsize=(10, 4.2))
-    bars = ax.bar(labels, values, color=["#c44", "#2a7"] * 2 + ["#888", "#57a"])
+    bars = ax.bar(labels, values, color=colors)
     ax.set_yscale("log")
     ax.set_ylabel("time to first token (ms, log scale)")
     ax.bar_label(bars, labels=[f"{v:.0f}" for v in values], fontsize=8)
@@ -554,3 +584,232 @@ def _adapter_plot(results: dict[str, Any], folder: Path) -> None:
     fig.tight_layout()
     fig.savefig(folder / "benchmarks-adapters.png", dpi=110)
     plt.close(fig)
+
+
+# -- issue 13: the OpenAI-compatible /v1 ---------------------------------------------------------
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def openai_figures(data: dict[str, Any]) -> dict[str, Any]:
+    """Issue 13's figures from section 8's raw turns; times in seconds unless `_ms`."""
+    f: dict[str, Any] = {}
+    for model, block in data["api"]["models"].items():
+        t = {kind: _turns(turns) for kind, turns in block["turns"].items()}
+        api, v1 = t["api"], t["v1"]
+        low, high = bootstrap_diff(v1["ttft"], api["ttft"])
+        f[model] = {
+            "t": t, "chunks": {kind: median([float(x.chunks) for x in turns])
+                               for kind, turns in block["turns"].items()},
+            "n": len(block["turns"]["v1"]), "same_replies": block["same_replies"],
+            "rounds": block["rounds"],
+            "ttft_ratio": _ratio(median(v1["ttft"]), median(api["ttft"])),
+            "rate_ratio": _ratio(median(v1["rate"]), median(api["rate"])),
+            "ttft_diff_ms": (median(v1["ttft"]) - median(api["ttft"])) * 1000,
+            "ttft_ci_ms": (low * 1000, high * 1000),
+        }
+    chat = data["chat"]["ttft"]
+    for kind in ("v1", "v1_sdk"):
+        low, high = bootstrap_diff(chat[kind], chat["chat"])
+        f[f"{kind}_over_chat_ms"] = (median(chat[kind]) - median(chat["chat"])) * 1000
+        f[f"{kind}_over_chat_ci_ms"] = (low * 1000, high * 1000)
+    return f
+
+
+def _ttft_met(ratio: float) -> bool:
+    return ratio <= V1_TTFT_RATIO_BUDGET
+
+
+def _rate_met(ratio: float) -> bool:
+    return ratio >= V1_RATE_RATIO_TARGET
+
+
+def _issue13_headlines(results: dict[str, Any]) -> list[str]:
+    f = openai_figures(results["openai"])
+    d, b = f["default"], f["base"]
+    over, (low, high) = f["v1_over_chat_ms"], f["v1_over_chat_ci_ms"]
+    return [
+        f"- Issue 13, `/v1` against `llamafactory-cli api` through `ssh -L`, the same `openai` "
+        f"client, prompts and settings, on `default` (base + adapter): time to first token "
+        f"**{d['ttft_ratio']:.2f}x** the API server's (target at most "
+        f"{V1_TTFT_RATIO_BUDGET:.1f}x: {_verdict(_ttft_met(d['ttft_ratio']))}), streaming "
+        f"rate **{d['rate_ratio']:.2f}x** its rate (target at least "
+        f"{V1_RATE_RATIO_TARGET:.1f}x: {_verdict(_rate_met(d['rate_ratio']))}). On `base`, "
+        f"no adapter on either side: **{b['ttft_ratio']:.2f}x** "
+        f"({_verdict(_ttft_met(b['ttft_ratio']))}) and **{b['rate_ratio']:.2f}x** "
+        f"({_verdict(_rate_met(b['rate_ratio']))}).",
+        f"- Issue 13, `/v1` against `/api/chat` on the same gateway and model: "
+        f"**{_signed(over)} ms** to the first token (95% interval {_signed(low)} to "
+        f"{_signed(high)} ms; through the `openai` client "
+        f"{_signed(f['v1_sdk_over_chat_ms'])} ms); target at most "
+        f"{V1_OVER_CHAT_BUDGET_MS:.0f} ms: {_verdict(over <= V1_OVER_CHAT_BUDGET_MS)}.",
+    ]
+
+
+def _issue13_losses(results: dict[str, Any]) -> list[str]:
+    f = openai_figures(results["openai"])
+    losses = []
+    slow = [f"{f[m]['ttft_ratio']:.2f}x the API server's on `{m}`" for m in ("default", "base")
+            if not _ttft_met(f[m]["ttft_ratio"])]
+    if slow:
+        losses.append("through `/v1`, to LlamaFactory's API server on time to first token ("
+                      + ", ".join(slow) + "; section 8)")
+    if not _rate_met(f["default"]["rate_ratio"]):
+        losses.append(f"through `/v1`, to LlamaFactory's API server on streaming rate on "
+                      f"`default` ({f['default']['rate_ratio']:.2f}x: the gateway runs the "
+                      f"adapter unmerged, the API server merged it; on `base`, no adapter on "
+                      f"either side, {f['base']['rate_ratio']:.2f}x; section 8 tells the "
+                      "adapter's cost from the path's)")
+    elif not _rate_met(f["base"]["rate_ratio"]):
+        losses.append(f"through `/v1`, to LlamaFactory's API server on streaming rate on "
+                      f"`base` ({f['base']['rate_ratio']:.2f}x; section 8)")
+    return losses
+
+
+def _signed(value: float, digits: int = 1) -> str:
+    """`+1.2`, `-0.3`, and `+0.0` rather than `-0.0`."""
+    text = f"{value:+.{digits}f}"
+    return "+" + text[1:] if float(text) == 0 else text
+
+
+def _openai(data: dict[str, Any]) -> list[str]:
+    f = openai_figures(data)
+    api_rows = []
+    labels = {
+        "base": ("`base`", "llamafactory-cli api, the base alone, + ssh -L + openai",
+                 "LF Gate `/v1` + openai (the plain base)"),
+        "default": ("`default`", "llamafactory-cli api, the adapter merged at load, + ssh -L "
+                    "+ openai", "LF Gate `/v1` + openai (the adapter unmerged on the shared "
+                    "base)"),
+    }
+    for model in ("default", "base"):
+        g, (name, api_label, v1_label) = f[model], labels[model]
+        for index, (kind, label) in enumerate((
+                ("api", api_label), ("v1", v1_label), ("chat", "LF Gate `/api/chat` (SSE)"),
+                ("wrapper", "(the `/api/chat` turns, timed by the wrapper on the box)"))):
+            t = g["t"][kind]
+            api_rows.append([
+                name if index == 0 else "", label, _ms_spread(t["ttft"]),
+                f"{median(t['rate']):.0f}", _ms(median(t["total"])),
+                f"{g['chunks'][kind]:.0f}",
+                "–" if kind == "wrapper" else _ms(percentile(t["gaps"], 99))])
+    d, b = f["default"], f["base"]
+    verdicts = []
+    for model in ("default", "base"):
+        g = f[model]
+        low, high = g["ttft_ci_ms"]
+        noise = " (the interval holds 0: within this run's noise)" if low <= 0 <= high else ""
+        verdicts.append(
+            f"**`{model}`:** time to first token, `/v1` ÷ API server "
+            f"**{g['ttft_ratio']:.2f}** ({_signed(g['ttft_diff_ms'])} ms, 95% interval "
+            f"{_signed(low)} to {_signed(high)} ms); target at most "
+            f"{V1_TTFT_RATIO_BUDGET:.1f}x: {_verdict(_ttft_met(g['ttft_ratio']))}{noise}. "
+            "Streaming rate, `/v1` ÷ API server "
+            f"**{g['rate_ratio']:.2f}**; target at least {V1_RATE_RATIO_TARGET:.1f}x: "
+            f"{_verdict(_rate_met(g['rate_ratio']))}.")
+    rate = {model: {kind: median(f[model]["t"][kind]["rate"])
+                    for kind in ("api", "v1", "wrapper")} for model in ("default", "base")}
+    # /v1 over the API server = (the box, by the wrapper's clock, over the API server) x
+    # (/v1 at the client over the box): the box's part and the path's part.
+    split = {model: (_ratio(r["wrapper"], r["api"]), _ratio(r["v1"], r["wrapper"]))
+             for model, r in rate.items()}
+    same = (f"The three paths streamed the very same text in {b['same_replies']} of "
+            f"{b['rounds']} rounds on `base` and {d['same_replies']} of {d['rounds']} on "
+            "`default` (greedy decoding")
+    same += ("; the merged and the unmerged adapter add the same numbers in a different "
+             "order, so where two tokens are nearly tied greedy decoding can part ways, and "
+             "the chunk counts above say whether the replies' lengths differ)."
+             if d["same_replies"] < d["rounds"] or b["same_replies"] < b["rounds"] else ").")
+    chat = data["chat"]
+    ttft = chat["ttft"]
+    over, (low, high) = f["v1_over_chat_ms"], f["v1_over_chat_ci_ms"]
+    sdk, (sdk_low, sdk_high) = f["v1_sdk_over_chat_ms"], f["v1_sdk_over_chat_ci_ms"]
+    met = over <= V1_OVER_CHAT_BUDGET_MS
+    caveat = ""
+    if low <= V1_OVER_CHAT_BUDGET_MS <= high:
+        caveat = (f" on the median, but the 95% interval holds "
+                  f"{V1_OVER_CHAT_BUDGET_MS:.0f} ms: this run cannot tell either way")
+    n = {kind: len(values) for kind, values in ttft.items()}
+    return [
+        "## 8. The OpenAI-compatible `/v1` (issue 13)",
+        "",
+        "The same script-mode gateway as sections 2 to 4. Its `/v1` serves the ids of "
+        "`/api/chat`: `default` (the tiny base with its adapter, served unmerged on the "
+        "shared base) and `base` (the base alone).",
+        "",
+        "**Against LlamaFactory's API server, the same client.** `llamafactory-cli api` on the "
+        "box behind `ssh -L` (section 3's set-up), loaded with the same model alone: the base "
+        "with the adapter (which LlamaFactory merges into the weights at load) for `default`, "
+        "the base alone for `base`. Both are streamed by the official `openai` client with "
+        "the very same code, prompts and settings "
+        f"({data['api']['params']}, sent as `temperature` and `max_tokens`); only `base_url` "
+        "and `model` differ. `/api/chat` on the same model rides along, for the wrapper's own "
+        "timing of its turns (`/v1` sends none; the box does the same work for both). Per "
+        f"model: a warm-up turn each, then {d['rounds']} rounds of one turn per path, the "
+        "order changing every round (every order of the three in turn), each round the next "
+        "prompt. `base` first (`default`'s adapter put away before, so the wrapper holds the "
+        "plain base, no PeftModel), then `default`, each with its own API server. Chunks "
+        "are pieces of text with content; chunks/s is the rate after the first. The TTFT "
+        "difference is of the medians, with a 95% bootstrap interval.",
+        "",
+        _table(["model", "path", "TTFT (ms)", "chunks/s", "total (ms)", "chunks per reply",
+                "chunk gap p99 (ms)"], api_rows),
+        "",
+        *[line for verdict in verdicts for line in (verdict, "")],
+        same,
+        "",
+        "Telling the path's cost from the adapter's. Within a model the paths stream the "
+        "same text, so their rates compare; across the two models they do not (the replies "
+        "differ, and so do the tokens per chunk). The wrapper's clock (from the chat reaching "
+        "it to its last chunk: no SSH, gateway or HTTP) splits `/v1`'s ratio in two: how fast "
+        "the box itself streamed for the gateway against the API server, and how much of that "
+        "reached the `openai` client through SSH, the gateway and its SSE. On `base`, the "
+        f"plain weights on both sides: the box {split['base'][0]:.2f}x, the path "
+        f"{split['base'][1]:.2f}x. On `default`: the box {split['default'][0]:.2f}x, the "
+        f"path {split['default'][1]:.2f}x. The box's share differs between the two models "
+        f"by {_ratio(split['default'][0], split['base'][0]):.2f}x: that is the adapter served "
+        "unmerged (peft's LoRA layers at every step, where the API server merged the adapter "
+        "into the weights at load). What remains on `base` is the box running beside the "
+        "gateway on two shared cores (the CPU the gateway, sshd and the client spend per "
+        "chunk, section 4, is CPU the box does not get, and the wrapper writes a JSON line "
+        f"per chunk), and the path itself. {UNMERGED_NOTE_V1}",
+        "",
+        "**Against `/api/chat` on the same gateway and model.** `default`, one prompt "
+        f"({chat['prompt']!r}) and settings {chat['params']}, each turn a new conversation; "
+        f"{chat['rounds']} rounds of one turn per path, the order changing every round "
+        "(every order of the three in turn), after a warm-up turn each. Time to first token at "
+        "the client, from just before the request to the first piece of text: `/api/chat`'s "
+        "first `delta` event, `/v1`'s first chunk with non-empty content, both read by the "
+        "same few lines of SSE parsing over the same httpx client, so only the paths differ; "
+        "and `/v1` through the `openai` client, what an SDK user sees (its own request "
+        "building and chunk parsing included). The difference is of the medians, with a 95% "
+        "bootstrap interval. As configured by default, `/api/chat` stores the new chat and "
+        "its messages before the turn goes to the box and the reply as it streams; `/v1` "
+        "stores nothing (`STORE_API_CHATS` off) but checks the OpenAI request and shapes "
+        "every chunk.",
+        "",
+        _table(["path", "turns", "TTFT at client (ms)"], [
+            ["`/api/chat` (SSE `delta` events)", str(n["chat"]), _ms_list(ttft["chat"])],
+            ["`/v1` (chunks, the same reader)", str(n["v1"]), _ms_list(ttft["v1"])],
+            ["`/v1` through the `openai` client", str(n["v1_sdk"]), _ms_list(ttft["v1_sdk"])],
+            ["(the `/api/chat` turns, timed by the wrapper on the box)",
+             str(len(chat["box_ttft"])), _ms_list(chat["box_ttft"])],
+            ["**`/v1` − `/api/chat`**", "",
+             f"**{_signed(over)}** ({_signed(low)} to {_signed(high)})"],
+            ["`/v1` through the `openai` client − `/api/chat`", "",
+             f"{_signed(sdk)} ({_signed(sdk_low)} to {_signed(sdk_high)})"],
+        ]),
+        "",
+        f"Target: `/v1` adds at most {V1_OVER_CHAT_BUDGET_MS:.0f} ms to the first token over "
+        f"`/api/chat`: {_verdict(met)}{caveat} ({_signed(over)} ms, the same reader; "
+        f"{_signed(sdk)} ms through the `openai` client).",
+        "",
+    ]
+
+
+UNMERGED_NOTE_V1 = (
+    "On a real model both should shrink (not measured here): the LoRA layers are a smaller "
+    "share of each step, the path's cost per chunk is the same milliseconds against a much "
+    "longer step, and the box does not share its cores with the gateway. Merging would win "
+    "the rate back at the cost of one loaded base serving every adapter (section 6).")

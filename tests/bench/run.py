@@ -3,6 +3,7 @@
     python -m tests.bench.run            # full run (make bench), about 15 minutes
     python -m tests.bench.run --smoke    # one repetition, small sizes: CI checks the harness
     python -m tests.bench.run --only adapters --out /tmp/b.md   # sections 6 and 7 alone
+    python -m tests.bench.run --only openai --out /tmp/b.md     # section 8 alone
 
 All figures come from the same machine in the same run, over a real sshd on loopback and
 the real LlamaFactory box with the tiny model. A benchmark, not a test: it fails on errors,
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,13 +215,18 @@ def bench_overhead(rig: Rig, gateway: GatewayProcess, reps: int) -> dict[str, An
 
 # -- 3. LlamaFactory's own API server through an SSH tunnel -----------------------------------
 
-def bench_llamafactory_api(rig: Rig, gateway: GatewayProcess, reps: int) -> dict[str, Any]:
-    from openai import OpenAI
-
-    config = rig.workdir / "api.yaml"
-    config.write_text(json.dumps({"model_name_or_path": rig.model["base_model_path"],
-                                  "adapter_name_or_path": rig.model["adapter_path"],
-                                  "template": "qwen", "finetuning_type": "lora"}))
+@contextlib.contextmanager
+def llamafactory_api(rig: Rig, adapter_path: str | None, name: str = "api"
+                     ) -> Iterator[str]:
+    """`llamafactory-cli api` on the box serving the tiny base (with `adapter_path`, merged
+    at load as LlamaFactory does), reached through `ssh -L`; yields its base URL once it
+    answers, and stops both on the way out."""
+    config = rig.workdir / f"{name}.yaml"
+    model = {"model_name_or_path": rig.model["base_model_path"], "template": "qwen",
+             "finetuning_type": "lora"}
+    if adapter_path:
+        model["adapter_name_or_path"] = adapter_path
+    config.write_text(json.dumps(model))
     remote_port, local_port = free_port(), free_port()
     cli = Path(rig.box_python).parent / "llamafactory-cli"
     # The server lives as long as the SSH session: when the session's stdin closes, the
@@ -234,17 +242,24 @@ def bench_llamafactory_api(rig: Rig, gateway: GatewayProcess, reps: int) -> dict
     base_url = f"http://127.0.0.1:{local_port}/v1"
     try:
         _wait_http(f"{base_url}/models", timeout=300)
-        client = OpenAI(base_url=base_url, api_key="none")
-        prompts = [PROMPTS[i % len(PROMPTS)] for i in range(reps + 1)]
-        api_turns = [_openai_turn(client, p) for p in prompts][1:]  # the first one warms up
-        through = [gateway_turn(gateway, {"message": p, "params": PARAMS})[0]
-                   for p in prompts[1:]]
+        yield base_url
     finally:
         tunnel.terminate()
         assert server.stdin is not None
         server.stdin.close()  # ends the API server on the box
         for proc in (tunnel, server):
             proc.wait(timeout=60)
+
+
+def bench_llamafactory_api(rig: Rig, gateway: GatewayProcess, reps: int) -> dict[str, Any]:
+    from openai import OpenAI
+
+    with llamafactory_api(rig, rig.model["adapter_path"]) as base_url:
+        client = OpenAI(base_url=base_url, api_key="none")
+        prompts = [PROMPTS[i % len(PROMPTS)] for i in range(reps + 1)]
+        api_turns = [openai_turn(client, p)[0] for p in prompts][1:]  # the first warms up
+        through = [gateway_turn(gateway, {"message": p, "params": PARAMS})[0]
+                   for p in prompts[1:]]
     return {"api": api_turns, "gateway": through}
 
 
@@ -260,15 +275,21 @@ def _wait_http(url: str, timeout: float) -> None:
     raise RuntimeError(f"{url} did not come up in {timeout} s")
 
 
-def _openai_turn(client: Any, prompt: str) -> Turn:
-    clock = TurnClock()
+def openai_turn(client: Any, prompt: str, model: str = "lf",
+                params: dict[str, Any] | None = None) -> tuple[Turn, str]:
+    """One streamed reply through the `openai` client, timed at the client: a chunk is one
+    with non-empty content (the role chunk and the finish chunk carry none). The same code
+    for every server it talks to; only the client's base_url and `model` differ."""
+    params = PARAMS if params is None else params
+    clock, parts = TurnClock(), []
     stream = client.chat.completions.create(
-        model="lf", messages=[{"role": "user", "content": prompt}], stream=True,
-        temperature=PARAMS["temperature"], max_tokens=PARAMS["max_new_tokens"])
+        model=model, messages=[{"role": "user", "content": prompt}], stream=True,
+        temperature=params["temperature"], max_tokens=params["max_new_tokens"])
     for event in stream:
         if event.choices and event.choices[0].delta.content:
             clock.chunk()
-    return clock.turn()
+            parts.append(event.choices[0].delta.content)
+    return clock.turn(), "".join(parts)
 
 
 # -- 4. concurrency ---------------------------------------------------------------------------
@@ -425,9 +446,10 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--only", choices=["adapters"], default=None,
-                        help="run sections 6 and 7 alone (while working on them; "
-                             "docs/benchmarks.md comes from a whole run)")
+    parser.add_argument("--only", choices=["adapters", "openai"], default=None,
+                        help="run sections 6 and 7 (adapters) or section 8 (openai) alone "
+                             "(while working on them; docs/benchmarks.md comes from a whole "
+                             "run)")
     args = parser.parse_args()
     reps = 1 if args.smoke else args.reps
     levels = [1, 4] if args.smoke else [1, 4, 16, 64]
@@ -435,26 +457,32 @@ def main() -> None:
         parser.error("--only writes a partial report: give --out")
     out = (args.out or (Path(tempfile.mkdtemp()) / "benchmarks.md" if args.smoke
                         else ROOT / "docs" / "benchmarks.md")).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)  # before the run, not after it
     # Issue 12 (sections 6 and 7): rounds of first chats, blocks x 2 x block resident turns,
     # and the scanned tree (runs x checkpoints, log lines per run).
     rounds, blocks, block = (1, 1, 2) if args.smoke else (reps, 6, 10)
     scan_tree = (5, 10, 100) if args.smoke else (100, 10, 1000)
+    # Issue 13 (section 8): rounds against the API server per model, rounds against /api/chat.
+    api_rounds, ttft_rounds = (2, 4) if args.smoke else (3 * reps, 60)
     isolate()  # the user's .env, ~/.ssh and SSH_* never reach the benchmark's gateways
 
     from tests.bench.adapters import bench_adapters, bench_scan
+    from tests.bench.openai_v1 import bench_openai
     from tests.bench.report import write_report
     from tests.rig.saves_tree import make_saves
 
     everything = args.only is None
+    adapters = args.only in (None, "adapters")
+    openai = args.only in (None, "openai")
     with tempfile.TemporaryDirectory(prefix="lfgate-bench-") as tmp:
         rig = Rig(Path(tmp))
         results: dict[str, Any] = {"machine": machine() | box_versions(rig), "reps": reps,
                                    "params": PARAMS}
         try:
             if everything:
-                step("1/7 persistent vs one-shot")
+                step("1/8 persistent vs one-shot")
                 results["persistent"] = bench_persistent_vs_one_shot(rig, reps)
-            # One script-mode gateway for sections 6, 2, 3 and 4: the configured model
+            # One script-mode gateway for sections 6, 2, 3, 8 and 4: the configured model
             # (base + the tiny adapter) and the demo saves/ tree (real tiny adapters) on one
             # shared base. Section 6 runs first, on the fresh wrapper, and leaves it as it
             # found it: the base alone.
@@ -466,24 +494,32 @@ def main() -> None:
             gateway = rig.gateway("script", ADAPTER_DIRS=str(saves), RESCAN_INTERVAL="0",
                                   MAX_LOADED_ADAPTERS="4")
             try:
-                step("6/7 adapters on one loaded base")
-                results["adapters"] = bench_adapters(gateway, rounds, blocks, block)
-                if everything:
+                if adapters:
+                    step("6/8 adapters on one loaded base")
+                    results["adapters"] = bench_adapters(gateway, rounds, blocks, block)
+                if everything or openai:
                     gateway_turn(gateway, {"message": "warm up", "params": PARAMS})
-                    step("2/7 gateway overhead")
+                if everything:
+                    step("2/8 gateway overhead")
                     results["overhead"] = bench_overhead(rig, gateway, reps)
-                    step("3/7 LlamaFactory API through a tunnel")
+                    step("3/8 LlamaFactory API through a tunnel")
                     results["api"] = bench_llamafactory_api(rig, gateway, reps)
-                    step("4/7 concurrency")
+                if openai:
+                    # Leaves `default` resident on the base, as it found it.
+                    step("8/8 the OpenAI-compatible /v1")
+                    results["openai"] = bench_openai(rig, gateway, api_rounds, ttft_rounds)
+                if everything:
+                    step("4/8 concurrency")
                     results["concurrency"], results["profile"] = bench_concurrency(
                         gateway, levels, Path(tmp) / "gateway.pyspy")
             finally:
                 gateway.stop()
             if everything:
-                step("5/7 cold start")
+                step("5/8 cold start")
                 results["cold"] = [bench_cold_start(rig, mode) for mode in ("script", "cli")]
-            step("7/7 scanning ADAPTER_DIRS")
-            results["scan"] = bench_scan(rig, *scan_tree, reps)
+            if adapters:
+                step("7/8 scanning ADAPTER_DIRS")
+                results["scan"] = bench_scan(rig, *scan_tree, reps)
         finally:
             rig.close()
     write_report(results, out)
