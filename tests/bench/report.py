@@ -88,6 +88,8 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         parts += _adapters(results["adapters"]) + _scan(results["scan"])
     if "openai" in results:
         parts += _openai(results["openai"])
+    if "compare" in results:
+        parts += _compare_section(results["compare"])
     out.write_text("\n".join(parts) + "\n")
     if everything:
         _plots(results, out.parent)
@@ -96,7 +98,8 @@ def write_report(results: dict[str, Any], out: Path) -> None:
 
 
 def _partial_headlines(results: dict[str, Any]) -> list[str]:
-    """`--only adapters` or `--only openai`: that issue's headlines alone."""
+    """`--only adapters`, `--only openai` or `--only compare`: that issue's headlines
+    alone."""
     lines = ["## Headlines", ""]
     if "adapters" in results:
         lines += _issue12_headlines(results)
@@ -105,6 +108,8 @@ def _partial_headlines(results: dict[str, Any]) -> list[str]:
         losses = _issue13_losses(results)
         if losses:
             lines.append("- **Where LF Gate loses:** " + "; ".join(losses) + ".")
+    if "compare" in results:
+        lines += _issue14_headlines(results)
     return [*lines, ""]
 
 
@@ -163,7 +168,8 @@ def _headlines(results: dict[str, Any]) -> list[str]:
         lines.append("- **Where LF Gate loses:** " + "; ".join(losses) + ". The profile under "
                      "Concurrency shows where the gateway's own time goes.")
     issue13 = _issue13_headlines(results) if "openai" in results else []
-    return [*lines, *_issue12_headlines(results), *issue13, ""]
+    issue14 = _issue14_headlines(results) if "compare" in results else []
+    return [*lines, *_issue12_headlines(results), *issue13, *issue14, ""]
 
 
 def _persistent(rows: list[dict[str, Any]]) -> list[str]:
@@ -813,3 +819,197 @@ UNMERGED_NOTE_V1 = (
     "share of each step, the path's cost per chunk is the same milliseconds against a much "
     "longer step, and the box does not share its cores with the gateway. Merging would win "
     "the rate back at the cost of one loaded base serving every adapter (section 6).")
+
+
+# -- issue 14: compare, batched on one base ------------------------------------------------------
+
+COMPARE_BUDGET = 1.5  # four slots on one base, over one reply alone, at most
+
+
+def compare_figures(data: dict[str, Any]) -> dict[str, Any]:
+    """Issue 14's figures from section 9's raw runs; times in seconds."""
+    alone = data["alone"]
+    f: dict[str, Any] = {
+        "alone_total": [r["total_s"] for r in alone], "alone_ttft": [r["ttft_s"] for r in alone],
+        "alone_box": [r["box_total_s"] for r in alone if r["box_total_s"] is not None],
+    }
+    a, a_box = median(f["alone_total"]), median(f["alone_box"])
+    by_count = {}
+    for count in data["slot_counts"]:
+        runs = data["compare"][str(count)]
+        seq = [run["ends_s"][count - 1] for run in data["sequential"]]
+        box = [run["box_total_s"] for run in runs if run["box_total_s"] is not None]
+        seq_box = [sum(r["box_total_s"] for r in run["replies"][:count])
+                   for run in data["sequential"]
+                   if all(r["box_total_s"] is not None for r in run["replies"][:count])]
+        by_count[count] = {
+            "total": [run["total_s"] for run in runs],
+            "ttft": [s["ttft_s"] for run in runs for s in run["slots"]],
+            "sequential": seq, "box": box,
+            "ratio": _ratio(median([run["total_s"] for run in runs]), a),
+            "seq_ratio": _ratio(median(seq), a),
+            "box_ratio": _ratio(median(box), a_box),
+            "seq_box_ratio": _ratio(median(seq_box), a_box),
+        }
+    f["by_count"] = by_count
+    same = data["same_adapter"]
+    same_box = [run["box_total_s"] for run in same if run["box_total_s"] is not None]
+    f["same"] = {"total": [run["total_s"] for run in same],
+                 "ttft": [s["ttft_s"] for run in same for s in run["slots"]],
+                 "ratio": _ratio(median([run["total_s"] for run in same]), a),
+                 "box_ratio": _ratio(median(same_box), a_box)}
+    # What the path adds to a reply alone beyond the box's own clock (HTTP, SSE, the
+    # gateway, SSH, the wrapper's JSON lines): paid once by a batch as by one reply.
+    f["alone_path_s"] = a - a_box
+    four = max(data["slot_counts"])
+    f["four"] = four
+    per_slot = []
+    for slot, model in enumerate(data["models"][:four]):
+        in_batch = [run["slots"][slot] for run in data["compare"][str(four)]]
+        asked = [run["replies"][slot] for run in data["sequential"]]
+        per_slot.append({
+            "slot": slot, "model": model, "ttft": [s["ttft_s"] for s in in_batch],
+            "done": [s["done_s"] for s in in_batch],
+            "alone_ttft": [r["ttft_s"] for r in asked],
+            "alone_total": [r["total_s"] for r in asked],
+            "tokens": data["tokens_alone"][model],
+            "same": sum(s["content"] == r["content"]
+                        for s, r in zip(in_batch, asked, strict=True)),
+            "runs": len(in_batch)})
+    f["per_slot"] = per_slot
+    # The slowest of the four asked alone: a reply alone could mean any of them.
+    f["slowest_alone"] = max(median(p["alone_total"]) for p in per_slot)
+    f["ratio_slowest"] = _ratio(median(by_count[four]["total"]), f["slowest_alone"])
+    return f
+
+
+def _issue14_headlines(results: dict[str, Any]) -> list[str]:
+    data = results["compare"]
+    f = compare_figures(data)
+    four, c = f["four"], f["by_count"][f["four"]]
+    met = c["ratio"] <= COMPARE_BUDGET
+    more = (", more so with an adapter per row" if f["same"]["ratio"] < c["ratio"] else "")
+    why = "" if met else (
+        f" (four rows of one adapter: {f['same']['ratio']:.2f}x; here, with no GPU, a batch "
+        f"step costs the box more than one row's{more}, and the gateway's CPU for four times "
+        "the chunks comes out of the same two cores; section 9)")
+    return [
+        f"- Issue 14, a compare of {four} models on one loaded base (the base and "
+        f"{four - 1} adapters, one `generate` call): the last reply done in "
+        f"**{c['ratio']:.2f}x** the time of one reply alone, against {c['seq_ratio']:.2f}x "
+        f"one after the other (the box's own clock: {c['box_ratio']:.2f}x); each slot's "
+        f"first token in {_ms(median(c['ttft']))} ms against {_ms(median(f['alone_ttft']))} "
+        f"ms alone; target at most {COMPARE_BUDGET}x: {_verdict(met)}{why}. Greedy replies "
+        f"in the batch equal to the same model asked alone: **{data['same_in_batch']} of "
+        f"{data['slots_total']}**.",
+    ]
+
+
+def _compare_section(data: dict[str, Any]) -> list[str]:
+    f = compare_figures(data)
+    four, c, same = f["four"], f["by_count"][f["four"]], f["same"]
+    met = c["ratio"] <= COMPARE_BUDGET
+    models = data["models"]
+    alone = f"`{data['alone_model']}`"
+    rows = [["1 (one reply alone)", alone, _ms_spread(f["alone_total"]),
+             _ms_spread(f["alone_ttft"]), _ms_spread(f["alone_total"]), "1.00", "1.00",
+             "1.00"]]
+    for count in data["slot_counts"]:
+        g = f["by_count"][count]
+        rows.append([
+            str(count), ", ".join(f"`{m}`" for m in models[:count]), _ms_spread(g["total"]),
+            _ms_spread(g["ttft"]), _ms_spread(g["sequential"]),
+            f"**{g['ratio']:.2f}**" if count == four else f"{g['ratio']:.2f}",
+            f"{g['seq_ratio']:.2f}", f"{g['box_ratio']:.2f} ({g['seq_box_ratio']:.2f})"])
+    rows.append([f"{four}, one adapter", f"{alone} {four} times", _ms_spread(same["total"]),
+                 _ms_spread(same["ttft"]), "–", f"{same['ratio']:.2f}", "–",
+                 f"{same['box_ratio']:.2f}"])
+    slot_rows = [[str(p["slot"]), f"`{p['model']}`", _ms_spread(p["ttft"]), _ms_spread(p["done"]),
+                  _ms_spread(p["alone_ttft"]), _ms_spread(p["alone_total"]),
+                  "–" if p["tokens"] is None else str(p["tokens"]),
+                  f"{p['same']} of {p['runs']}"] for p in f["per_slot"]]
+    target = (f"Target: {four} slots on one base finish in at most {COMPARE_BUDGET}x the time "
+              f"of one reply alone: {_verdict(met)} ({c['ratio']:.2f}x; against the slowest "
+              f"of the {four} models asked alone, {f['ratio_slowest']:.2f}x; one after the "
+              f"other, {c['seq_ratio']:.2f}x).")
+    if c["box_ratio"] >= c["ratio"]:
+        where = (f"The cost is the box's: by the wrapper's own clock the batch took "
+                 f"{c['box_ratio']:.2f}x one reply alone, no less than at the client, where "
+                 f"the path's fixed cost (about {f['alone_path_s'] * 1000:.0f} ms of a reply "
+                 "alone: HTTP, the gateway, SSH) is paid once for the whole batch and so "
+                 "pulls the ratio down.")
+    else:
+        where = (f"By the wrapper's own clock the batch took {c['box_ratio']:.2f}x one reply "
+                 "alone; the rest is the path, which carries four times the chunks.")
+    adapters = (
+        "the rest is peft's mixed-adapter forward, which runs each adapter's LoRA layers on "
+        "its own rows, one adapter after the other, at every LoRA layer of every step"
+        if same["ratio"] < c["ratio"] else
+        "so here the different adapters are not what costs (peft's mixed-adapter forward "
+        "runs each adapter's LoRA layers on its own rows, one adapter after the other)")
+    why = (
+        f" Four rows of one adapter took {same['ratio']:.2f}x ({same['box_ratio']:.2f}x by "
+        f"the wrapper's clock) against {c['ratio']:.2f}x ({c['box_ratio']:.2f}x) for four "
+        f"different models: {adapters}. On this machine a batch step is not free: no GPU, "
+        "one torch thread, and a model so small that a step's time is mostly the cost of each "
+        "operation rather than its arithmetic, so more rows and more adapters mean more "
+        "work on the same core (peft alone, no gateway, measured 1.5–1.9x for four rows on "
+        "this stack). Four replies are also four times the chunks through the wrapper's JSON "
+        "lines, SSH, the gateway and SSE (about 1.5 ms of gateway CPU per chunk, section 4), "
+        "CPU taken from the same two cores the box runs on. On a GPU a decoding step is "
+        "bound by reading the weights, so a few more rows cost little, and the gateway runs "
+        "on another machine: not measured here.")
+    identical = (f"Every slot's greedy reply in the batch equal to the same model asked "
+                 f"alone: **{data['same_in_batch']} of {data['slots_total']}** slots, over all "
+                 f"the compares (and {data['same_alone']} of {data['alone_total']} replies "
+                 f"asked alone equal to the warm-up's; the {len(models)} models' replies: "
+                 f"{data['distinct_replies']} distinct).")
+    if data["same_in_batch"] < data["slots_total"]:
+        identical += (" Where a slot differs, the batch's left padding and row order change "
+                      "the order of the same sums, and greedy decoding parts ways where two "
+                      "tokens are nearly tied.")
+    rounds = data["rounds"]
+    return [
+        "## 9. Compare: four slots on one loaded base (issue 14)",
+        "",
+        "The same script-mode gateway and saves/ tree as section 6 (`MAX_LOADED_ADAPTERS=4`): "
+        f"the tiny base and three of the tree's adapters with different weights "
+        f"({', '.join(f'`{m}`' for m in models)}), all on one loaded base. One prompt "
+        f"({data['prompt']!r}) and settings {data['params']} for every reply, each a new "
+        "chat; greedy, and every model's reply runs to `max_new_tokens` (checked: a batch "
+        "lasts as long as its longest row, so one reply alone must be as long). Everything "
+        "was warm before timing: the base loaded, the adapters resident (the harness fails "
+        "if a timed turn loads one, or if the base was loaded more than once), each model "
+        "asked alone once and each kind of compare run once. Then "
+        f"{rounds} round{'s' if rounds != 1 else ''}, each one of every kind, the order "
+        f"rotating: one reply alone (`/api/chat` on {alone}, an adapter, as most slots "
+        "are); `/api/compare` with the first 2, 3 and 4 of the models, and with "
+        f"{alone} {four} times, which the gateway ran as one batch each (`meta.mode` "
+        "\"batch\", checked every time: one `chat_batch`, one `generate` call, each row its "
+        "own adapter, the base as one of them); and the four models asked one after the "
+        "other through `/api/chat`, whose first K replies are the K-slot baseline. Times "
+        "at the client from just before the request: to the reply's `done` (for a compare, "
+        "the last slot's) and to the first token (for a compare, every slot's). The last "
+        "column divides the wrapper's own clock of the same turns (`box_timing.total_ms`, "
+        "for a batch its slowest row; in brackets, one after the other), which leaves out "
+        "SSH, the gateway and HTTP. Medians with min–max.",
+        "",
+        _table(["slots", "models", "until the last reply (ms)", "first token per slot (ms)",
+                "one after the other via /api/chat (ms)", "batch ÷ alone",
+                "one after the other ÷ alone", "by the wrapper's clock: batch ÷ alone "
+                "(one after the other)"], rows),
+        "",
+        f"{target} {where}{'' if met else why}",
+        "",
+        f"**The {four}-slot compare, slot by slot**, against the same model asked alone (the "
+        "one-after-the-other runs). Tokens: the reply's completion tokens asked alone.",
+        "",
+        _table(["slot", "model", "first token in the batch (ms)", "done in the batch (ms)",
+                "asked alone: first token (ms)", "asked alone: done (ms)", "tokens",
+                "identical to alone"], slot_rows),
+        "",
+        identical + f" Every slot's `done` named the same batch, of {four} rows for a "
+        f"{four}-slot compare (`batch.id` and `batch.rows`, checked by the harness); "
+        f"`held.base_loads` was {data['base_loads']} at the end.",
+        "",
+    ]
