@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -80,8 +81,12 @@ def _strip_adapter_layers(model: Any) -> None:
 class _BatchRow:
     """One row of a batch: its turn, its tokens so far, and what it has streamed."""
 
-    def __init__(self, turn: Turn, tokenizer: Any, gen_kwargs: dict[str, Any]) -> None:
+    def __init__(self, turn: Turn, tokenizer: Any, gen_kwargs: dict[str, Any],
+                 params: dict[str, Any],
+                 on_done: Callable[[Turn, ChatOutcome], None] | None) -> None:
         self.turn = turn
+        self._params = params
+        self._on_done = on_done  # told as soon as this row ends, before the batch does
         self.tokenizer = tokenizer
         self.gen_kwargs = gen_kwargs
         self.prompt = gen_kwargs["inputs"]
@@ -100,16 +105,24 @@ class _BatchRow:
         if self.done:
             return  # HF pads finished rows
         if self.turn.cancelled.is_set():
-            self.done = True
+            self._end()
             return
         now = time.monotonic()
         self.first_token_at = self.first_token_at or now
         self.last_token_at = now
         if token in self.eos_ids:
-            self.done = self.hit_eos = True
+            self.hit_eos = True
+            self._end()
             return
         self.ids.append(token)
         self._show(final=False)
+
+    def _end(self) -> None:
+        """The row is over while others go on: its turn hears so now."""
+        self.finish()
+        self.done = True
+        if self._on_done is not None:
+            self._on_done(self.turn, self.outcome(self._params))
 
     def _show(self, final: bool) -> None:
         text = self.tokenizer.decode(self.ids, skip_special_tokens=self._skip_special)
@@ -152,7 +165,8 @@ class _BatchStreamer:
 
     def end(self) -> None:
         for row in self._rows:
-            row.finish()
+            if not row.done:
+                row.finish()
 
 
 class ScriptEngine:
@@ -393,7 +407,9 @@ class ScriptEngine:
 
     # -- several chats in one generate call (protocol 4) ----------------------------------
 
-    def chat_batch(self, turns: list[Turn], params: dict[str, Any]) -> list[ChatOutcome]:
+    def chat_batch(self, turns: list[Turn], params: dict[str, Any],
+                   on_done: Callable[[Turn, ChatOutcome], None] | None = None
+                   ) -> list[ChatOutcome]:
         """Answer every turn with one `generate` call: each row its own prompt (built with
         its own template, left-padded), its own adapter (peft's mixed-adapter batch, the base
         as `__base__`), streamed to its own turn and stoppable alone. transformers'
@@ -420,7 +436,7 @@ class ScriptEngine:
                     None, None, dict(kwargs))
             finally:
                 template.enable_thinking = thinking
-            rows.append(_BatchRow(turn, tokenizer, gen_kwargs))
+            rows.append(_BatchRow(turn, tokenizer, gen_kwargs, params, on_done))
         width = max(row.prompt.shape[-1] for row in rows)
         pad_id = rows[0].tokenizer.pad_token_id
         if pad_id is None:

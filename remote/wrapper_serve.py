@@ -606,22 +606,33 @@ class WrapperServer:
                     self._cancelled_ids.remove(turn.id)
                     turn.cancelled.set()
                 self._current[turn.id] = turn
+        batch = {"id": command.get("id"), "rows": len(turns)}
+        told: set[str] = set()
+
+        def row_done(turn: Turn, outcome: ChatOutcome) -> None:
+            """A row that ends (its stop tokens, or stopped) says so at once."""
+            told.add(turn.id)
+            with self._lock:
+                self._current.pop(turn.id, None)
+            self._wire.send(self._done(turn, outcome, batch))
+
         self._state = "busy"
         try:
-            outcomes = self._engine.chat_batch(turns, params)
+            outcomes = self._engine.chat_batch(turns, params, row_done)
         except Exception as exc:
             error = unexpected_error(exc, wp.E_GENERATION_FAILED)
             for turn in turns:
-                self._wire.send(error.event(turn.id))
+                if turn.id not in told:
+                    self._wire.send(error.event(turn.id))
             return
         finally:
             with self._lock:
                 for turn in turns:
                     self._current.pop(turn.id, None)
             self._state = "ready"
-        batch = {"id": command.get("id"), "rows": len(turns)}
         for turn, outcome in zip(turns, outcomes, strict=True):
-            self._wire.send(self._done(turn, outcome, batch))
+            if turn.id not in told:
+                self._wire.send(self._done(turn, outcome, batch))
 
 
 ONE_SHOT_HINT = ("Pass one JSON object, quoted for your shell, e.g. "

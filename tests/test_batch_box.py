@@ -99,6 +99,11 @@ def test_stopping_one_row_leaves_the_others_running(shared, tiny):
             {"id": "keep-2", "messages": story, "adapter": tiny["adapter2"]}]
     ends, events = run_batch(shared, rows, long, stop_after={"stop-me": 3})
     assert ends["stop-me"]["finish_reason"] == wp.FINISH_STOPPED
+    # The stopped row says so at once, while the others are still generating.
+    ended = [e["id"] for e in events if e["event"] == wp.EV_DONE]
+    assert ended[0] == "stop-me", ended
+    later = events.index(next(e for e in events if e["event"] == wp.EV_DONE))
+    assert any(e["event"] == wp.EV_DELTA for e in events[later:])
     stopped_text = ends["stop-me"]["content"]
     assert stopped_text == "".join(e["text"] for e in events
                                    if e["event"] == wp.EV_DELTA and e["id"] == "stop-me")

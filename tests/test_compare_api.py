@@ -64,6 +64,8 @@ async def test_three_slots_on_one_base_stream_as_one_batch(tmp_path, monkeypatch
 
         chat = (await http.get(f"/api/chats/{head['chat_id']}")).json()
         assert [s["model"] for s in chat["compare"]["slots"]] == ["default", A, B]
+        assert {m["provenance"]["compare_mode"] for m in chat["messages"]
+                if m["role"] == "assistant"} == {"batch"}
         users = [m for m in chat["messages"] if m["role"] == "user"]
         assert len(users) == 1  # one question, three answers
         replies = [m for m in chat["messages"] if m["role"] == "assistant"]
@@ -155,14 +157,25 @@ async def test_blind_mode_hides_names_until_the_vote(tmp_path, monkeypatch, save
         vote = (await http.post(f"/api/chats/{head['chat_id']}/votes", json={
             "compare_id": head["compare_id"], "winner": "2"})).json()
         assert sorted(vote["models"]) == sorted(["default", A, B]) and vote["blind"]
+        # The first vote revealed the names: a later turn's vote is not blind any more.
+        later = await compare(http, vote["models"], "again", chat_id=head["chat_id"])
+        second = (await http.post(f"/api/chats/{head['chat_id']}/votes", json={
+            "compare_id": later[0][1]["compare_id"], "winner": "0"})).json()
+        assert not second["blind"]
+        again = (await http.post(f"/api/chats/{head['chat_id']}/votes", json={
+            "compare_id": head["compare_id"], "winner": "1"})).json()
+        assert again["blind"] is False  # re-voting after the reveal is not blind either
 
 
 async def test_without_a_shared_base_the_slots_run_side_by_side_or_in_turn(tmp_path,
                                                                             monkeypatch):
     app = gateway(tmp_path, monkeypatch, mode="cli", adapter_path="/models/lora")
     async with Client(app) as http:
-        parallel = await compare(http, ["default", "base"])
+        parallel = await compare(http, ["default", "base"],
+                                 params={"temperature": 0.3, "system": "Be brief."})
         assert parallel[0][1]["mode"] == "parallel"
+        chat = (await http.get(f"/api/chats/{parallel[0][1]['chat_id']}")).json()
+        assert (chat["system"], chat["params"]) == ("Be brief.", {"temperature": 0.3})
         same = await compare(http, ["default", "default"])
         assert same[0][1]["mode"] == "sequential"
         assert len([n for n, _ in same if n == "done"]) == 2

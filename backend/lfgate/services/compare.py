@@ -68,8 +68,10 @@ class Compares:
         if chat_id is None:
             if blind:  # columns shuffled: the order chosen says nothing
                 models = random.SystemRandom().sample(models, len(models))
+            settings = {k: v for k, v in params.items() if k != "system"}
             chat = await self._store.create_chat(
-                title=title_from(message), model=models[0],
+                title=title_from(message), model=models[0], system=params.get("system"),
+                params=settings,
                 compare={"slots": [{"model": m, "leaf_id": None} for m in models],
                          "blind": blind})
         else:
@@ -91,13 +93,14 @@ class Compares:
     async def _open(self, chat: ChatRecord, message: str, models: list[str],
                     params: dict[str, Any], blind: bool) -> CompareRun:
         compare_id = new_id()
-        params = {**({"system": chat.system} if chat.system else {}), **params}
+        mode = self.mode_for(models)
+        params = {**chat.params, **({"system": chat.system} if chat.system else {}), **params}
         leaves = [slot["leaf_id"] for slot in chat.compare["slots"]]
         turns: list[Turn] = []
         histories: list[list[dict[str, str]]] = []
         first_user: str | None = None
         for slot, (model, leaf) in enumerate(zip(models, leaves, strict=True)):
-            tags = {"compare_id": compare_id, "slot": slot}
+            tags = {"compare_id": compare_id, "slot": slot, "compare_mode": mode}
             if leaf is None and first_user is not None:  # a first turn: one user message
                 turn, history = await self._turns.open_reply(
                     chat, model, parent_id=first_user, text=None, tags=tags)
@@ -111,7 +114,6 @@ class Compares:
             histories.append(history)
         await self._store.update_chat(chat_id=chat.id, active_leaf_id=turns[0].id, compare={
             "slots": [{"model": t.model, "leaf_id": t.id} for t in turns], "blind": blind})
-        mode = self.mode_for(models)
         run = CompareRun(compare_id, chat.id, mode, turns, blind)
         self._running[compare_id] = run
         if mode == "batch":
@@ -155,8 +157,9 @@ class Compares:
 
     async def vote(self, *, chat_id: str, compare_id: str, winner: str,
                    reason: str | None) -> VoteRecord:
-        """A vote on one compare turn: a slot's index (the best reply), or for two columns
-        also "tie" or "both_bad". Voting again replaces the vote."""
+        """A vote on one compare turn: a slot's index (the best reply), "tie" or
+        "both_bad". Voting again replaces the vote. It counts as blind when the chat is
+        blind and no other turn of it was voted on yet (the first vote reveals the names)."""
         chat = await self._compare_chat(chat_id)
         replies = sorted((m for m in await self._store.messages(chat_id=chat_id)
                           if (m.provenance or {}).get("compare_id") == compare_id),
@@ -172,4 +175,5 @@ class Compares:
             chat_id=chat_id, compare_id=compare_id, models=[m.provenance["model"]
                                                             for m in replies],
             reply_ids=[m.id for m in replies], winner=winner, reason=reason,
-            blind=bool(chat.compare.get("blind")))
+            blind=bool(chat.compare.get("blind")) and not any(
+                v.compare_id != compare_id for v in await self._votes.of_chat(chat_id=chat_id)))

@@ -243,7 +243,8 @@ class ScriptedEngine:
             raise wp.WrapperError(wp.E_GENERATION_FAILED, ERROR_MESSAGE)
         return ChatOutcome("".join(sent), wp.FINISH_STOP, len(sent), prompt_tokens=prompt)
 
-    def chat_batch(self, turns: list[Turn], params: dict[str, Any]) -> list[ChatOutcome]:
+    def chat_batch(self, turns: list[Turn], params: dict[str, Any],
+                   on_done: Any = None) -> list[ChatOutcome]:
         """Protocol 4: the rows' scripted replies, a chunk of each in turn per step (as one
         generate call streams them), each row stoppable alone."""
         if self._model is None:
@@ -263,6 +264,9 @@ class ScriptedEngine:
                 if turn.cancelled.is_set() or step >= len(pieces) or (
                         limit is not None and step >= limit):
                     ended[index] = True
+                    if turn.cancelled.is_set() and on_done is not None:  # told at once
+                        on_done(turn, ChatOutcome("".join(sent[index]), wp.FINISH_STOPPED,
+                                                  len(sent[index])))
                     continue
                 turn.emit_text(pieces[step])
                 sent[index].append(pieces[step])
