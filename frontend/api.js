@@ -94,6 +94,13 @@ export const models = {
   unload: (id) => api(`api/models/${encodeURIComponent(id)}/unload`, { method: "POST" }),
 };
 
+export const compares = {
+  stop: (compareId) => api(`api/compare/${encodeURIComponent(compareId)}/stop`, { method: "POST" }),
+  votes: (chatId) => api(`api/chats/${encodeURIComponent(chatId)}/votes`),
+  vote: (chatId, body) => api(`api/chats/${encodeURIComponent(chatId)}/votes`, { method: "POST", body }),
+  leaderboard: () => api("api/leaderboard"),
+};
+
 export const health = () => api("api/health");
 export const stopTurn = (turnId) =>
   api(`api/chat/${encodeURIComponent(turnId)}/stop`, { method: "POST" });

@@ -1,10 +1,12 @@
 // LF Gate's page: the chat list, the conversation with the model on the box, and the
-// composer. The open chat and its running turn live here, the box's status and the chat
-// list in state/; components/ only render and report.
+// composer; a compare chat's columns, and the leaderboard. The open chat and its running turn
+// live here, the box's status, the chat list and the compare view's state in state/;
+// components/ only render and report.
 import { html, render, useEffect, useMemo, useRef, useState } from "./ui.js";
 import { ApiError, chats, stopTurn, streamTurn } from "./api.js";
 import { useHealth, useModels } from "./state/box_status.js";
 import { useChatList } from "./state/chat_list.js";
+import { useCompare } from "./state/compare.js";
 import { indexTree, newestLeaf, pathTo, siblingsOf } from "./tree.js";
 import { basename, lossText } from "./format.js";
 import { Sidebar } from "./components/sidebar.js";
@@ -16,12 +18,18 @@ import { Connection } from "./components/connection.js";
 import { LoadError } from "./components/load_error.js";
 import { ExportMenu } from "./components/export_menu.js";
 import { Icon } from "./components/icons.js";
+import { CompareTitle, CompareView } from "./components/compare_view.js";
+import { Leaderboard } from "./components/leaderboard.js";
 
 const FOLLOW_STREAMING_MS = 1000;
 
-const chatIdFromHash = () => {
+/** What the URL shows: a chat (#/chat/<id>, a compare chat too), a new compare (#/compare),
+ *  the leaderboard (#/leaderboard), or a new chat. */
+const routeFromHash = () => {
   const match = /^#\/chat\/([\w-]+)$/.exec(location.hash);
-  return match ? match[1] : null;
+  if (match) return { page: "chat", chatId: match[1] };
+  return { page: { "#/compare": "compare", "#/leaderboard": "leaderboard" }[location.hash] ?? "chat",
+    chatId: null };
 };
 
 function EmptyState({ model, healthInfo }) {
@@ -48,7 +56,8 @@ function App() {
   const { health: healthInfo, gatewayError } = useHealth();
   const { chatList, listError, setListError, query, setQuery, archived, setArchived,
     refreshList } = useChatList();
-  const [chatId, setChatId] = useState(chatIdFromHash);
+  const [chatId, setChatId] = useState(() => routeFromHash().chatId);
+  const [page, setPage] = useState(() => routeFromHash().page);
   const [chat, setChat] = useState(null);
   const [chatError, setChatError] = useState(null);
   const [draft, setDraft] = useState({ model: "default", system: null, params: {} });
@@ -82,12 +91,16 @@ function App() {
 
   // ---- the open chat, kept in the URL so a reload comes back to it
   useEffect(() => {
-    const onHash = () => setChatId(chatIdFromHash());
+    const onHash = () => {
+      const route = routeFromHash();
+      setPage(route.page);
+      setChatId(route.chatId);
+    };
     addEventListener("hashchange", onHash);
     return () => removeEventListener("hashchange", onHash);
   }, []);
   useEffect(() => {
-    const hash = chatId ? `#/chat/${chatId}` : "";
+    const hash = chatId ? `#/chat/${chatId}` : page === "chat" ? "" : `#/${page}`;
     if (location.hash !== hash) history.replaceState(null, "", hash || location.pathname);
     setChatError(null);
     if (!chatId) { setChat(null); return undefined; }
@@ -99,7 +112,7 @@ function App() {
       setChatError(error.status === 404 ? "This chat does not exist any more." : error.message);
     });
     return () => { live = false; };
-  }, [chatId]);
+  }, [chatId, page]);
   const reloadChat = async (id) => {
     try {
       const data = await chats.get(id);
@@ -116,6 +129,10 @@ function App() {
     writeDraft(key, text);
     setRestore({ text });
   };
+  const compare = useCompare({ chatId, chat, settings, modelList, reloadChat, refreshList,
+    setBanner, restoreText, openChat: (id) => { setPage("chat"); setChatId(id); } });
+  const isCompare = page === "compare" || Boolean(chat?.compare && chat.id === chatId)
+    || (chatId !== null && compare.run !== null);
   const runTurn = async ({ path, body, anchorId, userText, chatKey, draftKey = chatKey }) => {
     const local = { chatId: chatKey, anchorId, userText, text: "", infos: [], status: "streaming",
       turnId: null, error: null, model: body.model, running: true, controller: new AbortController() };
@@ -271,13 +288,20 @@ function App() {
   };
 
   // ---- sidebar actions
-  const selectChat = (item) => { setChatId(item.id); setSidebarOpen(false); setBanner(null); };
-  const newChat = () => {
+  const selectChat = (item) => {
+    setPage("chat");
+    setChatId(item.id);
+    setSidebarOpen(false);
+    setBanner(null);
+  };
+  const openPage = (name) => {
     setDraft({ model: settings.model, system: null, params: {} });
+    setPage(name);
     setChatId(null);
     setSidebarOpen(false);
     setBanner(null);
   };
+  const newChat = () => openPage("chat");
   keys.current.newChat = newChat;
   const importChat = async (file) => {
     let data;
@@ -333,7 +357,8 @@ function App() {
   }
   // A reply stored as still streaming that this page is not streaming (another tab, or a
   // reload that came before the gateway marked it stopped): read the chat again until it ends.
-  const elsewhere = !turnHere && shown.some(({ message }) => message.status === "streaming");
+  const elsewhere = isCompare ? compare.following
+    : !turnHere && shown.some(({ message }) => message.status === "streaming");
   useEffect(() => {
     if (!elsewhere || !chat) return undefined;
     const timer = setTimeout(() => reloadChat(chat.id), FOLLOW_STREAMING_MS);
@@ -359,17 +384,29 @@ function App() {
       go: (index) => goBranch(message, index) };
   };
   useEffect(() => {
-    document.title = chat?.title ? `${chat.title} · LF Gate` : "LF Gate";
-  }, [chat?.title]);
-  const exportBase = chat ? `api/chats/${encodeURIComponent(chat.id)}/export` : null;
+    const title = page === "leaderboard" ? "Leaderboard" : chat?.title ?? (isCompare ? "Compare" : null);
+    document.title = title ? `${title} · LF Gate` : "LF Gate";
+  }, [chat?.title, page, isCompare]);
+  // Not for a blind compare before its vote: the export names the models.
+  const exportBase = chat && page !== "leaderboard" && !(isCompare && compare.hidden)
+    ? `api/chats/${encodeURIComponent(chat.id)}/export` : null;
+
+  const picker = { models: modelList, runs, load, health: healthInfo, scan, serving, listed,
+    onOpen: rescan, rescanning, rescanError,
+    onUnload: (id) => unload(id).catch((error) => setBanner({ message: error.message })) };
+  const bannerBox = banner && html`<div class="banner" role="alert">
+    <span>${banner.message}${banner.hint ? html` <span class="hint">${banner.hint}</span>` : ""}</span>
+    <button type="button" class="icon-btn" aria-label="Dismiss" onClick=${() => setBanner(null)}>✕</button>
+  </div>`;
 
   return html`<div class="app">
     <a class="skip" href="#message" onClick=${(e) => {
       e.preventDefault();
       document.getElementById("message")?.focus();
     }}>Skip to the message box</a>
-    <${Sidebar} chats=${chatList} currentId=${chatId} query=${query} onQuery=${setQuery}
+    <${Sidebar} chats=${chatList} currentId=${chatId} page=${page} query=${query} onQuery=${setQuery}
       archived=${archived} onShowArchived=${setArchived} onNew=${newChat} open=${sidebarOpen}
+      onCompare=${() => openPage("compare")} onLeaderboard=${() => openPage("leaderboard")}
       listError=${listError} onSelect=${selectChat} onRename=${renameChat}
       onArchive=${archiveChat} onDelete=${deleteChat} onImport=${importChat} />
     ${sidebarOpen && html`<div class="scrim" onClick=${() => setSidebarOpen(false)}></div>`}
@@ -377,49 +414,50 @@ function App() {
       <header class="topbar">
         <button type="button" class="icon-btn menu" aria-label="Show chats"
           aria-expanded=${sidebarOpen ? "true" : "false"} onClick=${() => setSidebarOpen(!sidebarOpen)}>☰</button>
-        <${ModelPicker} models=${modelList} runs=${runs} value=${settings.model} onChange=${pickModel}
-          load=${load} onUnload=${(id) => unload(id).catch(
-            (error) => setBanner({ message: error.message }))} disabled=${running}
-          health=${healthInfo} scan=${scan} serving=${serving} listed=${listed} onOpen=${rescan}
-          rescanning=${rescanning} rescanError=${rescanError} />
+        ${page === "leaderboard" ? html`<span class="bar-title"><strong>Leaderboard</strong></span>`
+          : isCompare ? html`<${CompareTitle} compare=${compare} />`
+          : html`<${ModelPicker} ...${picker} value=${settings.model} onChange=${pickModel}
+            disabled=${running} />`}
         <span class="spacer"></span>
-        <button type="button" class="btn has-icon" aria-expanded=${drawer ? "true" : "false"}
+        ${page !== "leaderboard" && html`<button type="button" class="btn has-icon" aria-expanded=${drawer ? "true" : "false"}
           aria-label="Parameters" title="Generation settings for this chat"
           onClick=${() => { setDrawerError(null); setDrawer(!drawer); }}>
-          <${Icon} name="sliders" /><span class="wide-only">Parameters</span></button>
+          <${Icon} name="sliders" /><span class="wide-only">Parameters</span></button>`}
         ${exportBase && html`<${ExportMenu} exportBase=${exportBase} />`}
         <${Connection} health=${healthInfo} gatewayError=${gatewayError} />
       </header>
-      <main class="conversation" ref=${scroller} aria-label="Conversation" onScroll=${onScroll}>
-        ${chatError && html`<p class="notice error" role="alert">${chatError}</p>`}
-        ${current?.status === "error" && load?.model === current.id && load.error
-          && shown.at(-1)?.message.status !== "error" // the failed reply already says why
-          && html`<${LoadError} load=${load} onRetry=${startLoad} />`}
-        ${!chatError && shown.length === 0 && html`<${EmptyState} model=${current} healthInfo=${healthInfo} />`}
-        <div class="messages">
-          ${shown.map(({ message, streaming, infos }, i) => html`<${Message}
-            key=${message.id ?? `pending-${i}`} message=${message} streaming=${streaming}
-            infos=${infos} busy=${running} branch=${branchOf(message)}
-            onEdit=${(text) => editAndSend(message, text)}
-            onRegenerate=${() => regenerate(message)} onRetry=${() => regenerate(message)} />`)}
-        </div>
-        ${(modelGone || modelUnusable) && !running && html`<p class="notice error model-gone" role="status">
-          ${modelGone ? html`This chat's model, <code>${settings.model}</code>, is no longer on the box (its folder was moved or deleted).`
-            : html`This chat's model, <code>${settings.model}</code>, cannot be used: ${current.problems.join("; ")}.`}
-          ${shown.length > 0 ? " The conversation stays readable; pick" : " Pick"} another model above to send.</p>`}
-      </main>
-      ${away && html`<button type="button" class="to-bottom" aria-label="Scroll to the latest message"
-        onClick=${() => scroller.current.scrollTo({ top: scroller.current.scrollHeight, behavior: "smooth" })}>↓</button>`}
-      ${banner && html`<div class="banner" role="alert">
-        <span>${banner.message}${banner.hint ? html` <span class="hint">${banner.hint}</span>` : ""}</span>
-        <button type="button" class="icon-btn" aria-label="Dismiss" onClick=${() => setBanner(null)}>✕</button>
-      </div>`}
-      <${Composer} chatId=${chatId} generating=${running && turnHere} disabled=${running}
-        unavailable=${gatewayError ? "The gateway cannot be reached: your text is kept, and Send comes back when it reconnects."
-          : modelGone ? `The model ${settings.model} is gone: pick another model above to send.`
-          : modelUnusable ? `The model ${settings.model} cannot be used: pick another model above to send.` : null}
-        thinking=${settings.params?.enable_thinking === true} onThinking=${setThinking}
-        onSend=${send} onStop=${stop} restore=${restore} />
+      ${page === "leaderboard" ? html`<${Leaderboard} />`
+        : isCompare ? html`<${CompareView} compare=${compare} chatId=${chatId} picker=${picker}
+          busy=${running} gatewayError=${gatewayError} banner=${bannerBox} restore=${restore}
+          thinking=${settings.params?.enable_thinking === true} onThinking=${setThinking} />`
+        : html`
+        <main class="conversation" ref=${scroller} aria-label="Conversation" onScroll=${onScroll}>
+          ${chatError && html`<p class="notice error" role="alert">${chatError}</p>`}
+          ${current?.status === "error" && load?.model === current.id && load.error
+            && shown.at(-1)?.message.status !== "error" // the failed reply already says why
+            && html`<${LoadError} load=${load} onRetry=${startLoad} />`}
+          ${!chatError && shown.length === 0 && html`<${EmptyState} model=${current} healthInfo=${healthInfo} />`}
+          <div class="messages">
+            ${shown.map(({ message, streaming, infos }, i) => html`<${Message}
+              key=${message.id ?? `pending-${i}`} message=${message} streaming=${streaming}
+              infos=${infos} busy=${running} branch=${branchOf(message)}
+              onEdit=${(text) => editAndSend(message, text)}
+              onRegenerate=${() => regenerate(message)} onRetry=${() => regenerate(message)} />`)}
+          </div>
+          ${(modelGone || modelUnusable) && !running && html`<p class="notice error model-gone" role="status">
+            ${modelGone ? html`This chat's model, <code>${settings.model}</code>, is no longer on the box (its folder was moved or deleted).`
+              : html`This chat's model, <code>${settings.model}</code>, cannot be used: ${current.problems.join("; ")}.`}
+            ${shown.length > 0 ? " The conversation stays readable; pick" : " Pick"} another model above to send.</p>`}
+        </main>
+        ${away && html`<button type="button" class="to-bottom" aria-label="Scroll to the latest message"
+          onClick=${() => scroller.current.scrollTo({ top: scroller.current.scrollHeight, behavior: "smooth" })}>↓</button>`}
+        ${bannerBox}
+        <${Composer} chatId=${chatId} generating=${running && turnHere} disabled=${running || compare.running}
+          unavailable=${gatewayError ? "The gateway cannot be reached: your text is kept, and Send comes back when it reconnects."
+            : modelGone ? `The model ${settings.model} is gone: pick another model above to send.`
+            : modelUnusable ? `The model ${settings.model} cannot be used: pick another model above to send.` : null}
+          thinking=${settings.params?.enable_thinking === true} onThinking=${setThinking}
+          onSend=${send} onStop=${stop} restore=${restore} />`}
     </div>
     ${drawer && html`<${ParamsDrawer} settings=${settings} error=${drawerError}
       onClose=${() => setDrawer(false)}

@@ -116,3 +116,24 @@ export function provenanceText(provenance) {
   if (provenance.error) add("Error", `${provenance.error.code}: ${provenance.error.message}`);
   return lines.join("\n");
 }
+
+/** A duration in milliseconds: "120 ms", "1.4 s". */
+export function millis(value) {
+  if (value == null) return "";
+  return value < 1000 ? `${Math.round(value)} ms` : `${(value / 1000).toFixed(1)} s`;
+}
+
+/** A compare column's timing under its reply: time to first token, speed, tokens, total
+ *  (from a `done` event or a stored reply's provenance: the same fields). */
+export function timingParts(provenance) {
+  if (!provenance) return [];
+  const timing = provenance.timing ?? {};
+  const parts = [];
+  if (timing.ttft_ms != null) parts.push(["ttft", `TTFT ${millis(timing.ttft_ms)}`]);
+  const rate = replyRate(provenance);
+  if (rate) parts.push(["rate", rate]);
+  const tokens = provenance.usage?.completion_tokens;
+  if (tokens != null) parts.push(["tokens", `${tokens} token${tokens === 1 ? "" : "s"}`]);
+  if (timing.total_ms != null) parts.push(["total", `${millis(timing.total_ms)} total`]);
+  return parts;
+}

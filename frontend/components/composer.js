@@ -17,7 +17,8 @@ export function writeDraft(chatId, text) {
 }
 
 export function Composer({ chatId, generating, disabled, unavailable, thinking, onThinking,
-  onSend, onStop, restore }) {
+  onSend, onStop, restore, placeholder = "Message the model (Enter sends, Shift+Enter adds a line)",
+  stopLabel = "Stop generating" }) {
   const [text, setText] = useState(() => readDraft(chatId));
   const ref = useRef(null);
   useEffect(() => { setText(readDraft(chatId)); }, [chatId]);
@@ -47,7 +48,7 @@ export function Composer({ chatId, generating, disabled, unavailable, thinking, 
   };
   return html`<form class="composer" onSubmit=${(e) => { e.preventDefault(); send(); }}>
     <textarea ref=${ref} id="message" rows="1" value=${text} aria-label="Message"
-      placeholder="Message the model (Enter sends, Shift+Enter adds a line)"
+      placeholder=${placeholder}
       onInput=${(e) => update(e.target.value)} onKeyDown=${onKeyDown}></textarea>
     <div class="composer-row">
       <label class="toggle" title="Ask the model to think first (templates that support it)">
@@ -58,7 +59,7 @@ export function Composer({ chatId, generating, disabled, unavailable, thinking, 
       ${unavailable && !generating && html`<span class="composer-why" id="send-why" role="status">${unavailable}</span>`}
       ${generating
         ? html`<button type="button" class="btn stop" onClick=${onStop}
-            aria-label="Stop generating" title="Stop (Esc)">■ Stop</button>`
+            aria-label=${stopLabel} title="Stop (Esc)">■ Stop</button>`
         : html`<button type="submit" class="btn primary send" aria-label="Send message"
             aria-describedby=${unavailable ? "send-why" : undefined} title=${unavailable ?? ""}
             disabled=${disabled || Boolean(unavailable) || !text.trim()}>Send ↵</button>`}

@@ -13,6 +13,9 @@ const PATHS = {
   sliders: html`<path d="M4 7h9M17 7h3M4 12h3M11 12h9M4 17h11M19 17h1" /><circle cx="15" cy="7" r="2" />
     <circle cx="9" cy="12" r="2" /><circle cx="17" cy="17" r="2" />`,
   reset: html`<path d="M4 12a8 8 0 1 0 2.4-5.7" /><path d="M4 4v5h5" />`,
+  columns: html`<rect x="3" y="4" width="7.5" height="16" rx="1.5" /><rect x="13.5" y="4" width="7.5" height="16" rx="1.5" />`,
+  ranking: html`<path d="M4 20h16" /><rect x="5" y="11" width="4" height="9" /><rect x="10" y="5" width="4" height="15" />
+    <rect x="15" y="14" width="4" height="6" />`,
 };
 
 export function Icon({ name }) {

@@ -106,13 +106,24 @@ function EditBox({ initial, onSubmit, onCancel }) {
   </div>`;
 }
 
+/** A reply's text: its Thinking block, its Markdown answer, and typing dots until the first
+ *  words arrive (also the compare view's columns). */
+export function ReplyBody({ content, streaming = false }) {
+  const final = !streaming;
+  const parts = useMemo(() => splitThinking(content, { final }), [content, final]);
+  return html`<div class="reply">
+    ${parts.thinking !== null && html`<${Thinking} text=${parts.thinking}
+      open=${streaming && parts.open} final=${final} />`}
+    ${(parts.answer || !streaming) && html`<${Markdown} text=${parts.answer} final=${final} />`}
+    ${streaming && !content && html`<span class="typing" aria-label="Waiting for the model">
+      <i></i><i></i><i></i></span>`}
+  </div>`;
+}
+
 export function Message({ message, streaming = false, busy = false, branch, infos = [],
   onEdit, onRegenerate, onRetry }) {
   const [editing, setEditing] = useState(false);
   const isUser = message.role === "user";
-  const final = !streaming;
-  const parts = useMemo(() => (isUser ? null : splitThinking(message.content, { final })),
-    [message.content, final, isUser]);
   const summary = replySummary(message.provenance);
   const error = message.error ?? message.provenance?.error;
   const retryable = !streaming && !busy && (message.status === "interrupted" || message.status === "error");
@@ -128,13 +139,7 @@ export function Message({ message, streaming = false, busy = false, branch, info
           onSubmit=${(text) => { setEditing(false); onEdit(text); }} />`
       : isUser
         ? html`<div class="user-text">${message.content}</div>`
-        : html`<div class="reply">
-            ${parts.thinking !== null && html`<${Thinking} text=${parts.thinking}
-              open=${streaming && parts.open} final=${final} />`}
-            ${(parts.answer || !streaming) && html`<${Markdown} text=${parts.answer} final=${final} />`}
-            ${streaming && !message.content && html`<span class="typing" aria-label="Waiting for the model">
-              <i></i><i></i><i></i></span>`}
-          </div>`}
+        : html`<${ReplyBody} content=${message.content} streaming=${streaming} />`}
     ${notices.map((notice) => html`<p class="notice info" title=${notice.code}>${notice.message}</p>`)}
     ${!streaming && STATUS_TEXT[message.status] && html`<p class=${`notice ${message.status}`}>${STATUS_TEXT[message.status]}</p>`}
     ${error && html`<div class="notice error" role="alert">

@@ -2,6 +2,7 @@
 // each chat can be renamed inline, archived, or deleted after a confirm.
 import { html, useEffect, useRef, useState } from "../ui.js";
 import { groupByDay } from "../format.js";
+import { Icon } from "./icons.js";
 
 function RenameBox({ title, onDone }) {
   const [value, setValue] = useState(title);
@@ -41,8 +42,12 @@ function ChatItem({ chat, current, onSelect, onRename, onArchive, onDelete }) {
   return html`<li class=${`chat-item${current ? " current" : ""}`}>
     <button type="button" class="chat-link" aria-current=${current ? "page" : undefined}
       onClick=${() => onSelect(chat)} onDblClick=${() => setMode("rename")}
-      title=${chat.source === "api" ? `${chat.title} (a conversation of the OpenAI API, /v1)` : chat.title}
-      >${chat.source === "api" ? html`<span class="source-tag" aria-label="From the API">API</span>` : null}${chat.title}</button>
+      title=${chat.source === "api" ? `${chat.title} (a conversation of the OpenAI API, /v1)`
+        : chat.compare ? `${chat.title} (a${chat.compare.blind ? " blind" : ""} compare of ${chat.compare.slots.length} models)`
+        : chat.title}
+      >${chat.source === "api" ? html`<span class="source-tag" aria-label="From the API">API</span>` : null}${
+        chat.compare ? html`<span class="source-tag compare-tag" aria-label=${chat.compare.blind ? "Blind compare" : "Compare"}
+          >${chat.compare.blind ? "Blind" : "Compare"}</span>` : null}${chat.title}</button>
     <span class="chat-actions">
       <button type="button" class="icon-btn" aria-label=${`Rename ${chat.title}`} title="Rename"
         onClick=${() => setMode("rename")}>✎</button>
@@ -54,8 +59,8 @@ function ChatItem({ chat, current, onSelect, onRename, onArchive, onDelete }) {
   </li>`;
 }
 
-export function Sidebar({ chats, currentId, query, onQuery, archived, onShowArchived, onNew,
-  onImport, open, listError, ...actions }) {
+export function Sidebar({ chats, currentId, page, query, onQuery, archived, onShowArchived, onNew,
+  onCompare, onLeaderboard, onImport, open, listError, ...actions }) {
   const picker = useRef(null);
   const groups = groupByDay(chats);
   const empty = query ? "No chat matches your search." : archived ? "No archived chats." : "No chats yet.";
@@ -63,6 +68,14 @@ export function Sidebar({ chats, currentId, query, onQuery, archived, onShowArch
     <div class="side-head">
       <span class="brand" aria-hidden="true">LF Gate</span>
       <button type="button" class="btn primary new-chat" onClick=${onNew}>+ New chat</button>
+    </div>
+    <div class="side-modes">
+      <button type="button" class="btn has-icon" onClick=${onCompare}
+        aria-current=${page === "compare" ? "page" : undefined}
+        title="One message to two to four models, side by side"><${Icon} name="columns" />Compare</button>
+      <button type="button" class="btn has-icon" onClick=${onLeaderboard}
+        aria-current=${page === "leaderboard" ? "page" : undefined}
+        title="The models' ratings from every vote"><${Icon} name="ranking" />Leaderboard</button>
     </div>
     <input type="search" class="search" placeholder="Search chats…" aria-label="Search chats"
       value=${query} onInput=${(e) => onQuery(e.target.value)} />

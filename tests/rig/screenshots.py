@@ -6,6 +6,7 @@ gateway on the scripted box double (so the content is the same every time):
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
@@ -50,7 +51,9 @@ def _loading_and_picker(browser, folder: Path) -> None:
         page.goto(gateway.url)
         page.click(".model-trigger")
         page.locator("[role='option'][data-model='base']").click()
-        expect(page.locator(".model-status")).to_contain_text("2 s", timeout=10_000)
+        # Any second of the load: one exact second can fall between two of expect's polls.
+        expect(page.locator(".model-status")).to_contain_text(
+            re.compile(r"Loading base… [2-4] s"), timeout=10_000)
         page.screenshot(path=str(OUT / "loading.png"), clip={
             "x": 0, "y": 0, "width": WIDE["width"], "height": 220})
         expect(page.locator(".model-status")).to_contain_text("Ready", timeout=30_000)
@@ -71,6 +74,83 @@ def _loading_and_picker(browser, folder: Path) -> None:
             page.wait_for_timeout(300)
             page.screenshot(path=str(OUT / f"{name}.png"))
             page.close()
+    finally:
+        gateway.stop()
+
+
+def _compare_and_leaderboard(browser, folder: Path) -> None:
+    """The compare view (three columns on one base: the base, a checkpoint and a run's final
+    adapter, a turn voted), a blind compare before its vote, and the leaderboard its votes and
+    some more make."""
+    saves = folder / "compare-saves"
+    make_saves(saves, "/models/Qwen2.5-7B", broken=False)
+    gateway = start_scripted_gateway(folder / "compare", base_model_path="/models/Qwen2.5-7B",
+                                     adapter_path="/runs/qwen-sft-lora/checkpoint-1200",
+                                     delay_s=0.01, env={"ADAPTER_DIRS": str(saves)})
+    final, step20, step100 = ("tiny--lora--sft-a", "tiny--lora--sft-a--checkpoint-20",
+                              "tiny--lora--sft-b--checkpoint-100")
+    try:
+        gateway.http.post("/api/models/refresh")
+        # Votes from earlier compares, for the leaderboard and the chat list.
+        for message, models, winner in (
+                ("Summarise the eval prompt in one line", ["base", final], "1"),
+                ("Translate the release notes to French", ["base", step20], "1"),
+                ("Does it keep the system prompt?", [step20, final], "1"),
+                ("Write a haiku about gradient descent", [final, step100], "0"),
+                ("What is 17 × 23?", [step100, "base"], "tie"),
+                ("Fix the off-by-one in this loop", [step20, step100], "0"),
+                ("Name three risks of overfitting", ["base", final, step20], "1"),
+                ("Draft a polite reminder email", [final, step20], "tie"),
+                ("Explain the LoRA rank to a teammate", [step100, final], "1"),
+                ("SFT or DPO, in two lines", ["base", step100], "1")):
+            _, events = gateway.chat_at("/api/compare", {"message": message, "models": models})
+            head = events[0][1]
+            gateway.http.post(f"/api/chats/{head['chat_id']}/votes",
+                              json={"compare_id": head["compare_id"], "winner": winner})
+
+        page = browser.new_page(viewport=WIDE)
+        page.goto(gateway.url)
+        page.get_by_role("button", name="Compare", exact=True).click()
+        page.click("button[aria-label='Add a column']")
+        for letter, model in zip("ABC", ("base", step20, final), strict=True):
+            page.locator(f".cmp-heads [aria-label='Column {letter}'] .model-trigger").click()
+            page.locator(f"[role='option'][data-model='{model}']").click()
+        for turn, text in enumerate(("Explain LoRA in one line",
+                                     "And what does its rank control?"), start=1):
+            _send(page, text)
+            expect(page.locator(f"[aria-label='Vote on turn {turn}']")).to_be_visible(
+                timeout=30_000)
+            if turn == 1:
+                bar = page.locator("[aria-label='Vote on turn 1']")
+                bar.get_by_label("Reason for the vote on turn 1 (optional)").fill(
+                    "names the adapter")
+                bar.get_by_role("button", name="C is best").click()
+                expect(page.locator("[aria-label='Your vote on turn 1']")).to_be_visible()
+        page.locator(".cmp-turns").evaluate("box => box.scrollTo(0, 0)")
+        page.wait_for_timeout(400)
+        page.screenshot(path=str(OUT / "compare.png"))
+        page.close()
+
+        page = browser.new_page(viewport=WIDE)
+        page.goto(gateway.url)
+        page.get_by_role("button", name="Compare", exact=True).click()
+        page.click("button[aria-label='Add a column']")
+        for letter, model in zip("ABC", (step20, final, step100), strict=True):
+            page.locator(f".cmp-heads [aria-label='Column {letter}'] .model-trigger").click()
+            page.locator(f"[role='option'][data-model='{model}']").click()
+        page.get_by_label("Blind").check()
+        _send(page, "Show me some code for the energy formula")
+        expect(page.locator("[aria-label='Vote on turn 1']")).to_be_visible(timeout=30_000)
+        page.wait_for_timeout(400)
+        page.screenshot(path=str(OUT / "compare-blind.png"))
+        page.close()
+
+        page = browser.new_page(viewport=WIDE)
+        page.goto(f"{gateway.url}/#/leaderboard")
+        expect(page.locator("table.winrate")).to_be_visible()
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(OUT / "leaderboard.png"))
+        page.close()
     finally:
         gateway.stop()
 
@@ -135,6 +215,7 @@ def main() -> None:
                 narrow.screenshot(path=str(OUT / "narrow-chats.png"))
 
                 _loading_and_picker(browser, Path(folder))
+                _compare_and_leaderboard(browser, Path(folder))
                 browser.close()
         finally:
             gateway.stop()

@@ -1,0 +1,458 @@
+"""The compare view, votes, blind mode and the leaderboard in a real browser (Debian's
+Chromium under Playwright) against a real `lfgate serve` on the scripted box double, with a
+LlamaFactory saves/ tree (tests/rig/saves_tree.py): several models on one base, so a compare
+runs as one batch. The double answers each column "Echo #<n> from <base> + <adapter>: <text>",
+and "long" in the message gives a long reply to stop."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from tests.gateway_process import GatewayProcess
+from tests.rig.saves_tree import make_saves
+from tests.test_ui import MODELS, SEND, open_page, send
+from tests.ui_rig import SCRIPTED_BASE
+
+expect.set_options(timeout=20_000)
+
+A, A10 = "tiny--lora--sft-a", "tiny--lora--sft-a--checkpoint-10"
+B100 = "tiny--lora--sft-b--checkpoint-100"
+# What the double says each model is: the basenames of its base and adapter.
+ECHO = {"default": "tiny-base + tiny-adapter", "base": "tiny-base + no adapter",
+        A: "tiny-base + sft-a", A10: "tiny-base + checkpoint-10",
+        B100: "tiny-base + checkpoint-100"}
+CELL = "article.cmp-cell"
+TURN = "section.cmp-turn"
+STOP_ALL = "button[aria-label='Stop all columns']"
+PHONE = {"width": 375, "height": 740}
+
+
+@pytest.fixture
+def gateway(make_scripted_gateway, tmp_path: Path) -> GatewayProcess:
+    saves = tmp_path / "saves"
+    make_saves(saves, SCRIPTED_BASE)
+    return make_scripted_gateway(env={"ADAPTER_DIRS": str(saves)})
+
+
+def column(page: Page, letter: str) -> Locator:
+    """A column's head: its letter, its model picker (or its hidden name), remove."""
+    return page.locator(f".cmp-heads [role='group'][aria-label='Column {letter}']")
+
+
+def cell(page: Page, turn: int, letter: str) -> Locator:
+    return page.locator(f"{TURN}[aria-label='Turn {turn}'] {CELL}[aria-label='Column {letter}']")
+
+
+def start_compare(page: Page, gateway: GatewayProcess, models: list[str], *,
+                  blind: bool = False) -> None:
+    """Open a new compare and set its columns to `models`, as a user does."""
+    open_page(page, gateway)
+    page.get_by_role("button", name="Compare", exact=True).click()
+    expect(page.locator(".cmp-heads [role='group']")).to_have_count(2)
+    while page.locator(".cmp-heads [role='group']").count() < len(models):
+        page.click("button[aria-label='Add a column']")
+    for index, model in enumerate(models):
+        pick_column(page, "ABCD"[index], model)
+    if blind:
+        page.get_by_label("Blind").check()
+
+
+def pick_column(page: Page, letter: str, model: str) -> None:
+    trigger = column(page, letter).locator("button.model-trigger")
+    trigger.click()
+    page.locator(f"{MODELS} [role='option'][data-model='{model}']").click()
+    expect(page.locator(MODELS)).to_have_count(0)
+    expect(trigger.locator(".trigger-id")).to_have_text(model)
+
+
+def wait_compare_done(page: Page, turns: int) -> None:
+    """Every column of every turn ended and is shown as stored (its turn has its vote bar)."""
+    expect(page.locator(SEND)).to_be_visible()
+    expect(page.locator(TURN)).to_have_count(turns)
+    expect(page.locator(f"{CELL}[aria-busy='true']")).to_have_count(0)
+    expect(page.locator(f"{CELL}.status-streaming")).to_have_count(0)
+    expect(page.locator(f"{TURN} .vote")).to_have_count(turns)
+
+
+def chat_id(page: Page) -> str:
+    return re.search(r"#/chat/([\w-]+)$", page.url)[1]
+
+
+def stored(page: Page, gateway: GatewayProcess) -> dict:
+    return gateway.http.get(f"/api/chats/{chat_id(page)}").json()
+
+
+def column_texts(chat: dict) -> list[list[str]]:
+    """Each stored column's messages, root first (walked up from its leaf)."""
+    by_id = {m["id"]: m for m in chat["messages"]}
+    columns = []
+    for slot in chat["compare"]["slots"]:
+        path, cursor = [], slot["leaf_id"]
+        while cursor:
+            path.append(by_id[cursor]["content"])
+            cursor = by_id[cursor]["parent_id"]
+        columns.append(path[::-1])
+    return columns
+
+
+def test_a_compare_of_three_models_streams_three_columns(page: Page, make_scripted_gateway,
+                                                         tmp_path: Path) -> None:
+    saves = tmp_path / "saves"
+    make_saves(saves, SCRIPTED_BASE)
+    gateway = make_scripted_gateway(env={"ADAPTER_DIRS": str(saves)}, delay_s=0.2)
+    start_compare(page, gateway, ["default", "base", A])
+    expect(page.locator("button[aria-label='Add a column']")).to_be_enabled()
+    send(page, "which one are you")
+    # All three stream at once (one batch), each with its own Stop.
+    expect(page.locator(f"{CELL}[aria-busy='true']")).to_have_count(3)
+    for letter in "ABC":
+        expect(cell(page, 1, letter).locator(f"button[aria-label='Stop column {letter}']")
+               ).to_be_visible()
+    expect(page.locator(STOP_ALL)).to_be_visible()
+    expect(page.locator(".cmp-mode-name")).to_have_text("batch")
+    expect(page.locator(".cmp-mode")).to_contain_text("One generate call")
+    wait_compare_done(page, 1)
+
+    for letter, model in zip("ABC", ["default", "base", A], strict=True):
+        reply = cell(page, 1, letter)
+        expect(reply.locator(".markdown")).to_have_text(
+            f"Echo #1 from {ECHO[model]}: which one are you")
+        expect(reply.locator(".cmp-model")).to_have_text(model)
+        timing = reply.locator(".cmp-timing")
+        expect(timing.locator(".t-ttft")).to_have_text(re.compile(r"TTFT \d+ ms|TTFT [\d.]+ s"))
+        expect(timing.locator(".t-rate")).to_have_text(re.compile(r"[\d.]+ tok/s"))
+        expect(timing.locator(".t-tokens")).to_have_text(re.compile(r"\d+ tokens"))
+        expect(timing.locator(".t-total")).to_have_text(re.compile(r"[\d.]+ m?s total"))
+    chat = stored(page, gateway)
+    assert [s["model"] for s in chat["compare"]["slots"]] == ["default", "base", A]
+    assert [m["status"] for m in chat["messages"]] == ["complete"] * 4
+
+    # The chat list tags it; opened again (a reload), it shows as columns.
+    item = page.locator(".chat-item", has_text="which one are you")
+    expect(item.locator(".source-tag")).to_have_text("Compare")
+    page.get_by_role("button", name="+ New chat").click()
+    expect(page.locator(".empty-state")).to_be_visible()
+    item.locator(".chat-link").click()
+    expect(cell(page, 1, "C").locator(".markdown")).to_contain_text(ECHO[A])
+    page.reload()
+    expect(page.locator(CELL)).to_have_count(3)
+    expect(column(page, "B").locator(".trigger-id")).to_have_text("base")
+    expect(page.locator(".cmp-mode-name")).to_have_text("batch")  # read from the replies
+    # Its columns are fixed now: nothing to add or remove.
+    expect(page.locator("button[aria-label='Add a column']")).to_have_count(0)
+    expect(page.locator("button[aria-label^='Remove column']")).to_have_count(0)
+    assert page.js_errors == []
+
+
+def test_stop_one_column_and_the_others_go_on_then_stop_all(page: Page, gateway) -> None:
+    start_compare(page, gateway, ["default", A, "base"])
+    send(page, "tell me a long story")
+    expect(cell(page, 1, "B")).to_contain_text("sentence 3")
+    with page.expect_response(lambda r: "/stop" in r.url) as stopped:
+        cell(page, 1, "B").locator("button[aria-label='Stop column B']").click()
+    assert stopped.value.ok
+    # In a batch, the stopped row's end comes with the batch's: it says so until then.
+    expect(cell(page, 1, "B").locator(".cmp-generating")).to_have_text("stopping…")
+    expect(cell(page, 1, "B").locator("button[aria-label='Stop column B']")).to_have_count(0)
+    # The others go on well past where B stopped.
+    expect(cell(page, 1, "A")).to_contain_text("sentence 20")
+    expect(cell(page, 1, "C")).to_contain_text("sentence 20")
+    expect(cell(page, 1, "C").locator("button[aria-label='Stop column C']")).to_be_visible()
+    assert "sentence 20" not in cell(page, 1, "B").inner_text()
+    wait_compare_done(page, 1)
+    expect(cell(page, 1, "B").locator(".notice.stopped")).to_have_text("Stopped")
+    statuses = {m["provenance"]["slot"]: m for m in stored(page, gateway)["messages"]
+                if m["role"] == "assistant"}
+    assert [statuses[i]["status"] for i in range(3)] == ["complete", "stopped", "complete"]
+    assert statuses[0]["content"].endswith("This is senten")  # all of it
+    assert len(statuses[1]["content"]) < len(statuses[0]["content"]) / 2
+    expect(cell(page, 1, "A").locator(".notice")).to_have_count(0)
+
+    send(page, "another long one")
+    expect(cell(page, 2, "A")).to_contain_text("sentence 2")
+    page.click(STOP_ALL)
+    wait_compare_done(page, 2)
+    for letter in "ABC":
+        expect(cell(page, 2, letter).locator(".notice.stopped")).to_have_text("Stopped")
+    send(page, "and a long one stopped with Esc")
+    expect(cell(page, 3, "C")).to_contain_text("sentence 2")
+    page.keyboard.press("Escape")
+    wait_compare_done(page, 3)
+    replies = [m for m in stored(page, gateway)["messages"] if m["role"] == "assistant"]
+    assert sorted(m["status"] for m in replies) == ["complete"] * 2 + ["stopped"] * 7
+    assert page.js_errors == []
+
+
+def test_multi_turn_each_column_keeps_its_own_history(page: Page, gateway) -> None:
+    start_compare(page, gateway, ["default", A])
+    send(page, "first question")
+    wait_compare_done(page, 1)
+    # The next message goes to every column; column B moves on to another checkpoint.
+    pick_column(page, "B", A10)
+    send(page, "second question")
+    wait_compare_done(page, 2)
+    expect(page.locator(f"{TURN} .cmp-prompt")).to_have_text(["first question",
+                                                              "second question"])
+    expect(cell(page, 2, "A").locator(".markdown")).to_have_text(
+        f"Echo #2 from {ECHO['default']}: second question")
+    expect(cell(page, 2, "B").locator(".markdown")).to_have_text(
+        f"Echo #2 from {ECHO[A10]}: second question")
+    expect(cell(page, 1, "B").locator(".markdown")).to_have_text(
+        f"Echo #1 from {ECHO[A]}: first question")
+    chat = stored(page, gateway)
+    assert [s["model"] for s in chat["compare"]["slots"]] == ["default", A10]
+    first, second = column_texts(chat)
+    assert first[::2] == second[::2] == ["first question", "second question"]
+    assert second[1::2] == [f"Echo #1 from {ECHO[A]}: first question",
+                            f"Echo #2 from {ECHO[A10]}: second question"]
+    # The composer's text is kept per compare chat, like a chat's.
+    page.fill("#message", "half-written")
+    page.reload()
+    expect(page.locator("#message")).to_have_value("half-written")
+    expect(page.locator(TURN)).to_have_count(2)
+    assert page.js_errors == []
+
+
+def test_votes_per_turn_and_the_chat_tally(page: Page, gateway) -> None:
+    start_compare(page, gateway, ["default", A])
+    send(page, "question one")
+    wait_compare_done(page, 1)
+    bar = page.locator("[role='group'][aria-label='Vote on turn 1']")
+    expect(bar.get_by_role("button")).to_have_text(["A is better", "B is better", "Tie",
+                                                     "Both bad"])
+    bar.get_by_label("Reason for the vote on turn 1 (optional)").fill("more specific")
+    with page.expect_response(lambda r: r.url.endswith("/votes")
+                              and r.request.method == "POST") as posted:
+        bar.get_by_role("button", name="B is better").click()
+    assert posted.value.ok
+    voted = page.locator("[role='status'][aria-label='Your vote on turn 1']")
+    expect(voted).to_contain_text(f"Voted: B is better ({A}) · “more specific”")
+    expect(cell(page, 1, "B").locator(".cmp-verdict")).to_have_text("★ best")
+    expect(cell(page, 1, "A").locator(".cmp-verdict")).to_have_count(0)
+    tally = page.locator("[aria-label='Votes in this chat'] tbody tr")
+    expect(tally).to_have_text([re.compile(rf"{A}\s*1\s*0\s*0"),
+                                re.compile(r"default\s*0\s*1\s*0")])
+
+    send(page, "question two")
+    wait_compare_done(page, 2)
+    page.locator("[role='group'][aria-label='Vote on turn 2']").get_by_role(
+        "button", name="Tie").click()
+    expect(page.locator("[aria-label='Your vote on turn 2']")).to_contain_text("Voted: Tie")
+    expect(tally).to_have_text([re.compile(rf"{A}\s*1\s*0\s*1"),
+                                re.compile(r"default\s*0\s*1\s*1")])
+
+    # Voting again replaces the vote: turn 1 goes to A.
+    voted.get_by_role("button", name="Change vote").click()
+    again = page.locator("[role='group'][aria-label='Vote on turn 1']")
+    expect(again.get_by_role("button", name="B is better")).to_have_attribute(
+        "aria-pressed", "true")
+    again.get_by_label("Reason for the vote on turn 1 (optional)").fill("")
+    again.get_by_role("button", name="A is better").click()
+    expect(voted).to_have_text(re.compile(r"Voted: A is better \(default\)\s*Change vote"))
+    expect(tally).to_have_text([re.compile(r"default\s*1\s*0\s*1"),
+                                re.compile(rf"{A}\s*0\s*1\s*1")])
+    votes = gateway.http.get(f"/api/chats/{chat_id(page)}/votes").json()
+    assert sorted(v["winner"] for v in votes["votes"]) == ["0", "tie"]
+    assert votes["tally"][A] == {"wins": 0, "losses": 1, "ties": 1}
+    page.reload()  # stored: the votes and the tally come back
+    expect(voted).to_contain_text("Voted: A is better (default)")
+    expect(page.locator("[aria-label='Your vote on turn 2']")).to_contain_text("Voted: Tie")
+    expect(tally).to_have_count(2)
+    assert page.js_errors == []
+
+
+def test_three_columns_vote_for_the_best_one(page: Page, gateway) -> None:
+    start_compare(page, gateway, ["default", A, B100])
+    send(page, "pick one")
+    wait_compare_done(page, 1)
+    bar = page.locator("[role='group'][aria-label='Vote on turn 1']")
+    expect(bar.get_by_role("button")).to_have_text(["A is best", "B is best", "C is best",
+                                                     "Tie", "All bad"])
+    bar.get_by_role("button", name="All bad").click()
+    expect(page.locator("[aria-label='Your vote on turn 1']")).to_contain_text("Voted: All bad")
+    for letter in "ABC":
+        expect(cell(page, 1, letter).locator(".cmp-verdict")).to_have_text("bad")
+    votes = gateway.http.get(f"/api/chats/{chat_id(page)}/votes").json()
+    assert [v["winner"] for v in votes["votes"]] == ["both_bad"]
+    assert votes["tally"][B100] == {"wins": 0, "losses": 0, "ties": 2}
+    assert page.js_errors == []
+
+
+def test_blind_mode_hides_the_names_until_the_vote(page: Page, gateway) -> None:
+    models = ["default", A, B100]
+    start_compare(page, gateway, models, blind=True)
+    send(page, "judge us blind")
+    wait_compare_done(page, 1)
+    view = page.locator(".cmp")
+    expect(page.locator(".cmp-heads .cmp-hidden-name")).to_have_count(3)
+    expect(page.locator(".cmp-heads button.model-trigger")).to_have_count(0)
+    expect(page.locator(".cmp-model")).to_have_text(["Model A", "Model B", "Model C"])
+    expect(page.locator(".blind-badge")).to_have_text("blind")
+    shown = view.inner_text()
+    assert all(model not in shown for model in (A, B100, "default")), shown
+    titles = page.locator(".cmp [title]").evaluate_all("els => els.map(e => e.title).join(' ')")
+    assert A not in titles and B100 not in titles
+    expect(page.locator(".chat-item", has_text="judge us blind").locator(".source-tag")
+           ).to_have_text("Blind")
+    expect(page.locator("button[aria-label='Export chat']")).to_have_count(0)  # it names them
+
+    # The vote reveals who was who: its answer names the models in column order.
+    with page.expect_response(lambda r: r.url.endswith("/votes")
+                              and r.request.method == "POST") as posted:
+        page.locator("[role='group'][aria-label='Vote on turn 1']").get_by_role(
+            "button", name="B is best").click()
+    order = posted.value.json()["models"]
+    assert sorted(order) == sorted(models)
+    expect(page.locator(".cmp-model")).to_have_text(order)
+    expect(page.locator("[aria-label='Your vote on turn 1']")).to_contain_text(
+        f"B is best ({order[1]})")
+    expect(page.locator(".cmp-heads .cmp-hidden-name")).to_have_count(0)
+    expect(page.locator(".cmp-heads .trigger-id")).to_have_text(order)
+    expect(page.locator(".blind-badge")).to_have_text("blind · revealed")
+    expect(page.locator("button[aria-label='Export chat']")).to_be_visible()
+    for letter, model in zip("ABC", order, strict=True):  # each column is the model named
+        expect(cell(page, 1, letter).locator(".markdown")).to_contain_text(ECHO[model])
+    assert stored(page, gateway)["compare"]["blind"] is True
+    assert page.js_errors == []
+
+
+def test_the_leaderboard_shows_ratings_after_votes_and_downloads_csv(page: Page,
+                                                                     gateway) -> None:
+    gateway.http.post("/api/models/refresh")
+    for winner in ("1", "1", "0", "tie"):  # A beats default twice, loses once, one tie
+        _, events = gateway.chat_at("/api/compare", {"message": "hi", "models": ["default", A]})
+        head = events[0][1]
+        vote = gateway.http.post(f"/api/chats/{head['chat_id']}/votes",
+                                 json={"compare_id": head["compare_id"], "winner": winner})
+        assert vote.status_code == 200, vote.text
+    open_page(page, gateway)
+    page.get_by_role("button", name="Leaderboard").click()
+    expect(page).to_have_url(re.compile(r"#/leaderboard$"))
+    board = page.locator("main[aria-label='Leaderboard']")
+    expect(board.locator(".board-votes")).to_have_text("4 votes")
+    rows = board.locator("table.standings tbody tr")
+    expect(rows).to_have_count(2)
+    api = gateway.http.get("/api/leaderboard").json()
+    for row, standing in zip((rows.nth(0), rows.nth(1)), api["standings"], strict=True):
+        expect(row.locator(".model")).to_have_text(standing["model"])
+        expect(row.locator(".rating")).to_have_text(str(round(standing["rating"])))
+        expect(row.locator(".ci-text")).to_have_text(
+            f"{round(standing['ci_low'])}–{round(standing['ci_high'])}")
+        cells = row.locator("td")  # rank, rating, interval, votes, W, L, T
+        expect(cells.nth(3)).to_have_text(str(standing["votes"]))
+        expect(cells.nth(4)).to_have_text(str(standing["wins"]))
+        expect(cells.nth(5)).to_have_text(str(standing["losses"]))
+        expect(cells.nth(6)).to_have_text(str(standing["ties"]))
+    expect(rows.nth(0).locator(".model")).to_have_text(A)
+    expect(rows.nth(0).locator("td").nth(4)).to_have_text("2")
+    # The win-rate matrix: A's share against default (two wins and a tie in four) and back.
+    share = api["win_rate"][A]["default"]
+    assert share == pytest.approx(0.625)
+    matrix = board.locator("table.winrate tbody tr")
+    expect(matrix.nth(0).locator("td")).to_have_text(["–", "63%"])
+    expect(matrix.nth(1).locator("td")).to_have_text(["38%", "–"])
+
+    with page.expect_download() as download:
+        board.get_by_role("link", name="Download the leaderboard as CSV").click()
+    assert download.value.suggested_filename == "lfgate-leaderboard.csv"
+    rows_csv = list(csv.reader(io.StringIO(Path(download.value.path()).read_text())))
+    assert rows_csv[0] == ["rank", "model", "rating", "ci_low", "ci_high", "votes", "wins",
+                           "losses", "ties"]
+    assert [r[1] for r in rows_csv[1:]] == [A, "default"]
+
+    page.reload()  # the leaderboard is in the URL
+    expect(board.locator(".board-votes")).to_have_text("4 votes")
+    assert page.js_errors == []
+
+
+def test_an_empty_leaderboard_says_how_to_fill_it(page: Page, scripted_gateway) -> None:
+    page.goto(f"{scripted_gateway.url}/#/leaderboard")
+    expect(page.locator(".board-empty")).to_contain_text("No votes yet")
+    page.locator(".board-empty").get_by_role("link", name="Compare").click()
+    expect(page.locator(".cmp-heads [role='group']")).to_have_count(2)
+    assert page.js_errors == []
+
+
+def test_the_word_diff_marks_the_words_that_differ(page: Page, gateway) -> None:
+    start_compare(page, gateway, ["default", A, "base"])
+    send(page, "spot the difference")
+    wait_compare_done(page, 1)
+    page.get_by_label("Word diff").check()
+    a, b, c = (cell(page, 1, letter) for letter in "ABC")
+    expect(a.locator("del.diff-del")).to_have_text(["tiny-adapter:"])
+    expect(b.locator("ins.diff-ins")).to_have_text(["sft-a:"])
+    expect(a.locator(".diff-text")).to_have_text(
+        f"Echo #1 from {ECHO['default']}: spot the difference")  # the whole text, marked
+    expect(c.locator(".diff-text")).to_have_count(0)  # not one of the pair
+    # Another pair: B against C.
+    page.get_by_label("Diff: first column").select_option("1")
+    page.get_by_label("Diff: second column").select_option("2")
+    expect(b.locator("del.diff-del")).to_have_text(["sft-a:"])
+    expect(c.locator("ins.diff-ins")).to_have_text(["no adapter:"])
+    expect(a.locator(".diff-text")).to_have_count(0)
+    expect(a.locator(".markdown")).to_be_visible()
+    page.get_by_label("Word diff").uncheck()
+    expect(page.locator(".diff-text")).to_have_count(0)
+    assert page.js_errors == []
+
+
+def test_synced_scroll_moves_the_columns_together(page: Page, gateway) -> None:
+    start_compare(page, gateway, ["default", A])
+    send(page, "a long one, please")
+    wait_compare_done(page, 1)
+    boxes = page.locator(f"{TURN} .cmp-scroll")
+    assert boxes.nth(0).evaluate("b => b.scrollHeight > b.clientHeight + 200")
+    expect(page.get_by_label("Sync scroll")).to_be_checked()
+    boxes.nth(0).evaluate("b => { b.scrollTop = (b.scrollHeight - b.clientHeight) / 2; }")
+    page.wait_for_function("""() => { const [a, b] = document.querySelectorAll('.cmp-scroll');
+        const share = (x) => x.scrollTop / (x.scrollHeight - x.clientHeight);
+        return b.scrollTop > 0 && Math.abs(share(a) - share(b)) < 0.01; }""")
+    page.get_by_label("Sync scroll").uncheck()
+    before = boxes.nth(1).evaluate("b => b.scrollTop")
+    boxes.nth(0).evaluate("b => { b.scrollTop = 0; }")
+    page.wait_for_function("() => document.querySelector('.cmp-scroll').scrollTop === 0")
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => "
+                  "requestAnimationFrame(() => done())))")  # past the scroll events
+    assert boxes.nth(1).evaluate("b => b.scrollTop") == before
+    assert page.js_errors == []
+
+
+def test_on_a_phone_the_columns_stack(make_page, gateway) -> None:
+    page = make_page(viewport=PHONE, color_scheme="dark")
+    open_page(page, gateway)
+    page.click("button[aria-label='Show chats']")
+    page.get_by_role("button", name="Compare", exact=True).click()
+    expect(page.locator("nav[aria-label='Chats']")).not_to_be_visible()
+    pick_column(page, "B", A)
+    send(page, "small screen")
+    wait_compare_done(page, 1)
+    first = cell(page, 1, "A").bounding_box()
+    second = cell(page, 1, "B").bounding_box()
+    assert first and second
+    assert abs(first["x"] - second["x"]) < 1 and second["y"] >= first["y"] + first["height"]
+    assert first["width"] > 300  # the width of the screen, not half of it
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.locator("[role='group'][aria-label='Vote on turn 1']").get_by_role(
+        "button", name="A is better").click()
+    expect(page.locator("[aria-label='Your vote on turn 1']")).to_contain_text("A is better")
+    assert page.js_errors == []
+
+
+def test_every_compare_control_is_named(page: Page, gateway) -> None:
+    start_compare(page, gateway, ["default", A])
+    send(page, "name everything")
+    wait_compare_done(page, 1)
+    page.get_by_label("Word diff").check()
+    unnamed = page.evaluate("""() => [...document.querySelectorAll(
+        'button, select, input, textarea, a[href], [tabindex]')].filter(el => {
+          const label = el.getAttribute('aria-label') || el.textContent.trim()
+            || (el.labels && el.labels[0] && el.labels[0].textContent.trim());
+          return !label; }).map(el => el.outerHTML)""")
+    assert unnamed == []
+    assert page.js_errors == []
