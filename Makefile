@@ -51,7 +51,7 @@ test: setup-dev box
 	$(PY) -m ruff check .
 	@bash tests/rig/test_all.sh $(PY)
 
-# Every benchmark, written to docs/benchmarks.md (about 10 minutes).
+# Every benchmark, written to docs/benchmarks.md (about 15 minutes).
 bench: setup-dev box
 	@$(TIMED) "system packages" bash tests/rig/system_deps.sh
 	$(PY) -m tests.bench.run
