@@ -183,8 +183,8 @@ export function useCompare({ chatId, chat, settings, modelList, openChat, reload
       if (!(error instanceof ApiError && error.status === 404)) setBanner({ message: error.message });
     }
   };
-  // A column stopped alone in a batch stops at once, but its end comes with the batch's (the
-  // box answers every row when its generate call returns): "stopping" until then.
+  // A stopped column says "stopping" from the click until its own `done` (in a batch too:
+  // the box ends that row at once while the others go on).
   const stopping = (local, slots) => {
     for (const slot of slots) if (slot.status === "streaming") slot.stopping = true;
     show(local);
