@@ -31,6 +31,8 @@ CELL = "article.cmp-cell"
 TURN = "section.cmp-turn"
 STOP_ALL = "button[aria-label='Stop all columns']"
 PHONE = {"width": 375, "height": 740}
+QUESTION = ("which one are you, and what were you trained on, and how would you describe "
+            "yourself to somebody who has never met a fine-tuned model before")
 
 
 @pytest.fixture
@@ -108,7 +110,9 @@ def test_a_compare_of_three_models_streams_three_columns(page: Page, make_script
     gateway = make_scripted_gateway(env={"ADAPTER_DIRS": str(saves)}, delay_s=0.2)
     start_compare(page, gateway, ["default", "base", A])
     expect(page.locator("button[aria-label='Add a column']")).to_be_enabled()
-    send(page, "which one are you")
+    # Long enough that the replies stream for seconds (about 40 chunks 0.2 s apart): the
+    # checks of the streaming state below have time, whatever the machine's load.
+    send(page, QUESTION)
     # All three stream at once (one batch), each with its own Stop.
     expect(page.locator(f"{CELL}[aria-busy='true']")).to_have_count(3)
     for letter in "ABC":
@@ -122,7 +126,7 @@ def test_a_compare_of_three_models_streams_three_columns(page: Page, make_script
     for letter, model in zip("ABC", ["default", "base", A], strict=True):
         reply = cell(page, 1, letter)
         expect(reply.locator(".markdown")).to_have_text(
-            f"Echo #1 from {ECHO[model]}: which one are you")
+            f"Echo #1 from {ECHO[model]}: {QUESTION}")
         expect(reply.locator(".cmp-model")).to_have_text(model)
         timing = reply.locator(".cmp-timing")
         expect(timing.locator(".t-ttft")).to_have_text(re.compile(r"TTFT \d+ ms|TTFT [\d.]+ s"))
