@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 from lfgate.box.errors import BoxError
-from lfgate.box.session import WrapperSession
 from lfgate.config import Settings
 from lfgate.remote import wrapper_protocol as wp
 from lfgate.services.api_conversations import ApiConversations
@@ -105,12 +103,7 @@ class ChatTurns:
             chat, path = await self._conversations.place(
                 model=model, system=params.get("system"), title=title_from(first),
                 messages=messages)
-            user = await self._store.add_message(
-                chat_id=chat.id, parent_id=path[-1].id if path else None, role="user",
-                content=messages[-1]["content"])
-            reply = await self._store.add_message(chat_id=chat.id, parent_id=user.id,
-                                                  role="assistant", content="",
-                                                  status="streaming")
+            _, reply = await self._add_exchange(chat.id, path, messages[-1]["content"])
             turn = Turn(id=reply.id, chat_id=chat.id, model=model, spec=spec, exclusive=False,
                         thread=messages)
         self.launch(turn, messages, params)
@@ -129,12 +122,7 @@ class ChatTurns:
         not run yet (`launch` or `launch_batch`); its history is returned with it."""
         self._admit(model)
         path = await self._store.path_to(chat_id=chat.id, message_id=parent_id)
-        if text is not None:
-            path.append(await self._store.add_message(chat_id=chat.id, parent_id=parent_id,
-                                                      role="user", content=text))
-        reply = await self._store.add_message(chat_id=chat.id, parent_id=path[-1].id,
-                                              role="assistant", content="",
-                                              status="streaming")
+        path, reply = await self._add_exchange(chat.id, path, text)
         turn = Turn(id=reply.id, chat_id=chat.id, model=model,
                     spec=self._registry.get(model).spec, exclusive=False, tags=tags)
         return turn, model_history(path)
@@ -162,20 +150,12 @@ class ChatTurns:
             raise ChatBusy(f"chat {chat.id!r} is still answering; stop it or wait")
         self._busy.add(chat.id)
         try:
-            if new_text is None:
-                path = await self._store.path_to(chat_id=chat.id, message_id=parent_id)
-                user = path[-1]
-            else:
-                path = await self._store.path_to(chat_id=chat.id, message_id=parent_id)
-                if retitle and not path and chat.title == DEFAULT_TITLE \
-                        and not await self._store.messages(chat_id=chat.id):
-                    await self._store.update_chat(chat_id=chat.id, title=title_from(new_text))
-                user = await self._store.add_message(chat_id=chat.id, parent_id=parent_id,
-                                                     role="user", content=new_text)
-                path.append(user)
-            reply = await self._store.add_message(chat_id=chat.id, parent_id=user.id,
-                                                  role="assistant", content="",
-                                                  status="streaming")
+            path = await self._store.path_to(chat_id=chat.id, message_id=parent_id)
+            if new_text is not None and retitle and not path \
+                    and chat.title == DEFAULT_TITLE \
+                    and not await self._store.messages(chat_id=chat.id):
+                await self._store.update_chat(chat_id=chat.id, title=title_from(new_text))
+            path, reply = await self._add_exchange(chat.id, path, new_text)
         except BaseException:
             self._busy.discard(chat.id)
             raise
@@ -185,6 +165,19 @@ class ChatTurns:
                     spec=self._registry.get(model).spec)
         self.launch(turn, model_history(path), params)
         return turn
+
+    async def _add_exchange(self, chat_id: str, path: list[MessageRecord], text: str | None
+                            ) -> tuple[list[MessageRecord], MessageRecord]:
+        """Under the branch `path`, the user's new message `text` (None: `path` already ends
+        with the user message to answer), then the empty reply to come. Returns the branch
+        up to that user message, and the reply."""
+        if text is not None:
+            path = [*path, await self._store.add_message(
+                chat_id=chat_id, parent_id=path[-1].id if path else None, role="user",
+                content=text)]
+        reply = await self._store.add_message(chat_id=chat_id, parent_id=path[-1].id,
+                                              role="assistant", content="", status="streaming")
+        return path, reply
 
     async def stop(self, turn_id: str) -> None:
         turn = self._active.get(turn_id)
@@ -247,11 +240,9 @@ class ChatTurns:
             by_id = {turn.id: turn for turn in turns}
             slot.active_turns += len(turns)
             try:
-                if wp.FEATURE_BATCH in session.features:
-                    events = session.chat_batch(f"batch-{turns[0].id}", rows, params)
-                else:  # a wrapper that cannot batch: the rows one after the other
-                    events = self._one_by_one(session, rows, params)
-                async for event in events:
+                # A wrapper of this protocol serving a shared base batches (a wrapper that
+                # could not would answer every row with not_supported).
+                async for event in session.chat_batch(f"batch-{turns[0].id}", rows, params):
                     turn = by_id[event["id"]]
                     await self._recorder.on_event(turn, event, params)
                     if event["event"] in (wp.EV_DONE, wp.EV_ERROR):
@@ -266,14 +257,6 @@ class ChatTurns:
         finally:
             for turn in turns:
                 await self._end(turn, turn.id in ended)
-
-    @staticmethod
-    async def _one_by_one(session: WrapperSession, rows: list[dict[str, Any]],
-                          params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        for row in rows:
-            choice = {k: row[k] for k in ("adapter", "template") if k in row}
-            async for event in session.chat(row["id"], row["messages"], params, choice):
-                yield event
 
     async def _end(self, turn: Turn, final: bool) -> None:
         if not final:  # cancelled (the gateway is shutting down): keep what arrived
