@@ -114,16 +114,23 @@ def _new_log(workdir: Path, port: int) -> Path:
     return log
 
 
-def sse_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any], float]]:
+def sse_raw(response: httpx.Response) -> Iterator[tuple[str, str, float]]:
+    """(event name, raw data, arrival time) per Server-Sent Event, comments skipped: raw, so
+    it also reads /v1's `data: [DONE]`."""
     name, data = "message", []
     for line in response.iter_lines():
         if line.startswith(":"):
             continue
         if not line:
             if data:
-                yield name, json.loads("\n".join(data)), time.monotonic()
+                yield name, "\n".join(data), time.monotonic()
             name, data = "message", []
         elif line.startswith("event:"):
             name = line[6:].strip()
         elif line.startswith("data:"):
             data.append(line[5:].lstrip())
+
+
+def sse_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any], float]]:
+    for name, data, at in sse_raw(response):
+        yield name, json.loads(data), at

@@ -35,9 +35,10 @@ def shared(box_python, tiny, tmp_path_factory):
     wrapper.kill()
 
 
-def ask(wrapper: WrapperProcess, turn_id: str, adapter: str | None, template: str | None = None
-        ) -> dict:
-    command = {"op": "chat", "id": turn_id, "messages": ASK, "params": GREEDY,
+def ask(wrapper: WrapperProcess, turn_id: str, adapter: str | None, template: str | None = None,
+        *, messages: list[dict] = ASK, params: dict = GREEDY) -> dict:
+    """One chat naming its adapter (None: the base) and template; its `done`."""
+    command = {"op": "chat", "id": turn_id, "messages": messages, "params": params,
                "adapter": adapter}
     if template:
         command["template"] = template

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from lfgate.remote import wrapper_protocol as wp
+from tests.test_adapters_box import ask
 from tests.wrapper_process import WrapperProcess
 
 pytestmark = pytest.mark.box
@@ -48,14 +49,8 @@ def run_batch(wrapper: WrapperProcess, rows: list[dict], params: dict,
 
 def alone(wrapper: WrapperProcess, turn_id: str, messages: list[dict], adapter: str | None,
           template: str | None, params: dict) -> str:
-    command = {"op": "chat", "id": turn_id, "messages": messages, "params": params,
-               "adapter": adapter}
-    if template:
-        command["template"] = template
-    wrapper.send(command)
-    done, _ = wrapper.until("done", "error")
-    assert done["event"] == "done", done
-    return done["content"]
+    """The same chat asked on its own (not in a batch): its reply."""
+    return ask(wrapper, turn_id, adapter, template, messages=messages, params=params)["content"]
 
 
 def test_one_generate_call_answers_every_row_as_each_chat_alone_would(shared, tiny):

@@ -59,6 +59,15 @@ def _shared_held(gateway: GatewayProcess) -> dict[str, Any]:
     return serving[0]["held"]
 
 
+def check_on_shared_base(listing: list[dict[str, Any]], models: list[str]) -> None:
+    """Every one of `models` is listed, usable and rides on its base's shared slot."""
+    by_id = {m["id"]: m for m in listing}
+    for model in models:
+        entry = by_id.get(model)
+        if entry is None or not entry["usable"] or not entry["shared_base"]:
+            raise RuntimeError(f"{model} is not a usable model on the shared base: {entry}")
+
+
 def _check_one_base_load(held: dict[str, Any], when: str) -> None:
     """A harness check, not a speed check: adapters must never reload the base."""
     if held.get("base_loads") != 1:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tests.bench.adapters import _check_one_base_load, _shared_held
+from tests.bench.adapters import _check_one_base_load, _shared_held, check_on_shared_base
 from tests.bench.run import PROMPTS
 from tests.gateway_process import GatewayProcess
 
@@ -123,14 +123,6 @@ def _compare(gateway: GatewayProcess, models: tuple[str, ...], params: dict[str,
             "box_total_s": max(box_totals) if box_totals else None}
 
 
-def _check_models(gateway: GatewayProcess) -> None:
-    listing = {m["id"]: m for m in gateway.http.post("/api/models/refresh").json()["models"]}
-    for model in MODELS:
-        entry = listing.get(model)
-        if entry is None or not entry["usable"] or not entry["shared_base"]:
-            raise RuntimeError(f"{model} is not a usable model on the shared base: {entry}")
-
-
 def bench_compare(gateway: GatewayProcess, rounds: int, slot_counts: tuple[int, ...] = (2, 3, 4),
                   params: dict[str, Any] | None = None) -> dict[str, Any]:
     """`gateway`: script mode, the demo tree under ADAPTER_DIRS, MAX_LOADED_ADAPTERS >= 3 (the
@@ -138,7 +130,7 @@ def bench_compare(gateway: GatewayProcess, rounds: int, slot_counts: tuple[int, 
     adapter, a compare of each kind), then `rounds` rounds of one `alone`, one `compare K`
     per slot count, one `same` and one `sequential`, the order rotating every round."""
     params = COMPARE_PARAMS if params is None else params
-    _check_models(gateway)
+    check_on_shared_base(gateway.http.post("/api/models/refresh").json()["models"], MODELS)
     # Warm: loads the base (if not yet) and brings each adapter onto it, then a compare of
     # each kind (a batch's first run), so no timed turn loads anything.
     warm = {model: _chat(gateway, model, params) for model in MODELS}

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from tests.bench.adapters import _shared_held
+from tests.bench.adapters import _shared_held, check_on_shared_base
 from tests.bench.run import (
     PARAMS,
     PROMPTS,
@@ -40,7 +39,7 @@ from tests.bench.run import (
     llamafactory_api,
     openai_turn,
 )
-from tests.gateway_process import GatewayProcess
+from tests.gateway_process import GatewayProcess, sse_raw
 
 # Section 8b: time to first token only, so short greedy replies and the same prompt every
 # turn (the same prefill), leaving room for many turns; as section 6.
@@ -60,23 +59,6 @@ def orders(kinds: list[str], rounds: int) -> list[tuple[int, str]]:
     return [(index, kind) for index in range(rounds) for kind in perms[index % len(perms)]]
 
 
-def _sse(response: httpx.Response) -> Iterator[tuple[str, str, float]]:
-    """(event name, raw data, arrival time) per Server-Sent Event, comments skipped: the
-    same reader for /api/chat's named events and /v1's `data:` chunks."""
-    name, data = "message", []
-    for line in response.iter_lines():
-        if line.startswith(":"):
-            continue
-        if not line:
-            if data:
-                yield name, "\n".join(data), time.monotonic()
-            name, data = "message", []
-        elif line.startswith("event:"):
-            name = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].lstrip())
-
-
 def raw_chat_turn(http: httpx.Client, model: str, prompt: str, params: dict[str, Any]
                   ) -> tuple[Turn, dict[str, Any]]:
     """POST /api/chat (a new chat, SSE), timed at the client: a chunk is a `delta` event.
@@ -86,7 +68,7 @@ def raw_chat_turn(http: httpx.Client, model: str, prompt: str, params: dict[str,
     with http.stream("POST", "/api/chat", json=body) as response:
         if response.status_code != 200:
             raise RuntimeError(f"/api/chat: {response.status_code} {response.read()!r}")
-        for name, data, at in _sse(response):
+        for name, data, at in sse_raw(response):
             event = json.loads(data)
             if name == "delta" and event.get("text"):
                 clock.chunk(at)
@@ -110,7 +92,7 @@ def raw_v1_turn(http: httpx.Client, model: str, prompt: str, params: dict[str, A
     with http.stream("POST", "/v1/chat/completions", json=body) as response:
         if response.status_code != 200:
             raise RuntimeError(f"/v1: {response.status_code} {response.read()!r}")
-        for _, data, at in _sse(response):
+        for _, data, at in sse_raw(response):
             if data == "[DONE]":
                 finished = True
                 continue
@@ -131,14 +113,6 @@ def _wrapper_turn(done: dict[str, Any]) -> Turn:
     """The same turn as the wrapper on the box timed it (no SSH, gateway or HTTP)."""
     box = done["box_timing"]
     return Turn(box["ttft_ms"] / 1000, box["total_ms"] / 1000, box["chunks"])
-
-
-def _check_models(gateway: GatewayProcess) -> None:
-    listing = {m["id"]: m for m in gateway.http.get("/api/models").json()["models"]}
-    for model in MODELS:
-        entry = listing.get(model)
-        if entry is None or not entry["usable"] or not entry["shared_base"]:
-            raise RuntimeError(f"{model} is not a usable model on the shared base: {entry}")
 
 
 def _plain_base(gateway: GatewayProcess) -> None:
@@ -173,7 +147,7 @@ def bench_v1_vs_api(rig: Rig, gateway: GatewayProcess, rounds: int) -> dict[str,
     own clock), every round the next prompt, the same for every contender."""
     from openai import OpenAI
 
-    _check_models(gateway)
+    check_on_shared_base(gateway.http.get("/api/models").json()["models"], MODELS)
     # Every client alike; no retries, so a failed request fails the run instead of hiding
     # in a turn's time.
     v1 = OpenAI(base_url=f"{gateway.url}/v1", api_key="none", max_retries=0)
