@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lfgate import __version__
-from lfgate.api import chat, chats, compare, health, models, openai_compat
+from lfgate.api import chat, chats, compare, health, models, openai_compat, prompt_sets
 from lfgate.api.body_limit import BodyLimit
 from lfgate.api.openai_errors import is_v1, openai_error, validation_error
 from lfgate.box.errors import BoxError
@@ -32,9 +32,12 @@ from lfgate.services.compare import Compares
 from lfgate.services.discovery import Discovery
 from lfgate.services.errors import ServiceError, TooManyTurns
 from lfgate.services.model_registry import ModelRegistry
+from lfgate.services.prompt_runs import PromptRuns
 from lfgate.storage.chat_store import ChatStore
 from lfgate.storage.database import open_database
 from lfgate.storage.errors import StorageError
+from lfgate.storage.prompt_set_store import PromptSetStore
+from lfgate.storage.run_store import RunStore
 from lfgate.storage.vote_store import VoteStore
 
 logger = logging.getLogger("lfgate")
@@ -59,6 +62,12 @@ def create_app(settings: Settings) -> FastAPI:
         if interrupted:
             logger.warning("%d reply(ies) were cut off by an earlier stop; marked interrupted",
                            interrupted)
+        app.state.prompt_sets = PromptSetStore(database)
+        app.state.runs = RunStore(database)
+        cut = await app.state.runs.mark_interrupted()
+        if cut:
+            logger.warning("%d prompt-set run(s) were cut off by an earlier stop; marked "
+                           "interrupted (resume them to go on)", cut)
         app.state.box = open_box(settings)
         app.state.registry = ModelRegistry(app.state.box, settings)
         app.state.discovery = Discovery(app.state.box, app.state.registry, settings)
@@ -66,6 +75,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.votes = VoteStore(database)
         app.state.compares = Compares(app.state.turns, app.state.registry, app.state.store,
                                       app.state.votes)
+        app.state.prompt_runs = PromptRuns(app.state.turns, app.state.registry,
+                                           app.state.prompt_sets, app.state.runs)
         connecting = asyncio.create_task(_connect_in_background(app))
         try:
             yield
@@ -73,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
             connecting.cancel()
             await app.state.discovery.close()
             await app.state.compares.close()
+            await app.state.prompt_runs.close()
             await app.state.turns.close()
             await app.state.registry.close()
             await app.state.box.close()
@@ -88,8 +100,10 @@ def create_app(settings: Settings) -> FastAPI:
         if is_v1(request):
             return openai_error(exc.status_code, exc.message, code=exc.code,
                                 param=getattr(exc, "param", None), headers=headers)
-        return JSONResponse({"detail": {"code": exc.code, "message": exc.message}},
-                            status_code=exc.status_code, headers=headers)
+        detail = {"code": exc.code, "message": exc.message}
+        if getattr(exc, "line", None) is not None:  # a prompt-set file: the line at fault
+            detail["line"] = exc.line
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(StorageError)
     async def storage_error(_request: Request, exc: StorageError) -> JSONResponse:
@@ -110,7 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
         return await http_exception_handler(request, exc)
 
     for router in (health.router, models.router, chat.router, chats.router, compare.router,
-                   openai_compat.router):
+                   prompt_sets.router, openai_compat.router):
         app.include_router(router)
     frontend = resources.files("lfgate.frontend")
     app.mount("/", StaticFiles(directory=str(frontend), html=True), name="frontend")

@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from lfgate.api.compare_stream import compare_finals, compare_stream, meta
-from lfgate.api.deps import ComparesDep, TurnsDep, VotesDep
+from lfgate.api.deps import ComparesDep, RunsDep, TurnsDep, VotesDep
 from lfgate.api.schemas import (
     CompareIn,
     CompareOut,
@@ -72,21 +72,23 @@ async def votes_of_chat(chat_id: str, votes: VotesDep) -> VotesOut:
                            for r in records], tally=dict(tally))
 
 
-async def _board(votes: VotesDep) -> LeaderboardOut:
-    board = leaderboard([(v.models, v.winner) for v in await votes.every()])
+async def _board(votes: VotesDep, runs: RunsDep) -> LeaderboardOut:
+    """Compare votes and votes on prompt-set rows count alike."""
+    board = leaderboard([(v.models, v.winner) for v in await votes.every()]
+                        + [(v.models, v.winner) for v in await runs.votes()])
     return LeaderboardOut(standings=[StandingOut(**asdict(s)) for s in board.standings],
                           win_rate=board.win_rate, votes=board.votes)
 
 
 @router.get("/leaderboard")
-async def get_leaderboard(votes: VotesDep) -> LeaderboardOut:
+async def get_leaderboard(votes: VotesDep, runs: RunsDep) -> LeaderboardOut:
     """Bradley-Terry ratings from every vote, with bootstrap 95% intervals."""
-    return await _board(votes)
+    return await _board(votes, runs)
 
 
 @router.get("/leaderboard.csv", response_class=PlainTextResponse)
-async def leaderboard_csv(votes: VotesDep) -> PlainTextResponse:
-    board = await _board(votes)
+async def leaderboard_csv(votes: VotesDep, runs: RunsDep) -> PlainTextResponse:
+    board = await _board(votes, runs)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["rank", "model", "rating", "ci_low", "ci_high", "votes", "wins", "losses",

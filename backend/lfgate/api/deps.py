@@ -12,7 +12,10 @@ from lfgate.services.chat_turns import ChatTurns
 from lfgate.services.compare import Compares
 from lfgate.services.discovery import Discovery
 from lfgate.services.model_registry import ModelRegistry
+from lfgate.services.prompt_runs import PromptRuns
 from lfgate.storage.chat_store import ChatStore
+from lfgate.storage.prompt_set_store import PromptSetStore
+from lfgate.storage.run_store import RunStore
 from lfgate.storage.vote_store import VoteStore
 
 
@@ -48,6 +51,18 @@ def get_votes(request: Request) -> VoteStore:
     return request.app.state.votes
 
 
+def get_prompt_runs(request: Request) -> PromptRuns:
+    return request.app.state.prompt_runs
+
+
+def get_prompt_sets(request: Request) -> PromptSetStore:
+    return request.app.state.prompt_sets
+
+
+def get_runs(request: Request) -> RunStore:
+    return request.app.state.runs
+
+
 def get_started_at(request: Request) -> int:
     """When this gateway started (epoch seconds): a base model's `created` in /v1/models."""
     return request.app.state.started_at
@@ -62,3 +77,6 @@ StoreDep = Annotated[ChatStore, Depends(get_store)]
 StartedDep = Annotated[int, Depends(get_started_at)]
 ComparesDep = Annotated[Compares, Depends(get_compares)]
 VotesDep = Annotated[VoteStore, Depends(get_votes)]
+PromptRunsDep = Annotated[PromptRuns, Depends(get_prompt_runs)]
+PromptSetsDep = Annotated[PromptSetStore, Depends(get_prompt_sets)]
+RunsDep = Annotated[RunStore, Depends(get_runs)]

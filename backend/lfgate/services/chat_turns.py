@@ -47,7 +47,7 @@ class ChatTurns:
         self._active: dict[str, Turn] = {}
         self._busy: set[str] = set()
 
-    def _admit(self, model: str) -> None:
+    def admit(self, model: str) -> None:
         """Refuse at once, before anything is stored: an unknown or broken model, or more
         replies at once than MAX_CONCURRENT_TURNS (a 429, never a hang)."""
         self._registry.usable(model)
@@ -59,7 +59,7 @@ class ChatTurns:
     async def start(self, *, message: str, chat_id: str | None, model: str,
                     params: dict[str, Any]) -> Turn:
         """A new message at the end of the chat's active branch (a new chat without an id)."""
-        self._admit(model)
+        self.admit(model)
         if chat_id is None:
             chat = await self._store.create_chat(title=title_from(message), model=model)
         else:
@@ -70,7 +70,7 @@ class ChatTurns:
     async def edit(self, *, chat_id: str, message_id: str, content: str, model: str,
                    params: dict[str, Any]) -> Turn:
         """A new version of a user message, as its sibling, answered afresh."""
-        self._admit(model)
+        self.admit(model)
         chat = await self._store.get_chat(chat_id=chat_id)
         target = await self._store.get_message(chat_id=chat_id, message_id=message_id)
         if target.role != "user":
@@ -81,7 +81,7 @@ class ChatTurns:
     async def regenerate(self, *, chat_id: str, message_id: str, model: str,
                          params: dict[str, Any]) -> Turn:
         """Another reply to the same user message, as a sibling of `message_id`."""
-        self._admit(model)
+        self.admit(model)
         chat = await self._store.get_chat(chat_id=chat_id)
         target = await self._store.get_message(chat_id=chat_id, message_id=message_id)
         if target.role != "assistant" or target.parent_id is None:
@@ -94,7 +94,7 @@ class ChatTurns:
         """A whole conversation sent at once (the OpenAI API): answered as sent. With
         `store`, kept as a chat: one whose history ends with a reply this gateway gave is
         continued, anything else becomes a new chat holding the history it came with."""
-        self._admit(model)
+        self.admit(model)
         spec = self._registry.get(model).spec
         if not store:
             turn = Turn(id=new_id(), chat_id=None, model=model, spec=spec, exclusive=False)
@@ -109,6 +109,16 @@ class ChatTurns:
         self.launch(turn, messages, params)
         return turn
 
+    def unstored_turn(self, model: str, tags: dict[str, Any]) -> Turn:
+        """A turn kept by its caller rather than in a chat (a prompt set's cell): admitted
+        like any other, run by `launch` or `launch_batch`."""
+        self.admit(model)
+        return Turn(id=new_id(), chat_id=None, model=model, spec=self._registry.get(model).spec,
+                    exclusive=False, tags=tags)
+
+    def provenance(self, turn: Turn, params: dict[str, Any]) -> dict[str, Any]:
+        return self._recorder.provenance(turn, params)
+
     def launch(self, turn: Turn, messages: list[dict[str, str]],
                 params: dict[str, Any]) -> None:
         self._active[turn.id] = turn
@@ -120,7 +130,7 @@ class ChatTurns:
         """Store a reply to come (for a compare slot): under a new user message `text` at
         `parent_id`, or, with no text, answering the user message `parent_id`. The turn is
         not run yet (`launch` or `launch_batch`); its history is returned with it."""
-        self._admit(model)
+        self.admit(model)
         path = await self._store.path_to(chat_id=chat.id, message_id=parent_id)
         path, reply = await self._add_exchange(chat.id, path, text)
         turn = Turn(id=reply.id, chat_id=chat.id, model=model,

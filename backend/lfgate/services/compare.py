@@ -40,6 +40,16 @@ class CompareRun:
         return [turn.model for turn in self.slots]
 
 
+def serving_mode(registry: ModelRegistry, models: list[str]) -> CompareMode:
+    """How these models can answer one message together (see the module's docstring)."""
+    slots = [registry.get(model).slot for model in models]
+    if all(slot is slots[0] for slot in slots) and slots[0].shared:
+        return "batch"
+    if len({id(slot) for slot in slots}) == len(slots):
+        return "parallel"
+    return "sequential"
+
+
 class Compares:
     def __init__(self, turns: ChatTurns, registry: ModelRegistry, store: ChatStore,
                  votes: VoteStore) -> None:
@@ -50,14 +60,6 @@ class Compares:
         self._running: dict[str, CompareRun] = {}
         self._busy: set[str] = set()  # compare chats answering now
         self._watchers: set[asyncio.Task[None]] = set()
-
-    def mode_for(self, models: list[str]) -> CompareMode:
-        slots = [self._registry.get(model).slot for model in models]
-        if all(slot is slots[0] for slot in slots) and slots[0].shared:
-            return "batch"
-        if len({id(slot) for slot in slots}) == len(slots):
-            return "parallel"
-        return "sequential"
 
     async def start(self, *, message: str, models: list[str], params: dict[str, Any],
                     chat_id: str | None, blind: bool) -> CompareRun:
@@ -93,7 +95,7 @@ class Compares:
     async def _open(self, chat: ChatRecord, message: str, models: list[str],
                     params: dict[str, Any], blind: bool) -> CompareRun:
         compare_id = new_id()
-        mode = self.mode_for(models)
+        mode = serving_mode(self._registry, models)
         params = {**chat.params, **({"system": chat.system} if chat.system else {}), **params}
         leaves = [slot["leaf_id"] for slot in chat.compare["slots"]]
         turns: list[Turn] = []

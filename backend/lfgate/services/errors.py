@@ -64,3 +64,18 @@ class BadParameter(ServiceError):
 class Unauthorized(ServiceError):
     status_code = 401
     code = "invalid_api_key"
+
+
+class BadPromptSet(ServiceError):
+    """A prompt-set file we cannot take: the message names the line, nothing is stored."""
+
+    code = "bad_prompt_set"
+
+    def __init__(self, message: str, *, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class RunBusy(ServiceError):
+    status_code = 409
+    code = "run_busy"

@@ -3,7 +3,9 @@ has errors of its own; the app maps them to HTTP statuses beside the services' e
 
     StorageError
     ├── UnknownChat       unknown_chat     (no chat with that id)
-    └── UnknownMessage    unknown_message  (a message id that is not in the chat named with it)
+    ├── UnknownMessage    unknown_message  (a message id that is not in the chat named with it)
+    ├── UnknownPromptSet  unknown_prompt_set
+    └── UnknownRun        unknown_run      (no run of a prompt set with that id)
 """
 
 from __future__ import annotations
@@ -23,3 +25,11 @@ class UnknownChat(StorageError):
 
 class UnknownMessage(StorageError):
     code = "unknown_message"
+
+
+class UnknownPromptSet(StorageError):
+    code = "unknown_prompt_set"
+
+
+class UnknownRun(StorageError):
+    code = "unknown_run"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -70,4 +70,81 @@ class Vote(Base):
     winner: Mapped[str] = mapped_column(String(16))  # a slot's index, "tie" or "both_bad"
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     blind: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PromptSet(Base):
+    """A file of evaluation prompts, kept as it was imported (its prompts: SetPrompt)."""
+
+    __tablename__ = "prompt_sets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    format: Mapped[str] = mapped_column(String(8))  # jsonl, json, csv or lines
+    prompt_count: Mapped[int] = mapped_column(Integer)
+    reference_count: Mapped[int] = mapped_column(Integer)  # prompts carrying a reference
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SetPrompt(Base):
+    __tablename__ = "set_prompts"
+
+    set_id: Mapped[str] = mapped_column(ForeignKey("prompt_sets.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0-based, file order
+    prompt: Mapped[str] = mapped_column(Text)
+    system: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reference: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class SetRun(Base):
+    """A prompt set asked of one to four models with one set of parameters."""
+
+    __tablename__ = "set_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    set_id: Mapped[str] = mapped_column(ForeignKey("prompt_sets.id", ondelete="CASCADE"),
+                                        index=True)
+    models: Mapped[list[str]] = mapped_column(JSON)  # in column (slot) order
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    mode: Mapped[str] = mapped_column(String(16))  # batch, parallel or sequential
+    # running, stopped, interrupted (the gateway stopped under it), complete or error
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    elapsed_s: Mapped[float] = mapped_column(Float, default=0.0)  # running time, all sittings
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RunCell(Base):
+    """One prompt's reply from one model of a run: pending until asked, then running, then
+    complete, error or stopped. `attempts` counts how often it was sent to the box."""
+
+    __tablename__ = "run_cells"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("set_runs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    content: Mapped[str] = mapped_column(Text, default="")
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    scores: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RunVote(Base):
+    """A vote on one prompt of a run, as a compare vote is on one turn (the leaderboard
+    counts both)."""
+
+    __tablename__ = "run_votes"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("set_runs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    models: Mapped[list[str]] = mapped_column(JSON)
+    winner: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
