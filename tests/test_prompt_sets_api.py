@@ -216,6 +216,9 @@ async def test_stop_and_resume_ask_only_what_is_not_answered(tmp_path, monkeypat
         assert resumed.status_code == 200 and resumed.json()["status"] == "running"
         busy = await http.post(f"/api/runs/{run['id']}/resume")
         assert busy.status_code == 409
+        for path in (f"/api/prompt-sets/{made['id']}", f"/api/runs/{run['id']}"):
+            refused = await http.delete(path)  # not while the run is going
+            assert refused.status_code == 409 and "stop it first" in refused.text
         after = await finished(http, run["id"])
         assert after["status"] == "complete"
         for row in after["rows"]:
@@ -251,3 +254,24 @@ async def test_the_event_stream_follows_a_run_to_its_end(tmp_path, monkeypatch, 
         async with http.stream("GET", f"/api/runs/{run['id']}/events") as response:
             text = "".join([chunk async for chunk in response.aiter_text()])
         assert text.count("event: ") == 2 and "event: end" in text
+
+
+async def test_cli_mode_runs_side_by_side_and_each_prompt_keeps_its_system(
+        tmp_path, monkeypatch, saves):
+    app = gateway(tmp_path, monkeypatch, mode="cli", adapter_dirs=str(saves))
+    async with Client(app) as http:
+        await http.post("/api/models/refresh")
+        made = await import_set(http, jsonl({"prompt": "one", "system": "Be brief."},
+                                            {"prompt": "two"},
+                                            {"prompt": "three", "system": "Be brief."}))
+        started = await http.post(f"/api/prompt-sets/{made['id']}/runs", json={
+            "models": [A, B], "params": {"system": "Run-wide."}})
+        assert started.status_code == 201 and started.json()["mode"] == "parallel"
+        run = await finished(http, started.json()["id"])
+        assert run["status"] == "complete"
+        systems = [[c["provenance"]["params"]["system"] for c in r["cells"]]
+                   for r in run["rows"]]
+        assert systems == [["Be brief."] * 2, ["Run-wide."] * 2, ["Be brief."] * 2]
+        assert {c["provenance"]["mode"] for r in run["rows"] for c in r["cells"]} == {"cli"}
+        assert (await http.delete(f"/api/prompt-sets/{made['id']}")).status_code == 204
+        assert (await http.get(f"/api/runs/{run['id']}")).status_code == 404
