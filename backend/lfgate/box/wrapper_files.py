@@ -10,7 +10,7 @@ from pathlib import Path
 import lfgate.remote
 
 SCRIPTS = {"cli": "chat_cli_wrapper.py", "script": "chat_inference.py"}
-_SHARED = ("wrapper_protocol.py", "wrapper_serve.py", "discover_adapters.py")
+_SHARED = ("wrapper_protocol.py", "wrapper_serve.py", "discover_adapters.py", "box_probe.py")
 DISCOVER = "discover_adapters.py"  # runs once per scan of the box's training folders
 
 
