@@ -60,6 +60,17 @@ export async function api(path, options) {
 export async function* streamTurn(path, body, signal) {
   const response = await request(path, { method: "POST", body: { ...body, stream: true }, signal });
   if (!response.ok) throw await errorFrom(response);
+  yield* eventsOf(response);
+}
+
+/** GET an event stream (a run's progress) and yield its events, as streamTurn does. */
+export async function* streamEvents(path, signal) {
+  const response = await request(path, { signal });
+  if (!response.ok) throw await errorFrom(response);
+  yield* eventsOf(response);
+}
+
+async function* eventsOf(response) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {
@@ -99,6 +110,23 @@ export const compares = {
   votes: (chatId) => api(`api/chats/${encodeURIComponent(chatId)}/votes`),
   vote: (chatId, body) => api(`api/chats/${encodeURIComponent(chatId)}/votes`, { method: "POST", body }),
   leaderboard: () => api("api/leaderboard"),
+};
+
+export const promptSets = {
+  list: () => api("api/prompt-sets"),
+  create: (body) => api("api/prompt-sets", { method: "POST", body }),
+  remove: (setId) => api(`api/prompt-sets/${encodeURIComponent(setId)}`, { method: "DELETE" }),
+  start: (setId, body) => api(`api/prompt-sets/${encodeURIComponent(setId)}/runs`, { method: "POST", body }),
+};
+
+export const runs = {
+  list: () => api("api/runs"),
+  get: (runId) => api(`api/runs/${encodeURIComponent(runId)}`),
+  events: (runId, signal) => streamEvents(`api/runs/${encodeURIComponent(runId)}/events`, signal),
+  stop: (runId) => api(`api/runs/${encodeURIComponent(runId)}/stop`, { method: "POST" }),
+  resume: (runId) => api(`api/runs/${encodeURIComponent(runId)}/resume`, { method: "POST" }),
+  vote: (runId, body) => api(`api/runs/${encodeURIComponent(runId)}/votes`, { method: "POST", body }),
+  exportBase: (runId) => `api/runs/${encodeURIComponent(runId)}/export`,
 };
 
 export const health = () => api("api/health");

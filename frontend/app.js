@@ -1,7 +1,7 @@
 // LF Gate's page: the chat list, the conversation with the model on the box, and the
-// composer; a compare chat's columns, and the leaderboard. The open chat and its running turn
-// live here, the box's status, the chat list and the compare view's state in state/;
-// components/ only render and report.
+// composer; a compare chat's columns, the leaderboard, prompt sets and their runs. The open
+// chat and its running turn live here, the box's status, the chat list, the compare view's
+// and the prompt runs' state in state/; components/ only render and report.
 import { html, render, useEffect, useMemo, useRef, useState } from "./ui.js";
 import { ApiError, chats, stopTurn, streamTurn } from "./api.js";
 import { useHealth, useModels } from "./state/box_status.js";
@@ -20,17 +20,23 @@ import { ExportMenu } from "./components/export_menu.js";
 import { Icon } from "./components/icons.js";
 import { CompareTitle, CompareView } from "./components/compare_view.js";
 import { Leaderboard } from "./components/leaderboard.js";
+import { SetsPage } from "./components/prompt_sets.js";
+import { RunView } from "./components/run_view.js";
 
 const FOLLOW_STREAMING_MS = 1000;
 
 /** What the URL shows: a chat (#/chat/<id>, a compare chat too), a new compare (#/compare),
- *  the leaderboard (#/leaderboard), or a new chat. */
+ *  the leaderboard (#/leaderboard), the prompt sets (#/sets) or one run (#/run/<id>), or a
+ *  new chat. */
 const routeFromHash = () => {
-  const match = /^#\/chat\/([\w-]+)$/.exec(location.hash);
-  if (match) return { page: "chat", chatId: match[1] };
-  return { page: { "#/compare": "compare", "#/leaderboard": "leaderboard" }[location.hash] ?? "chat",
-    chatId: null };
+  const match = /^#\/(chat|run)\/([\w-]+)$/.exec(location.hash);
+  if (match) return { page: match[1], chatId: match[1] === "chat" ? match[2] : null,
+    runId: match[1] === "run" ? match[2] : null };
+  return { page: { "#/compare": "compare", "#/leaderboard": "leaderboard", "#/sets": "sets" }[
+    location.hash] ?? "chat", chatId: null, runId: null };
 };
+/** The pages with no chat (no model picker, parameters or export in the header): their title. */
+const NO_CHAT = { leaderboard: "Leaderboard", sets: "Prompt sets", run: "Prompt sets" };
 
 function EmptyState({ model, healthInfo }) {
   const losses = model && [model.train_loss != null && `train ${lossText(model.train_loss)}`,
@@ -58,6 +64,7 @@ function App() {
     refreshList } = useChatList();
   const [chatId, setChatId] = useState(() => routeFromHash().chatId);
   const [page, setPage] = useState(() => routeFromHash().page);
+  const [runId, setRunId] = useState(() => routeFromHash().runId);
   const [chat, setChat] = useState(null);
   const [chatError, setChatError] = useState(null);
   const [draft, setDraft] = useState({ model: "default", system: null, params: {} });
@@ -95,12 +102,14 @@ function App() {
       const route = routeFromHash();
       setPage(route.page);
       setChatId(route.chatId);
+      setRunId(route.runId);
     };
     addEventListener("hashchange", onHash);
     return () => removeEventListener("hashchange", onHash);
   }, []);
   useEffect(() => {
-    const hash = chatId ? `#/chat/${chatId}` : page === "chat" ? "" : `#/${page}`;
+    const hash = chatId ? `#/chat/${chatId}` : page === "run" ? `#/run/${runId}`
+      : page === "chat" ? "" : `#/${page}`;
     if (location.hash !== hash) history.replaceState(null, "", hash || location.pathname);
     setChatError(null);
     if (!chatId) { setChat(null); return undefined; }
@@ -112,7 +121,7 @@ function App() {
       setChatError(error.status === 404 ? "This chat does not exist any more." : error.message);
     });
     return () => { live = false; };
-  }, [chatId, page]);
+  }, [chatId, page, runId]);
   const reloadChat = async (id) => {
     try {
       const data = await chats.get(id);
@@ -384,11 +393,11 @@ function App() {
       go: (index) => goBranch(message, index) };
   };
   useEffect(() => {
-    const title = page === "leaderboard" ? "Leaderboard" : chat?.title ?? (isCompare ? "Compare" : null);
+    const title = NO_CHAT[page] ?? chat?.title ?? (isCompare ? "Compare" : null);
     document.title = title ? `${title} · LF Gate` : "LF Gate";
   }, [chat?.title, page, isCompare]);
   // Not for a blind compare before its vote: the export names the models.
-  const exportBase = chat && page !== "leaderboard" && !(isCompare && compare.hidden)
+  const exportBase = chat && !NO_CHAT[page] && !(isCompare && compare.hidden)
     ? `api/chats/${encodeURIComponent(chat.id)}/export` : null;
 
   const picker = { models: modelList, runs, load, health: healthInfo, scan, serving, listed,
@@ -407,6 +416,7 @@ function App() {
     <${Sidebar} chats=${chatList} currentId=${chatId} page=${page} query=${query} onQuery=${setQuery}
       archived=${archived} onShowArchived=${setArchived} onNew=${newChat} open=${sidebarOpen}
       onCompare=${() => openPage("compare")} onLeaderboard=${() => openPage("leaderboard")}
+      onSets=${() => openPage("sets")}
       listError=${listError} onSelect=${selectChat} onRename=${renameChat}
       onArchive=${archiveChat} onDelete=${deleteChat} onImport=${importChat} />
     ${sidebarOpen && html`<div class="scrim" onClick=${() => setSidebarOpen(false)}></div>`}
@@ -414,12 +424,12 @@ function App() {
       <header class="topbar">
         <button type="button" class="icon-btn menu" aria-label="Show chats"
           aria-expanded=${sidebarOpen ? "true" : "false"} onClick=${() => setSidebarOpen(!sidebarOpen)}>☰</button>
-        ${page === "leaderboard" ? html`<span class="bar-title"><strong>Leaderboard</strong></span>`
+        ${NO_CHAT[page] ? html`<span class="bar-title"><strong>${NO_CHAT[page]}</strong></span>`
           : isCompare ? html`<${CompareTitle} compare=${compare} />`
           : html`<${ModelPicker} ...${picker} value=${settings.model} onChange=${pickModel}
             disabled=${running} />`}
         <span class="spacer"></span>
-        ${page !== "leaderboard" && html`<button type="button" class="btn has-icon" aria-expanded=${drawer ? "true" : "false"}
+        ${!NO_CHAT[page] && html`<button type="button" class="btn has-icon" aria-expanded=${drawer ? "true" : "false"}
           aria-label="Parameters" title="Generation settings for this chat"
           onClick=${() => { setDrawerError(null); setDrawer(!drawer); }}>
           <${Icon} name="sliders" /><span class="wide-only">Parameters</span></button>`}
@@ -427,6 +437,8 @@ function App() {
         <${Connection} health=${healthInfo} gatewayError=${gatewayError} />
       </header>
       ${page === "leaderboard" ? html`<${Leaderboard} />`
+        : page === "sets" ? html`<${SetsPage} picker=${picker} />`
+        : page === "run" ? html`<${RunView} runId=${runId} />`
         : isCompare ? html`<${CompareView} compare=${compare} chatId=${chatId} picker=${picker}
           busy=${running} gatewayError=${gatewayError} banner=${bannerBox} restore=${restore}
           thinking=${settings.params?.enable_thinking === true} onThinking=${setThinking} />`

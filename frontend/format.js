@@ -137,3 +137,17 @@ export function timingParts(provenance) {
   if (timing.total_ms != null) parts.push(["total", `${millis(timing.total_ms)} total`]);
   return parts;
 }
+
+/** A run's running time or estimate: "8.2 s", "42 s", "3 min 05 s", "1 h 02 min". */
+export function duration(value) {
+  if (value == null) return "";
+  if (value < 60) return seconds(value);
+  const s = Math.round(value);
+  const two = (n) => String(n).padStart(2, "0");
+  if (s < 3600) return `${Math.floor(s / 60)} min ${two(s % 60)} s`;
+  return `${Math.floor(s / 3600)} h ${two(Math.floor((s % 3600) / 60))} min`;
+}
+
+/** A stored time (ISO, UTC) as a short local date and time. */
+export const dateTime = (iso) => parseTime(iso).toLocaleString(undefined,
+  { dateStyle: "medium", timeStyle: "short" });

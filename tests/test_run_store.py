@@ -57,3 +57,19 @@ async def test_a_run_lives_through_a_crash_and_goes_with_its_set(database_url):
                               prompts=1)
     finally:
         await database.close()
+
+
+async def test_times_come_back_in_utc(database_url):
+    database = await open_database(database_url)
+    try:
+        sets, runs = PromptSetStore(database), RunStore(database)
+        made = await sets.create(name="s", format="lines", prompts=[SetPrompt("p")])
+        run = await runs.create(set_id=made.id, models=["a"], params={}, mode="batch",
+                                prompts=1)
+        again = await runs.get(run_id=run.id)
+        listed = (await sets.every())[0]
+        assert again.created_at.utcoffset() is not None and listed.created_at.utcoffset() \
+            is not None
+        assert abs((again.created_at - run.created_at).total_seconds()) < 1
+    finally:
+        await database.close()

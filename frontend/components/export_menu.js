@@ -1,10 +1,14 @@
-// The header's Export menu: the chat as Markdown or as JSON with every branch. A menu button
-// that closes after a choice, on a click outside and on Escape (focus back on the button),
-// and stays available on a phone (an icon there).
+// The header's Export menu: the chat as Markdown or as JSON with every branch (a run's page
+// passes its own formats). A menu button that closes after a choice, on a click outside and
+// on Escape (focus back on the button), and stays available on a phone (an icon there).
 import { html, useEffect, useRef, useState } from "../ui.js";
 import { Icon } from "./icons.js";
 
-export function ExportMenu({ exportBase }) {
+const CHAT_FORMATS = [["md", "Markdown (.md)"], ["json", "JSON with every branch (.json)"]];
+
+/** `items`: [format, label] pairs, each a link to `${exportBase}?format=<format>`. */
+export function ExportMenu({ exportBase, items: formats = CHAT_FORMATS, label = "Export chat",
+  title = "Export this chat" }) {
   const [open, setOpen] = useState(false);
   const root = useRef(null);
   const button = useRef(null);
@@ -46,13 +50,13 @@ export function ExportMenu({ exportBase }) {
   const choose = () => setOpen(false); // the download goes on; the menu is done
   return html`<div class="menu-wrap export" ref=${root}>
     <button type="button" class="btn has-icon" ref=${button} aria-haspopup="menu"
-      aria-expanded=${open ? "true" : "false"} aria-label="Export chat" title="Export this chat"
+      aria-expanded=${open ? "true" : "false"} aria-label=${label} title=${title}
       onClick=${() => setOpen(!open)} onKeyDown=${onButtonKey}>
       <${Icon} name="download" /><span class="wide-only">Export</span>
     </button>
     ${open && html`<div class="popover" role="menu" aria-label="Export as" onKeyDown=${onMenuKey}>
-      <a role="menuitem" href=${`${exportBase}?format=md`} download onClick=${choose}>Markdown (.md)</a>
-      <a role="menuitem" href=${`${exportBase}?format=json`} download onClick=${choose}>JSON with every branch (.json)</a>
+      ${formats.map(([format, text]) => html`<a role="menuitem" key=${format}
+        href=${`${exportBase}?format=${format}`} download onClick=${choose}>${text}</a>`)}
     </div>`}
   </div>`;
 }

@@ -14,6 +14,8 @@ const PATHS = {
     <circle cx="9" cy="12" r="2" /><circle cx="17" cy="17" r="2" />`,
   reset: html`<path d="M4 12a8 8 0 1 0 2.4-5.7" /><path d="M4 4v5h5" />`,
   columns: html`<rect x="3" y="4" width="7.5" height="16" rx="1.5" /><rect x="13.5" y="4" width="7.5" height="16" rx="1.5" />`,
+  sets: html`<path d="M9 6h11M9 12h11M9 18h11" /><path d="M4.5 6h.01M4.5 12h.01M4.5 18h.01" stroke-width="3" />`,
+  upload: html`<path d="M12 16V5" /><path d="M7 9.5l5-5 5 5" /><path d="M5 20h14" />`,
   ranking: html`<path d="M4 20h16" /><rect x="5" y="11" width="4" height="9" /><rect x="10" y="5" width="4" height="15" />
     <rect x="15" y="14" width="4" height="6" />`,
 };

@@ -6,6 +6,7 @@ gateway on the scripted box double (so the content is the same every time):
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 from pathlib import Path
@@ -155,6 +156,44 @@ def _compare_and_leaderboard(browser, folder: Path) -> None:
         gateway.stop()
 
 
+def _prompt_sets(browser, folder: Path) -> None:
+    """A finished run of a prompt set over three models on one base: the progress, the
+    average scores as bars and numbers, and the table of replies, a row voted."""
+    saves = folder / "sets-saves"
+    make_saves(saves, "/models/Qwen2.5-7B", broken=False)
+    gateway = start_scripted_gateway(folder / "sets", base_model_path="/models/Qwen2.5-7B",
+                                     adapter_path="/runs/qwen-sft-lora/checkpoint-1200",
+                                     delay_s=0.01, env={"ADAPTER_DIRS": str(saves)})
+    final, step20 = "tiny--lora--sft-a", "tiny--lora--sft-a--checkpoint-20"
+    try:
+        gateway.http.post("/api/models/refresh")
+        prompts = ["Summarise the eval prompt in one line", "What does the LoRA rank control?",
+                   "Translate the release notes to French", "Name three risks of overfitting",
+                   "SFT or DPO, in two lines"]
+        # References in the words of the final adapter, so the checkpoints score below it.
+        records = [{"prompt": p, "reference": f"Echo #1 from Qwen2.5-7B + sft-a: {p}"}
+                   for p in prompts]
+        created = gateway.http.post("/api/prompt-sets", json={
+            "name": "eval-split.jsonl", "filename": "eval-split.jsonl",
+            "content": "".join(json.dumps(r) + "\n" for r in records)}).json()
+        run = gateway.http.post(f"/api/prompt-sets/{created['id']}/runs", json={
+            "models": ["base", step20, final],
+            "params": {"temperature": 0.7, "max_new_tokens": 256}}).json()
+        page = browser.new_page(viewport=WIDE)
+        page.goto(f"{gateway.url}/#/run/{run['id']}")
+        expect(page.locator(".run-head .run-status")).to_have_text("complete", timeout=60_000)
+        expect(page.locator("svg.score-chart")).to_be_visible()
+        page.get_by_role("button", name=f"{final} is best on prompt 1").click()
+        expect(page.locator("tr[aria-label='Prompt 1'] .row-voted")).to_be_visible()
+        page.locator(".run-table-wrap").evaluate("box => { box.scrollLeft = 0; }")
+        page.locator("main[aria-label='Run']").evaluate("box => box.scrollTo(0, 0)")
+        page.wait_for_timeout(400)
+        page.screenshot(path=str(OUT / "prompt-sets.png"))
+        page.close()
+    finally:
+        gateway.stop()
+
+
 def main() -> None:
     isolate()  # the user's .env and SSH_* stay out of the screenshots' gateway
     OUT.mkdir(parents=True, exist_ok=True)
@@ -216,6 +255,7 @@ def main() -> None:
 
                 _loading_and_picker(browser, Path(folder))
                 _compare_and_leaderboard(browser, Path(folder))
+                _prompt_sets(browser, Path(folder))
                 browser.close()
         finally:
             gateway.stop()

@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select
 from lfgate.storage.chat_store import new_id
 from lfgate.storage.database import Database
 from lfgate.storage.errors import UnknownPromptSet
-from lfgate.storage.tables import PromptSet, SetPrompt, SetRun
+from lfgate.storage.tables import PromptSet, SetPrompt, SetRun, as_utc
 
 
 class PromptLike(Protocol):
@@ -43,7 +43,7 @@ class SetPromptRecord:
 
 def _set(row: PromptSet, runs: int = 0) -> PromptSetRecord:
     return PromptSetRecord(row.id, row.name, row.format, row.prompt_count, row.reference_count,
-                           row.created_at, runs)
+                           as_utc(row.created_at), runs)
 
 
 class PromptSetStore:

@@ -16,7 +16,7 @@ from sqlalchemy import and_, or_, select, update
 from lfgate.storage.chat_store import new_id
 from lfgate.storage.database import Database
 from lfgate.storage.errors import UnknownPromptSet, UnknownRun
-from lfgate.storage.tables import PromptSet, RunCell, RunVote, SetRun, utcnow
+from lfgate.storage.tables import PromptSet, RunCell, RunVote, SetRun, as_utc, utcnow
 
 CELL_STATUSES = ("pending", "running", "complete", "error", "stopped")
 
@@ -59,7 +59,8 @@ class RunVoteRecord:
 
 def _run(row: SetRun) -> RunRecord:
     return RunRecord(row.id, row.set_id, list(row.models), dict(row.params or {}), row.mode,
-                     row.status, row.error, row.elapsed_s, row.created_at, row.updated_at)
+                     row.status, row.error, row.elapsed_s, as_utc(row.created_at),
+                     as_utc(row.updated_at))
 
 
 def _cell(row: RunCell) -> CellRecord:
@@ -69,7 +70,7 @@ def _cell(row: RunCell) -> CellRecord:
 
 def _vote(row: RunVote) -> RunVoteRecord:
     return RunVoteRecord(row.run_id, row.position, list(row.models), row.winner, row.reason,
-                         row.created_at)
+                         as_utc(row.created_at))
 
 
 class RunStore:
