@@ -90,6 +90,8 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         parts += _openai(results["openai"])
     if "compare" in results:
         parts += _compare_section(results["compare"])
+    if "prompt_sets" in results:
+        parts += _prompt_sets_section(results["prompt_sets"])
     out.write_text("\n".join(parts) + "\n")
     if everything:
         _plots(results, out.parent)
@@ -98,8 +100,8 @@ def write_report(results: dict[str, Any], out: Path) -> None:
 
 
 def _partial_headlines(results: dict[str, Any]) -> list[str]:
-    """`--only adapters`, `--only openai` or `--only compare`: that issue's headlines
-    alone."""
+    """`--only adapters`, `--only openai`, `--only compare` or `--only prompt_sets`: that
+    issue's headlines alone."""
     lines = ["## Headlines", ""]
     if "adapters" in results:
         lines += _issue12_headlines(results)
@@ -110,6 +112,8 @@ def _partial_headlines(results: dict[str, Any]) -> list[str]:
             lines.append("- **Where LF Gate loses:** " + "; ".join(losses) + ".")
     if "compare" in results:
         lines += _issue14_headlines(results)
+    if "prompt_sets" in results:
+        lines += _issue15_headlines(results)
     return [*lines, ""]
 
 
@@ -169,7 +173,8 @@ def _headlines(results: dict[str, Any]) -> list[str]:
                      "Concurrency shows where the gateway's own time goes.")
     issue13 = _issue13_headlines(results) if "openai" in results else []
     issue14 = _issue14_headlines(results) if "compare" in results else []
-    return [*lines, *_issue12_headlines(results), *issue13, *issue14, ""]
+    issue15 = _issue15_headlines(results) if "prompt_sets" in results else []
+    return [*lines, *_issue12_headlines(results), *issue13, *issue14, *issue15, ""]
 
 
 def _persistent(rows: list[dict[str, Any]]) -> list[str]:
@@ -1010,6 +1015,171 @@ def _compare_section(data: dict[str, Any]) -> list[str]:
         "",
         identical + f" Every slot's `done` named the same batch, of {four} rows for a "
         f"{four}-slot compare (`batch.id` and `batch.rows`, checked by the harness); "
+        f"`held.base_loads` was {data['base_loads']} at the end.",
+        "",
+    ]
+
+
+# -- issue 15: prompt sets, a run batched against one at a time ----------------------------------
+
+PROMPT_SET_BUDGET = 0.4  # a batched run's wall time over the same cells one at a time, at most
+
+
+def prompt_set_figures(data: dict[str, Any]) -> dict[str, Any]:
+    """Issue 15's figures from section 10's raw rounds; times in seconds."""
+    batched, alone = data["batched"], data["alone"]
+    cells = data["cells_per_run"]
+    f: dict[str, Any] = {
+        "batched": [b["wall_s"] for b in batched], "alone": [a["wall_s"] for a in alone],
+        "batched_box": [b["box_total_s"] for b in batched],
+        "alone_box": [a["box_total_s"] for a in alone],
+        "round_ratios": [b["wall_s"] / a["wall_s"] for b, a in zip(batched, alone, strict=True)],
+    }
+    f["ratio"] = _ratio(median(f["batched"]), median(f["alone"]))
+    f["box_ratio"] = _ratio(median(f["batched_box"]), median(f["alone_box"]))
+    f["batched_cps"] = [cells / t for t in f["batched"]]
+    f["alone_cps"] = [cells / t for t in f["alone"]]
+    f["batched_tps"] = [b["tokens"] / b["wall_s"] for b in batched]
+    f["alone_tps"] = [a["tokens"] / a["wall_s"] for a in alone]
+    f["tokens"] = {"batched": median([float(b["tokens"]) for b in batched]),
+                   "alone": median([float(a["tokens"]) for a in alone])}
+    f["batches"] = sorted({b["batches"] for b in batched})
+    f["met"] = f["ratio"] <= PROMPT_SET_BUDGET
+    return f
+
+
+def _s_spread(seconds: list[float]) -> str:
+    """Median in s with the min–max."""
+    return f"{median(seconds):.2f} ({spread(seconds)})"
+
+
+def _spread_note(f: dict[str, Any]) -> str:
+    """Say so when the rounds spread widely, and whether the box's own clock did too."""
+    wide = [(name, f[key], f[f"{key}_box"]) for name, key in (("batched", "batched"),
+                                                              ("one at a time", "alone"))
+            if min(f[key]) and max(f[key]) / min(f[key]) > 1.5]
+    if not wide:
+        return ""
+    walls = "; ".join(f"{name} {spread(values)} s" for name, values, _ in wide)
+    if all(min(box) and max(box) / min(box) > 1.5 for _, _, box in wide):
+        boxes = "; ".join(f"{name} {spread(box)} s" for name, _, box in wide)
+        return (f" The rounds spread widely ({walls}), and the wrapper's own clock of the "
+                f"same rounds with them ({boxes}): the box itself ran slower in some rounds, "
+                "that is other work on this machine's two cores, not the path; the medians "
+                "stand on the other rounds.")
+    return (f" The rounds spread widely ({walls}): other work on this machine's two cores; "
+            "the medians stand on the other rounds.")
+
+
+def _issue15_headlines(results: dict[str, Any]) -> list[str]:
+    data = results["prompt_sets"]
+    f = prompt_set_figures(data)
+    return [
+        f"- Issue 15, a prompt set of {data['prompts']} prompts x {len(data['models'])} models "
+        f"on one base ({data['cells_per_run']} cells), one run, batched: "
+        f"**{median(f['batched']):.1f} s** against {median(f['alone']):.1f} s asked one at a "
+        f"time through `/api/chat`: **{f['ratio']:.2f}x** the one-at-a-time wall time "
+        f"({median(f['batched_cps']):.1f} against {median(f['alone_cps']):.1f} cells/s); "
+        f"target at most {PROMPT_SET_BUDGET}x: {_verdict(f['met'])}. Greedy cells equal to "
+        f"the same model asked alone: **{data['same_in_batch']} of {data['cells_total']}**.",
+    ]
+
+
+def _prompt_sets_section(data: dict[str, Any]) -> list[str]:
+    f = prompt_set_figures(data)
+    models = data["models"]
+    cells, rounds = data["cells_per_run"], data["rounds"]
+    low, high = min(f["round_ratios"]), max(f["round_ratios"])
+    rows = [
+        ["batched: one run (POST /api/prompt-sets/{id}/runs until its `end` event)",
+         str(cells), f"**{_s_spread(f['batched'])}**",
+         f"{median(f['batched_cps']):.1f}", f"{median(f['batched_tps']):.0f}",
+         f"{f['tokens']['batched']:.0f}", _s_spread(f["batched_box"])],
+        ["one at a time: `/api/chat`, `stream: false`, each a new chat", str(cells),
+         f"**{_s_spread(f['alone'])}**", f"{median(f['alone_cps']):.1f}",
+         f"{median(f['alone_tps']):.0f}", f"{f['tokens']['alone']:.0f}",
+         _s_spread(f["alone_box"])],
+        ["**batched ÷ one at a time**", "", f"**{f['ratio']:.2f}**" + (
+            f" (rounds: {low:.2f}–{high:.2f})" if rounds > 1 else ""), "", "", "",
+         f"{f['box_ratio']:.2f}"],
+    ]
+    batches = ", ".join(str(b) for b in f["batches"])
+    batch_rows = ", ".join(str(r) for r in data["batch_rows"])
+    target = (f"Target: a batched run in at most {PROMPT_SET_BUDGET}x the one-at-a-time wall "
+              f"time: {_verdict(f['met'])} ({f['ratio']:.2f}x on the medians"
+              + (f"; every round between {low:.2f}x and {high:.2f}x" if rounds > 1 else "")
+              + f"). By the wrapper's own clock the batches "
+              f"took {f['box_ratio']:.2f}x the single replies' time")
+    per_batch = (median(f["batched"]) - median(f["batched_box"])) / max(1, f["batches"][-1])
+    per_cell = (median(f["alone"]) - median(f["alone_box"])) / cells
+    per_row = median(f["alone_box"]) / cells
+    batch_box = median(f["batched_box"]) / max(1, f["batches"][-1])
+    rows_per_batch = max(data["batch_rows"] or [1])
+    target += (f" (a batch of {rows_per_batch} rows took the box {batch_box * 1000:.0f} ms, "
+               f"{batch_box / per_row:.1f} times one reply alone, {per_row * 1000:.0f} ms, for "
+               f"{rows_per_batch} replies: on this machine a batch step is not free, section 9 "
+               "says why)")
+    target += (f"; beyond the box's clock, the path took about {per_cell * 1000:.0f} ms per "
+               f"cell asked alone (HTTP, a new chat stored, the gateway, SSH) and about "
+               f"{per_batch * 1000:.0f} ms per batch of the run (all of the run outside the "
+               "box's batches, spread over them: starting the run; per chunk, its cells "
+               "admitted and marked, the batch sent over SSH, then each cell stored and its "
+               "progress published before the next chunk goes to the box; the `end` event).")
+    target += _spread_note(f)
+    identical = (f"Every batched cell's greedy reply equal to the same model asked alone for "
+                 f"that prompt in the same round: **{data['same_in_batch']} of "
+                 f"{data['cells_total']}**")
+    if data["differing"]:
+        identical += " (unlike: " + ", ".join(
+            f"`{m}` {n}" for m, n in sorted(data["differing"].items())) + ")"
+    if data["alone_total"]:
+        identical += (f"; the replies asked alone equal to the first round's: "
+                      f"{data['same_alone']} of {data['alone_total']}")
+    identical += f"; {data['distinct_replies']} distinct replies among the {cells} cells."
+    if data["same_in_batch"] < data["cells_total"]:
+        identical += (" A batch here holds different prompts, so its rows are left-padded to "
+                      "the longest: the padding and the batch's shapes change the order of the "
+                      "same sums, and greedy decoding parts ways where two tokens are nearly "
+                      "tied (section 9's batches, one prompt in every row, have no padding).")
+    return [
+        "## 10. Prompt sets: a run batched against one at a time (issue 15)",
+        "",
+        "The same script-mode gateway, saves/ tree and four models as section 9 "
+        f"({', '.join(f'`{m}`' for m in models)}, all on one loaded base). A set of "
+        f"{data['prompts']} distinct prompts, the bench's five prompts in turn, each numbered "
+        f"({data['sample_prompts'][0]!r}, {data['sample_prompts'][1]!r}, …), imported once "
+        "as JSONL (no references, so nothing is scored), and settings "
+        f"{data['params']} for every reply; greedy, so every reply is fixed. Everything was "
+        "warm before timing: each model asked alone once and a run of a two-prompt set "
+        "(the harness fails if a timed cell loads an adapter, or if the base was loaded more "
+        f"than once). Then {rounds} round{'s' if rounds != 1 else ''}, each one of both, the "
+        "order alternating: **batched**, one run of the set over the four models "
+        f"({cells} cells), which the gateway asks chunk by chunk, as many prompts as fit in "
+        "one batch of at most "
+        f"{data['max_batch_rows']} rows (a row a (prompt, model) cell: "
+        f"{data['max_batch_rows'] // len(models)} prompts x {len(models)} models), each "
+        "chunk one `chat_batch`, one `generate` call; timed at the client from "
+        "just before `POST /api/prompt-sets/{id}/runs` to the `end` event of "
+        "`GET /api/runs/{id}/events`, which the client follows from the start; and **one at "
+        f"a time**, the same {cells} (prompt, model) cells asked one after the other through "
+        "`/api/chat` with `stream: false` (the whole reply as JSON), each a new chat, timed "
+        "from just before the first request to the last reply: what a user does without "
+        "prompt sets. Cells/s and tokens/s are per wall time (tokens: the completion tokens "
+        "of every cell); the wrapper's clock is `box_timing.total_ms`, for a batch its slowest "
+        "row, summed over the run, which leaves out SSH, the gateway and HTTP. Medians with "
+        "min–max over the rounds.",
+        "",
+        _table(["path", "cells", "wall time (s)", "cells/s", "tokens/s", "tokens",
+                "by the wrapper's clock (s)"], rows),
+        "",
+        target,
+        "",
+        identical + " Every cell ended `complete`; sent to the box once: "
+        f"**{data['asked_once']} of {data['cells_total']}** with `attempts` 1; asked in a "
+        f"batch: **{data['in_batch']} of {data['cells_total']}** with `batch.rows` > 1 (rows "
+        "per batch: "
+        f"{batch_rows}; batches per run: {batches}); the run's `mode` \"batch\" every time, "
+        "and its event stream told every cell's end before `end` (checked by the harness). "
         f"`held.base_loads` was {data['base_loads']} at the end.",
         "",
     ]

@@ -5,6 +5,7 @@
     python -m tests.bench.run --only adapters --out /tmp/b.md   # sections 6 and 7 alone
     python -m tests.bench.run --only openai --out /tmp/b.md     # section 8 alone
     python -m tests.bench.run --only compare --out /tmp/b.md    # section 9 alone
+    python -m tests.bench.run --only prompt_sets --out /tmp/b.md  # section 10 alone
 
 All figures come from the same machine in the same run, over a real sshd on loopback and
 the real LlamaFactory box with the tiny model. A benchmark, not a test: it fails on errors,
@@ -447,10 +448,11 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--only", choices=["adapters", "openai", "compare"], default=None,
-                        help="run sections 6 and 7 (adapters), section 8 (openai) or section "
-                             "9 (compare) alone (while working on them; docs/benchmarks.md "
-                             "comes from a whole run)")
+    parser.add_argument("--only", choices=["adapters", "openai", "compare", "prompt_sets"],
+                        default=None,
+                        help="run sections 6 and 7 (adapters), section 8 (openai), section 9 "
+                             "(compare) or section 10 (prompt_sets) alone (while working on "
+                             "them; docs/benchmarks.md comes from a whole run)")
     args = parser.parse_args()
     reps = 1 if args.smoke else args.reps
     levels = [1, 4] if args.smoke else [1, 4, 16, 64]
@@ -468,11 +470,15 @@ def main() -> None:
     # Issue 14 (section 9): rounds of (one reply alone, a compare of 2, 3 and 4 slots, four
     # slots of one adapter, the four models one after the other); shorter replies in smoke.
     compare_rounds, compare_tokens = (1, 32) if args.smoke else (3 * reps, 128)
+    # Issue 15 (section 10): rounds of (a run of the set over section 9's four models, the
+    # same cells one at a time), prompts in the set; shorter replies in smoke.
+    set_rounds, set_prompts = (1, 6) if args.smoke else (reps, 50)
     isolate()  # the user's .env, ~/.ssh and SSH_* never reach the benchmark's gateways
 
     from tests.bench.adapters import bench_adapters, bench_scan
     from tests.bench.compare import COMPARE_PARAMS, bench_compare
     from tests.bench.openai_v1 import bench_openai
+    from tests.bench.prompt_sets import PROMPT_SET_PARAMS, bench_prompt_sets
     from tests.bench.report import write_report
     from tests.rig.saves_tree import make_saves
 
@@ -480,15 +486,16 @@ def main() -> None:
     adapters = args.only in (None, "adapters")
     openai = args.only in (None, "openai")
     compare = args.only in (None, "compare")
+    prompt_sets = args.only in (None, "prompt_sets")
     with tempfile.TemporaryDirectory(prefix="lfgate-bench-") as tmp:
         rig = Rig(Path(tmp))
         results: dict[str, Any] = {"machine": machine() | box_versions(rig), "reps": reps,
                                    "params": PARAMS}
         try:
             if everything:
-                step("1/9 persistent vs one-shot")
+                step("1/10 persistent vs one-shot")
                 results["persistent"] = bench_persistent_vs_one_shot(rig, reps)
-            # One script-mode gateway for sections 6, 2, 3, 8, 9 and 4: the configured model
+            # One script-mode gateway for sections 6, 2, 3, 8, 9, 10 and 4: the configured model
             # (base + the tiny adapter) and the demo saves/ tree (real tiny adapters) on one
             # shared base. Section 6 runs first, on the fresh wrapper, and leaves it as it
             # found it: the base alone.
@@ -501,36 +508,41 @@ def main() -> None:
                                   MAX_LOADED_ADAPTERS="4")
             try:
                 if adapters:
-                    step("6/9 adapters on one loaded base")
+                    step("6/10 adapters on one loaded base")
                     results["adapters"] = bench_adapters(gateway, rounds, blocks, block)
                 if everything or openai:
                     gateway_turn(gateway, {"message": "warm up", "params": PARAMS})
                 if everything:
-                    step("2/9 gateway overhead")
+                    step("2/10 gateway overhead")
                     results["overhead"] = bench_overhead(rig, gateway, reps)
-                    step("3/9 LlamaFactory API through a tunnel")
+                    step("3/10 LlamaFactory API through a tunnel")
                     results["api"] = bench_llamafactory_api(rig, gateway, reps)
                 if openai:
                     # Leaves `default` resident on the base, as it found it.
-                    step("8/9 the OpenAI-compatible /v1")
+                    step("8/10 the OpenAI-compatible /v1")
                     results["openai"] = bench_openai(rig, gateway, api_rounds, ttft_rounds)
                 if compare:
                     # Leaves three adapters resident beside `default` (4 at most).
-                    step("9/9 compare: four slots on one loaded base")
+                    step("9/10 compare: four slots on one loaded base")
                     results["compare"] = bench_compare(
                         gateway, compare_rounds,
                         params=COMPARE_PARAMS | {"max_new_tokens": compare_tokens})
+                if prompt_sets:
+                    step("10/10 prompt sets: a run batched against one at a time")
+                    results["prompt_sets"] = bench_prompt_sets(
+                        gateway, set_rounds, set_prompts,
+                        params=PROMPT_SET_PARAMS | {"max_new_tokens": compare_tokens})
                 if everything:
-                    step("4/9 concurrency")
+                    step("4/10 concurrency")
                     results["concurrency"], results["profile"] = bench_concurrency(
                         gateway, levels, Path(tmp) / "gateway.pyspy")
             finally:
                 gateway.stop()
             if everything:
-                step("5/9 cold start")
+                step("5/10 cold start")
                 results["cold"] = [bench_cold_start(rig, mode) for mode in ("script", "cli")]
             if adapters:
-                step("7/9 scanning ADAPTER_DIRS")
+                step("7/10 scanning ADAPTER_DIRS")
                 results["scan"] = bench_scan(rig, *scan_tree, reps)
         finally:
             rig.close()

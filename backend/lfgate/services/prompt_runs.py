@@ -397,9 +397,10 @@ class PromptRuns:
             "ttft_ms": (provenance.get("timing") or {}).get("ttft_ms"),
             "total_ms": (provenance.get("timing") or {}).get("total_ms"),
             "scores": scores, "error": provenance.get("error")}})
-        run = await self._runs.get(run_id=run_id)
-        self._publish(run_id, "progress", {"status": "running", "progress": self.progress(
-            run, await self._runs.cells(run_id=run_id))})
+        if self._feeds.get(run_id):  # the progress costs a read of every cell: if followed
+            run = await self._runs.get(run_id=run_id)
+            self._publish(run_id, "progress", {"status": "running", "progress": self.progress(
+                run, await self._runs.cells(run_id=run_id))})
         return failure if status == "error" else None
 
     async def close(self) -> None:
