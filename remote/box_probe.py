@@ -5,7 +5,7 @@ REMOTE_PYTHON), so the Python, PATH and folder it reports are the wrapper's.
 
     python3 box_probe.py < job.json      # prints one JSON object
 
-The job: {"mode", "cli_path"?, "base_model_path"?, "adapter_paths": [...],
+The job: {"mode", "cli_path"?, "work_dir"?, "base_model_path"?, "adapter_paths": [...],
 "adapter_dirs": [...], "imports": bool}. Stdlib only; the slow part (importing torch and
 LlamaFactory, seconds) runs only with "imports", in a child process with a time limit, so a
 broken install is a fact here rather than a crash.
@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from typing import Any
 
 INTERACTIVE_TIMEOUT_S = 15
@@ -77,12 +78,34 @@ def which_on(name: str, path: str | None) -> str | None:
     return shutil.which(name, path=path) if path else None
 
 
+def find_cli(configured: str | None) -> str | None:
+    """Where the CLI wrapper will find llamafactory-cli (chat_cli_wrapper.find_cli's order:
+    LLAMAFACTORY_CLI_PATH, beside this Python, then PATH), or None."""
+    if configured:
+        path = os.path.expanduser(configured)
+        return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+    beside = os.path.join(os.path.dirname(sys.executable), "llamafactory-cli")
+    return beside if os.access(beside, os.X_OK) else shutil.which("llamafactory-cli")
+
+
+def can_write(folder: str) -> bool:
+    """A real write, not os.access: root passes access() on a read-only mount's folder
+    only by mode bits, and a full disk passes it too."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".lfgate-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(name)
+    return True
+
+
 def folder_facts(path: str) -> dict[str, Any]:
     expanded = os.path.expanduser(path)
     facts: dict[str, Any] = {"path": path, "exists": os.path.isdir(expanded)}
     if facts["exists"]:
         facts["readable"] = os.access(expanded, os.R_OK | os.X_OK)
-        facts["writable"] = os.access(expanded, os.W_OK)
+        facts["writable"] = can_write(expanded)
         try:
             usage = shutil.disk_usage(expanded)
             facts["free_bytes"], facts["total_bytes"] = usage.free, usage.total
@@ -130,9 +153,9 @@ def probe(job: dict[str, Any]) -> dict[str, Any]:
         "interactive": login,
         "conda_prefix": os.environ.get("CONDA_PREFIX"),
         "conda_env": os.environ.get("CONDA_DEFAULT_ENV"),
-        "cli": {"name": cli, "here": shutil.which(cli) if os.sep not in cli else (
-            cli if os.access(os.path.expanduser(cli), os.X_OK) else None),
-                "interactive": which_on(cli, login.get("path"))},
+        "cli": {"name": cli, "here": find_cli(job.get("cli_path")),
+                "interactive": which_on(os.path.basename(cli), login.get("path"))},
+        "work_dir": folder_facts(job["work_dir"]) if job.get("work_dir") else None,
         "base": model_facts(job["base_model_path"]) if job.get("base_model_path") else None,
         "adapters": [model_facts(p) for p in job.get("adapter_paths") or []],
         "adapter_dirs": [folder_facts(p) for p in job.get("adapter_dirs") or []],

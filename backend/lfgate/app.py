@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from importlib import resources
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import (
@@ -21,15 +22,25 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lfgate import __version__
-from lfgate.api import chat, chats, compare, health, models, openai_compat, prompt_sets
+from lfgate.api import (
+    chat,
+    chats,
+    compare,
+    doctor,
+    health,
+    models,
+    openai_compat,
+    prompt_sets,
+)
 from lfgate.api.body_limit import BodyLimit
 from lfgate.api.openai_errors import is_v1, openai_error, validation_error
 from lfgate.box.errors import BoxError
 from lfgate.box.factory import open_box
-from lfgate.config import Settings
+from lfgate.config import ENV_FILE, Settings
 from lfgate.services.chat_turns import ChatTurns
 from lfgate.services.compare import Compares
 from lfgate.services.discovery import Discovery
+from lfgate.services.doctor_runs import DoctorRuns
 from lfgate.services.errors import ServiceError, TooManyTurns
 from lfgate.services.model_registry import ModelRegistry
 from lfgate.services.prompt_runs import PromptRuns
@@ -52,6 +63,8 @@ async def _connect_in_background(app: FastAPI) -> None:
 
 
 def create_app(settings: Settings) -> FastAPI:
+    env_path = Path(ENV_FILE).resolve()  # the doctor reports on the .env the gateway read
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
@@ -71,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.box = open_box(settings)
         app.state.registry = ModelRegistry(app.state.box, settings)
         app.state.discovery = Discovery(app.state.box, app.state.registry, settings)
+        app.state.doctor = DoctorRuns(settings, app.state.box, app.state.registry, env_path)
         app.state.turns = ChatTurns(app.state.registry, app.state.store, settings)
         app.state.votes = VoteStore(database)
         app.state.compares = Compares(app.state.turns, app.state.registry, app.state.store,
@@ -123,8 +137,8 @@ def create_app(settings: Settings) -> FastAPI:
             return openai_error(exc.status_code, str(exc.detail), headers=exc.headers)
         return await http_exception_handler(request, exc)
 
-    for router in (health.router, models.router, chat.router, chats.router, compare.router,
-                   prompt_sets.router, openai_compat.router):
+    for router in (health.router, doctor.router, models.router, chat.router, chats.router,
+                   compare.router, prompt_sets.router, openai_compat.router):
         app.include_router(router)
     frontend = resources.files("lfgate.frontend")
     app.mount("/", StaticFiles(directory=str(frontend), html=True), name="frontend")

@@ -1,4 +1,5 @@
-"""`lfgate`: the one console command. `lfgate serve` runs the gateway."""
+"""`lfgate`: the one console command. `lfgate serve` runs the gateway, `lfgate doctor` checks
+the way to the box."""
 
 from __future__ import annotations
 
@@ -36,6 +37,17 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from lfgate.config import ENV_FILE
+    from lfgate.services.doctor_run import doctor_from_env
+
+    return asyncio.run(doctor_from_env(env_path=Path(ENV_FILE).resolve(), as_json=args.json,
+                                       out=sys.stdout))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lfgate", description="LF Gate: chat with "
                                      "LlamaFactory models on a GPU box over SSH.")
@@ -47,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--log-level", default="info",
                        choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(run=_serve)
+    doctor = commands.add_parser("doctor", help="check the .env, SSH, the box, LlamaFactory, "
+                                 "the models and a smoke chat, each failure with its fix")
+    doctor.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    doctor.set_defaults(run=_doctor)
     args = parser.parse_args(argv)
     return args.run(args)
 

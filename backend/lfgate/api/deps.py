@@ -11,6 +11,7 @@ from lfgate.config import Settings
 from lfgate.services.chat_turns import ChatTurns
 from lfgate.services.compare import Compares
 from lfgate.services.discovery import Discovery
+from lfgate.services.doctor_runs import DoctorRuns
 from lfgate.services.model_registry import ModelRegistry
 from lfgate.services.prompt_runs import PromptRuns
 from lfgate.storage.chat_store import ChatStore
@@ -33,6 +34,10 @@ def get_registry(request: Request) -> ModelRegistry:
 
 def get_discovery(request: Request) -> Discovery:
     return request.app.state.discovery
+
+
+def get_doctor(request: Request) -> DoctorRuns:
+    return request.app.state.doctor
 
 
 def get_turns(request: Request) -> ChatTurns:
@@ -72,6 +77,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 BoxDep = Annotated[Box, Depends(get_box)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 DiscoveryDep = Annotated[Discovery, Depends(get_discovery)]
+DoctorDep = Annotated[DoctorRuns, Depends(get_doctor)]
 TurnsDep = Annotated[ChatTurns, Depends(get_turns)]
 StoreDep = Annotated[ChatStore, Depends(get_store)]
 StartedDep = Annotated[int, Depends(get_started_at)]

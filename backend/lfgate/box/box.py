@@ -6,6 +6,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import copy
 import json
 import time
 from collections.abc import Iterator
@@ -99,11 +100,23 @@ class Box(abc.ABC):
             answer = json.loads(line or "")
         except ValueError:
             answer = None
+        if answer is None:  # it never ran: conda or the folder, said in the box's words
+            explained = explain_start_failure(self.settings, process.stderr.tail())
+            if explained is not None:
+                raise explained
         if not isinstance(answer, dict) or "error" in answer:
             detail = (answer or {}).get("error") if isinstance(answer, dict) else None
             raise WrapperUnavailable(
                 f"{script} failed on the box: {detail or process.stderr.tail() or 'no output'}")
         return answer
+
+    def variant(self, **changes: Any) -> Box:
+        """This box, its connection and uploaded files shared, running commands with other
+        settings: the doctor tries the wrapper's command without CONDA_ENV or
+        REMOTE_WORK_DIR to tell which of them is at fault. Not to be closed."""
+        clone = copy.copy(self)
+        clone.settings = self.settings.model_copy(update=changes)
+        return clone
 
     def forget_wrapper(self) -> None:
         """After a reconnect the box may have changed (a new machine under the same name)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import posixpath
+import time
 import uuid
 from pathlib import Path
 
@@ -126,6 +127,18 @@ class SSHBox(Box):
                  f"`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the box), trust it: "
                  f"`ssh-keyscan -p {port} {host} >> {known}`. If the key changed and you did "
                  f"not expect it, do not connect: someone may be in the middle.")
+
+    async def round_trip_s(self) -> float:
+        """One command's round trip over the open connection (`true` on the box)."""
+        await self.connect()
+        assert self._conn is not None
+        async with self._channels:
+            started = time.monotonic()
+            try:
+                await self._conn.run("true", check=False)
+            except (asyncssh.Error, OSError) as exc:
+                raise BoxUnreachable(f"a command over SSH failed: {exc}") from exc
+            return time.monotonic() - started
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

@@ -26,6 +26,14 @@ SCAN_TIME_BUDGET_S = 10.0  # on the box; the program stops walking and says `tru
 SCAN_TIMEOUT_S = 60.0  # the whole call, connection included
 
 
+def scan_job(settings: Settings) -> dict[str, Any]:
+    """discover_adapters.py's job for these settings (the doctor scans with it too)."""
+    adapter = settings.adapter_path
+    return {"dirs": settings.adapter_dir_list,
+            "paths": [adapter] if adapter and "," not in adapter else [],
+            "base_model_path": settings.base_model_path, "time_budget_s": SCAN_TIME_BUDGET_S}
+
+
 @dataclass
 class ScanReport:
     dirs: list[str] = field(default_factory=list)
@@ -48,13 +56,6 @@ class Discovery:
         """Nothing to scan without ADAPTER_DIRS or an ADAPTER_PATH to describe."""
         return bool(self._settings.adapter_dir_list or self._settings.adapter_path)
 
-    def _job(self) -> dict[str, Any]:
-        adapter = self._settings.adapter_path
-        return {"dirs": self._settings.adapter_dir_list,
-                "paths": [adapter] if adapter and "," not in adapter else [],
-                "base_model_path": self._settings.base_model_path,
-                "time_budget_s": SCAN_TIME_BUDGET_S}
-
     async def refresh(self) -> ScanReport:
         """Rescan now (or join the scan under way); the registry gets the new listing."""
         if not self.wanted:
@@ -67,7 +68,8 @@ class Discovery:
     async def _run_scan(self) -> None:
         started = time.monotonic()
         try:
-            result = await self._box.run_program(DISCOVER, self._job(), SCAN_TIMEOUT_S)
+            result = await self._box.run_program(DISCOVER, scan_job(self._settings),
+                                                  SCAN_TIMEOUT_S)
         except BoxError as exc:
             self.report.error = exc.message
             return

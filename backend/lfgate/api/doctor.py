@@ -1,0 +1,45 @@
+"""GET /api/doctor: the doctor's checks, as one JSON report or as SSE while they run."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from lfgate.api.deps import DoctorDep
+from lfgate.api.sse import SSE_HEADERS, sse_event
+from lfgate.services.doctor import report
+from lfgate.services.findings import Finding, Waiting
+
+router = APIRouter(prefix="/api/doctor", tags=["doctor"])
+
+
+@router.get("")
+async def doctor(runs: DoctorDep) -> dict[str, Any]:
+    """Every check, then the report: {ok, summary, seconds, line, findings}."""
+    started, findings = time.monotonic(), []
+    async with contextlib.aclosing(runs.run()) as items:
+        findings = [item async for item in items if isinstance(item, Finding)]
+    return report(findings, time.monotonic() - started)
+
+
+@router.get("/stream")
+async def doctor_stream(runs: DoctorDep) -> StreamingResponse:
+    """Events `waiting` (a slow part starts), `finding` (one check), then `report`."""
+
+    async def events() -> AsyncIterator[str]:
+        started, findings = time.monotonic(), []
+        async with contextlib.aclosing(runs.run()) as items:
+            async for item in items:
+                if isinstance(item, Waiting):
+                    yield sse_event("waiting", item.as_dict())
+                else:
+                    findings.append(item)
+                    yield sse_event("finding", item.as_dict())
+        yield sse_event("report", report(findings, time.monotonic() - started))
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
