@@ -269,3 +269,30 @@ async def test_bad_configuration_is_told_without_a_box(tmp_path, monkeypatch):
     assert unknown["status"] == "warn" and "did you mean SSH_HOST?" in unknown["found"]
     assert all(f["status"] == "skip" for f in result["findings"]
                if f["section"] not in ("Configuration",))
+
+
+def test_the_gateway_serves_the_same_report(good_env, tmp_path):
+    """GET /api/doctor and its SSE twin, from a running gateway over the same sshd: the
+    smoke chat goes through the gateway's own registry (its model stays loaded)."""
+    from tests.gateway_process import GatewayProcess, sse_events
+
+    folder = tmp_path / "gw"
+    folder.mkdir()
+    gateway = GatewayProcess({}, folder, dotenv={
+        **good_env, "DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'lfgate.db'}"})
+    try:
+        whole = gateway.http.get("/api/doctor").json()
+        assert whole["ok"] and whole["summary"]["fail"] == 0, failed(whole)
+        assert " 0 failed, " in whole["line"]
+        assert finding(whole, "Configuration", ".env")["found"].startswith(
+            f"{folder / '.env'} parses")
+        assert gateway.http.get("/api/models/default/status").json()["status"] == "ready"
+        with gateway.http.stream("GET", "/api/doctor/stream") as response:
+            events = [(name, data) for name, data, _ in sse_events(response)]
+        names = [name for name, _ in events]
+        assert names[-1] == "report" and names.count("waiting") == 2
+        assert [d for n, d in events if n == "finding"] == events[-1][1]["findings"]
+        assert {(f["section"], f["name"]) for f in events[-1][1]["findings"]} == \
+            {(f["section"], f["name"]) for f in whole["findings"]}
+    finally:
+        assert gateway.stop(), gateway.log.read_text()[-3000:]
