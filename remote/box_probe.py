@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What the box looks like from where the wrapper runs, in one call: the facts `lfgate doctor`
+"""What the box looks like from where the wrapper runs, in one call: the facts the gateway's doctor
 judges (issue 16). Started with the wrapper's own command (REMOTE_WORK_DIR, CONDA_ENV,
 REMOTE_PYTHON), so the Python, PATH and folder it reports are the wrapper's.
 

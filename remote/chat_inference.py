@@ -192,6 +192,7 @@ class ScriptEngine:
         self._names: dict[str, str] = {}  # adapter path -> its name inside the PeftModel
         self._named = 0
         self._templates: dict[str, tuple[Any, Any]] = {}  # name -> (tokenizer, template)
+        self._hooked = False  # `generate` is ours (the Hugging Face engine only)
 
     @property
     def serves_adapters(self) -> bool:
@@ -322,8 +323,12 @@ class ScriptEngine:
         """
         engine = self._chat_model.engine
         model = getattr(engine, "model", None)
-        if model is None or not hasattr(model, "generate"):
-            return  # vLLM / SGLang: cancel stops streaming; the engine finishes on its own
+        self._hooked = False
+        if self._model_spec.get("infer_backend") != "huggingface" or model is None \
+                or not hasattr(model, "generate"):
+            # vLLM (whose engine.model is vLLM's AsyncLLMEngine, with a generate of its own) or
+            # SGLang: cancel stops streaming; the engine finishes on its own.
+            return
         from transformers import StoppingCriteria, StoppingCriteriaList
 
         cancel, original = self._cancel, model.generate
@@ -358,6 +363,7 @@ class ScriptEngine:
                 record.finished.set()
 
         model.generate = generate
+        self._hooked = True
 
     def chat(self, turn: Turn) -> ChatOutcome:
         if self._chat_model is None:
@@ -394,7 +400,8 @@ class ScriptEngine:
             self._cancel.set()  # also ends the watcher
             if template is not None:
                 template.enable_thinking = thinking_default
-        record.finished.wait(_GENERATE_EXIT_WAIT_S)
+        if self._hooked:  # else nothing ever sets it: vLLM / SGLang have no such thread
+            record.finished.wait(_GENERATE_EXIT_WAIT_S)
         if record.error is not None:
             raise wrapper_serve.unexpected_error(record.error, wp.E_GENERATION_FAILED)
         finish = wp.FINISH_STOP if record.hit_eos or record.completion_tokens is None \

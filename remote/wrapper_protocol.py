@@ -92,6 +92,7 @@ E_LOAD_FAILED = "load_failed"
 E_GENERATION_FAILED = "generation_failed"
 E_CLI_EXITED = "cli_exited"
 E_NOT_SUPPORTED = "not_supported"
+E_ENGINE_MISSING = "engine_missing"  # INFER_BACKEND=vllm/sglang without that package
 
 ERROR_HINTS: dict[str, str] = {
     E_BAD_REQUEST: "The gateway sent a command this wrapper does not understand; "
@@ -123,6 +124,9 @@ ERROR_HINTS: dict[str, str] = {
     "message restarts it.",
     E_NOT_SUPPORTED: "This wrapper serves one model as it was loaded (CLI mode, a merged "
     "adapter, or another engine); load the adapter as its own model.",
+    E_ENGINE_MISSING: "INFER_BACKEND=vllm or sglang runs LlamaFactory's vLLM or SGLang engine, "
+    "which must be installed beside LlamaFactory in the box's Python (`pip install vllm`, or "
+    "`pip install \"sglang[all]\"`; both need GPUs), or set INFER_BACKEND=huggingface.",
 }
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import queue
+import re
 import signal
 import sys
 import threading
@@ -287,8 +288,30 @@ _FAILURE_SIGNS = (  # (code, lower-case text seen in LlamaFactory/transformers/p
 )
 
 
+_ENGINE_PACKAGES = {"vllm": "vllm", "sglang": '"sglang[all]"'}  # INFER_BACKEND -> pip install
+
+
+def missing_engine(text: str) -> str | None:
+    """The engine (vllm, sglang) a failure says is not installed. LlamaFactory 0.9.5 checks
+    the package when it parses its arguments, before any weights load: "The
+    'vllm>=0.4.3,<=0.11.0' distribution was not found" (also with DISABLE_VERSION_CHECK)."""
+    lowered = text.lower()
+    for engine in _ENGINE_PACKAGES:
+        if re.search(rf"the '{engine}(?:[<>=!~][^']*)?' distribution was not found"
+                     rf"|no module named '{engine}'", lowered):
+            return engine
+    return None
+
+
 def classify_failure(text: str, default_code: str) -> wp.WrapperError:
     """Turn a failure's text (exception or CLI output) into the error a user can act on."""
+    engine = missing_engine(text)
+    if engine is not None:
+        return wp.WrapperError(
+            wp.E_ENGINE_MISSING,
+            f"INFER_BACKEND={engine} needs the {engine} package in the box's Python (pip "
+            f"install {_ENGINE_PACKAGES[engine]}); it is not installed. LlamaFactory said: "
+            f"{text[-1500:]}")
     lowered = text.lower()
     for code, signs in _FAILURE_SIGNS:
         if any(sign in lowered for sign in signs):

@@ -4,8 +4,9 @@ directory, checked once at start-up so a wrong value stops the gateway with a cl
 from __future__ import annotations
 
 import difflib
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from dotenv import dotenv_values
 from pydantic import (
@@ -19,6 +20,28 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_FILE = ".env"  # read from the current directory, as users run `lfgate serve` there
+# Per INFER_BACKEND, the settings that are LlamaFactory 0.9.5's own engine arguments of the
+# same name (hparams/model_args.py: VllmArguments, SGLangArguments). 0.9.5 also parses
+# `sglang_config` but its SGLang engine never reads it, so it is not offered.
+ENGINE_ARGS: dict[str, tuple[str, ...]] = {
+    "huggingface": (),
+    "vllm": ("vllm_maxlen", "vllm_gpu_util", "vllm_enforce_eager", "vllm_max_lora_rank",
+             "vllm_config"),
+    "sglang": ("sglang_maxlen", "sglang_mem_fraction", "sglang_tp_size", "sglang_lora_backend"),
+}
+JSON_ENGINE_ARGS = ("vllm_config",)  # a JSON object in .env, sent as an object
+
+
+def parse_json_object(text: str) -> dict[str, Any]:
+    """A JSON object typed into .env, or a ValueError saying what is wrong with it."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno}); write one JSON "
+                         """object, e.g. {"max_loras": 4}""") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a JSON object such as {{\"max_loras\": 4}}, not {text[:80]}")
+    return value
 
 
 class Settings(BaseSettings):
@@ -56,6 +79,18 @@ class Settings(BaseSettings):
     template: str = "default"
     finetuning_type: str = "lora"
     infer_backend: Literal["huggingface", "vllm", "sglang"] = "huggingface"
+    # LlamaFactory's own engine arguments for INFER_BACKEND=vllm / sglang (multi-GPU serving
+    # and memory), named as LlamaFactory 0.9.5 names them; empty: LlamaFactory's default (not
+    # sent). Only the selected engine's are sent (ENGINE_ARGS, Settings.engine_args).
+    vllm_maxlen: int | None = Field(default=None, ge=1)
+    vllm_gpu_util: float | None = Field(default=None, gt=0, le=1)
+    vllm_enforce_eager: bool | None = None
+    vllm_max_lora_rank: int | None = Field(default=None, ge=1)
+    vllm_config: str = ""  # a JSON object, merged into vLLM's engine arguments
+    sglang_maxlen: int | None = Field(default=None, ge=1)
+    sglang_mem_fraction: float | None = Field(default=None, gt=0, le=1)
+    sglang_tp_size: int | None = Field(default=None, ge=1)
+    sglang_lora_backend: Literal["triton", "flashinfer"] | None = None
     # Training folders on the box (LlamaFactory's saves/), comma-separated: every run and
     # checkpoint under them is a model. Rescanned every RESCAN_INTERVAL seconds (0: never by
     # itself; the picker and POST /api/models/refresh still rescan).
@@ -95,6 +130,21 @@ class Settings(BaseSettings):
     def _empty_port(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator(*(name for names in ENGINE_ARGS.values() for name in names
+                       if name not in JSON_ENGINE_ARGS), mode="before")
+    @classmethod
+    def _empty_engine_arg(cls, value: object) -> object:
+        """`VLLM_MAXLEN=` in .env is LlamaFactory's default, not a bad number."""
+        return (value.strip().lower() or None) if isinstance(value, str) else value
+
+    @field_validator(*JSON_ENGINE_ARGS)
+    @classmethod
+    def _json_object(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            parse_json_object(value)
+        return value
+
     @model_validator(mode="after")
     def _need_a_model(self) -> Settings:
         if not self.base_model_path.strip():
@@ -112,6 +162,24 @@ class Settings(BaseSettings):
     @property
     def warnings(self) -> list[str]:
         return list(self._warnings)
+
+    def engine_args(self) -> dict[str, Any]:
+        """INFER_BACKEND's engine settings as LlamaFactory arguments (a model's `extra_args`):
+        only those set, so an empty key keeps LlamaFactory's default."""
+        args: dict[str, Any] = {}
+        for name in ENGINE_ARGS[self.infer_backend]:
+            value = getattr(self, name)
+            if value is None or value == "":
+                continue
+            args[name] = parse_json_object(value) if name in JSON_ENGINE_ARGS else value
+        return args
+
+    def engine_warnings(self) -> list[str]:
+        """Engine settings that do nothing: another engine's keys are never sent."""
+        return [f"{name.upper()} is set but INFER_BACKEND={self.infer_backend}: it is not sent "
+                f"(it is for INFER_BACKEND={backend})"
+                for backend, names in ENGINE_ARGS.items() if backend != self.infer_backend
+                for name in names if getattr(self, name) not in (None, "")]
 
     @property
     def adapter_dir_list(self) -> list[str]:
@@ -167,5 +235,5 @@ def load_settings(**overrides: object) -> Settings:
         message = first["msg"].removeprefix("Value error, ")
         where = f"{key}: " if key else ""
         raise SettingsError(f"invalid configuration: {where}{message}") from None
-    settings._warnings = unknown_keys(Path(ENV_FILE))
+    settings._warnings = [*unknown_keys(Path(ENV_FILE)), *settings.engine_warnings()]
     return settings

@@ -9,6 +9,7 @@ registry serves these specs, the discovery service feeds them.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from collections import Counter
@@ -54,6 +55,8 @@ class ModelSpec:
     facts: AdapterFacts | None = None
     warnings: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()  # any problem: listed, but cannot be chosen
+    # LlamaFactory's engine arguments (Settings.engine_args): the wrapper's `extra_args`.
+    extra_args: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def usable(self) -> bool:
@@ -67,6 +70,8 @@ class ModelSpec:
             "finetuning_type": self.finetuning_type,
             "infer_backend": self.infer_backend,
         }
+        if self.extra_args:
+            spec["extra_args"] = copy.deepcopy(self.extra_args)
         if cli_path:
             spec["cli_path"] = cli_path
         return spec
@@ -104,7 +109,7 @@ def configured_specs(settings: Settings) -> list[ModelSpec]:
     """`default` is the configured model; with an adapter, its base alone is `base`."""
     common = {"base_model_path": settings.base_model_path, "template": settings.template,
               "finetuning_type": settings.finetuning_type,
-              "infer_backend": settings.infer_backend}
+              "infer_backend": settings.infer_backend, "extra_args": settings.engine_args()}
     adapter = settings.adapter_path or None
     specs = [ModelSpec(id=CONFIGURED_ID, kind="adapter" if adapter else "base",
                        adapter_path=adapter, base_id=CONFIGURED_BASE_ID if adapter else None,
@@ -230,7 +235,7 @@ def build_catalog(settings: Settings, scan: dict[str, Any] | None) -> Catalog:
         base_specs.append(ModelSpec(
             id=candidate, kind="base", base_model_path=base, adapter_path=None,
             template=settings.template, finetuning_type=settings.finetuning_type,
-            infer_backend=settings.infer_backend,
+            infer_backend=settings.infer_backend, extra_args=settings.engine_args(),
             warnings=(f"a base found under ADAPTER_DIRS, served with TEMPLATE="
                       f"{settings.template}",)))
 
@@ -246,8 +251,8 @@ def build_catalog(settings: Settings, scan: dict[str, Any] | None) -> Catalog:
             adapter_specs.append(ModelSpec(
                 id=model_id, kind="base", base_model_path=adapter["path"], adapter_path=None,
                 template=template, finetuning_type=adapter.get("finetuning_type") or "full",
-                infer_backend=settings.infer_backend, facts=facts,
-                warnings=tuple(_full_warnings(facts, settings, template)),
+                infer_backend=settings.infer_backend, extra_args=settings.engine_args(),
+                facts=facts, warnings=tuple(_full_warnings(facts, settings, template)),
                 problems=tuple(problems)))
         else:
             adapter_specs.append(_adapter_spec(adapter, model_id, facts, base, template,
@@ -280,7 +285,7 @@ def _adapter_spec(adapter: dict[str, Any], model_id: str, facts: AdapterFacts, b
     return ModelSpec(
         id=model_id, kind="adapter", base_model_path=base, adapter_path=adapter["path"],
         template=template, finetuning_type=finetuning_type,
-        infer_backend=settings.infer_backend,
+        infer_backend=settings.infer_backend, extra_args=settings.engine_args(),
         base_id=base_ids.get(os.path.normpath(base)) if base else None, facts=facts,
         warnings=() if problems else tuple(_adapter_warnings(facts, base, settings, template)),
         problems=tuple(problems))

@@ -131,7 +131,8 @@ class ModelRegistry:
     # -- what is offered -------------------------------------------------------------------
 
     def shares_base(self, spec: ModelSpec) -> bool:
-        """Whether the model can ride on its base's shared slot (protocol 2 adapters)."""
+        """Whether the model can ride on its base's shared slot (protocol 2 adapters). Never
+        with vLLM or SGLang: LlamaFactory gives those engines one adapter, at load."""
         facts = spec.facts
         return (self._settings.chat_mode == "script" and spec.infer_backend == "huggingface"
                 and spec.finetuning_type == "lora"
