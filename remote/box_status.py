@@ -3,7 +3,10 @@
 is training shows them busy) and its load. Run every few seconds over the gateway's open
 SSH connection, so it does nothing slow: no torch, one nvidia-smi call with a time limit.
 
-    python3 box_status.py < job.json      # job: {} ; prints one JSON object
+    python3 box_status.py < job.json      # prints one JSON object
+
+The job may name model folders (`{"weights": [folder, ...]}`): their weight bytes come back,
+so the gateway can warn before a load that will not fit in the freest GPU.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import sys
 from typing import Any
 
 NVIDIA_SMI_TIMEOUT_S = 10
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+MAX_FOLDERS = 64  # model folders whose weights are measured per reading
 QUERY = "index,name,memory.total,memory.used,utilization.gpu"
 # Where drivers put nvidia-smi when a non-interactive login's PATH lacks it.
 NVIDIA_SMI_PLACES = ("/usr/bin/nvidia-smi", "/usr/local/nvidia/bin/nvidia-smi")
@@ -62,18 +67,35 @@ def gpu_facts() -> dict[str, Any]:
     return {"nvidia_smi": found, "gpus": parse_gpus(done.stdout)}
 
 
-def status() -> dict[str, Any]:
+def weight_bytes(folder: str) -> int | None:
+    """A model folder's weight files, in bytes (what loading it puts in memory, roughly);
+    None where the folder is not on the box or holds none."""
+    try:
+        with os.scandir(os.path.expanduser(folder)) as entries:
+            sizes = [e.stat().st_size for e in entries
+                     if e.is_file() and e.name.endswith(WEIGHT_SUFFIXES)]
+    except OSError:
+        return None
+    return sum(sizes) if sizes else None
+
+
+def status(job: dict[str, Any]) -> dict[str, Any]:
     facts = gpu_facts()
     try:
         facts["load_avg"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         facts["load_avg"] = None
+    folders = job.get("weights") if isinstance(job.get("weights"), list) else []
+    facts["weights"] = {str(f): weight_bytes(str(f)) for f in folders[:MAX_FOLDERS]}
     return facts
 
 
 def main() -> int:
-    sys.stdin.read()
-    print(json.dumps(status()))
+    try:
+        job = json.loads(sys.stdin.read() or "{}")
+    except ValueError:
+        job = {}
+    print(json.dumps(status(job if isinstance(job, dict) else {})))
     return 0
 
 

@@ -46,15 +46,22 @@ async def test_gpus_are_read_from_nvidia_smi_over_the_open_connection(tmp_path, 
                        f"cat <<'OUT'\n{NVIDIA_SMI_OUTPUT}OUT\n")
         smi.chmod(0o755)
     server, box = status_box(tmp_path, tools)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model-00001-of-00002.safetensors").write_bytes(b"w" * 1000)
+    (model / "model-00002-of-00002.safetensors").write_bytes(b"w" * 24)
+    (model / "config.json").write_text("{}")  # not weights
+    job = {"weights": [str(model), str(tmp_path / "not-there")]}
     try:
         await box.connect()
-        status = await box.run_program(STATUS, {}, 30)
+        status = await box.run_program(STATUS, job, 30)
         again = await box.run_program(STATUS, {}, 30)
     finally:
         await box.close()
         server.stop()
     assert server.log.read_text().count("Accepted publickey") == 1, "no new handshake"
-    assert again["gpus"] == status["gpus"]
+    assert again["gpus"] == status["gpus"] and again["weights"] == {}
+    assert status["weights"] == {str(model): 1024, str(tmp_path / "not-there"): None}
     assert len(status["load_avg"]) == 3
     if not with_gpus:
         assert status["gpus"] == [] and status["nvidia_smi"] is None

@@ -69,9 +69,12 @@ def test_tokens_stream_one_event_at_a_time_and_the_second_turn_is_fast(gateway, 
 
 def test_health_and_models(gateway, sshd):
     health = gateway.http.get("/api/health").json()
+    boxes = health.pop("boxes")
     assert health == {"status": "ok", "mode": gateway.mode,
                       "remote": {"connected": True, "host": f"{sshd.user}@127.0.0.1:{sshd.port}",
                                  "error": None}, "warnings": []}
+    assert [(b["name"], b["host"], b["mode"], b["state"]) for b in boxes] == [
+        ("main", f"{sshd.user}@127.0.0.1:{sshd.port}", gateway.mode, "connected")]
     models = gateway.http.get("/api/models").json()["models"]
     assert [m["id"] for m in models] == ["default", "base"]
     assert models[0]["adapter_path"] and models[1]["adapter_path"] is None

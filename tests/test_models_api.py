@@ -217,7 +217,7 @@ async def test_the_gateway_rescans_by_itself(tmp_path, monkeypatch, saves):
         shutil.copytree(saves / "tiny/lora/sft-a/checkpoint-20",
                         saves / "tiny/lora/sft-a/checkpoint-40")
         await eventually(lambda: listed("tiny--lora--sft-a--checkpoint-40"))
-        assert app.state.discovery.report.scans >= 2
+        assert app.state.fleet.primary.discovery.report.scans >= 2
 
 
 async def test_a_scan_that_fails_says_why_and_keeps_the_listing(tmp_path, monkeypatch, saves):

@@ -3,7 +3,6 @@ service errors mapped to HTTP statuses in one place, the web page served at /.""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -34,15 +33,12 @@ from lfgate.api import (
 )
 from lfgate.api.body_limit import BodyLimit
 from lfgate.api.openai_errors import is_v1, openai_error, validation_error
-from lfgate.box.errors import BoxError
-from lfgate.box.factory import open_box
+from lfgate.box_list import box_definitions
 from lfgate.config import ENV_FILE, Settings
+from lfgate.services.box_fleet import BoxFleet
 from lfgate.services.chat_turns import ChatTurns
 from lfgate.services.compare import Compares
-from lfgate.services.discovery import Discovery
-from lfgate.services.doctor_runs import DoctorRuns
 from lfgate.services.errors import ServiceError, TooManyTurns
-from lfgate.services.model_registry import ModelRegistry
 from lfgate.services.prompt_runs import PromptRuns
 from lfgate.storage.chat_store import ChatStore
 from lfgate.storage.database import open_database
@@ -54,16 +50,9 @@ from lfgate.storage.vote_store import VoteStore
 logger = logging.getLogger("lfgate")
 
 
-async def _connect_in_background(app: FastAPI) -> None:
-    """Reach the box at start-up without holding the gateway back; errors show in health.
-    Then list its runs and checkpoints, and keep the listing fresh."""
-    with contextlib.suppress(BoxError):
-        await app.state.box.connect()
-    await app.state.discovery.run_periodically()
-
-
 def create_app(settings: Settings) -> FastAPI:
     env_path = Path(ENV_FILE).resolve()  # the doctor reports on the .env the gateway read
+    boxes = box_definitions(settings)  # a wrong BOXES file stops here, naming the key
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -81,27 +70,23 @@ def create_app(settings: Settings) -> FastAPI:
         if cut:
             logger.warning("%d prompt-set run(s) were cut off by an earlier stop; marked "
                            "interrupted (resume them to go on)", cut)
-        app.state.box = open_box(settings)
-        app.state.registry = ModelRegistry(app.state.box, settings)
-        app.state.discovery = Discovery(app.state.box, app.state.registry, settings)
-        app.state.doctor = DoctorRuns(settings, app.state.box, app.state.registry, env_path)
+        app.state.fleet = fleet = BoxFleet.open(boxes, env_path)
+        app.state.registry = fleet.registry
         app.state.turns = ChatTurns(app.state.registry, app.state.store, settings)
         app.state.votes = VoteStore(database)
         app.state.compares = Compares(app.state.turns, app.state.registry, app.state.store,
                                       app.state.votes)
         app.state.prompt_runs = PromptRuns(app.state.turns, app.state.registry,
                                            app.state.prompt_sets, app.state.runs)
-        connecting = asyncio.create_task(_connect_in_background(app))
+        fleet.start()
         try:
             yield
         finally:
-            connecting.cancel()
-            await app.state.discovery.close()
+            await fleet.stop_watching()
             await app.state.compares.close()
             await app.state.prompt_runs.close()
             await app.state.turns.close()
-            await app.state.registry.close()
-            await app.state.box.close()
+            await fleet.close()
             await database.close()
 
     app = FastAPI(title="LF Gate", version=__version__, lifespan=lifespan)

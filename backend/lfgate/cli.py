@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from lfgate import __version__
+from lfgate.box_list import box_definitions
 from lfgate.config import SettingsError, load_settings
 
 
@@ -19,17 +20,23 @@ def _serve(args: argparse.Namespace) -> int:
                  if v is not None}
     try:
         settings = load_settings(**overrides)
+        boxes = box_definitions(settings)
     except SettingsError as exc:
         print(f"lfgate: {exc}", file=sys.stderr)
         return 2
-    for warning in settings.warnings:
-        print(f"lfgate: warning: {warning}", file=sys.stderr)
-    where = "this machine" if settings.is_local else settings.host_label
-    print(f"lfgate: {settings.chat_mode} mode, box: {where}, model: {settings.base_model_path}"
-          + (f" + {settings.adapter_path}" if settings.adapter_path else ""), file=sys.stderr)
-    if settings.adapter_dir_list:
-        print(f"lfgate: runs and checkpoints under {', '.join(settings.adapter_dir_list)}",
+    for box in boxes:
+        box_settings = box.settings
+        for warning in box_settings.warnings:
+            print(f"lfgate: warning: {warning}", file=sys.stderr)
+        where = "this machine" if box_settings.is_local else box_settings.host_label
+        named = f"box {box.name}: " if len(boxes) > 1 else ""
+        print(f"lfgate: {named}{box_settings.chat_mode} mode, box: {where}, model: "
+              f"{box_settings.base_model_path}"
+              + (f" + {box_settings.adapter_path}" if box_settings.adapter_path else ""),
               file=sys.stderr)
+        if box_settings.adapter_dir_list:
+            print(f"lfgate: {named}runs and checkpoints under "
+                  f"{', '.join(box_settings.adapter_dir_list)}", file=sys.stderr)
     print(f"lfgate: open http://{settings.gateway_host}:{settings.gateway_port}/",
           file=sys.stderr)
     uvicorn.run(create_app(settings), host=settings.gateway_host, port=settings.gateway_port,
@@ -45,7 +52,7 @@ def _doctor(args: argparse.Namespace) -> int:
     from lfgate.services.doctor_run import doctor_from_env
 
     return asyncio.run(doctor_from_env(env_path=Path(ENV_FILE).resolve(), as_json=args.json,
-                                       out=sys.stdout))
+                                       out=sys.stdout, box_name=args.box))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     doctor = commands.add_parser("doctor", help="check the .env, SSH, the box, LlamaFactory, "
                                  "the models and a smoke chat, each failure with its fix")
     doctor.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    doctor.add_argument("--box", help="check only this box (BOX_NAME or a BOXES section); "
+                        "default: every box")
     doctor.set_defaults(run=_doctor)
     args = parser.parse_args(argv)
     return args.run(args)

@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     llamafactory_cli_path: str = ""
     chat_timeout: float = Field(default=600.0, gt=0)
 
+    # The box this .env describes, by name (pages, status, doctor), and more boxes: BOXES is
+    # an INI file of one [name] section per box, each with the box keys of .env (BOX_KEYS);
+    # what a section leaves out comes from here. Their model ids are `name:id`.
+    box_name: str = Field(default="main", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
+    boxes: str = ""
+    # How often each box's status (round trip, GPUs, load) is read over its open connection,
+    # and a box that is down is tried again; 0: never by itself.
+    box_status_interval: float = Field(default=5.0, ge=0)
+
     # Where the box is. Empty SSH_HOST: the box is this machine (a local subprocess).
     ssh_host: str = ""
     ssh_port: int | None = Field(default=None, ge=1, le=65535)
@@ -153,7 +162,7 @@ class Settings(BaseSettings):
                 ("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("DATABASE_URL must start with sqlite+aiosqlite:// or "
                              "postgresql+asyncpg://")
-        for name in ("ssh_key_path", "ssh_known_hosts", "ssh_config_path"):
+        for name in ("ssh_key_path", "ssh_known_hosts", "ssh_config_path", "boxes"):
             value = getattr(self, name)
             if value and not Path(value).expanduser().is_file():
                 raise ValueError(f"{name.upper()}: no such file: {value}")

@@ -99,3 +99,10 @@ class TestSSHD:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+    def start_again(self) -> None:
+        """After stop(): the same server (port, keys, config) back, as a rebooted box."""
+        with self.log.open("a") as log:
+            self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)],
+                                         stderr=log, stdout=subprocess.DEVNULL)
+        wait_listening(self.port, self.proc, self.log, "sshd")

@@ -6,13 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from lfgate.box.box import Box
 from lfgate.config import Settings
+from lfgate.services.box_fleet import BoxFleet
 from lfgate.services.chat_turns import ChatTurns
 from lfgate.services.compare import Compares
-from lfgate.services.discovery import Discovery
-from lfgate.services.doctor_runs import DoctorRuns
-from lfgate.services.model_registry import ModelRegistry
+from lfgate.services.fleet_registry import FleetRegistry
 from lfgate.services.prompt_runs import PromptRuns
 from lfgate.storage.chat_store import ChatStore
 from lfgate.storage.prompt_set_store import PromptSetStore
@@ -24,20 +22,12 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_box(request: Request) -> Box:
-    return request.app.state.box
+def get_fleet(request: Request) -> BoxFleet:
+    return request.app.state.fleet
 
 
-def get_registry(request: Request) -> ModelRegistry:
+def get_registry(request: Request) -> FleetRegistry:
     return request.app.state.registry
-
-
-def get_discovery(request: Request) -> Discovery:
-    return request.app.state.discovery
-
-
-def get_doctor(request: Request) -> DoctorRuns:
-    return request.app.state.doctor
 
 
 def get_turns(request: Request) -> ChatTurns:
@@ -74,10 +64,8 @@ def get_started_at(request: Request) -> int:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-BoxDep = Annotated[Box, Depends(get_box)]
-RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
-DiscoveryDep = Annotated[Discovery, Depends(get_discovery)]
-DoctorDep = Annotated[DoctorRuns, Depends(get_doctor)]
+FleetDep = Annotated[BoxFleet, Depends(get_fleet)]
+RegistryDep = Annotated[FleetRegistry, Depends(get_registry)]
 TurnsDep = Annotated[ChatTurns, Depends(get_turns)]
 StoreDep = Annotated[ChatStore, Depends(get_store)]
 StartedDep = Annotated[int, Depends(get_started_at)]

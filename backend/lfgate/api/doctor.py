@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from lfgate.api.deps import DoctorDep
+from lfgate.api.deps import FleetDep
 from lfgate.api.sse import SSE_HEADERS, sse_event
 from lfgate.services.doctor import report
 from lfgate.services.findings import Finding, Waiting
@@ -18,9 +18,14 @@ from lfgate.services.findings import Finding, Waiting
 router = APIRouter(prefix="/api/doctor", tags=["doctor"])
 
 
+BoxQuery = Annotated[str | None, Query(max_length=40, description="a box's name (BOX_NAME "
+                                      "or a BOXES section); none: the .env's box")]
+
+
 @router.get("")
-async def doctor(runs: DoctorDep) -> dict[str, Any]:
+async def doctor(fleet: FleetDep, box: BoxQuery = None) -> dict[str, Any]:
     """Every check, then the report: {ok, summary, seconds, line, findings}."""
+    runs = fleet.stack(box).doctor
     started, findings = time.monotonic(), []
     async with contextlib.aclosing(runs.run()) as items:
         findings = [item async for item in items if isinstance(item, Finding)]
@@ -28,8 +33,9 @@ async def doctor(runs: DoctorDep) -> dict[str, Any]:
 
 
 @router.get("/stream")
-async def doctor_stream(runs: DoctorDep) -> StreamingResponse:
+async def doctor_stream(fleet: FleetDep, box: BoxQuery = None) -> StreamingResponse:
     """Events `waiting` (a slow part starts), `finding` (one check), then `report`."""
+    runs = fleet.stack(box).doctor
 
     async def events() -> AsyncIterator[str]:
         started, findings = time.monotonic(), []

@@ -1,17 +1,44 @@
+"""GET /api/health: the gateway is up, and how each box is (read every few seconds by the
+box monitors, so this answers at once, whatever the boxes do)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from lfgate.api.deps import BoxDep, DiscoveryDep, SettingsDep
-from lfgate.api.schemas import HealthOut, RemoteOut
+from lfgate.api.deps import FleetDep, SettingsDep
+from lfgate.api.schemas import (
+    BoxErrorOut,
+    BoxHealthOut,
+    GpuOut,
+    HealthOut,
+    LoadedOut,
+    RemoteOut,
+    WrapperOut,
+)
+from lfgate.services.box_fleet import BoxStack
 
 router = APIRouter(prefix="/api", tags=["health"])
 
 
+def _box(stack: BoxStack) -> BoxHealthOut:
+    reading, error, wrapper = stack.monitor.reading, stack.box.last_error, stack.wrapper()
+    return BoxHealthOut(
+        name=stack.name, host=stack.settings.host_label, mode=stack.settings.chat_mode,
+        primary=stack.definition.primary, state=stack.monitor.state,
+        error=None if error is None else BoxErrorOut(**error.as_dict()),
+        rtt_ms=reading.rtt_ms, checked_at=reading.checked_at, status_error=reading.error,
+        gpus=[GpuOut(**gpu) for gpu in reading.gpus], gpu_error=reading.gpu_error,
+        load_avg=reading.load_avg, loaded=[LoadedOut(**item) for item in stack.loaded()],
+        wrapper=None if wrapper is None else WrapperOut(**wrapper),
+        warnings=stack.warnings())
+
+
 @router.get("/health")
-async def health(settings: SettingsDep, box: BoxDep, discovery: DiscoveryDep) -> HealthOut:
-    status = box.status()
+async def health(settings: SettingsDep, fleet: FleetDep) -> HealthOut:
+    status = fleet.primary.box.status()
+    extra = [w for stack in fleet.stacks[1:] for w in stack.settings.warnings]
     return HealthOut(mode=settings.chat_mode,
                      remote=RemoteOut(connected=status.connected, host=status.host,
                                       error=status.error),
-                     warnings=settings.warnings + discovery.warnings())
+                     warnings=settings.warnings + extra + fleet.warnings(),
+                     boxes=[_box(stack) for stack in fleet.stacks])

@@ -63,11 +63,11 @@ async def get_model(model_id: str, registry: RegistryDep, started: StartedDep
 
 
 @router.post("/chat/completions", response_model=None)
-async def chat_completions(body: ChatCompletionIn, turns: TurnsDep, settings: SettingsDep
-                           ) -> StreamingResponse | JSONResponse:
+async def chat_completions(body: ChatCompletionIn, turns: TurnsDep, settings: SettingsDep,
+                           registry: RegistryDep) -> StreamingResponse | JSONResponse:
     request = turn_request(body.model_dump(exclude_unset=True),
                            set(ChatCompletionIn.model_fields),
-                           cli_mode=settings.chat_mode == "cli")
+                           cli_mode=registry.settings_for(body.model).chat_mode == "cli")
     turn = await turns.start_messages(messages=request.messages, model=request.model,
                                       params=request.params, store=settings.store_api_chats)
     completion = Completion(turn, request.model)

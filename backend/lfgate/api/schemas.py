@@ -58,17 +58,67 @@ class RemoteOut(BaseModel):
     error: str | None
 
 
+class GpuOut(BaseModel):
+    """One GPU as nvidia-smi reports it; None where it cannot tell ([N/A])."""
+
+    index: int | None
+    name: str
+    memory_total_mib: int | None
+    memory_used_mib: int | None
+    utilization_pct: int | None
+
+
+class LoadedOut(BaseModel):
+    model_id: str | None  # None: a wrapper whose model is no longer listed
+    kind: Literal["base", "adapter", "model"]  # model: one with a process of its own
+    status: Literal["unloaded", "loading", "ready", "error"]
+    memory_bytes: int | None  # its weights (the wrapper's report), else its process's RSS
+
+
+class WrapperOut(BaseModel):
+    version: str | None
+    protocol: int | None
+
+
+class BoxErrorOut(BaseModel):
+    code: str
+    message: str
+    hint: str
+
+
+class BoxHealthOut(BaseModel):
+    """One box, as its status readings (every BOX_STATUS_INTERVAL s) and its models say."""
+
+    name: str
+    host: str
+    mode: Literal["cli", "script"]
+    primary: bool  # the .env's own box: its model ids carry no box name
+    state: Literal["connected", "reconnecting", "down"]
+    error: BoxErrorOut | None  # the box's last error (a reconnect clears it)
+    rtt_ms: float | None
+    checked_at: float | None  # epoch seconds of the last reading
+    status_error: str | None  # the reading failed on a box that is reachable
+    gpus: list[GpuOut]
+    gpu_error: str | None
+    load_avg: list[float] | None
+    loaded: list[LoadedOut]
+    wrapper: WrapperOut | None  # a wrapper running now: its version and protocol
+    warnings: list[str]
+
+
 class HealthOut(BaseModel):
     status: Literal["ok"] = "ok"
     mode: Literal["cli", "script"]
-    remote: RemoteOut
+    remote: RemoteOut  # the .env's own box (boxes[0]), as before there were several
     warnings: list[str] = Field(default_factory=list)  # configuration problems, not fatal
+    boxes: list[BoxHealthOut] = Field(default_factory=list)
 
 
 class ModelOut(BaseModel):
     """One model: a base, or an adapter (a run's final adapter or a checkpoint) on its base."""
 
     id: str
+    box: str  # the box that serves it (BOX_NAME, or a BOXES section)
     kind: Literal["base", "adapter"]
     base_id: str | None  # an adapter's base model (its id), where it is listed
     base_model_path: str
@@ -97,6 +147,7 @@ class RunCurveOut(BaseModel):
 
 
 class ScanOut(BaseModel):
+    box: str
     dirs: list[str]
     scanned_at: float | None
     elapsed_s: float | None
@@ -106,8 +157,9 @@ class ScanOut(BaseModel):
 
 
 class ServingOut(BaseModel):
-    """A wrapper process on the box and what it says it holds."""
+    """A wrapper process on a box and what it says it holds."""
 
+    box: str
     key: str
     shared: bool
     base_model_path: str
@@ -119,7 +171,8 @@ class ServingOut(BaseModel):
 class ModelsOut(BaseModel):
     models: list[ModelOut]
     runs: dict[str, RunCurveOut] = Field(default_factory=dict)
-    scan: ScanOut | None = None
+    scan: ScanOut | None = None  # the .env's own box
+    scans: list[ScanOut] = Field(default_factory=list)  # every box's, in order
     serving: list[ServingOut] = Field(default_factory=list)
 
 
@@ -132,6 +185,7 @@ class ModelStatusOut(BaseModel):
     load_phases: dict[str, float] = Field(default_factory=dict)  # connect/upload/start/load
     active_turns: int = 0
     stderr_tail: str = ""  # the wrapper's last stderr lines on the box
+    warnings: list[str] = Field(default_factory=list)  # e.g. a load that will not fit
 
 
 class StopOut(BaseModel):

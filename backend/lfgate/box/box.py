@@ -110,6 +110,14 @@ class Box(abc.ABC):
                 f"{script} failed on the box: {detail or process.stderr.tail() or 'no output'}")
         return answer
 
+    async def round_trip_s(self) -> float:
+        """One trivial command's round trip (`true` on the box), over the open connection."""
+        await self.connect()
+        started = time.monotonic()
+        process = await self._spawn("true")
+        await process.close()
+        return time.monotonic() - started
+
     def variant(self, **changes: Any) -> Box:
         """This box, its connection and uploaded files shared, running commands with other
         settings: the doctor tries the wrapper's command without CONDA_ENV or

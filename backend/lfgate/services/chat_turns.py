@@ -17,7 +17,7 @@ from lfgate.config import Settings
 from lfgate.remote import wrapper_protocol as wp
 from lfgate.services.api_conversations import ApiConversations
 from lfgate.services.errors import BadTurnRequest, ChatBusy, TooManyTurns, UnknownTurn
-from lfgate.services.model_registry import ModelRegistry
+from lfgate.services.fleet_registry import FleetRegistry
 from lfgate.services.turn_recorder import Turn, TurnRecorder
 from lfgate.storage.chat_store import ChatRecord, ChatStore, MessageRecord, new_id
 
@@ -38,12 +38,12 @@ def model_history(branch: list[MessageRecord]) -> list[dict[str, str]]:
 
 
 class ChatTurns:
-    def __init__(self, registry: ModelRegistry, store: ChatStore, settings: Settings) -> None:
+    def __init__(self, registry: FleetRegistry, store: ChatStore, settings: Settings) -> None:
         self._registry = registry
         self._store = store
         self._settings = settings
         self._conversations = ApiConversations(store)
-        self._recorder = TurnRecorder(registry, store, settings)
+        self._recorder = TurnRecorder(registry, store)
         self._active: dict[str, Turn] = {}
         self._busy: set[str] = set()
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from lfgate.services.chat_turns import ChatTurns, title_from
 from lfgate.services.errors import BadTurnRequest, ChatBusy, UnknownTurn
-from lfgate.services.model_registry import ModelRegistry
+from lfgate.services.fleet_registry import FleetRegistry
 from lfgate.services.turn_recorder import Turn
 from lfgate.storage.chat_store import ChatRecord, ChatStore, new_id
 from lfgate.storage.vote_store import VoteRecord, VoteStore
@@ -40,7 +40,7 @@ class CompareRun:
         return [turn.model for turn in self.slots]
 
 
-def serving_mode(registry: ModelRegistry, models: list[str]) -> CompareMode:
+def serving_mode(registry: FleetRegistry, models: list[str]) -> CompareMode:
     """How these models can answer one message together (see the module's docstring)."""
     slots = [registry.get(model).slot for model in models]
     if all(slot is slots[0] for slot in slots) and slots[0].shared:
@@ -51,7 +51,7 @@ def serving_mode(registry: ModelRegistry, models: list[str]) -> CompareMode:
 
 
 class Compares:
-    def __init__(self, turns: ChatTurns, registry: ModelRegistry, store: ChatStore,
+    def __init__(self, turns: ChatTurns, registry: FleetRegistry, store: ChatStore,
                  votes: VoteStore) -> None:
         self._turns = turns
         self._registry = registry

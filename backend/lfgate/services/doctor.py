@@ -27,7 +27,7 @@ from lfgate.services.box_facts import judge_models, judge_shell, judge_stack
 from lfgate.services.discovery import SCAN_TIMEOUT_S, scan_job
 from lfgate.services.errors import ServiceError
 from lfgate.services.findings import Finding, Waiting
-from lfgate.services.model_catalog import build_catalog
+from lfgate.services.model_catalog import CONFIGURED_ID, build_catalog
 from lfgate.services.model_registry import ModelRegistry
 
 PROBE = "box_probe.py"
@@ -184,7 +184,7 @@ async def _ssh(context: DoctorContext) -> AsyncIterator[Finding]:
                   f"{key}", seconds=time.monotonic() - started)
     trips = []
     for _ in range(3):
-        trips.append(await box.round_trip_s())  # type: ignore[attr-defined]
+        trips.append(await box.round_trip_s())
     trips.sort()
     yield Finding(section, "round trip", "pass" if trips[1] < 0.5 else "warn",
                   f"{trips[1] * 1000:.0f} ms a command (median of 3)",
@@ -277,9 +277,10 @@ async def _smoke(context: DoctorContext) -> AsyncIterator[Finding]:
 SMOKE_PARAMS = {"max_new_tokens": 4, "temperature": 0}
 
 
-def registry_smoke(registry: ModelRegistry, model: str = "default") -> SmokeChat:
-    """A smoke chat through the registry: "hi" to the configured model, a few tokens (a
+def registry_smoke(registry: ModelRegistry) -> SmokeChat:
+    """A smoke chat through the registry: "hi" to the box's configured model, a few tokens (a
     model already loaded is not loaded again)."""
+    model = f"{registry.id_prefix}{CONFIGURED_ID}"
 
     async def smoke() -> dict[str, Any]:
         loaded = time.monotonic()

@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from lfgate.box.factory import open_box
-from lfgate.config import SettingsError, load_settings
+from lfgate.box_list import box_definitions
+from lfgate.config import Settings, SettingsError, load_settings
 from lfgate.services.doctor import (
     DoctorContext,
     registry_smoke,
@@ -31,14 +32,11 @@ def line(finding: Finding) -> str:
     return text
 
 
-async def doctor_from_env(*, env_path: Path, as_json: bool, out: TextIO) -> int:
-    try:
-        settings, error = load_settings(), None
-    except SettingsError as exc:
-        settings, error = None, str(exc)
+async def _one_box(settings: Settings | None, error: str | None, env_path: Path,
+                   as_json: bool, out: TextIO, id_prefix: str = "") -> dict[str, Any]:
     box = open_box(settings) if settings is not None else None
-    registry = ModelRegistry(box, settings) if settings is not None and box is not None \
-        else None
+    registry = ModelRegistry(box, settings, id_prefix) if settings is not None \
+        and box is not None else None
     context = DoctorContext(settings, error, env_path, box,
                             registry_smoke(registry) if registry is not None else None)
     findings: list[Finding] = []
@@ -57,6 +55,38 @@ async def doctor_from_env(*, env_path: Path, as_json: bool, out: TextIO) -> int:
             await registry.close()
         if box is not None:
             await box.close()
-    result = report(findings, time.monotonic() - started)
-    print(json.dumps(result) if as_json else result["line"], file=out)
-    return 0 if result["ok"] else 1
+    return report(findings, time.monotonic() - started)
+
+
+async def doctor_from_env(*, env_path: Path, as_json: bool, out: TextIO,
+                          box_name: str | None = None) -> int:
+    """Every box in turn (or the one named), each with its own checks and summary line."""
+    try:
+        settings, error = load_settings(), None
+        boxes = box_definitions(settings)
+    except SettingsError as exc:
+        settings, error, boxes = None, str(exc), []
+    if box_name is not None:
+        boxes = [b for b in boxes if b.name == box_name]
+        if not boxes and error is None:
+            print(f"lfgate doctor: no box is named {box_name!r}", file=out)
+            return 2
+    if not boxes:  # the configuration itself is wrong: its check says how
+        results = [await _one_box(None, error, env_path, as_json, out)]
+    else:
+        results = []
+        for box in boxes:
+            if len(boxes) > 1 and not as_json:
+                print(f"== box {box.name} ({box.settings.host_label}) ==", file=out)
+            result = {"box": box.name, **await _one_box(box.settings, None, env_path,
+                                                           as_json, out, box.id_prefix)}
+            results.append(result)
+            if len(boxes) > 1 and not as_json:
+                print(f"box {box.name}: {result['line']}", file=out)
+    ok = all(result["ok"] for result in results)
+    if as_json:
+        print(json.dumps(results[0] if len(results) == 1 else {"ok": ok, "boxes": results}),
+              file=out)
+    elif len(results) == 1:
+        print(results[0]["line"], file=out)
+    return 0 if ok else 1

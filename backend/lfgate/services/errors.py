@@ -79,3 +79,8 @@ class BadPromptSet(ServiceError):
 class RunBusy(ServiceError):
     status_code = 409
     code = "run_busy"
+
+
+class UnknownBox(ServiceError):
+    status_code = 404
+    code = "unknown_box"

@@ -57,6 +57,7 @@ class ModelSpec:
     problems: tuple[str, ...] = ()  # any problem: listed, but cannot be chosen
     # LlamaFactory's engine arguments (Settings.engine_args): the wrapper's `extra_args`.
     extra_args: dict[str, Any] = field(default_factory=dict, hash=False)
+    box: str = ""  # the box that serves it (BOX_NAME, or a BOXES section)
 
     @property
     def usable(self) -> bool:
@@ -289,3 +290,18 @@ def _adapter_spec(adapter: dict[str, Any], model_id: str, facts: AdapterFacts, b
         base_id=base_ids.get(os.path.normpath(base)) if base else None, facts=facts,
         warnings=() if problems else tuple(_adapter_warnings(facts, base, settings, template)),
         problems=tuple(problems))
+
+
+def on_box(catalog: Catalog, box: str, prefix: str) -> Catalog:
+    """The listing of one box among several: every spec names its box, and every id (its own,
+    its base's, its run's) starts with `prefix` (empty for the .env's box), so an id says
+    which box serves it and two boxes with the same folders never share an id."""
+    def qualified(model_id: str | None) -> str | None:
+        return None if model_id is None else f"{prefix}{model_id}"
+
+    specs = [replace(spec, id=f"{prefix}{spec.id}", base_id=qualified(spec.base_id), box=box,
+                     facts=None if spec.facts is None
+                     else replace(spec.facts, run=f"{prefix}{spec.facts.run}"))
+             for spec in catalog.specs]
+    curves = {f"{prefix}{run}": curve for run, curve in catalog.curves.items()}
+    return Catalog(specs, curves, catalog.missing, catalog.truncated)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from lfgate.box.box import Box
 from lfgate.box.errors import BoxError
 from lfgate.box.session import WrapperSession
+from lfgate.box_list import ID_SEPARATOR
 from lfgate.config import Settings
 from lfgate.services.errors import ModelUnusable, UnknownModel
 from lfgate.services.model_catalog import (
@@ -29,6 +30,7 @@ from lfgate.services.model_catalog import (
     Catalog,
     ModelSpec,
     build_catalog,
+    on_box,
 )
 
 ModelStatus = Literal["unloaded", "loading", "ready", "error"]
@@ -120,13 +122,33 @@ class Served:
 
 
 class ModelRegistry:
-    def __init__(self, box: Box, settings: Settings) -> None:
+    """One box's models and slots. `id_prefix` (`name:`) marks the ids of a box other than
+    the .env's own (lfgate.box_list), so ids stay apart across boxes."""
+
+    def __init__(self, box: Box, settings: Settings, id_prefix: str = "") -> None:
         self._box = box
         self._settings = settings
+        self.id_prefix = id_prefix
         self._slots: dict[str, ServingSlot] = {}
         self._entries: dict[str, ModelEntry] = {}
         self.catalog = Catalog([])
         self.replace_catalog(build_catalog(settings, None))
+
+    @property
+    def box(self) -> Box:
+        return self._box
+
+    @property
+    def settings(self) -> Settings:
+        """This box's settings (its mode, host and limits)."""
+        return self._settings
+
+    def owns(self, model_id: str) -> bool:
+        """Whether the id is one of this box's (by its box prefix; the .env's box owns the
+        ids without one)."""
+        if self.id_prefix:
+            return model_id.startswith(self.id_prefix)
+        return ID_SEPARATOR not in model_id
 
     # -- what is offered -------------------------------------------------------------------
 
@@ -153,6 +175,7 @@ class ModelRegistry:
 
     def replace_catalog(self, catalog: Catalog) -> None:
         """A new listing (a rescan): models keep their slots and state; gone ones go."""
+        catalog = on_box(catalog, self._settings.box_name, self.id_prefix)
         entries: dict[str, ModelEntry] = {}
         for spec in catalog.specs:
             old = self._entries.get(spec.id)

@@ -22,7 +22,7 @@ from lfgate.remote import wrapper_protocol as wp
 from lfgate.services.chat_turns import ChatTurns
 from lfgate.services.compare import MAX_SLOTS, TIE_WINNERS, serving_mode
 from lfgate.services.errors import BadTurnRequest, RunBusy, TooManyTurns
-from lfgate.services.model_registry import ModelRegistry
+from lfgate.services.fleet_registry import FleetRegistry
 from lfgate.services.prompt_set_file import SetFormat, parse_prompt_set
 from lfgate.services.reference_scores import score
 from lfgate.services.turn_recorder import Turn
@@ -84,7 +84,7 @@ def _mean(values: list[float]) -> float | None:
 
 
 class PromptRuns:
-    def __init__(self, turns: ChatTurns, registry: ModelRegistry, sets: PromptSetStore,
+    def __init__(self, turns: ChatTurns, registry: FleetRegistry, sets: PromptSetStore,
                  runs: RunStore) -> None:
         self._turns = turns
         self._registry = registry

@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lfgate.box.session import WrapperSession
-from lfgate.config import Settings
 from lfgate.remote import wrapper_protocol as wp
 from lfgate.services.api_conversations import thread_digest
+from lfgate.services.fleet_registry import FleetRegistry
 from lfgate.services.model_catalog import ModelSpec
-from lfgate.services.model_registry import ModelRegistry
 from lfgate.storage.chat_store import ChatStore
 
 ApiEvent = tuple[str, dict[str, Any]]  # (SSE event name, its JSON data)
@@ -53,10 +52,9 @@ class Turn:
 
 
 class TurnRecorder:
-    def __init__(self, registry: ModelRegistry, store: ChatStore, settings: Settings) -> None:
+    def __init__(self, registry: FleetRegistry, store: ChatStore) -> None:
         self._registry = registry
         self._store = store
-        self._settings = settings
 
     async def save(self, turn: Turn, **changes: Any) -> None:
         """The reply as it stands, for a stored turn (an unstored API turn keeps nothing)."""
@@ -89,9 +87,10 @@ class TurnRecorder:
         spec = turn.spec
         hello = turn.session.hello if turn.session is not None else {}
         facts = {} if spec.facts is None else {"run": spec.facts.run, "step": spec.facts.step}
+        box = self._registry.settings_for(turn.model)
         return {
-            "model": turn.model, "mode": self._settings.chat_mode,
-            "host": self._settings.host_label, "base_model_path": spec.base_model_path,
+            "model": turn.model, "mode": box.chat_mode, "box": box.box_name,
+            "host": box.host_label, "base_model_path": spec.base_model_path,
             "adapter_path": spec.adapter_path, "template": spec.template,
             "finetuning_type": spec.finetuning_type, "infer_backend": spec.infer_backend,
             "shared_base": self._registry.shares_base(spec), **facts,
