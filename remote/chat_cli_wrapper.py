@@ -214,6 +214,9 @@ class CliEngine:
             "PYTHONIOENCODING": "utf-8",
             "PYTHONUNBUFFERED": "1",
         }
+        if model["infer_backend"] == "sglang":  # the CLI's own bin/ is its Python's
+            env["PATH"] = wrapper_serve.engine_path(os.path.dirname(model["cli_path"]),
+                                                    env.get("PATH", ""))
         started = time.monotonic()
         # stderr goes to a file so warnings and progress bars never mix into replies. The
         # shell only redirects: every value is a positional parameter, nothing is parsed.
@@ -312,11 +315,11 @@ class CliEngine:
             )
 
     def _stream_reply(self, turn: Turn) -> tuple[str, str]:
-        self._read_to_marker(_ASSISTANT)
+        pending = self._read_to_marker(_ASSISTANT)
         stream, parts = ReplyStream(), []
         last_output = time.monotonic()
         while True:
-            chunk = self._read_some()
+            chunk, pending = pending or self._read_some(), ""
             if chunk:
                 last_output = time.monotonic()
                 text = stream.feed(chunk)
@@ -376,13 +379,16 @@ class CliEngine:
             seen = (seen + self._read_some())[-65536:]
         return seen
 
-    def _read_to_marker(self, marker: str) -> None:
+    def _read_to_marker(self, marker: str) -> str:
+        """Read up to `marker`; returns what came after it in the same read: a reply's start,
+        when the CLI wrote it together with `Assistant: ` (it was lost before)."""
         seen, deadline = "", time.monotonic() + self._timeout_s
         while marker not in seen:
             if time.monotonic() > deadline:
                 self._kill()
                 raise wp.WrapperError(wp.E_TIMEOUT, f"llamafactory-cli did not print {marker!r}")
-            seen = (seen + self._read_some())[-4096:]
+            seen = seen[-len(marker):] + self._read_some()
+        return seen[seen.index(marker) + len(marker):]
 
     def _exited(self) -> wp.WrapperError:
         """The CLI is gone: say why, from the end of its output and of its stderr."""

@@ -210,6 +210,9 @@ class ScriptEngine:
         wrapper_serve.check_paths(model)
         self.unload()
         started = time.monotonic()
+        if model["infer_backend"] == "sglang":
+            os.environ["PATH"] = wrapper_serve.engine_path(os.path.dirname(sys.executable),
+                                                           os.environ.get("PATH", ""))
         try:
             self._chat_model = ChatModel(wrapper_serve.llamafactory_args(model))
         except Exception as exc:

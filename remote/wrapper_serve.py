@@ -339,6 +339,17 @@ def llamafactory_args(model: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
+def engine_path(bin_dir: str, path: str) -> str:
+    """PATH for LlamaFactory's SGLang engine. 0.9.5 starts SGLang's server as `python3 -m
+    sglang.launch_server`, found on PATH, and a box Python run by its path (REMOTE_PYTHON)
+    puts nothing there: `python3` would be the system's, without sglang. So the box Python's
+    own folder goes first when it holds a python3 (a venv's or a conda env's bin/)."""
+    if not os.access(os.path.join(bin_dir, "python3"), os.X_OK):
+        return path
+    rest = [part for part in path.split(os.pathsep) if part and part != bin_dir]
+    return os.pathsep.join([bin_dir, *rest])
+
+
 def _looks_local(path: str) -> bool:
     return path.startswith(("/", "./", "../", "~")) or os.path.exists(os.path.expanduser(path))
 

@@ -168,6 +168,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name.upper()}: no such file: {value}")
         return self
 
+    @model_validator(mode="after")
+    def _one_adapter_per_engine(self) -> Settings:
+        """LlamaFactory 0.9.5 gives vLLM and SGLang one adapter (adapter_name_or_path[0]):
+        with several (split at commas), vLLM refuses to load and SGLang silently serves
+        only the first."""
+        if self.infer_backend != "huggingface" and "," in self.adapter_path:
+            raise ValueError(f"ADAPTER_PATH: INFER_BACKEND={self.infer_backend} takes one "
+                             "adapter (LlamaFactory gives that engine only the first); merge "
+                             "them first (llamafactory-cli export) or use INFER_BACKEND="
+                             "huggingface")
+        return self
+
     @property
     def warnings(self) -> list[str]:
         return list(self._warnings)
