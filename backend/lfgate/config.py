@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     ssh_port: int | None = Field(default=None, ge=1, le=65535)
     ssh_user: str = ""
     ssh_key_path: str = ""
+    # The box's login password (password and keyboard-interactive auth) and the passphrase of
+    # an encrypted SSH_KEY_PATH. Secrets: repr and messages never show them.
+    ssh_password: SecretStr = SecretStr("")
+    ssh_key_passphrase: SecretStr = SecretStr("")
     ssh_known_hosts: str = ""
     ssh_config_path: str = ""
     ssh_keepalive_interval: float = Field(default=10.0, gt=0)

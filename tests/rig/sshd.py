@@ -3,25 +3,73 @@
 Facts this relies on (see shared/box-env.md): sshd needs an absolute path, `/run/sshd`,
 `StrictModes no` for keys in a temp dir, `UsePAM no`, `Subsystem sftp internal-sftp`, and
 `PermitRootLogin prohibit-password` when the tests run as root.
+
+Logins rented boxes hand out, opt-in: a password (PasswordAuthentication checks the shadow
+password with `UsePAM no`; keyboard-interactive needs `UsePAM yes`, Debian's /etc/pam.d/sshd)
+for a test account of its own (`password_account`, never root's or an existing one's
+password), and an encrypted client key.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import getpass
 import os
+import pwd
+import secrets
 import signal
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.rig.ports import free_port, wait_listening
 
 SSHD = "/usr/sbin/sshd"
+PASSWORD_USER = "lfgate-pw"  # the account password logins use; made by password_account()
+_PASSWORD_LOCK = Path("/run/lock/lfgate-pw.lock")  # one test session sets its password at once
 
 
-def keygen(path: Path) -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lfgate-test",
+def keygen(path: Path, passphrase: str = "") -> str:
+    """A new ed25519 key pair at `path`, encrypted with `passphrase` if one is given (by
+    ssh-keygen, in OpenSSH's own format, as users' keys are; the passphrase, made for the test
+    run, is on ssh-keygen's command line only while it runs)."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-C", "lfgate-test",
                     "-f", str(path)], check=True)
     return path.with_suffix(".pub").read_text().strip()
+
+
+@contextlib.contextmanager
+def password_account(name: str = PASSWORD_USER, wait_s: float = 600) -> Iterator[str]:
+    """The test account `name` (made if missing: `useradd --create-home`) with a fresh random
+    password, yielded, for password logins; needs root. Another test session on this machine
+    waits for the account until this one is done with it, rather than change its password
+    under it. Never touches another account."""
+    if os.geteuid() != 0:
+        raise RuntimeError(f"password logins need a test account ({name}) with a password: "
+                           "run the tests as root (as CI does)")
+    _PASSWORD_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with _PASSWORD_LOCK.open("a") as lock:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"another test session held {_PASSWORD_LOCK} for "
+                                       f"{wait_s:.0f} s") from None
+                time.sleep(0.2)
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash",
+                            "--comment", "LF Gate password-login tests", name], check=True)
+        password = f"Pw-{secrets.token_urlsafe(18)}"
+        # On stdin, not argv: no process listing ever shows it.
+        subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
+        yield password
 
 
 def fingerprint(public_key_file: Path) -> str:
@@ -35,14 +83,20 @@ class TestSSHD:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, folder: Path, session_env: dict[str, str] | None = None) -> None:
+    def __init__(self, folder: Path, session_env: dict[str, str] | None = None, *,
+                 user: str | None = None, password_auth: bool = False,
+                 kbd_interactive: bool = False, client_passphrase: str = "") -> None:
+        """Opt-in logins: `user` to log in as (default: this account), `password_auth`
+        (PasswordAuthentication), `kbd_interactive` (keyboard-interactive through PAM), and
+        `client_passphrase` to encrypt the client key with."""
         self.folder = folder
         self.port = free_port()
-        self.user = getpass.getuser()
+        self.user = user or getpass.getuser()
         self.host_key = folder / "host_ed25519"
         self.client_key = folder / "client_ed25519"
         host_public = keygen(self.host_key)
-        (folder / "authorized_keys").write_text(keygen(self.client_key) + "\n")
+        client_public = keygen(self.client_key, client_passphrase)
+        (folder / "authorized_keys").write_text(client_public + "\n")
         self.known_hosts = folder / "known_hosts"
         key_type, key_data = host_public.split()[:2]
         self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {key_type} {key_data}\n")
@@ -54,11 +108,11 @@ class TestSSHD:
             f"PidFile {folder / 'sshd.pid'}",
             f"AuthorizedKeysFile {folder / 'authorized_keys'}",
             "PubkeyAuthentication yes",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
+            f"PasswordAuthentication {'yes' if password_auth else 'no'}",
+            f"KbdInteractiveAuthentication {'yes' if kbd_interactive else 'no'}",
             "PermitRootLogin prohibit-password",
             "StrictModes no",
-            "UsePAM no",
+            f"UsePAM {'yes' if kbd_interactive else 'no'}",  # Linux's keyboard-interactive
             "Subsystem sftp internal-sftp",
             "LogLevel VERBOSE",
         ]
@@ -88,7 +142,10 @@ class TestSSHD:
             except OSError:
                 continue
             if int(fields[1]) == self.proc.pid:
-                os.kill(int(entry.name), signal.SIGKILL)
+                try:
+                    os.kill(int(entry.name), signal.SIGKILL)
+                except ProcessLookupError:  # a session that was ending by itself: gone now
+                    continue
                 killed += 1
         return killed
 

@@ -3,7 +3,9 @@
     BoxError                      code
     ├── BoxUnreachable            box_unreachable     (connect failed, link dropped)
     │   └── HostKeyRejected       host_key_rejected   (unknown or changed host key)
-    ├── BoxAuthFailed             auth_failed         (key refused)
+    ├── BoxAuthFailed             auth_failed         (key, agent or password refused)
+    │   └── KeyUnreadable         auth_failed         (SSH_KEY_PATH encrypted: no or wrong
+    │                                                  SSH_KEY_PASSPHRASE; nothing was sent)
     ├── WrapperUnavailable        wrapper_unavailable (upload failed, wrapper would not start)
     │   ├── ProtocolMismatch      protocol_mismatch   (stale or foreign wrapper)
     │   ├── CondaNotFound         conda_not_found     (CONDA_ENV set, no conda on the box)
@@ -13,7 +15,8 @@
     └── RemoteError               <the wrapper's own code>  (an `error` event from the box)
 
 Every error carries `code`, `message` and `hint`, which the API returns as they are; none of
-them ever holds a secret (key contents, passphrases).
+them ever holds a secret (key contents, passphrases, SSH_PASSWORD): they name the method
+and the setting (`password (SSH_PASSWORD)`), never its value.
 """
 
 from __future__ import annotations
@@ -46,7 +49,14 @@ class HostKeyRejected(BoxUnreachable):
 
 class BoxAuthFailed(BoxError):
     code = "auth_failed"
-    hint = "Check SSH_USER and SSH_KEY_PATH (the key must be in the box's authorized_keys)."
+    hint = "Check SSH_USER and SSH_KEY_PATH (the key must be in the box's authorized_keys), " \
+           "or SSH_PASSWORD if the box gave you a password (a key is safer)."
+
+
+class KeyUnreadable(BoxAuthFailed):
+    """SSH_KEY_PATH could not be read, so no login was tried: the box was not asked."""
+
+    hint = "Set SSH_KEY_PASSPHRASE to the passphrase of the key at SSH_KEY_PATH."
 
 
 class WrapperUnavailable(BoxError):

@@ -1,7 +1,10 @@
 """The box over SSH: one asyncssh connection, reused for every wrapper and every model.
 
 Options are built once and reused on every reconnect. Host keys are always verified
-(SSH_KNOWN_HOSTS, else ~/.ssh/known_hosts; an empty or missing file trusts nothing).
+(SSH_KNOWN_HOSTS, else ~/.ssh/known_hosts; an empty or missing file trusts nothing), the
+ProxyJump hosts' too. Logins: SSH_KEY_PATH (SSH_KEY_PASSPHRASE if it is encrypted), the agent
+at SSH_AUTH_SOCK, SSH_PASSWORD; the secrets go to asyncssh and nowhere else (no log line,
+message or child process ever holds them).
 Keepalives notice a dead link within interval x count seconds; the next request reconnects.
 Channels are bounded below OpenSSH's default MaxSessions (10).
 """
@@ -23,6 +26,7 @@ from lfgate.box.errors import (
     BoxError,
     BoxUnreachable,
     HostKeyRejected,
+    KeyUnreadable,
     WrapperUnavailable,
 )
 from lfgate.box.process import BoxProcess
@@ -31,6 +35,66 @@ from lfgate.config import Settings
 
 REMOTE_WRAPPER_ROOT = ".cache/lfgate/wrappers"  # under the box user's home
 _COMPLETE_MARK = ".complete"
+_PASSWORD_METHODS = ("keyboard-interactive", "password")  # the methods SSH_PASSWORD answers
+
+
+def _known_hosts(settings: Settings) -> object:
+    """SSH_KNOWN_HOSTS, else ~/.ssh/known_hosts, for the box and every ProxyJump host alike;
+    no such file: b"", which trusts nothing (every key refused, with its fingerprint)."""
+    path = Path(settings.ssh_known_hosts or "~/.ssh/known_hosts").expanduser()
+    return str(path) if path.is_file() else b""
+
+
+def _jump_hosts(options: asyncssh.SSHClientConnectionOptions) -> list[str]:
+    """The ProxyJump hosts the ssh config gives SSH_HOST, the first first ([user@]host[:port])."""
+    jumps = getattr(options, "tunnel", None)  # asyncssh reads ProxyJump into `tunnel`
+    return [hop.strip() for hop in jumps.split(",") if hop.strip()] if isinstance(jumps, str) \
+        else []
+
+
+def _split_hop(hop: str) -> tuple[str, str, str]:
+    """A ProxyJump host as asyncssh reads one, [user@]host[:port]: (user, host, port)."""
+    user, _, where = hop.rpartition("@")
+    host, _, port = where.partition(":")
+    return user, host, port
+
+
+def _default_keys() -> list[Path]:
+    """The keys asyncssh (as OpenSSH) tries when SSH_KEY_PATH is unset."""
+    return sorted(key for key in Path("~/.ssh").expanduser().glob("id_*")
+                  if key.suffix != ".pub")
+
+
+def _key_error(settings: Settings, exc: Exception) -> KeyUnreadable:
+    """The client key could not be read: encrypted with no or the wrong passphrase, or bcrypt
+    (which OpenSSH's own encrypted key format needs) missing. Names the key, never a secret."""
+    path = settings.ssh_key_path
+    key = f"the key {path} (SSH_KEY_PATH)" if path else "an IdentityFile key of the ssh config"
+    reason = str(exc)
+    if "bcrypt" in reason:
+        return KeyUnreadable(
+            f"cannot decrypt {key}: {reason}",
+            hint="Install the Python package bcrypt beside the gateway (`pip install "
+                 "'asyncssh[bcrypt]'`), or load the key into an agent (`ssh-add KEY`) and "
+                 "leave SSH_KEY_PATH unset.")
+    if "Passphrase must be specified" in reason:
+        return KeyUnreadable(
+            f"{key} is encrypted and SSH_KEY_PASSPHRASE is not set",
+            hint="Set SSH_KEY_PASSPHRASE in .env to the key's passphrase, or load the key into "
+                 "an agent (`ssh-add KEY`) and leave SSH_KEY_PATH unset.")
+    if isinstance(exc, asyncssh.KeyEncryptionError):
+        return KeyUnreadable(
+            f"SSH_KEY_PASSPHRASE does not decrypt {key} ({reason})",
+            hint=f"Check SSH_KEY_PASSPHRASE: `ssh-keygen -y -f {path or 'KEY'}` asks for the "
+                 "passphrase and prints the public key when it is right.")
+    return KeyUnreadable(f"cannot read {key}: {reason}",
+                         hint="SSH_KEY_PATH must be a private key file (not its .pub).")
+
+
+def _close_all(jumps: list[asyncssh.SSHClientConnection]) -> None:
+    """Close ProxyJump connections, the last (tunnelled through the others) first."""
+    for jump in reversed(jumps):
+        jump.close()
 
 
 class SSHBox(Box):
@@ -41,17 +105,15 @@ class SSHBox(Box):
         self._connect_lock = asyncio.Lock()
         self._channels = asyncio.Semaphore(settings.ssh_max_channels)
         self._watcher: asyncio.Task[None] | None = None
+        self._jumps: list[asyncssh.SSHClientConnection] = []  # ProxyJump hosts, first first
         self.uploads = 0  # how many times the wrapper was uploaded (tests and /api/health)
+        # How the last login went: "publickey", "keyboard-interactive" or "password".
+        self.login_method: str | None = None
 
     @staticmethod
     def _build_options(settings: Settings) -> asyncssh.SSHClientConnectionOptions:
-        known_hosts = settings.ssh_known_hosts or str(Path("~/.ssh/known_hosts").expanduser())
-        if not Path(known_hosts).expanduser().is_file():
-            known_hosts_arg: object = b""  # trust nothing: refuse every key, with its fingerprint
-        else:
-            known_hosts_arg = str(Path(known_hosts).expanduser())
         options: dict[str, object] = {
-            "known_hosts": known_hosts_arg,
+            "known_hosts": _known_hosts(settings),
             "keepalive_interval": settings.ssh_keepalive_interval,
             "keepalive_count_max": settings.ssh_keepalive_count_max,
             "connect_timeout": settings.ssh_connect_timeout,
@@ -65,12 +127,34 @@ class SSHBox(Box):
             options["client_keys"] = [str(Path(settings.ssh_key_path).expanduser())]
         if settings.ssh_config_path:
             options["config"] = [str(Path(settings.ssh_config_path).expanduser())]
+        # No agent_path: asyncssh then asks the agent at SSH_AUTH_SOCK, as OpenSSH does, first.
+        # A password answers password auth and a keyboard-interactive prompt for a password
+        # (asyncssh sends it at most once a login); both only when set.
+        if password := settings.ssh_password.get_secret_value():
+            options["password"] = password
+        if passphrase := settings.ssh_key_passphrase.get_secret_value():
+            options["passphrase"] = passphrase
         return asyncssh.SSHClientConnectionOptions(**options)
 
     @property
     def connected(self) -> bool:
         conn = self._conn
         return conn is not None and not conn.is_closed()
+
+    @property
+    def password_login(self) -> bool:
+        """The last login used SSH_PASSWORD (the doctor says a key is safer)."""
+        return self.login_method in _PASSWORD_METHODS
+
+    def login_description(self) -> str:
+        """How the last login went, as the doctor says it (no secret)."""
+        if self.password_login:
+            return f"the password (SSH_PASSWORD, {self.login_method} auth)"
+        agent = bool(getattr(self._options, "agent_path", None))
+        if self.settings.ssh_key_path:
+            return f"key {self.settings.ssh_key_path}" + (" or the agent's" if agent else "")
+        return "a key of the agent (SSH_AUTH_SOCK)" if agent and not _default_keys() \
+            else "a default key (~/.ssh/id_*) or the agent's"
 
     async def connect(self) -> None:
         async with self._connect_lock:
@@ -79,7 +163,7 @@ class SSHBox(Box):
             try:
                 if self._options is None:  # reads config and key files: not on the event loop
                     self._options = await asyncio.to_thread(self._build_options, self.settings)
-                self._conn = await asyncssh.connect(self.settings.ssh_host, options=self._options)
+                self._conn = await self._dial(self._options)
             except BoxError as exc:
                 self._note(exc)
                 raise
@@ -87,41 +171,148 @@ class SSHBox(Box):
                 error = await self._explain(exc)
                 self._note(error)
                 raise error from exc
+            # Once logged in, the method that worked heads asyncssh's list of the server's
+            # methods (it works through them in order; tests/test_ssh_logins.py holds it to it).
+            self.login_method = next(iter(self._conn.get_server_auth_methods()), None)
             self.forget_wrapper()
             self._note(None)
-            self._watcher = asyncio.create_task(self._watch(self._conn))
+            self._watcher = asyncio.create_task(self._watch(self._conn, self._jumps))
 
-    async def _watch(self, conn: asyncssh.SSHClientConnection) -> None:
+    async def _dial(self, options: asyncssh.SSHClientConnectionOptions
+                    ) -> asyncssh.SSHClientConnection:
+        """The box, through the ProxyJump hosts of its Host block if it has any: each is our
+        own connection (its Host block's login, our known_hosts and timeouts; never
+        SSH_PASSWORD, which is the box's), the next one tunnelled through it."""
+        jumps: list[asyncssh.SSHClientConnection] = []
+        try:
+            for hop in _jump_hosts(options):
+                jumps.append(await self._jump(hop, jumps[-1] if jumps else None))
+            via = jumps[-1] if jumps else None
+            try:
+                conn = await asyncssh.connect(self.settings.ssh_host, tunnel=via or (),
+                                              options=options)
+            except Exception as exc:
+                raise await self._explain(exc, options, via) from exc
+        except BaseException:
+            _close_all(jumps)
+            raise
+        self._jumps = jumps
+        return conn
+
+    @staticmethod
+    def _jump_options(settings: Settings, hop: str) -> asyncssh.SSHClientConnectionOptions:
+        """A ProxyJump host's options: its Host block's login, our known_hosts and timeouts."""
+        user, host, port = _split_hop(hop)
+        options: dict[str, object] = {
+            "host": host, "known_hosts": _known_hosts(settings),
+            "connect_timeout": settings.ssh_connect_timeout,
+            "keepalive_interval": settings.ssh_keepalive_interval,
+            "keepalive_count_max": settings.ssh_keepalive_count_max}
+        if port:
+            options["port"] = int(port)
+        if user:
+            options["username"] = user
+        if settings.ssh_config_path:
+            options["config"] = [str(Path(settings.ssh_config_path).expanduser())]
+        if passphrase := settings.ssh_key_passphrase.get_secret_value():
+            options["passphrase"] = passphrase  # for its IdentityFile, decrypted here
+        return asyncssh.SSHClientConnectionOptions(**options)
+
+    async def _jump(self, hop: str, via: asyncssh.SSHClientConnection | None
+                    ) -> asyncssh.SSHClientConnection:
+        options = None
+        try:
+            options = await asyncio.to_thread(self._jump_options, self.settings, hop)
+            return await asyncssh.connect(_split_hop(hop)[1], tunnel=via or (), options=options)
+        except Exception as exc:
+            raise await self._explain(exc, options, via, jump=hop) from exc
+
+    async def _watch(self, conn: asyncssh.SSHClientConnection,
+                     jumps: list[asyncssh.SSHClientConnection]) -> None:
         """Note why the link dropped (keepalive timeout, box reboot) for /api/health."""
         with contextlib.suppress(Exception):
             await conn.wait_closed()
+        _close_all(jumps)
         if self._conn is conn:
             self._note(BoxUnreachable("the SSH connection was lost; the next request reconnects"))
 
-    async def _explain(self, exc: Exception) -> BoxError:
-        host = self.settings.ssh_host
+    async def _explain(self, exc: Exception,
+                       options: asyncssh.SSHClientConnectionOptions | None = None,
+                       via: asyncssh.SSHClientConnection | None = None, jump: str = ""
+                       ) -> BoxError:
+        """`exc` as our error, naming the box or the ProxyJump host `jump` it came from."""
+        if isinstance(exc, (asyncssh.KeyImportError, asyncssh.KeyEncryptionError)):
+            return _key_error(self.settings, exc)
+        host = f"the jump host {jump}" if jump else self.settings.ssh_host
+        label = f"the jump host {jump}" if jump else self.settings.host_label
         if isinstance(exc, asyncssh.HostKeyNotVerifiable):
-            return await self._host_key_error(exc)
+            return await self._host_key_error(exc, options, via, jump)
         if isinstance(exc, asyncssh.PermissionDenied):
-            return BoxAuthFailed(f"{self.settings.host_label} refused our key: {exc.reason}")
+            return self._auth_error(label, options, jump)
         if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-            return BoxUnreachable(f"connecting to {self.settings.host_label} timed out")
+            return BoxUnreachable(f"connecting to {label} timed out")
         reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
         return BoxUnreachable(f"cannot reach {host}: {reason}")
 
-    async def _host_key_error(self, exc: Exception) -> HostKeyRejected:
-        port = self.settings.ssh_port or 22
-        host = self.settings.ssh_host
+    def _auth_error(self, label: str, options: asyncssh.SSHClientConnectionOptions | None,
+                    jump: str) -> BoxAuthFailed:
+        """Which logins were tried and how to fix each; the method and key names only."""
+        if jump:
+            return BoxAuthFailed(
+                f"{label} refused the login",
+                hint="A jump host logs in with its own Host block in SSH_CONFIG_PATH (User, "
+                     "IdentityFile), a default key (~/.ssh/id_*) or the agent's; SSH_KEY_PATH "
+                     "and SSH_PASSWORD are the box's. Try `ssh -J` to it by hand.")
+        settings = self.settings
+        tried, hints = [], []
+        port = getattr(options, "port", None) or settings.ssh_port or 22
+        target = f"-p {port} {getattr(options, 'username', None) or settings.ssh_user or 'user'}" \
+                 f"@{getattr(options, 'host', None) or settings.ssh_host}"
+        if getattr(options, "agent_path", None):
+            tried.append("the agent's keys (SSH_AUTH_SOCK)")
+            hints.append("`ssh-add -l` lists the agent's keys: one must be in the box's "
+                         "~/.ssh/authorized_keys.")
+        if settings.ssh_key_path:
+            tried.append(f"key file {settings.ssh_key_path} (SSH_KEY_PATH)")
+            hints.append(f"Put its public key in the box's ~/.ssh/authorized_keys "
+                         f"(`ssh-copy-id -i {settings.ssh_key_path} {target}`), or set SSH_USER "
+                         "and SSH_KEY_PATH to the pair the box accepts.")
+        elif keys := _default_keys():
+            tried.append(f"default keys ({', '.join(key.name for key in keys)} in ~/.ssh)")
+            hints.append(f"Put one in the box's ~/.ssh/authorized_keys (`ssh-copy-id {target}`),"
+                         " or set SSH_KEY_PATH to the key the box accepts.")
+        if settings.ssh_password.get_secret_value():
+            tried.append("the password (SSH_PASSWORD), by keyboard-interactive and password "
+                         "auth")
+            hints.append("Check SSH_USER and SSH_PASSWORD; a box may also refuse passwords "
+                         "altogether (PasswordAuthentication no). A key is safer than a "
+                         "password: `ssh-copy-id` one while the password works.")
+        if not tried:
+            return BoxAuthFailed(
+                f"{self.settings.host_label}: no key, agent or password to log in with",
+                hint="Set SSH_KEY_PATH to a key the box accepts (safest), or SSH_PASSWORD to "
+                     "the password the box came with; or start an agent (SSH_AUTH_SOCK).")
+        return BoxAuthFailed(f"{label} refused the login; tried {', '.join(tried)}",
+                             hint=" ".join(hints))
+
+    async def _host_key_error(self, exc: Exception,
+                              options: asyncssh.SSHClientConnectionOptions | None,
+                              via: asyncssh.SSHClientConnection | None, jump: str
+                              ) -> HostKeyRejected:
+        host = getattr(options, "host", None) or self.settings.ssh_host
+        port = getattr(options, "port", None) or self.settings.ssh_port or 22
         fingerprint = "unknown"
         with contextlib.suppress(Exception):
-            key = await asyncio.wait_for(
-                asyncssh.get_server_host_key(host, options=self._options), 10)
+            key = await asyncio.wait_for(asyncssh.get_server_host_key(
+                _split_hop(jump)[1] if jump else self.settings.ssh_host,
+                tunnel=via or (), options=options), 10)
             if key is not None:
                 fingerprint = f"{key.get_algorithm()} {key.get_fingerprint('sha256')}"
         where = f"[{host}]:{port}" if port != 22 else host
         known = self.settings.ssh_known_hosts or "~/.ssh/known_hosts"
+        which = f"the jump host {jump} ({where})" if jump else where
         return HostKeyRejected(
-            f"the host key of {where} is not trusted ({fingerprint}): "
+            f"the host key of {which} is not trusted ({fingerprint}): "
             f"{getattr(exc, 'reason', exc)}",
             hint=f"If this is your box's key (compare the fingerprint with "
                  f"`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the box), trust it: "
@@ -142,10 +333,15 @@ class SSHBox(Box):
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
+        jumps, self._jumps = self._jumps, []
         if conn is not None:
             conn.close()
             with contextlib.suppress(Exception):
                 await conn.wait_closed()
+        _close_all(jumps)
+        for jump in jumps:
+            with contextlib.suppress(Exception):
+                await jump.wait_closed()
 
     async def _place_wrapper(self) -> str:
         assert self._conn is not None

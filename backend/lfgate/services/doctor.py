@@ -20,7 +20,13 @@ from typing import Any
 from dotenv import dotenv_values
 
 from lfgate.box.box import Box
-from lfgate.box.errors import BoxAuthFailed, BoxError, HostKeyRejected, RemoteError
+from lfgate.box.errors import (
+    BoxAuthFailed,
+    BoxError,
+    HostKeyRejected,
+    KeyUnreadable,
+    RemoteError,
+)
 from lfgate.box.wrapper_files import DISCOVER
 from lfgate.config import Settings, unknown_keys
 from lfgate.services.box_facts import judge_models, judge_shell, judge_stack
@@ -163,14 +169,14 @@ async def _ssh(context: DoctorContext) -> AsyncIterator[Finding]:
         yield Finding(section, "round trip", "skip", "needs a login")
         return
     except BoxAuthFailed as exc:
-        yield Finding(section, "host key", "pass", "known and matching",
-                      seconds=time.monotonic() - started)
-        key = settings.ssh_key_path or "your default keys (~/.ssh/id_*) or agent"
-        yield Finding(section, "login", "fail", f"{exc.message} (tried {key})",
-                      f"Put the public key in the box's ~/.ssh/authorized_keys "
-                      f"(`ssh-copy-id -i {settings.ssh_key_path or '~/.ssh/id_ed25519'} -p "
-                      f"{port} {settings.ssh_user or 'user'}@{host}`), or set SSH_USER and "
-                      "SSH_KEY_PATH to the pair the box accepts.",
+        if isinstance(exc, KeyUnreadable):  # SSH_KEY_PATH could not be read: nothing was sent
+            yield Finding(section, "host key", "skip", "needs a readable SSH_KEY_PATH")
+        else:
+            yield Finding(section, "host key", "pass", "known and matching",
+                          seconds=time.monotonic() - started)
+        # The message names every method tried (key file, agent, password), the hint the fix
+        # for each (ssh-copy-id for a key); neither ever holds a secret.
+        yield Finding(section, "login", "fail", exc.message, exc.hint,
                       time.monotonic() - started)
         yield Finding(section, "round trip", "skip", "needs a login")
         return
@@ -179,9 +185,14 @@ async def _ssh(context: DoctorContext) -> AsyncIterator[Finding]:
                       time.monotonic() - started)
         return
     yield Finding(section, "host key", "pass", "known and matching")
-    key = f"key {settings.ssh_key_path}" if settings.ssh_key_path else "a default key or agent"
+    describe = getattr(box, "login_description", None)  # the SSH box: which method logged in
+    key = describe() if describe else (f"key {settings.ssh_key_path}" if settings.ssh_key_path
+                                       else "a default key or agent")
+    safer = (f"; a key is safer than a password: `ssh-copy-id -p {port} "
+             f"{settings.ssh_user or 'user'}@{host}` once, then set SSH_KEY_PATH and remove "
+             "SSH_PASSWORD" if getattr(box, "password_login", False) else "")
     yield Finding(section, "login", "pass", f"logged in as {settings.ssh_user or 'you'} with "
-                  f"{key}", seconds=time.monotonic() - started)
+                  f"{key}{safer}", seconds=time.monotonic() - started)
     trips = []
     for _ in range(3):
         trips.append(await box.round_trip_s())
