@@ -359,6 +359,17 @@ async def test_the_doctor_says_which_login_worked_and_that_a_key_is_safer(
     assert all(password not in f"{f.found} {f.fix}" for f in findings.values())
 
 
+async def test_the_doctor_follows_the_ssh_config_to_a_box_behind_a_jump_host(
+        tmp_path, jump_pair):
+    jump, target = jump_pair
+    findings = await ssh_findings(jump_settings(tmp_path, jump, target), tmp_path)
+    assert {name: f.status for name, f in findings.items()} == dict.fromkeys(
+        ("name", "TCP", "host key", "login", "round trip"), "pass"), findings
+    assert findings["TCP"].found.startswith(
+        f"127.0.0.1:{jump.port} (the first ProxyJump host of mybox, behind it 127.0.0.1) "
+        "answers (SSH-2.0-OpenSSH"), findings["TCP"]
+
+
 async def test_the_doctor_tells_a_locked_key_from_a_refused_one(locked_key_sshd, tmp_path):
     findings = await ssh_findings(box_settings(locked_key_sshd), tmp_path)
     assert findings["login"].status == "fail"

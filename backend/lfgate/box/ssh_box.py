@@ -16,6 +16,7 @@ import contextlib
 import posixpath
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
@@ -89,6 +90,42 @@ def _key_error(settings: Settings, exc: Exception) -> KeyUnreadable:
                  "passphrase and prints the public key when it is right.")
     return KeyUnreadable(f"cannot read {key}: {reason}",
                          hint="SSH_KEY_PATH must be a private key file (not its .pub).")
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where SSH_HOST is, as the ssh config says: its address, the ProxyJump chain before it,
+    and the address a login dials first (the first jump host's, itself resolved)."""
+
+    host: str  # HostName, or SSH_HOST itself
+    port: int
+    jumps: tuple[str, ...]  # ProxyJump hosts ([user@]host[:port]), the first first
+    first_hop: tuple[str, int]
+
+
+def _resolved(settings: Settings, host: str, port: int | None
+              ) -> asyncssh.SSHClientConnectionOptions:
+    """`host` through the ssh config, without loading a key or trusting a host key: nothing
+    is dialled with these options."""
+    options: dict[str, object] = {"host": host, "known_hosts": b"", "client_keys": None,
+                                  "agent_path": None}
+    if port:
+        options["port"] = port
+    if settings.ssh_config_path:
+        options["config"] = [str(Path(settings.ssh_config_path).expanduser())]
+    return asyncssh.SSHClientConnectionOptions(**options)
+
+
+def ssh_target(settings: Settings) -> SSHTarget:
+    """SSH_HOST resolved through the ssh config (HostName, Port, ProxyJump). Reads files."""
+    box = _resolved(settings, settings.ssh_host, settings.ssh_port)
+    jumps = tuple(_jump_hosts(box))
+    target = (str(box.host), int(box.port or 22))
+    if not jumps:
+        return SSHTarget(*target, jumps, target)
+    _, host, port = _split_hop(jumps[0])
+    first = _resolved(settings, host, int(port) if port else None)
+    return SSHTarget(*target, jumps, (str(first.host), int(first.port or 22)))
 
 
 def _close_all(jumps: list[asyncssh.SSHClientConnection]) -> None:

@@ -27,6 +27,7 @@ from lfgate.box.errors import (
     KeyUnreadable,
     RemoteError,
 )
+from lfgate.box.ssh_box import ssh_target
 from lfgate.box.wrapper_files import DISCOVER
 from lfgate.config import Settings, unknown_keys
 from lfgate.services.box_facts import judge_models, judge_shell, judge_stack
@@ -117,6 +118,23 @@ def _target(settings: Settings) -> tuple[str, int]:
     return settings.ssh_host, settings.ssh_port or 22
 
 
+async def _first_hop(settings: Settings) -> tuple[str, int, str]:
+    """The address a login dials first, as the ssh config says (HostName, Port; the first
+    ProxyJump host, if any), and a note of how it was found, for the findings."""
+    try:
+        target = await asyncio.to_thread(ssh_target, settings)
+    except Exception:  # an unreadable config: the login check below says what is wrong
+        host, port = _target(settings)
+        return host, port, ""
+    host, port = target.first_hop
+    if target.jumps:
+        return host, port, (f" (the first ProxyJump host of {settings.ssh_host}, behind it "
+                            f"{' -> '.join([*target.jumps[1:], target.host])})")
+    if target.host != settings.ssh_host:
+        return host, port, f" ({settings.ssh_host}'s HostName in the ssh config)"
+    return host, port, ""
+
+
 async def _ssh(context: DoctorContext) -> AsyncIterator[Finding]:
     section = "SSH"
     settings, box = context.settings, context.box
@@ -127,14 +145,14 @@ async def _ssh(context: DoctorContext) -> AsyncIterator[Finding]:
         yield Finding(section, "connection", "pass", "SSH_HOST is empty: the box is this "
                       "machine (the demo box); nothing to connect to")
         return
-    host, port = _target(settings)
+    host, port, how = await _first_hop(settings)
     loop = asyncio.get_running_loop()
     started = time.monotonic()
     try:
         addresses = await asyncio.wait_for(loop.getaddrinfo(host, port,
                                                             type=socket.SOCK_STREAM), 10)
         names = sorted({a[4][0] for a in addresses})
-        yield Finding(section, "name", "pass", f"{host} is {', '.join(names)}",
+        yield Finding(section, "name", "pass", f"{host}{how} is {', '.join(names)}",
                       seconds=time.monotonic() - started)
     except (OSError, TimeoutError) as exc:
         via = " (an alias of ~/.ssh/config?)" if not settings.ssh_config_path else ""
@@ -148,7 +166,7 @@ async def _ssh(context: DoctorContext) -> AsyncIterator[Finding]:
                                                 settings.ssh_connect_timeout)
         banner = (await asyncio.wait_for(reader.readline(), 10)).decode(errors="replace")
         writer.close()
-        yield Finding(section, "TCP", "pass", f"{host}:{port} answers "
+        yield Finding(section, "TCP", "pass", f"{host}:{port}{how} answers "
                       f"({banner.strip() or 'no banner'})", seconds=time.monotonic() - started)
     except (OSError, TimeoutError) as exc:
         yield Finding(section, "TCP", "fail", f"cannot reach {host}:{port}: "
