@@ -122,3 +122,31 @@ def test_a_whole_fine_tuned_model_is_its_own_base(tmp_path):
         "base", made["tiny--full--sft-full--checkpoint-5"], None)
     assert full.finetuning_type == "full" and full.facts.step == 5
     assert "its own model" in full.warnings[0]
+
+
+def test_folders_whose_names_slug_alike_stay_apart(tmp_path):
+    """`run 1`, `run?1`, `$(run 1)` all slug to `run-1`: the plain `run-1` keeps its id, the
+    others get a hash of their path, so none hides another (each its own run too)."""
+    config = settings(tmp_path)
+    root = tmp_path / "saves"
+    names = ["run-1", "run 1", "run?1", "$(run 1)"]
+    for name in names:
+        folder = root / name
+        (folder / "checkpoint-5").mkdir(parents=True)
+        for adapter in (folder, folder / "checkpoint-5"):
+            (adapter / "adapter_config.json").write_text(
+                f'{{"base_model_name_or_path": "{config.base_model_path}", "peft_type": "LORA"}}')
+            (adapter / "adapter_model.safetensors").write_bytes(b"\0" * 10)
+    specs = catalog_of(tmp_path, config, [str(root)]).specs
+    finals = {Path(s.adapter_path).name: s for s in specs if s.facts and s.facts.step is None}
+    assert sorted(finals) == sorted(names)
+    assert finals["run-1"].id == "run-1"
+    ids = [s.id for s in specs]
+    assert len(set(ids)) == len(ids) == 1 + 2 * len(names), ids
+    for name, spec in finals.items():
+        if name != "run-1":
+            assert spec.id.startswith("run-1-") and len(spec.id) == len("run-1-") + 6
+        checkpoint = next(s for s in specs if s.adapter_path == str(root / name / "checkpoint-5"))
+        assert checkpoint.facts.run == spec.facts.run == spec.id  # its run is its own
+    again = catalog_of(tmp_path, config, [str(root)]).specs
+    assert [s.id for s in again] == ids

@@ -10,6 +10,7 @@ registry serves these specs, the discovery service feeds them.
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import re
 from collections import Counter
@@ -100,6 +101,12 @@ def path_id(relative: str) -> str:
     return "--".join(parts)
 
 
+def _hashed(model_id: str, relative: str) -> str:
+    """An id told apart from another that slugs the same (`run 1` and `run?1`)."""
+    digest = hashlib.sha256(relative.encode("utf-8", "surrogateescape")).hexdigest()[:6]
+    return f"{model_id}-{digest}"
+
+
 def same_path(a: str | None, b: str | None) -> bool:
     if not a or not b:
         return False
@@ -132,6 +139,13 @@ def _adapter_ids(adapters: list[dict[str, Any]]) -> list[str]:
     """Each adapter's id; where two ADAPTER_DIRS entries hold the same relative path, as
     much of each entry's own path goes in front as tells them apart (`one--saves--run`)."""
     plain = [path_id(a["relative"]) or slug(os.path.basename(a["root"])) for a in adapters]
+    # Folders whose names differ only in characters an id cannot hold (`run 1`, `run?1`):
+    # those with such characters get a hash of their path; a plain name keeps its id.
+    counts = Counter(plain)
+    for index, model_id in enumerate(plain):
+        relative = adapters[index]["relative"]
+        if counts[model_id] > 1 and path_id(relative) != relative.replace(os.sep, "--"):
+            plain[index] = _hashed(model_id, relative)
     counts = Counter(plain)
     ids = list(plain)
     clashing: dict[str, list[int]] = {}
@@ -242,8 +256,12 @@ def build_catalog(settings: Settings, scan: dict[str, Any] | None) -> Catalog:
 
     adapter_specs = []
     curves: dict[str, dict[str, list[list[float]]]] = {}
-    for adapter, model_id in zip(listed, _adapter_ids(listed), strict=True):
-        run_id = _run_id(adapter)
+    ids = _adapter_ids(listed)
+    # A run's id is its final adapter's (told apart as that one is), else made from its path.
+    run_ids = {(a["root"], a["relative"]): model_id for a, model_id in zip(listed, ids,
+                                                                           strict=True)}
+    for adapter, model_id in zip(listed, ids, strict=True):
+        run_id = run_ids.get((adapter["root"], adapter.get("run") or "."), _run_id(adapter))
         facts = _facts(adapter, run_id)
         base = adapter.get("base") or ""
         template = facts.training_template or settings.template
