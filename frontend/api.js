@@ -35,8 +35,10 @@ async function errorFrom(response) {
   return new ApiError(response.status, `http_${response.status}`, text);
 }
 
-async function request(path, { method = "GET", body, signal } = {}) {
-  const init = { method, signal };
+async function request(path, { method = "GET", body, signal, timeoutMs } = {}) {
+  // A poll gives up after `timeoutMs`: a request that hangs must not stop the polling.
+  const limit = timeoutMs ? AbortSignal.timeout(timeoutMs) : null;
+  const init = { method, signal: signal && limit ? AbortSignal.any([signal, limit]) : signal ?? limit };
   if (body !== undefined) {
     init.headers = { "Content-Type": "application/json" };
     init.body = JSON.stringify(body);
@@ -44,6 +46,9 @@ async function request(path, { method = "GET", body, signal } = {}) {
   try {
     return await fetch(path, init);
   } catch (error) {
+    if (limit?.aborted) {
+      throw new ApiError(0, "timeout", `The gateway did not answer ${path} in ${timeoutMs / 1000} s.`);
+    }
     if (error.name === "AbortError") throw error;
     throw new ApiError(0, "network", `The gateway cannot be reached (${error.message}).`);
   }
@@ -98,7 +103,7 @@ export const chats = {
 };
 
 export const models = {
-  list: () => api("api/models"),
+  list: (options) => api("api/models", options),
   refresh: () => api("api/models/refresh", { method: "POST" }), // rescans ADAPTER_DIRS first
   load: (id) => api(`api/models/${encodeURIComponent(id)}/load`, { method: "POST" }),
   status: (id) => api(`api/models/${encodeURIComponent(id)}/status`),
@@ -129,6 +134,13 @@ export const runs = {
   exportBase: (runId) => `api/runs/${encodeURIComponent(runId)}/export`,
 };
 
-export const health = () => api("api/health");
+export const health = (options) => api("api/health", options);
+
+/** `?box=NAME` for the doctor when the page knows several boxes; none for the only one. */
+const boxQuery = (box) => (box ? `?${new URLSearchParams({ box })}` : "");
+export const doctor = {
+  report: (box) => api(`api/doctor${boxQuery(box)}`),
+  stream: (box, signal) => streamEvents(`api/doctor/stream${boxQuery(box)}`, signal),
+};
 export const stopTurn = (turnId) =>
   api(`api/chat/${encodeURIComponent(turnId)}/stop`, { method: "POST" });

@@ -1,10 +1,11 @@
 // LF Gate's page: the chat list, the conversation with the model on the box, and the
-// composer; a compare chat's columns, the leaderboard, prompt sets and their runs. The open
-// chat and its running turn live here, the box's status, the chat list, the compare view's
-// and the prompt runs' state in state/; components/ only render and report.
+// composer; a compare chat's columns, the leaderboard, prompt sets and their runs, the doctor.
+// The open chat and its running turn live here, the box's status, the chat list, the compare
+// view's, the prompt runs' and the doctor's state in state/; components/ only render and report.
 import { html, render, useEffect, useMemo, useRef, useState } from "./ui.js";
 import { ApiError, chats, stopTurn, streamTurn } from "./api.js";
-import { useHealth, useModels } from "./state/box_status.js";
+import { boxesOf, useHealth, useLostWithBox, useModels } from "./state/box_status.js";
+import { useDoctor } from "./state/doctor.js";
 import { useChatList } from "./state/chat_list.js";
 import { useCompare } from "./state/compare.js";
 import { indexTree, newestLeaf, pathTo, siblingsOf } from "./tree.js";
@@ -22,13 +23,21 @@ import { CompareTitle, CompareView } from "./components/compare_view.js";
 import { Leaderboard } from "./components/leaderboard.js";
 import { SetsPage } from "./components/prompt_sets.js";
 import { RunView } from "./components/run_view.js";
+import { DoctorPanel } from "./components/doctor_panel.js";
+import { BoxDown } from "./components/box_down.js";
+import { DoctorLink, isBoxError } from "./components/doctor_link.js";
 
 const FOLLOW_STREAMING_MS = 1000;
 
 /** What the URL shows: a chat (#/chat/<id>, a compare chat too), a new compare (#/compare),
- *  the leaderboard (#/leaderboard), the prompt sets (#/sets) or one run (#/run/<id>), or a
- *  new chat. */
+ *  the leaderboard (#/leaderboard), the prompt sets (#/sets) or one run (#/run/<id>), the
+ *  doctor (#/doctor; #/doctor/run[/<box>] opens it and starts a run), or a new chat. */
 const routeFromHash = () => {
+  const doctor = /^#\/doctor(\/run(?:\/([^/]+))?)?$/.exec(location.hash);
+  if (doctor) {
+    return { page: "doctor", chatId: null, runId: null, runDoctor: Boolean(doctor[1]),
+      doctorBox: doctor[2] ? decodeURIComponent(doctor[2]) : null };
+  }
   const match = /^#\/(chat|run)\/([\w-]+)$/.exec(location.hash);
   if (match) return { page: match[1], chatId: match[1] === "chat" ? match[2] : null,
     runId: match[1] === "run" ? match[2] : null };
@@ -36,9 +45,11 @@ const routeFromHash = () => {
     location.hash] ?? "chat", chatId: null, runId: null };
 };
 /** The pages with no chat (no model picker, parameters or export in the header): their title. */
-const NO_CHAT = { leaderboard: "Leaderboard", sets: "Prompt sets", run: "Prompt sets" };
+const NO_CHAT = { leaderboard: "Leaderboard", sets: "Prompt sets", run: "Prompt sets",
+  doctor: "Doctor" };
 
-function EmptyState({ model, healthInfo }) {
+function EmptyState({ model, boxes }) {
+  const box = boxes.find((b) => b.name === model?.box) ?? boxes[0];
   const losses = model && [model.train_loss != null && `train ${lossText(model.train_loss)}`,
     model.eval_loss != null && `eval ${lossText(model.eval_loss)}`].filter(Boolean).join(" · ");
   return html`<div class="empty-state">
@@ -52,7 +63,7 @@ function EmptyState({ model, healthInfo }) {
       <dt>Template</dt><dd>${model.template}</dd>
       ${model.warnings?.length > 0 && html`<dt>Warnings</dt><dd>${model.warnings.join("; ")}</dd>`}
       ${!model.usable && html`<dt>Unusable</dt><dd>${model.problems.join("; ")}</dd>`}
-      ${healthInfo && html`<dt>Box</dt><dd>${healthInfo.remote.host} · ${healthInfo.mode} mode</dd>`}
+      ${box && html`<dt>Box</dt><dd>${boxes.length > 1 ? `${box.name} · ` : ""}${box.host} · ${box.mode} mode</dd>`}
     </dl>`}
     <p class="muted">Pick a base model or adapter above. Replies stream from LlamaFactory on the box; every turn is saved with the exact model, adapter and settings that produced it.</p>
   </div>`;
@@ -60,6 +71,21 @@ function EmptyState({ model, healthInfo }) {
 
 function App() {
   const { health: healthInfo, gatewayError } = useHealth();
+  const boxes = useMemo(() => boxesOf(healthInfo), [healthInfo]);
+  const doctor = useDoctor();
+  const boxesNow = useRef(boxes);
+  boxesNow.current = boxes;
+  /** A run of the doctor asked for by a link (#/doctor/run[/<box>]): started, and the URL
+   *  left at #/doctor so the same link starts the next one. With several boxes and none
+   *  named, the first that is not connected (else the first). */
+  const runDoctorFrom = (route) => {
+    if (!route.runDoctor) return;
+    const known = boxesNow.current;
+    const box = route.doctorBox ?? (known.length > 1
+      ? (known.find((b) => b.state !== "connected") ?? known[0]).name : null);
+    doctor.start(box);
+    history.replaceState(null, "", "#/doctor");
+  };
   const { chatList, listError, setListError, query, setQuery, archived, setArchived,
     refreshList } = useChatList();
   const [chatId, setChatId] = useState(() => routeFromHash().chatId);
@@ -88,6 +114,10 @@ function App() {
   // The chat's model is no longer on the box (its folder went) or cannot be used: the chat
   // stays readable, and the composer asks for another model.
   const modelGone = listed && !current;
+  // Its wrapper went with the box (not a failed load): it loads again with the next message.
+  const lost = useLostWithBox(modelList, boxes);
+  const modelLost = Boolean(current && lost.has(current.id));
+  const modelBox = boxes.find((b) => b.name === current?.box) ?? boxes[0];
   const modelUnusable = current?.usable === false;
   const tree = useMemo(() => indexTree(chat?.messages ?? []), [chat]);
   const visited = useRef(new Map()); // message id -> the leaf last shown below it
@@ -103,7 +133,10 @@ function App() {
       setPage(route.page);
       setChatId(route.chatId);
       setRunId(route.runId);
+      setSidebarOpen(false);
+      runDoctorFrom(route);
     };
+    runDoctorFrom(routeFromHash()); // a page opened on #/doctor/run
     addEventListener("hashchange", onHash);
     return () => removeEventListener("hashchange", onHash);
   }, []);
@@ -191,7 +224,9 @@ function App() {
         local.status = "interrupted";
       } else {
         local.status = "failed";
-        if (error.name !== "AbortError") setBanner({ message: error.message, hint: error.hint });
+        if (error.name !== "AbortError") {
+          setBanner({ message: error.message, hint: error.hint, code: error.code });
+        }
         if (userText) restoreText(draftKey, userText);
       }
     }
@@ -400,11 +435,12 @@ function App() {
   const exportBase = chat && !NO_CHAT[page] && !(isCompare && compare.hidden)
     ? `api/chats/${encodeURIComponent(chat.id)}/export` : null;
 
-  const picker = { models: modelList, runs, load, health: healthInfo, scan, serving, listed,
+  const picker = { models: modelList, runs, load, health: healthInfo, scan, serving, listed, lost,
     onOpen: rescan, rescanning, rescanError,
-    onUnload: (id) => unload(id).catch((error) => setBanner({ message: error.message })) };
+    onUnload: (id) => unload(id).catch((error) => setBanner({ message: error.message, code: error.code })) };
   const bannerBox = banner && html`<div class="banner" role="alert">
-    <span>${banner.message}${banner.hint ? html` <span class="hint">${banner.hint}</span>` : ""}</span>
+    <span>${banner.message}${banner.hint ? html` <span class="hint">${banner.hint}</span>` : ""}${
+      isBoxError(banner.code) ? html` <${DoctorLink} />` : ""}</span>
     <button type="button" class="icon-btn" aria-label="Dismiss" onClick=${() => setBanner(null)}>✕</button>
   </div>`;
 
@@ -416,7 +452,7 @@ function App() {
     <${Sidebar} chats=${chatList} currentId=${chatId} page=${page} query=${query} onQuery=${setQuery}
       archived=${archived} onShowArchived=${setArchived} onNew=${newChat} open=${sidebarOpen}
       onCompare=${() => openPage("compare")} onLeaderboard=${() => openPage("leaderboard")}
-      onSets=${() => openPage("sets")}
+      onSets=${() => openPage("sets")} onDoctor=${() => openPage("doctor")}
       listError=${listError} onSelect=${selectChat} onRename=${renameChat}
       onArchive=${archiveChat} onDelete=${deleteChat} onImport=${importChat} />
     ${sidebarOpen && html`<div class="scrim" onClick=${() => setSidebarOpen(false)}></div>`}
@@ -434,9 +470,11 @@ function App() {
           onClick=${() => { setDrawerError(null); setDrawer(!drawer); }}>
           <${Icon} name="sliders" /><span class="wide-only">Parameters</span></button>`}
         ${exportBase && html`<${ExportMenu} exportBase=${exportBase} />`}
-        <${Connection} health=${healthInfo} gatewayError=${gatewayError} />
+        <${Connection} health=${healthInfo} boxes=${boxes} gatewayError=${gatewayError} />
       </header>
+      ${!gatewayError && html`<${BoxDown} boxes=${boxes} />`}
       ${page === "leaderboard" ? html`<${Leaderboard} />`
+        : page === "doctor" ? html`<${DoctorPanel} doctor=${doctor} boxes=${boxes} />`
         : page === "sets" ? html`<${SetsPage} picker=${picker} />`
         : page === "run" ? html`<${RunView} runId=${runId} />`
         : isCompare ? html`<${CompareView} compare=${compare} chatId=${chatId} picker=${picker}
@@ -445,10 +483,16 @@ function App() {
         : html`
         <main class="conversation" ref=${scroller} aria-label="Conversation" onScroll=${onScroll}>
           ${chatError && html`<p class="notice error" role="alert">${chatError}</p>`}
-          ${current?.status === "error" && load?.model === current.id && load.error
+          ${current?.status === "error" && load?.model === current.id && load.error && !modelLost
             && shown.at(-1)?.message.status !== "error" // the failed reply already says why
             && html`<${LoadError} load=${load} onRetry=${startLoad} />`}
-          ${!chatError && shown.length === 0 && html`<${EmptyState} model=${current} healthInfo=${healthInfo} />`}
+          ${modelLost && html`<p class="notice info lost-with-box" role="status">
+            ${current.id} stopped when the box went away: ${modelBox?.state === "connected"
+              ? "the box is back, and the model loads again with your next message."
+              : "it loads again with your next message once the box is back."}
+            ${modelBox?.state === "connected" && html` <button type="button" class="btn small"
+              onClick=${() => startLoad(current.id)}>Load now</button>`}</p>`}
+          ${!chatError && shown.length === 0 && html`<${EmptyState} model=${current} boxes=${boxes} />`}
           <div class="messages">
             ${shown.map(({ message, streaming, infos }, i) => html`<${Message}
               key=${message.id ?? `pending-${i}`} message=${message} streaming=${streaming}

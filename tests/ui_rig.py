@@ -65,6 +65,23 @@ def start_scripted_gateway(folder: Path, *, port: int | None = None,
                           port=port)
 
 
+def stand_in_nvidia_smi(folder: Path) -> Path:
+    """A folder holding an `nvidia-smi` that answers the box status query with real captured
+    output (two A100s, one busy training, one whose utilisation reads [N/A]; see
+    tests/test_box_status.py). Put it first on a scripted gateway's PATH: its box is local."""
+    from tests.test_box_status import NVIDIA_SMI_OUTPUT
+
+    folder.mkdir(parents=True, exist_ok=True)
+    smi = folder / "nvidia-smi"
+    smi.write_text("#!/bin/sh\n"
+                   '[ "$1" = "--query-gpu=index,name,memory.total,memory.used,'
+                   'utilization.gpu" ] && [ "$2" = "--format=csv,noheader,nounits" ] '
+                   "|| { echo \"unexpected: $*\" >&2; exit 2; }\n"
+                   f"cat <<'OUT'\n{NVIDIA_SMI_OUTPUT}OUT\n")
+    smi.chmod(0o755)
+    return folder
+
+
 def real_ssh_env(sshd: Any, box_python: str, tiny: dict[str, str], folder: Path, *,
                  mode: str = "script") -> dict[str, str]:
     """The gateway's .env for the real LlamaFactory box behind the test sshd (as

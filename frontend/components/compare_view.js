@@ -10,6 +10,7 @@ import { splitThinking } from "../markdown.js";
 import { Composer } from "./composer.js";
 import { ModelPicker } from "./model_picker.js";
 import { ReplyBody } from "./message.js";
+import { DoctorLink } from "./doctor_link.js";
 
 const FOLLOW_PX = 60; // a column this close to its end keeps following the text that streams in
 
@@ -87,6 +88,7 @@ function Cell({ index, message, slot, hidden, diff, diffSide, diffWhole, scrollR
     ${error && html`<div class="notice error" role="alert">
       <p><strong>${error.code ?? "error"}</strong>: ${error.message}</p>
       ${error.hint && html`<p class="hint">${error.hint}</p>`}
+      <p class="doctor-line-link"><${DoctorLink} /></p>
     </div>`}
     <div class="cmp-foot">
       <span class="cmp-letter small" aria-hidden="true">${letter}</span>

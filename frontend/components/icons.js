@@ -16,6 +16,7 @@ const PATHS = {
   columns: html`<rect x="3" y="4" width="7.5" height="16" rx="1.5" /><rect x="13.5" y="4" width="7.5" height="16" rx="1.5" />`,
   sets: html`<path d="M9 6h11M9 12h11M9 18h11" /><path d="M4.5 6h.01M4.5 12h.01M4.5 18h.01" stroke-width="3" />`,
   upload: html`<path d="M12 16V5" /><path d="M7 9.5l5-5 5 5" /><path d="M5 20h14" />`,
+  doctor: html`<path d="M3 12h4l2.5-6 4 12 2.5-6H21" />`,
   ranking: html`<path d="M4 20h16" /><rect x="5" y="11" width="4" height="9" /><rect x="10" y="5" width="4" height="15" />
     <rect x="15" y="14" width="4" height="6" />`,
 };

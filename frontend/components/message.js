@@ -5,6 +5,7 @@ import { renderMarkdown, splitThinking } from "../markdown.js";
 import { copyText } from "../clipboard.js";
 import { provenanceText, replySummary } from "../format.js";
 import { Icon } from "./icons.js";
+import { DoctorLink } from "./doctor_link.js";
 
 /** An action under a message: an icon with its name as tooltip and for screen readers. */
 function Action({ icon, label, onClick, disabled = false }) {
@@ -145,6 +146,7 @@ export function Message({ message, streaming = false, busy = false, branch, info
     ${error && html`<div class="notice error" role="alert">
       <p><strong>${error.code ?? "error"}</strong>: ${withCode(error.message)}</p>
       ${error.hint && html`<p class="hint">${withCode(error.hint)}</p>`}
+      <p class="doctor-line-link"><${DoctorLink} /></p>
     </div>`}
     ${!editing && html`<div class="msg-actions">
       <${BranchArrows} branch=${branch} />

@@ -7,15 +7,18 @@
 import { html, useEffect, useLayoutEffect, useMemo, useRef, useState } from "../ui.js";
 import { age, basename, bytes, lossText, seconds } from "../format.js";
 import { Sparkline } from "./sparkline.js";
+import { boxesOf } from "../state/box_status.js";
 
 const STATUS = {
   ready: ["ok", "loaded"], loading: ["loading", "loading…"],
   unloaded: ["idle", "not loaded"], error: ["bad", "failed"],
 };
 const PAGE = 8; // PageUp/PageDown
+const BOX_DOT = { connected: "ok", reconnecting: "warn", down: "bad" };
 const WHOLE = "\u0000whole"; // the group of whole fine-tuned models (no base of their own here)
 
-const optionId = (id) => `model-option-${id}`; // ids hold only A-Z a-z 0-9 . _ -
+// Ids hold A-Z a-z 0-9 . _ - and, for a model of a BOXES box, `box:`; CSS.escape()d as selectors.
+const optionId = (id) => `model-option-${id}`;
 
 function Elapsed({ since }) {
   const [now, setNow] = useState(Date.now());
@@ -137,6 +140,38 @@ function ScanFacts({ scan, rescanning, rescanError, serving }) {
   return notes.length > 0 && html`<div class="pick-foot" aria-live="polite">${notes}</div>`;
 }
 
+/** One base's models: its own rows (the base alone, .env's adapter), then its runs, each
+ *  with its checkpoints and a loss sparkline. */
+function BaseGroup({ group, runs, value, optionProps }) {
+  const whole = group.key === WHOLE;
+  const baseName = whole ? "Whole fine-tuned models" : basename(group.key) || "base";
+  return html`<div class="pick-base-group">
+    <div class="pick-base" title=${whole ? "" : group.key} aria-hidden="true">
+      <span class="pick-base-name">${baseName}</span>
+      <span class="pick-path">${whole ? "each with its own weights" : group.key}</span>
+    </div>
+    ${group.own.length > 0 && html`<div role="group" aria-label=${`${baseName}: base and .env adapter`}>
+      ${group.own.map((m) => html`<${Option} key=${m.id} ...${optionProps(m)} />`)}
+    </div>`}
+    ${group.runs.map((run) => {
+      const curve = runs?.[run.run] ?? {};
+      const finalStep = curve.train?.length ? curve.train.at(-1)[0] : null;
+      const template = [...new Set(run.rows.map((m) => m.template).filter(Boolean))].join(", ");
+      return html`<div role="group" class="pick-run" key=${run.run}
+        aria-label=${whole ? `Run ${run.path}` : `Run ${run.path} on ${baseName}`}>
+        <div class="pick-run-head">
+          <span class="pick-run-name" title=${run.path}>${run.path}</span>
+          ${template && html`<span class="pick-run-template">${template}</span>`}
+          <${Sparkline} train=${curve.train} evals=${curve.eval}
+            marks=${run.rows.map((m) => m.step).filter((s) => s != null)}
+            mark=${run.rows.find((m) => m.id === value)?.step ?? null} />
+        </div>
+        ${run.rows.map((m) => html`<${Option} key=${m.id} ...${optionProps(m, finalStep)} />`)}
+      </div>`;
+    })}
+  </div>`;
+}
+
 function Popover({ models, runs, value, health, scan, serving, rescanning, rescanError,
   initialQuery, onChoose }) {
   const [query, setQuery] = useState(initialQuery);
@@ -149,9 +184,22 @@ function Popover({ models, runs, value, health, scan, serving, rescanning, resca
     input?.setSelectionRange(input.value.length, input.value.length);
   }, []);
   const cli = health?.mode === "cli";
+  const boxes = boxesOf(health);
   const visible = useMemo(() => models.filter(matcher(query)), [models, query]);
-  const groups = useMemo(() => arrange(visible), [visible]);
-  const order = groups.flatMap((g) => [...g.own, ...g.runs.flatMap((r) => r.rows)]);
+  // Models bound to boxes (their `box`): a block per box, in the order the boxes come;
+  // one box (or a gateway that does not say): one block, as before.
+  const boxNames = useMemo(() => {
+    const names = [...new Set(models.map((m) => m.box).filter(Boolean))];
+    const known = boxes.map((b) => b.name).filter((name) => names.includes(name));
+    return [...new Set([...known, ...names])]; // in the order /api/health lists the boxes
+  }, [models, health]);
+  const byBox = boxNames.length > 1;
+  const blocks = useMemo(() => (byBox
+    ? boxNames.map((name) => ({ box: name, groups: arrange(visible.filter((m) => m.box === name)) }))
+      .filter((block) => block.groups.length > 0)
+    : [{ box: null, groups: arrange(visible) }]), [boxNames, visible]);
+  const order = blocks.flatMap((b) => b.groups.flatMap((g) => [...g.own,
+    ...g.runs.flatMap((r) => r.rows)]));
   const active = order.find((m) => m.id === activeId) ?? order[0];
   useEffect(() => {
     const row = active && list.current?.querySelector(`#${CSS.escape(optionId(active.id))}`);
@@ -181,7 +229,7 @@ function Popover({ models, runs, value, health, scan, serving, rescanning, resca
     setQuery(event.target.value);
     setActiveId(null); // the first match
   };
-  const host = health?.remote?.host;
+  const host = boxes[0]?.host ?? health?.remote?.host;
   const optionProps = (model, finalStep) => ({
     model, finalStep, selected: model.id === value, active: model.id === active?.id,
     ownProcess: !cli && model.shared_base === false, onChoose: choose, onHover: setActiveId,
@@ -193,7 +241,8 @@ function Popover({ models, runs, value, health, scan, serving, rescanning, resca
       spellcheck="false" placeholder="Search id, run, base, template…" value=${query}
       onInput=${onInput} onKeyDown=${onKeyDown} />
     <div class="pick-box">
-      <span class="pick-box-name">Box <strong>${host ?? "…"}</strong></span>
+      <span class="pick-box-name">${byBox ? html`<strong>${boxNames.length} boxes</strong>`
+        : html`Box <strong>${host ?? "…"}</strong>`}</span>
       ${health && html`<span class="badge">${health.mode}</span>`}
       <span class="pick-count">${query ? `${visible.length} of ${models.length}` : `${models.length}`} models</span>
     </div>
@@ -201,34 +250,20 @@ function Popover({ models, runs, value, health, scan, serving, rescanning, resca
     <div class="pick-list" id="model-options" role="listbox" aria-label="Models" ref=${list}
       onMouseDown=${(e) => e.preventDefault() /* the search box keeps the focus */}>
       ${order.length === 0 && html`<p class="pick-empty">${models.length ? `No model matches “${query}”.` : "No models listed yet."}</p>`}
-      ${groups.map((group) => {
-        const whole = group.key === WHOLE;
-        const baseName = whole ? "Whole fine-tuned models" : basename(group.key) || "base";
-        return html`<div class="pick-base-group" key=${group.key}>
-        <div class="pick-base" title=${whole ? "" : group.key} aria-hidden="true">
-          <span class="pick-base-name">${baseName}</span>
-          <span class="pick-path">${whole ? "each with its own weights" : group.key}</span>
-        </div>
-        ${group.own.length > 0 && html`<div role="group" aria-label=${`${baseName}: base and .env adapter`}>
-          ${group.own.map((m) => html`<${Option} key=${m.id} ...${optionProps(m)} />`)}
-        </div>`}
-        ${group.runs.map((run) => {
-          const curve = runs?.[run.run] ?? {};
-          const finalStep = curve.train?.length ? curve.train.at(-1)[0] : null;
-          const template = [...new Set(run.rows.map((m) => m.template).filter(Boolean))].join(", ");
-          return html`<div role="group" class="pick-run" key=${run.run}
-            aria-label=${whole ? `Run ${run.path}` : `Run ${run.path} on ${baseName}`}>
-            <div class="pick-run-head">
-              <span class="pick-run-name" title=${run.path}>${run.path}</span>
-              ${template && html`<span class="pick-run-template">${template}</span>`}
-              <${Sparkline} train=${curve.train} evals=${curve.eval}
-                marks=${run.rows.map((m) => m.step).filter((s) => s != null)}
-                mark=${run.rows.find((m) => m.id === value)?.step ?? null} />
-            </div>
-            ${run.rows.map((m) => html`<${Option} key=${m.id} ...${optionProps(m, finalStep)} />`)}
-          </div>`;
-        })}
-      </div>`;
+      ${blocks.map((block) => {
+        const inner = block.groups.map((group) => html`<${BaseGroup} key=${group.key} group=${group}
+          runs=${runs} value=${value} optionProps=${optionProps} />`);
+        if (!byBox) return inner;
+        const about = boxes.find((b) => b.name === block.box);
+        const state = about?.state ?? "idle";
+        return html`<div class="pick-box-group" key=${block.box} data-box=${block.box}>
+          <div class="pick-box-head" aria-hidden="true">
+            <span class=${`dot ${BOX_DOT[state] ?? "idle"}`}></span>
+            <span class="pick-box-title">${block.box}</span>
+            ${about && html`<span class="pick-path">${about.host}${state !== "connected" ? ` · ${state}` : ""}</span>`}
+          </div>
+          ${inner}
+        </div>`;
       })}
     </div>
     <${ScanFacts} scan=${scan} rescanning=${rescanning} rescanError=${rescanError} serving=${serving} />
@@ -236,7 +271,7 @@ function Popover({ models, runs, value, health, scan, serving, rescanning, resca
 }
 
 export function ModelPicker({ models, runs, value, onChange, load, onUnload, disabled, health,
-  scan, serving, listed = true, onOpen, rescanning = false, rescanError = null }) {
+  scan, serving, listed = true, lost = null, onOpen, rescanning = false, rescanError = null }) {
   const [open, setOpen] = useState(false);
   const [typed, setTyped] = useState(""); // a key typed on the button: the search's start
   const root = useRef(null);
@@ -314,7 +349,9 @@ export function ModelPicker({ models, runs, value, onChange, load, onUnload, dis
             : "Stop its wrapper and free the box's memory"} onClick=${() => onUnload(current.id)}>Unload</button>`}`}
       ${current?.status === "unloaded" && html`<span class="dot idle" aria-hidden="true"></span>
         <span class="status-text">Not loaded (loads on first message)</span>`}
-      ${current?.status === "error" && html`<span class="dot bad" aria-hidden="true"></span>
+      ${current?.status === "error" && lost?.has(current.id) && html`<span class="dot idle" aria-hidden="true"></span>
+        <span class="status-text" title="Its wrapper stopped when the box went away">Not loaded (the box went away)</span>`}
+      ${current?.status === "error" && !lost?.has(current.id) && html`<span class="dot bad" aria-hidden="true"></span>
         <span class="load-error" title=${[load?.error, load?.hint].filter(Boolean).join("\n")}>Load failed</span>`}
       ${gone && html`<span class="dot bad" aria-hidden="true"></span>
         <span class="status-text">Not on the box</span>`}

@@ -9,6 +9,7 @@ import { MODES } from "../state/compare.js";
 import { dateTime, duration, millis } from "../format.js";
 import { ReplyBody } from "./message.js";
 import { ExportMenu } from "./export_menu.js";
+import { DoctorLink, isBoxError } from "./doctor_link.js";
 
 const EXPORTS = [["markdown", "Markdown (.md)"], ["jsonl", "JSONL, a line a prompt (.jsonl)"],
   ["csv", "CSV, a row a reply (.csv)"]];
@@ -132,6 +133,7 @@ function Cell({ cell, number, verdict, canVote, pressed, onBest }) {
     ${cell.error && html`<div class="notice error">
       <p><strong>${cell.error.code ?? "error"}</strong>: ${cell.error.message}</p>
       ${cell.error.hint && html`<p class="hint">${cell.error.hint}</p>`}
+      ${isBoxError(cell.error.code) && html`<p class="doctor-line-link"><${DoctorLink} /></p>`}
     </div>`}
     <div class="cell-foot">
       ${(cell.ttft_ms != null || cell.total_ms != null) && html`<span class="cell-timing">
@@ -233,9 +235,11 @@ export function RunView({ runId }) {
       ${failure && !running && html`<div class="notice error run-error" role="alert">
         <p><strong>${failure.code ?? "error"}</strong>: ${failure.message}</p>
         ${failure.hint && html`<p class="hint">${failure.hint}</p>`}
+        ${isBoxError(failure.code) && html`<p class="doctor-line-link"><${DoctorLink} /></p>`}
       </div>`}
       ${actionError && html`<div class="notice error" role="alert">
         <p>${actionError.message}</p>${actionError.hint && html`<p class="hint">${actionError.hint}</p>`}
+        ${isBoxError(actionError.code) && html`<p class="doctor-line-link"><${DoctorLink} /></p>`}
       </div>`}
       <${Averages} run=${run} />
       <${Results} run=${run} onVote=${vote} />

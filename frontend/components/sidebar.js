@@ -60,7 +60,7 @@ function ChatItem({ chat, current, onSelect, onRename, onArchive, onDelete }) {
 }
 
 export function Sidebar({ chats, currentId, page, query, onQuery, archived, onShowArchived, onNew,
-  onCompare, onLeaderboard, onSets, onImport, open, listError, ...actions }) {
+  onCompare, onLeaderboard, onSets, onDoctor, onImport, open, listError, ...actions }) {
   const picker = useRef(null);
   const groups = groupByDay(chats);
   const empty = query ? "No chat matches your search." : archived ? "No archived chats." : "No chats yet.";
@@ -76,9 +76,12 @@ export function Sidebar({ chats, currentId, page, query, onQuery, archived, onSh
       <button type="button" class="btn has-icon" onClick=${onLeaderboard}
         aria-current=${page === "leaderboard" ? "page" : undefined}
         title="The models' ratings from every vote"><${Icon} name="ranking" />Leaderboard</button>
-      <button type="button" class="btn has-icon wide" onClick=${onSets}
+      <button type="button" class="btn has-icon" onClick=${onSets}
         aria-current=${page === "sets" || page === "run" ? "page" : undefined}
         title="A file of prompts asked of one to four models: a table of replies, scored"><${Icon} name="sets" />Prompt sets</button>
+      <button type="button" class="btn has-icon" onClick=${onDoctor}
+        aria-current=${page === "doctor" ? "page" : undefined}
+        title="Check the box step by step, each failure with its fix"><${Icon} name="doctor" />Doctor</button>
     </div>
     <input type="search" class="search" placeholder="Search chats…" aria-label="Search chats"
       value=${query} onInput=${(e) => onQuery(e.target.value)} />

@@ -1,12 +1,18 @@
-// What the page knows about the box: reachability and mode (/api/health), the models with
-// their status (/api/models), and the load the user is waiting for, timed to the second.
+// What the page knows about the box: reachability and mode (/api/health), each box's live
+// status (its `boxes`: state, round trip, GPUs, what is loaded), the models with their
+// status (/api/models), and the load the user is waiting for, timed to the second.
 import { useCallback, useEffect, useRef, useState } from "../ui.js";
 import { health as fetchHealth, models } from "../api.js";
 
 const HEALTH_EVERY_MS = 5000;
 const HEALTH_WHILE_DOWN_MS = 1000; // notice a gateway that is back within a second
+const HEALTH_WHILE_BOX_DOWN_MS = 2000; // and a box that is back within a couple
 const MODELS_EVERY_MS = 4000;
 const LOAD_POLL_MS = 500;
+// A poll that hangs (a gateway busy with a dead box) is given up, so the next one runs.
+const HEALTH_TIMEOUT_MS = 10_000;
+const MODELS_TIMEOUT_MS = 15_000;
+export const BUSY_PCT = 50; // a GPU this busy is working for someone (training, say)
 
 /** Call `fn` now and then every `ms` while mounted (never two at once). */
 export function usePoll(fn, ms) {
@@ -29,14 +35,56 @@ export function useHealth() {
   const [gatewayError, setGatewayError] = useState(null);
   usePoll(async () => {
     try {
-      setHealth(await fetchHealth());
+      setHealth(await fetchHealth({ timeoutMs: HEALTH_TIMEOUT_MS }));
       setGatewayError(null);
     } catch (error) {
       setGatewayError(error.message);
     }
-  }, gatewayError ? HEALTH_WHILE_DOWN_MS : HEALTH_EVERY_MS);
+  }, gatewayError ? HEALTH_WHILE_DOWN_MS
+    : boxesOf(health).some((box) => box.state === "down" || box.state === "reconnecting")
+      ? HEALTH_WHILE_BOX_DOWN_MS : HEALTH_EVERY_MS);
   return { health, gatewayError };
 }
+
+/** The boxes /api/health describes: its `boxes` list, or (from a gateway without it) the one
+ *  box of `remote`, with what that does not say left null. `state` is connected,
+ *  reconnecting or down; `idle` for a box not connected yet with nothing wrong (it connects on
+ *  first use). */
+export function boxesOf(health) {
+  if (!health) return [];
+  if (Array.isArray(health.boxes) && health.boxes.length) {
+    return health.boxes.map((box) => ({ ...box, mode: box.mode ?? health.mode,
+      error: typeof box.error === "string" ? { message: box.error } : box.error ?? null }));
+  }
+  const remote = health.remote ?? {};
+  return [{
+    name: "main", host: remote.host ?? "", mode: health.mode, legacy: true,
+    state: remote.connected ? "connected" : remote.error ? "down" : "idle",
+    error: remote.error ? { message: remote.error } : null,
+    rtt_ms: null, checked_at: null, gpus: null, gpu_error: null, load_avg: null, loaded: null,
+    wrapper: null, warnings: [],
+  }];
+}
+
+/** The models whose wrapper went with their box (`error` while that box was not connected):
+ *  not a failed load; the next message loads them again. Forgotten once they leave `error`. */
+export function useLostWithBox(modelList, boxes) {
+  const [lost, setLost] = useState(() => new Set());
+  useEffect(() => {
+    const states = new Map(boxes.map((box) => [box.name, box.state]));
+    const next = new Set();
+    for (const model of modelList) {
+      if (model.status !== "error") continue;
+      const state = model.box ? states.get(model.box) : boxes[0]?.state;
+      if (lost.has(model.id) || state === "down" || state === "reconnecting") next.add(model.id);
+    }
+    if (next.size !== lost.size || [...next].some((id) => !lost.has(id))) setLost(next);
+  }, [modelList, boxes]);
+  return lost;
+}
+
+/** Whether a GPU is busy: its utilisation at BUSY_PCT or more. */
+export const gpuBusy = (gpu) => gpu.utilization_pct != null && gpu.utilization_pct >= BUSY_PCT;
 
 /** The model list, and `load`: {model, since, pending, seconds, error, hint} for the model
  *  on screen, whoever started its load (the picker, a first message, another tab).
@@ -63,7 +111,9 @@ export function useModels(currentId) {
   };
   const refresh = useCallback(async () => {
     const number = ++counter.current;
-    try { show(number, await models.list()); } catch { /* the health poll says why */ }
+    try {
+      show(number, await models.list({ timeoutMs: MODELS_TIMEOUT_MS }));
+    } catch { /* the health poll says why; the list on screen stays */ }
   }, []);
   usePoll(refresh, MODELS_EVERY_MS);
   const rescan = useCallback(async () => {

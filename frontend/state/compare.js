@@ -149,7 +149,9 @@ export function useCompare({ chatId, chat, settings, modelList, openChat, reload
     } catch (error) {
       if (!local.compareId) { // refused, or never reached the gateway: nothing is stored
         local.running = false;
-        if (error.name !== "AbortError") setBanner({ message: error.message, hint: error.hint });
+        if (error.name !== "AbortError") {
+          setBanner({ message: error.message, hint: error.hint, code: error.code });
+        }
         restoreText(draftKey, text);
         if (runRef.current === local) { runRef.current = null; setRun(null); }
         return;

@@ -1,5 +1,7 @@
 """Take the README's screenshots of the page's main states, in Debian's Chromium, against a
-gateway on the scripted box double (so the content is the same every time):
+gateway on the scripted box double (so the content is the same every time; its box is this
+machine, with a stand-in `nvidia-smi` on the PATH that prints real captured output: two A100s,
+one busy training):
 
     python -m tests.rig.screenshots      (or: make screenshots)   -> docs/screenshots/*.png
 """
@@ -7,6 +9,7 @@ gateway on the scripted box double (so the content is the same every time):
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -15,12 +18,13 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.rig.hermetic import isolate
 from tests.rig.saves_tree import make_saves
-from tests.ui_rig import launch_chromium, start_scripted_gateway
+from tests.ui_rig import launch_chromium, stand_in_nvidia_smi, start_scripted_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "screenshots"
 WIDE = {"width": 1280, "height": 800}
 NARROW = {"width": 375, "height": 760}
+GPUS: dict[str, str] = {}  # the gateways' PATH, with the stand-in nvidia-smi first (main())
 
 
 def _send(page: Page, text: str, *, wait: bool = True) -> None:
@@ -46,7 +50,7 @@ def _loading_and_picker(browser, folder: Path) -> None:
     make_saves(saves, "/models/Qwen2.5-7B")
     gateway = start_scripted_gateway(folder / "picker", base_model_path="/models/Qwen2.5-7B",
                                      adapter_path="/runs/qwen-sft-lora/checkpoint-1200",
-                                     load_s=6, env={"ADAPTER_DIRS": str(saves)})
+                                     load_s=6, env={"ADAPTER_DIRS": str(saves), **GPUS})
     try:
         page = browser.new_page(viewport=WIDE)
         page.goto(gateway.url)
@@ -87,7 +91,7 @@ def _compare_and_leaderboard(browser, folder: Path) -> None:
     make_saves(saves, "/models/Qwen2.5-7B", broken=False)
     gateway = start_scripted_gateway(folder / "compare", base_model_path="/models/Qwen2.5-7B",
                                      adapter_path="/runs/qwen-sft-lora/checkpoint-1200",
-                                     delay_s=0.01, env={"ADAPTER_DIRS": str(saves)})
+                                     delay_s=0.01, env={"ADAPTER_DIRS": str(saves), **GPUS})
     final, step20, step100 = ("tiny--lora--sft-a", "tiny--lora--sft-a--checkpoint-20",
                               "tiny--lora--sft-b--checkpoint-100")
     try:
@@ -163,7 +167,7 @@ def _prompt_sets(browser, folder: Path) -> None:
     make_saves(saves, "/models/Qwen2.5-7B", broken=False)
     gateway = start_scripted_gateway(folder / "sets", base_model_path="/models/Qwen2.5-7B",
                                      adapter_path="/runs/qwen-sft-lora/checkpoint-1200",
-                                     delay_s=0.01, env={"ADAPTER_DIRS": str(saves)})
+                                     delay_s=0.01, env={"ADAPTER_DIRS": str(saves), **GPUS})
     final, step20 = "tiny--lora--sft-a", "tiny--lora--sft-a--checkpoint-20"
     try:
         gateway.http.post("/api/models/refresh")
@@ -194,13 +198,48 @@ def _prompt_sets(browser, folder: Path) -> None:
         gateway.stop()
 
 
+def _doctor_and_box_status(browser, folder: Path) -> None:
+    """The header's box status opened (two GPUs, one busy; a base and its adapter loaded), at
+    1280 px and on a phone; and the doctor's report on a box whose model folder is missing
+    (the scripted box has no LlamaFactory either): marks, fixes, the summary."""
+    gateway = start_scripted_gateway(folder / "status", base_model_path="/models/Qwen2.5-7B",
+                                     adapter_path="/runs/qwen-sft-lora/checkpoint-1200",
+                                     env={**GPUS, "BOX_STATUS_INTERVAL": "1"})
+    try:
+        _, events = gateway.chat({"message": "Which checkpoint is this?"})
+        chat_id = next(data["chat_id"] for event, data in events if event == "meta")
+        for name, viewport in (("box-status", WIDE), ("box-status-phone", NARROW)):
+            page = browser.new_page(viewport=viewport)
+            page.goto(f"{gateway.url}/#/chat/{chat_id}")
+            expect(page.locator("article[aria-label='Reply']")).to_have_count(1)
+            page.click("button.box-pill")
+            details = page.locator("[role='dialog'].box-pop")
+            expect(details.locator(".box-loaded li")).to_have_count(2, timeout=10_000)
+            expect(details.locator(".box-gpu")).to_have_count(2)
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(OUT / f"{name}.png"))
+            page.close()
+
+        page = browser.new_page(viewport=WIDE)
+        page.goto(f"{gateway.url}/#/doctor/run")
+        expect(page.locator(".doctor-summary")).to_be_visible(timeout=60_000)
+        page.locator("main.doctor").evaluate("box => box.scrollTo(0, box.scrollHeight)")
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(OUT / "doctor.png"))
+        page.close()
+    finally:
+        gateway.stop()
+
+
 def main() -> None:
     isolate()  # the user's .env and SSH_* stay out of the screenshots' gateway
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
+        tools = stand_in_nvidia_smi(Path(folder) / "tools")
+        GPUS["PATH"] = f"{tools}{os.pathsep}{os.environ.get('PATH', '')}"
         gateway = start_scripted_gateway(Path(folder), base_model_path="/models/Qwen2.5-7B",
                                          adapter_path="/runs/qwen-sft-lora/checkpoint-1200",
-                                         load_s=6, delay_s=0.05)
+                                         load_s=6, delay_s=0.05, env=GPUS)
         try:
             _seed(gateway)
             with sync_playwright() as playwright:
@@ -256,6 +295,7 @@ def main() -> None:
                 _loading_and_picker(browser, Path(folder))
                 _compare_and_leaderboard(browser, Path(folder))
                 _prompt_sets(browser, Path(folder))
+                _doctor_and_box_status(browser, Path(folder))
                 browser.close()
         finally:
             gateway.stop()
