@@ -9,12 +9,13 @@ from pathlib import Path
 import lfgate
 
 PACKAGE = Path(lfgate.__file__).parent
-# What each layer may import from lfgate (besides itself); config and remote are shared.
+# What each layer may import from lfgate (besides itself); config (with box_list, the boxes it
+# describes) and remote are shared.
 ALLOWED = {
     "storage": {"storage"},
     "box": {"box", "config", "remote"},
-    "services": {"services", "box", "storage", "config", "remote"},
-    "api": {"api", "services", "box", "storage", "config", "remote"},
+    "services": {"services", "box", "storage", "config", "box_list", "remote"},
+    "api": {"api", "services", "box", "storage", "config", "box_list", "remote"},
 }
 
 
