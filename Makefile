@@ -12,8 +12,10 @@ $(VENV)/bin/python:
 	@$(TIMED) "venv ($(VENV))" $(PYTHON) -m venv $(VENV)
 
 # The gateway alone: what `make run` needs (no torch, no LlamaFactory: those live on the box).
+# setuptools too: a venv's bundled copy (65.5 on Python 3.11) has known advisories, and
+# make test audits the venv (tests/test_dependency_audit.py).
 $(VENV)/.installed: pyproject.toml $(VENV)/bin/python
-	@$(TIMED) "gateway install" sh -c '$(PY) -m pip install --quiet --upgrade pip && \
+	@$(TIMED) "gateway install" sh -c '$(PY) -m pip install --quiet --upgrade pip setuptools && \
 	  $(PY) -m pip install --quiet -e .'
 	@touch $@
 
