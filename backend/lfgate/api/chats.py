@@ -3,10 +3,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
-from lfgate.api.deps import StoreDep, TurnsDep, VotesDep
+from lfgate.api.deps import SettingsDep, StoreDep, TurnsDep, VotesDep
+from lfgate.api.limits import check_limits
 from lfgate.api.schemas import (
     ChatCreateIn,
     ChatDetailOut,
@@ -19,11 +21,12 @@ from lfgate.api.schemas import (
     MessageOut,
     RegenerateIn,
 )
-from lfgate.api.sse import turn_response
+from lfgate.api.sse import STREAMED, turn_response
 from lfgate.services.chat_turns import DEFAULT_TITLE
 from lfgate.storage.chat_store import ChatStore, markdown
 from lfgate.storage.compare_markdown import compare_markdown
 
+MAX_OFFSET = 2**63 - 1  # the databases' largest integer
 router = APIRouter(prefix="/api/chats", tags=["chats"])
 
 
@@ -40,25 +43,30 @@ async def list_chats(
     q: Annotated[str | None, Query(max_length=500)] = None,
     archived: bool = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> ChatsOut:
     chats = await store.list_chats(q=q, archived=archived, limit=limit, offset=offset)
     return ChatsOut(chats=[ChatSummaryOut(**asdict(chat)) for chat in chats])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_chat(body: ChatCreateIn, store: StoreDep) -> ChatDetailOut:
+async def create_chat(body: ChatCreateIn, store: StoreDep, settings: SettingsDep
+                      ) -> ChatDetailOut:
+    check_limits(body, settings)
     chat = await store.create_chat(title=body.title or DEFAULT_TITLE, model=body.model,
                                    system=body.system, params=body.params.given())
     return await _detail(store, chat.id)
 
 
 @router.post("/import", status_code=status.HTTP_201_CREATED)
-async def import_chat(body: ChatImportIn, store: StoreDep) -> ChatDetailOut:
+async def import_chat(body: ChatImportIn, store: StoreDep, settings: SettingsDep
+                      ) -> ChatDetailOut:
+    check_limits(body, settings)
     try:
         chat = await store.import_chat(data=body.model_dump(mode="json"))
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    except ValueError as exc:  # the message tree does not hold together: nothing is stored
+        raise RequestValidationError([{"type": "value_error", "loc": ("body", "messages"),
+                                       "msg": str(exc), "input": None}]) from exc
     return await _detail(store, chat.id)
 
 
@@ -68,7 +76,9 @@ async def get_chat(chat_id: str, store: StoreDep) -> ChatDetailOut:
 
 
 @router.patch("/{chat_id}")
-async def patch_chat(chat_id: str, body: ChatPatchIn, store: StoreDep) -> ChatDetailOut:
+async def patch_chat(chat_id: str, body: ChatPatchIn, store: StoreDep, settings: SettingsDep
+                     ) -> ChatDetailOut:
+    check_limits(body, settings)
     changes = body.model_dump(exclude_unset=True)
     if "params" in changes:
         changes["params"] = body.params.given() if body.params else {}
@@ -82,25 +92,29 @@ async def delete_chat(chat_id: str, store: StoreDep) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{chat_id}/regenerate", response_model=ChatOut)
-async def regenerate(chat_id: str, body: RegenerateIn, turns: TurnsDep
+@router.post("/{chat_id}/regenerate", response_model=ChatOut, responses=STREAMED)
+async def regenerate(chat_id: str, body: RegenerateIn, turns: TurnsDep, settings: SettingsDep
                      ) -> StreamingResponse | ChatOut | JSONResponse:
     """Another reply to the same user message, as a new branch; streams like /api/chat."""
+    check_limits(body, settings)
     turn = await turns.regenerate(chat_id=chat_id, message_id=body.message_id,
                                   model=body.model, params=body.params.given())
     return await turn_response(turn, turns, stream=body.stream)
 
 
-@router.post("/{chat_id}/edit", response_model=ChatOut)
-async def edit(chat_id: str, body: EditIn, turns: TurnsDep
+@router.post("/{chat_id}/edit", response_model=ChatOut, responses=STREAMED)
+async def edit(chat_id: str, body: EditIn, turns: TurnsDep, settings: SettingsDep
                ) -> StreamingResponse | ChatOut | JSONResponse:
     """A new version of a user message, as a new branch, answered afresh."""
+    check_limits(body, settings)
     turn = await turns.edit(chat_id=chat_id, message_id=body.message_id, content=body.content,
                             model=body.model, params=body.params.given())
     return await turn_response(turn, turns, stream=body.stream)
 
 
-@router.get("/{chat_id}/export", response_model=None)
+@router.get("/{chat_id}/export", response_model=None, responses={200: {
+    "description": "The chat as Markdown or JSON (by `format`)",
+    "content": {"text/markdown": {"schema": {"type": "string"}}}}})
 async def export_chat(chat_id: str, store: StoreDep, votes: VotesDep,
                       format: Literal["md", "json"] = "md") -> Response:
     data = await store.export_chat(chat_id=chat_id)

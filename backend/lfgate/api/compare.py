@@ -9,10 +9,11 @@ from collections import defaultdict
 from dataclasses import asdict
 
 from fastapi import APIRouter
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from lfgate.api.compare_stream import compare_finals, compare_stream, meta
-from lfgate.api.deps import ComparesDep, RunsDep, TurnsDep, VotesDep
+from lfgate.api.deps import ComparesDep, RunsDep, SettingsDep, StoreDep, TurnsDep, VotesDep
+from lfgate.api.limits import check_limits
 from lfgate.api.schemas import (
     CompareIn,
     CompareOut,
@@ -25,15 +26,16 @@ from lfgate.api.schemas import (
     VoteOut,
     VotesOut,
 )
-from lfgate.api.sse import SSE_HEADERS
+from lfgate.api.sse import SSE_HEADERS, STREAMED
 from lfgate.services.leaderboard import games_of, leaderboard
 
 router = APIRouter(prefix="/api", tags=["compare"])
 
 
-@router.post("/compare", response_model=CompareOut)
-async def compare(body: CompareIn, compares: ComparesDep, turns: TurnsDep
-                  ) -> StreamingResponse | CompareOut:
+@router.post("/compare", response_model=CompareOut, responses=STREAMED)
+async def compare(body: CompareIn, compares: ComparesDep, turns: TurnsDep,
+                  settings: SettingsDep) -> StreamingResponse | CompareOut:
+    check_limits(body, settings)
     run = await compares.start(message=body.message, models=body.models,
                                params=body.params.given(), chat_id=body.chat_id,
                                blind=body.blind)
@@ -60,7 +62,8 @@ async def vote(chat_id: str, body: VoteIn, compares: ComparesDep) -> VoteOut:
 
 
 @router.get("/chats/{chat_id}/votes")
-async def votes_of_chat(chat_id: str, votes: VotesDep) -> VotesOut:
+async def votes_of_chat(chat_id: str, votes: VotesDep, store: StoreDep) -> VotesOut:
+    await store.get_chat(chat_id=chat_id)  # an unknown chat is a 404, not an empty tally
     records = await votes.of_chat(chat_id=chat_id)
     tally: dict[str, TallyOut] = defaultdict(TallyOut)
     for record in records:
@@ -86,7 +89,9 @@ async def get_leaderboard(votes: VotesDep, runs: RunsDep) -> LeaderboardOut:
     return await _board(votes, runs)
 
 
-@router.get("/leaderboard.csv", response_class=PlainTextResponse)
+@router.get("/leaderboard.csv", response_class=Response, responses={200: {
+    "description": "The leaderboard as CSV",
+    "content": {"text/csv": {"schema": {"type": "string"}}}}})
 async def leaderboard_csv(votes: VotesDep, runs: RunsDep) -> PlainTextResponse:
     board = await _board(votes, runs)
     out = io.StringIO()

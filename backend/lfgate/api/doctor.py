@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from lfgate.api.deps import FleetDep
-from lfgate.api.sse import SSE_HEADERS, sse_event
+from lfgate.api.sse import EVENT_STREAM, SSE_HEADERS, sse_event
 from lfgate.services.doctor import report
 from lfgate.services.findings import Finding, Waiting
 
@@ -32,7 +32,7 @@ async def doctor(fleet: FleetDep, box: BoxQuery = None) -> dict[str, Any]:
     return report(findings, time.monotonic() - started)
 
 
-@router.get("/stream")
+@router.get("/stream", response_class=Response, responses=EVENT_STREAM)
 async def doctor_stream(fleet: FleetDep, box: BoxQuery = None) -> StreamingResponse:
     """Events `waiting` (a slow part starts), `finding` (one check), then `report`."""
     runs = fleet.stack(box).doctor

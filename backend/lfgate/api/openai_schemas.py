@@ -4,9 +4,12 @@ lfgate.services.openai_requests."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from lfgate.api.limits import Limit
+from lfgate.api.schemas import MAX_TOP_K, NewTokens
 
 
 class StreamOptions(BaseModel):
@@ -21,17 +24,18 @@ class ChatCompletionIn(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, max_length=200)
-    messages: list[Any] = Field(min_length=1, max_length=10_000)
+    # Every text in them at most MAX_MESSAGE_CHARS (lfgate.api.limits).
+    messages: Annotated[list[Any], Limit.MESSAGE_CHARS] = Field(min_length=1, max_length=10_000)
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_tokens: NewTokens = None
+    max_completion_tokens: NewTokens = None
     stop: Any = None  # a string or up to 4; checked where the message can say which
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     # LlamaFactory's own knobs, as extra body fields (the openai SDK's `extra_body`).
-    top_k: int | None = Field(default=None, ge=0)
+    top_k: int | None = Field(default=None, ge=0, le=MAX_TOP_K)
     repetition_penalty: float | None = Field(default=None, gt=0, le=10)
     enable_thinking: StrictBool | None = None
     chat_template_kwargs: dict[str, Any] | None = None

@@ -10,7 +10,8 @@ from typing import Literal
 from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
-from lfgate.api.deps import PromptRunsDep, PromptSetsDep, RunsDep
+from lfgate.api.deps import PromptRunsDep, PromptSetsDep, RunsDep, SettingsDep
+from lfgate.api.limits import check_limits
 from lfgate.api.prompt_set_schemas import (
     AverageOut,
     CellOut,
@@ -27,7 +28,7 @@ from lfgate.api.prompt_set_schemas import (
     RunVoteOut,
     SetPromptOut,
 )
-from lfgate.api.sse import KEEPALIVE_S, SSE_HEADERS, sse_event
+from lfgate.api.sse import EVENT_STREAM, KEEPALIVE_S, SSE_HEADERS, sse_event
 from lfgate.services.prompt_runs import PromptRuns, RunView
 from lfgate.storage.prompt_set_store import PromptSetRecord
 from lfgate.storage.run_export import run_csv, run_jsonl, run_markdown
@@ -78,10 +79,12 @@ def _run_out(view: RunView) -> RunOut:
 
 
 @router.post("/prompt-sets", status_code=201)
-async def import_set(body: PromptSetIn, runs: PromptRunsDep) -> PromptSetOut:
+async def import_set(body: PromptSetIn, runs: PromptRunsDep, settings: SettingsDep
+                     ) -> PromptSetOut:
     """A bad file is refused whole (400, the message and `line` name the line at fault)."""
     record, warnings = await runs.import_set(content=body.content, format=body.format,
-                                             filename=body.filename, name=body.name)
+                                             filename=body.filename, name=body.name,
+                                             max_message_chars=settings.max_message_chars)
     return _set_out(record, warnings)
 
 
@@ -105,7 +108,9 @@ async def delete_set(set_id: str, runs: PromptRunsDep) -> Response:
 
 
 @router.post("/prompt-sets/{set_id}/runs", status_code=201)
-async def start_run(set_id: str, body: RunIn, runs: PromptRunsDep) -> RunOut:
+async def start_run(set_id: str, body: RunIn, runs: PromptRunsDep, settings: SettingsDep
+                    ) -> RunOut:
+    check_limits(body, settings)
     run = await runs.start(set_id=set_id, models=body.models, params=body.params.given())
     return _run_out(await runs.view(run_id=run.id))
 
@@ -134,7 +139,7 @@ async def get_run(run_id: str, runs: PromptRunsDep) -> RunOut:
     return _run_out(await runs.view(run_id=run_id))
 
 
-@router.get("/runs/{run_id}/events")
+@router.get("/runs/{run_id}/events", response_class=Response, responses=EVENT_STREAM)
 async def follow_run(run_id: str, runs: PromptRunsDep, store: RunsDep) -> StreamingResponse:
     """SSE: `progress` (a snapshot first), `cell` as each ends, `end` when the run stops."""
     await store.get(run_id=run_id)  # a 404 before the stream starts
@@ -172,7 +177,9 @@ async def vote_row(run_id: str, body: RunVoteIn, runs: PromptRunsDep) -> RunVote
     return RunVoteOut(index=vote.index, winner=vote.winner, reason=vote.reason)
 
 
-@router.get("/runs/{run_id}/export", response_class=PlainTextResponse)
+@router.get("/runs/{run_id}/export", response_class=Response, responses={200: {
+    "description": "The run as Markdown, JSONL or CSV (by `format`)",
+    "content": {media: {"schema": {"type": "string"}} for media, _, _ in EXPORTS.values()}}})
 async def export_run(run_id: str, runs: PromptRunsDep,
                      format: Literal["markdown", "jsonl", "csv"] = "markdown"
                      ) -> PlainTextResponse:

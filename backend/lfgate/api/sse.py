@@ -62,6 +62,18 @@ async def final_event(turn: Turn) -> ApiEvent:
 
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# What the OpenAPI schema says of these answers: a stream of events (as FastAPI declares its
+# own, OpenAPI 3.2's `itemSchema`; `data` is JSON, or /v1's closing `[DONE]`). A route that
+# only streams declares EVENT_STREAM, one that streams when asked (stream=true) STREAMED,
+# beside its JSON answer.
+_EVENT = {"type": "object", "required": ["data"], "properties": {
+    "event": {"type": "string"}, "data": {"type": "string"}, "id": {"type": "string"},
+    "retry": {"type": "integer", "minimum": 0}}}
+_EVENTS = {"text/event-stream": {"itemSchema": _EVENT}}
+EVENT_STREAM: dict[int | str, dict[str, Any]] = {200: {
+    "description": "Server-Sent Events", "content": _EVENTS}}
+STREAMED: dict[int | str, dict[str, Any]] = {200: {
+    "description": "The JSON answer, or with stream=true Server-Sent Events", "content": _EVENTS}}
 
 
 async def turn_response(turn: Turn, turns: ChatTurns, *, stream: bool

@@ -23,7 +23,7 @@ from lfgate.services.chat_turns import ChatTurns
 from lfgate.services.compare import MAX_SLOTS, TIE_WINNERS, serving_mode
 from lfgate.services.errors import BadTurnRequest, RunBusy, TooManyTurns
 from lfgate.services.fleet_registry import FleetRegistry
-from lfgate.services.prompt_set_file import SetFormat, parse_prompt_set
+from lfgate.services.prompt_set_file import MAX_FIELD_CHARS, SetFormat, parse_prompt_set
 from lfgate.services.reference_scores import score
 from lfgate.services.turn_recorder import Turn
 from lfgate.storage.prompt_set_store import PromptSetRecord, PromptSetStore, SetPromptRecord
@@ -96,11 +96,13 @@ class PromptRuns:
     # Sets -----------------------------------------------------------------------------
 
     async def import_set(self, *, content: str, format: SetFormat | None,
-                         filename: str | None, name: str | None
+                         filename: str | None, name: str | None,
+                         max_message_chars: int = MAX_FIELD_CHARS
                          ) -> tuple[PromptSetRecord, list[str]]:
         """Parse the whole file first (BadPromptSet names the line), then store it in one
         transaction: a bad file leaves nothing behind."""
-        parsed = parse_prompt_set(content, format=format, filename=filename)
+        parsed = parse_prompt_set(content, format=format, filename=filename,
+                                  max_message_chars=max_message_chars)
         name = (name or "").strip() or (filename or "").strip() \
             or parsed.prompts[0].prompt.strip().split("\n", 1)[0][:60]
         record = await self._sets.create(name=name, format=parsed.format,

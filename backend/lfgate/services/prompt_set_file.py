@@ -21,9 +21,17 @@ FORMATS: tuple[SetFormat, ...] = ("jsonl", "json", "csv", "lines")
 EXTENSIONS: dict[str, SetFormat] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
                                     ".csv": "csv", ".txt": "lines", ".text": "lines"}
 MAX_PROMPTS = 10_000
-MAX_FIELD_CHARS = 100_000
+MAX_FIELD_CHARS = 100_000  # a prompt, system prompt or reference; MAX_MESSAGE_CHARS if lower
 FIELDS = ("prompt", "system", "reference")
 ALPACA = ("instruction", "input", "output")
+
+
+@dataclass(frozen=True)
+class _Most:
+    """The longest prompt or system prompt, and the setting that says so ("" for ours)."""
+
+    chars: int = MAX_FIELD_CHARS
+    setting: str = ""
 
 
 @dataclass(frozen=True)
@@ -51,12 +59,15 @@ def detect_format(content: str, filename: str | None) -> SetFormat:
 
 
 def parse_prompt_set(content: str, *, format: SetFormat | None = None,
-                     filename: str | None = None) -> ParsedSet:
+                     filename: str | None = None,
+                     max_message_chars: int = MAX_FIELD_CHARS) -> ParsedSet:
     kind = format or detect_format(content, filename)
     content = content.removeprefix("\ufeff")  # a BOM from a spreadsheet's "save as"
     if "\x00" in content:
         raise BadPromptSet("the file holds NUL bytes: is it a text file?")
-    parsed = {"jsonl": _jsonl, "json": _json, "csv": _csv, "lines": _lines}[kind](content)
+    most = (_Most(max_message_chars, " (MAX_MESSAGE_CHARS)")
+            if max_message_chars < MAX_FIELD_CHARS else _Most())
+    parsed = {"jsonl": _jsonl, "json": _json, "csv": _csv, "lines": _lines}[kind](content, most)
     if not parsed.prompts:
         raise BadPromptSet("the file holds no prompts")
     if len(parsed.prompts) > MAX_PROMPTS:
@@ -65,7 +76,8 @@ def parse_prompt_set(content: str, *, format: SetFormat | None = None,
     return parsed
 
 
-def _record(data: Any, where: str, line: int | None, unknown: set[str]) -> SetPrompt:
+def _record(data: Any, where: str, line: int | None, unknown: set[str], most: _Most
+            ) -> SetPrompt:
     """One JSON record: {prompt, system?, reference?} or alpaca's {instruction, input?,
     output?, system?}."""
     if not isinstance(data, dict):
@@ -81,20 +93,21 @@ def _record(data: Any, where: str, line: int | None, unknown: set[str]) -> SetPr
     unknown.update(k for k in data if k not in FIELDS and k not in ALPACA)
     if values["prompt"] is None and values["instruction"] is not None:  # alpaca
         joined = "\n".join(v for v in (values["instruction"], values["input"]) if v)
-        return _prompt(joined, values["system"], values["output"], where, line)
+        return _prompt(joined, values["system"], values["output"], where, line, most)
     if values["prompt"] is None:
         raise BadPromptSet(f"{where}: no \"prompt\" (or alpaca \"instruction\")", line=line)
-    return _prompt(values["prompt"], values["system"], values["reference"], where, line)
+    return _prompt(values["prompt"], values["system"], values["reference"], where, line, most)
 
 
 def _prompt(prompt: str, system: str | None, reference: str | None, where: str,
-            line: int | None) -> SetPrompt:
+            line: int | None, most: _Most) -> SetPrompt:
     if not prompt.strip():
         raise BadPromptSet(f"{where}: the prompt is empty", line=line)
-    for name, value in (("prompt", prompt), ("system", system), ("reference", reference)):
-        if value is not None and len(value) > MAX_FIELD_CHARS:
+    for name, value, limit in (("prompt", prompt, most), ("system", system, most),
+                               ("reference", reference, _Most())):
+        if value is not None and len(value) > limit.chars:
             raise BadPromptSet(f"{where}: the {name} is {len(value)} characters; at most "
-                               f"{MAX_FIELD_CHARS}", line=line)
+                               f"{limit.chars}{limit.setting}", line=line)
     return SetPrompt(prompt, system or None, reference if reference else None)
 
 
@@ -102,7 +115,7 @@ def _ignored(unknown: set[str]) -> list[str]:
     return [f"ignored fields: {', '.join(sorted(unknown))}"] if unknown else []
 
 
-def _jsonl(content: str) -> ParsedSet:
+def _jsonl(content: str, most: _Most) -> ParsedSet:
     prompts: list[SetPrompt] = []
     unknown: set[str] = set()
     for number, text in enumerate(content.splitlines(), 1):
@@ -113,11 +126,11 @@ def _jsonl(content: str) -> ParsedSet:
         except json.JSONDecodeError as exc:
             raise BadPromptSet(f"line {number}: not JSON ({exc.msg} at column {exc.colno})",
                                line=number) from None
-        prompts.append(_record(data, f"line {number}", number, unknown))
+        prompts.append(_record(data, f"line {number}", number, unknown, most))
     return ParsedSet("jsonl", prompts, _ignored(unknown))
 
 
-def _json(content: str) -> ParsedSet:
+def _json(content: str, most: _Most) -> ParsedSet:
     try:
         data = json.loads(content)
     except json.JSONDecodeError as exc:
@@ -126,12 +139,12 @@ def _json(content: str) -> ParsedSet:
     if not isinstance(data, list):
         raise BadPromptSet("a .json prompt set is an array of objects (or use JSONL)")
     unknown: set[str] = set()
-    prompts = [_record(item, f"item {number}", None, unknown)
+    prompts = [_record(item, f"item {number}", None, unknown, most)
                for number, item in enumerate(data, 1)]
     return ParsedSet("json", prompts, _ignored(unknown))
 
 
-def _csv(content: str) -> ParsedSet:
+def _csv(content: str, most: _Most) -> ParsedSet:
     reader = csv.reader(io.StringIO(content, newline=""), strict=True)
     try:
         header = next(reader, None)
@@ -152,7 +165,7 @@ def _csv(content: str) -> ParsedSet:
                                    f"{len(names)} (an unquoted comma or quote?)", line=number)
             values = {name: row[index] for name, index in columns.items()}
             prompts.append(_prompt(values["prompt"], values.get("system"),
-                                   values.get("reference"), f"line {number}", number))
+                                   values.get("reference"), f"line {number}", number, most))
     except csv.Error as exc:
         number = reader.line_num
         raise BadPromptSet(f"line {number}: not valid CSV ({exc})", line=number) from None
@@ -160,6 +173,7 @@ def _csv(content: str) -> ParsedSet:
     return ParsedSet("csv", prompts, _ignored(unknown))
 
 
-def _lines(content: str) -> ParsedSet:
-    return ParsedSet("lines", [SetPrompt(line.strip()) for line in content.splitlines()
-                               if line.strip()])
+def _lines(content: str, most: _Most) -> ParsedSet:
+    return ParsedSet("lines", [_prompt(text.strip(), None, None, f"line {number}", number, most)
+                               for number, text in enumerate(content.splitlines(), 1)
+                               if text.strip()])
