@@ -35,6 +35,16 @@ async function errorFrom(response) {
   return new ApiError(response.status, `http_${response.status}`, text);
 }
 
+/** With GATEWAY_TOKEN set, a 401 from any call means this browser must log in: the page
+ *  listens here (onLoginNeeded) and shows the login form. A 401 to a request sent before the
+ *  latest login is old news and says nothing. */
+const loginNeeded = new EventTarget();
+let loginEpoch = 0;
+export function onLoginNeeded(listener) {
+  loginNeeded.addEventListener("login-needed", listener);
+  return () => loginNeeded.removeEventListener("login-needed", listener);
+}
+
 async function request(path, { method = "GET", body, signal, timeoutMs } = {}) {
   // A poll gives up after `timeoutMs`: a request that hangs must not stop the polling.
   const limit = timeoutMs ? AbortSignal.timeout(timeoutMs) : null;
@@ -43,8 +53,14 @@ async function request(path, { method = "GET", body, signal, timeoutMs } = {}) {
     init.headers = { "Content-Type": "application/json" };
     init.body = JSON.stringify(body);
   }
+  const epoch = loginEpoch;
   try {
-    return await fetch(path, init);
+    // Same-origin fetches send the session cookie (credentials: "same-origin", the default).
+    const response = await fetch(path, init);
+    if (response.status === 401 && path !== "api/login" && epoch === loginEpoch) {
+      loginNeeded.dispatchEvent(new Event("login-needed"));
+    }
+    return response;
   } catch (error) {
     if (limit?.aborted) {
       throw new ApiError(0, "timeout", `The gateway did not answer ${path} in ${timeoutMs / 1000} s.`);
@@ -135,6 +151,15 @@ export const runs = {
 };
 
 export const health = (options) => api("api/health", options);
+
+/** The page's login (GATEWAY_TOKEN -> an HttpOnly session cookie) and logout. */
+export const session = {
+  login: async (token) => {
+    await api("api/login", { method: "POST", body: { token } });
+    loginEpoch += 1;
+  },
+  logout: () => api("api/logout", { method: "POST" }),
+};
 
 /** `?box=NAME` for the doctor when the page knows several boxes; none for the only one. */
 const boxQuery = (box) => (box ? `?${new URLSearchParams({ box })}` : "");

@@ -3,7 +3,7 @@
 // The open chat and its running turn live here, the box's status, the chat list, the compare
 // view's, the prompt runs' and the doctor's state in state/; components/ only render and report.
 import { html, render, useEffect, useMemo, useRef, useState } from "./ui.js";
-import { ApiError, chats, stopTurn, streamTurn } from "./api.js";
+import { ApiError, chats, onLoginNeeded, session, stopTurn, streamTurn } from "./api.js";
 import { boxesOf, useHealth, useLostWithBox, useModels } from "./state/box_status.js";
 import { useDoctor } from "./state/doctor.js";
 import { useChatList } from "./state/chat_list.js";
@@ -26,6 +26,7 @@ import { RunView } from "./components/run_view.js";
 import { DoctorPanel } from "./components/doctor_panel.js";
 import { BoxDown } from "./components/box_down.js";
 import { DoctorLink, isBoxError } from "./components/doctor_link.js";
+import { Login } from "./components/login.js";
 
 const FOLLOW_STREAMING_MS = 1000;
 
@@ -69,7 +70,7 @@ function EmptyState({ model, boxes }) {
   </div>`;
 }
 
-function App() {
+function App({ onLogout }) {
   const { health: healthInfo, gatewayError } = useHealth();
   const boxes = useMemo(() => boxesOf(healthInfo), [healthInfo]);
   const doctor = useDoctor();
@@ -454,7 +455,8 @@ function App() {
       onCompare=${() => openPage("compare")} onLeaderboard=${() => openPage("leaderboard")}
       onSets=${() => openPage("sets")} onDoctor=${() => openPage("doctor")}
       listError=${listError} onSelect=${selectChat} onRename=${renameChat}
-      onArchive=${archiveChat} onDelete=${deleteChat} onImport=${importChat} />
+      onArchive=${archiveChat} onDelete=${deleteChat} onImport=${importChat}
+      onLogout=${healthInfo?.auth ? onLogout : null} />
     ${sidebarOpen && html`<div class="scrim" onClick=${() => setSidebarOpen(false)}></div>`}
     <div class="main">
       <header class="topbar">
@@ -521,4 +523,17 @@ function App() {
   </div>`;
 }
 
-render(html`<${App} />`, document.getElementById("app"));
+/** The app, or the login form while the gateway answers 401 (GATEWAY_TOKEN set, no session
+ *  cookie yet): the app unmounts, so its polling stops, and mounts again after the login. */
+function Root() {
+  const [loggedOut, setLoggedOut] = useState(false);
+  useEffect(() => onLoginNeeded(() => setLoggedOut(true)), []);
+  const logout = async () => {
+    try { await session.logout(); } catch { /* the form comes up all the same */ }
+    setLoggedOut(true);
+  };
+  return loggedOut ? html`<${Login} onLoggedIn=${() => setLoggedOut(false)} />`
+    : html`<${App} onLogout=${logout} />`;
+}
+
+render(html`<${Root} />`, document.getElementById("app"));

@@ -39,7 +39,11 @@ class GatewayProcess:
             env={**os.environ, **env}, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
         )
         self.url = f"http://127.0.0.1:{self.port}"
-        self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(300, connect=5))
+        # With GATEWAY_TOKEN, every /api and /v1 call needs it: `http` sends it as Bearer.
+        self.token = {**(dotenv or {}), **env}.get("GATEWAY_TOKEN") or None
+        auth = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(300, connect=5),
+                                 headers=auth)
         self._wait_up()
 
     def _wait_up(self, timeout: float = 30) -> None:

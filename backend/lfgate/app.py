@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exception_handlers import (
     http_exception_handler,
     request_validation_exception_handler,
@@ -27,14 +27,18 @@ from lfgate.api import (
     compare,
     doctor,
     health,
+    login,
     models,
     openai_compat,
     prompt_sets,
 )
+from lfgate.api.auth import AuthGate, LoginLimiter
+from lfgate.api.bad_input import explained, storable_request, unparseable_body
 from lfgate.api.body_limit import BodyLimit
 from lfgate.api.openai_errors import is_v1, openai_error, validation_error
+from lfgate.api.security_headers import SecurityHeaders
 from lfgate.box_list import box_definitions
-from lfgate.config import ENV_FILE, Settings
+from lfgate.config import ENV_FILE, Settings, check_listen_address
 from lfgate.services.box_fleet import BoxFleet
 from lfgate.services.chat_turns import ChatTurns
 from lfgate.services.compare import Compares
@@ -51,6 +55,7 @@ logger = logging.getLogger("lfgate")
 
 
 def create_app(settings: Settings) -> FastAPI:
+    check_listen_address(settings)  # not beyond loopback without GATEWAY_TOKEN
     env_path = Path(ENV_FILE).resolve()  # the doctor reports on the .env the gateway read
     boxes = box_definitions(settings)  # a wrong BOXES file stops here, naming the key
 
@@ -89,8 +94,15 @@ def create_app(settings: Settings) -> FastAPI:
             await fleet.close()
             await database.close()
 
-    app = FastAPI(title="LF Gate", version=__version__, lifespan=lifespan)
+    # Every route refuses, by name, text that cannot be stored (lfgate.api.bad_input).
+    app = FastAPI(title="LF Gate", version=__version__, lifespan=lifespan,
+                  dependencies=[Depends(storable_request)])
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    # GATEWAY_TOKEN on /api and /v1, checked before a body is read (middleware added later
+    # runs first); failed logins counted per address (lfgate.api.auth).
+    app.add_middleware(AuthGate, token=settings.gateway_token.get_secret_value())
+    app.state.login_limiter = LoginLimiter()
+    app.add_middleware(SecurityHeaders)  # CSP and friends on every response
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
@@ -112,18 +124,21 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        exc = explained(exc)
         if is_v1(request):
             return validation_error(exc)
         return await request_validation_exception_handler(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if (unreadable := unparseable_body(exc)) is not None:  # not "error parsing the body"
+            return await invalid_request(request, unreadable)
         if is_v1(request):
             return openai_error(exc.status_code, str(exc.detail), headers=exc.headers)
         return await http_exception_handler(request, exc)
 
-    for router in (health.router, doctor.router, models.router, chat.router, chats.router,
-                   compare.router, prompt_sets.router, openai_compat.router):
+    for router in (health.router, login.router, doctor.router, models.router, chat.router,
+                   chats.router, compare.router, prompt_sets.router, openai_compat.router):
         app.include_router(router)
     frontend = resources.files("lfgate.frontend")
     app.mount("/", StaticFiles(directory=str(frontend), html=True), name="frontend")

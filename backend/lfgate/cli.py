@@ -8,7 +8,7 @@ import sys
 
 from lfgate import __version__
 from lfgate.box_list import box_definitions
-from lfgate.config import SettingsError, load_settings
+from lfgate.config import SettingsError, check_listen_address, load_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -20,6 +20,7 @@ def _serve(args: argparse.Namespace) -> int:
                  if v is not None}
     try:
         settings = load_settings(**overrides)
+        check_listen_address(settings)  # not beyond loopback without GATEWAY_TOKEN
         boxes = box_definitions(settings)
     except SettingsError as exc:
         print(f"lfgate: {exc}", file=sys.stderr)

@@ -4,6 +4,7 @@ directory, checked once at start-up so a wrong value stops the gateway with a cl
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,9 @@ ENGINE_ARGS: dict[str, tuple[str, ...]] = {
     "sglang": ("sglang_maxlen", "sglang_mem_fraction", "sglang_tp_size", "sglang_lora_backend"),
 }
 JSON_ENGINE_ARGS = ("vllm_config",)  # a JSON object in .env, sent as an object
+# The most MAX_MESSAGE_CHARS (characters) and MAX_NEW_TOKENS_LIMIT (tokens) can be set to.
+MESSAGE_CHARS_CEILING = 10_000_000
+NEW_TOKENS_CEILING = 1_000_000
 
 
 def parse_json_object(text: str) -> dict[str, Any]:
@@ -118,8 +122,13 @@ class Settings(BaseSettings):
     database_url: str = ""
     lfgate_data_dir: str = "~/.local/share/lfgate"
 
-    # Largest request body accepted (413 above it); a message is at most 1,000,000 characters.
+    # Largest request body accepted (413 above it).
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Longest message or system prompt accepted (page, compare, prompt sets, /v1), in
+    # characters, and the most new tokens a request may ask for; above either, the request is
+    # refused naming the field and the setting. The whole gateway's, not a box's.
+    max_message_chars: int = Field(default=1_000_000, ge=1, le=MESSAGE_CHARS_CEILING)
+    max_new_tokens_limit: int = Field(default=1_000_000, ge=1, le=NEW_TOKENS_CEILING)
 
     # Replies being generated or queued at once, over every model; more get a 429 at once.
     max_concurrent_turns: int = Field(default=64, ge=1, le=4096)
@@ -128,8 +137,9 @@ class Settings(BaseSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=1, le=65535)
 
-    # The OpenAI-compatible /v1: with GATEWAY_TOKEN set, its clients must send it as
-    # `Authorization: Bearer`. STORE_API_CHATS keeps /v1 conversations as chats.
+    # With GATEWAY_TOKEN set, every /api and /v1 request must send it (`Authorization:
+    # Bearer`, or the page's login cookie: lfgate.api.auth); without it the gateway listens
+    # on loopback only (check_listen_address). STORE_API_CHATS keeps /v1 conversations.
     gateway_token: SecretStr = SecretStr("")
     store_api_chats: bool = False
 
@@ -232,6 +242,28 @@ class Settings(BaseSettings):
 
 class SettingsError(Exception):
     """Start-up configuration is wrong; the message names the key."""
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: reachable from this machine only."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def check_listen_address(settings: Settings) -> None:
+    """Refuse to listen beyond this machine without GATEWAY_TOKEN: whoever could reach the
+    port could use the box (and read every chat)."""
+    if settings.gateway_token.get_secret_value() or is_loopback(settings.gateway_host):
+        return
+    raise SettingsError(f"GATEWAY_HOST={settings.gateway_host} is not a loopback address and "
+                        "GATEWAY_TOKEN is empty: anyone on the network could use the box and "
+                        "read every chat; set GATEWAY_TOKEN to a long random string, or listen "
+                        "on 127.0.0.1")
 
 
 def unknown_keys(path: Path) -> list[str]:

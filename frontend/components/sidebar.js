@@ -60,7 +60,7 @@ function ChatItem({ chat, current, onSelect, onRename, onArchive, onDelete }) {
 }
 
 export function Sidebar({ chats, currentId, page, query, onQuery, archived, onShowArchived, onNew,
-  onCompare, onLeaderboard, onSets, onDoctor, onImport, open, listError, ...actions }) {
+  onCompare, onLeaderboard, onSets, onDoctor, onImport, onLogout, open, listError, ...actions }) {
   const picker = useRef(null);
   const groups = groupByDay(chats);
   const empty = query ? "No chat matches your search." : archived ? "No archived chats." : "No chats yet.";
@@ -102,6 +102,8 @@ export function Sidebar({ chats, currentId, page, query, onQuery, archived, onSh
       <input ref=${picker} type="file" accept=".json,application/json" hidden
         aria-label="Chat file to import"
         onChange=${(e) => { const [file] = e.target.files; e.target.value = ""; if (file) onImport(file); }} />
+      ${onLogout && html`<button type="button" class="link-btn log-out" onClick=${onLogout}
+        title="Forget this browser's login (GATEWAY_TOKEN)">Log out</button>`}
     </div>
   </nav>`;
 }

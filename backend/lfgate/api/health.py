@@ -41,4 +41,5 @@ async def health(settings: SettingsDep, fleet: FleetDep) -> HealthOut:
                      remote=RemoteOut(connected=status.connected, host=status.host,
                                       error=status.error),
                      warnings=settings.warnings + extra + fleet.warnings(),
-                     boxes=[_box(stack) for stack in fleet.stacks])
+                     boxes=[_box(stack) for stack in fleet.stacks],
+                     auth=bool(settings.gateway_token.get_secret_value()))

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from lfgate.api.deps import RegistryDep, SettingsDep, StartedDep, TurnsDep
+from lfgate.api.limits import check_limits
 from lfgate.api.openai_errors import openai_error
 from lfgate.api.openai_schemas import ChatCompletionIn, ModelCardOut, ModelListOut
 from lfgate.api.openai_stream import Completion, box_error_status, error_object
-from lfgate.api.sse import SSE_HEADERS, final_event
-from lfgate.services.errors import TooManyTurns, Unauthorized
+from lfgate.api.sse import SSE_HEADERS, STREAMED, final_event
+from lfgate.services.errors import BadParameter, TooManyTurns
 from lfgate.services.model_registry import ModelEntry
 from lfgate.services.openai_requests import turn_request
 
@@ -24,21 +23,9 @@ OWNER = "lfgate"
 OPEN_WAIT_S = 20.0  # a streamed request waits this long for the box before its headers
 
 
-def require_token(settings: SettingsDep,
-                  authorization: Annotated[str | None, Header()] = None) -> None:
-    """GATEWAY_TOKEN, when set, as `Authorization: Bearer`; without it any key passes
-    (clients insist on sending one)."""
-    token = settings.gateway_token.get_secret_value()
-    if not token:
-        return
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
-                                                              token.encode()):
-        raise Unauthorized("incorrect API key provided: send GATEWAY_TOKEN as "
-                           "`Authorization: Bearer <token>` (the SDKs' api_key)")
-
-
-router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_token)])
+# GATEWAY_TOKEN, when set, is checked before any of these by lfgate.api.auth (as for /api);
+# without it any key passes (clients insist on sending one).
+router = APIRouter(prefix="/v1", tags=["openai"])
 
 
 def _card(entry: ModelEntry, started: int) -> ModelCardOut:
@@ -62,12 +49,17 @@ async def get_model(model_id: str, registry: RegistryDep, started: StartedDep
     return _card(registry.usable(model_id), started)
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, responses=STREAMED)
 async def chat_completions(body: ChatCompletionIn, turns: TurnsDep, settings: SettingsDep,
                            registry: RegistryDep) -> StreamingResponse | JSONResponse:
     request = turn_request(body.model_dump(exclude_unset=True),
                            set(ChatCompletionIn.model_fields),
                            cli_mode=registry.settings_for(body.model).chat_mode == "cli")
+    check_limits(body, settings)
+    if not request.messages[-1]["content"].strip():  # the last message is the user's
+        where = f"messages[{len(body.messages) - 1}].content"
+        raise BadParameter(f"{where} is empty or whitespace only: there is nothing to answer",
+                           param=where)
     turn = await turns.start_messages(messages=request.messages, model=request.model,
                                       params=request.params, store=settings.store_api_chats)
     completion = Completion(turn, request.model)

@@ -5,12 +5,43 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_serializer,
+    field_validator,
+)
 
+from lfgate.api.limits import Limit
 from lfgate.remote import wrapper_protocol as wp
+from lfgate.services.compare import MAX_SLOTS
+from lfgate.storage.tables import as_utc
 
-MAX_MESSAGE_CHARS = 1_000_000
 MAX_STOP, MAX_STOP_CHARS = wp.MAX_STOP, wp.MAX_STOP_CHARS
+MAX_TOP_K = 1_000_000  # more than any vocabulary has tokens
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("is blank (whitespace only): there is nothing in it")
+    return value
+
+
+# Bounded by settings, so their bounds are not in the schema: lfgate.api.limits holds each
+# request to MAX_MESSAGE_CHARS and MAX_NEW_TOKENS_LIMIT, naming the setting.
+MessageText = Annotated[str, Field(min_length=1, description="at most MAX_MESSAGE_CHARS"),
+                        AfterValidator(_not_blank), Limit.MESSAGE_CHARS]
+SystemText = Annotated[str | None, Field(description="at most MAX_MESSAGE_CHARS"),
+                       Limit.MESSAGE_CHARS]
+NewTokens = Annotated[int | None, Field(ge=1, description="at most MAX_NEW_TOKENS_LIMIT"),
+                      Limit.NEW_TOKENS]
+Title = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
+# A stored moment, always with its offset (SQLite hands back naive UTC): RFC 3339, as the
+# schema's date-time says.
+Moment = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class GenParams(BaseModel):
@@ -20,10 +51,10 @@ class GenParams(BaseModel):
 
     temperature: float | None = Field(default=None, ge=0, le=10)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    top_k: int | None = Field(default=None, ge=0)
-    max_new_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    top_k: int | None = Field(default=None, ge=0, le=MAX_TOP_K)
+    max_new_tokens: NewTokens = None
     repetition_penalty: float | None = Field(default=None, gt=0, le=10)
-    system: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
+    system: SystemText = None
     enable_thinking: StrictBool | None = None
     # The reply ends before the first of these it makes (finish_reason "stop").
     stop: list[Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]] | None = Field(
@@ -37,7 +68,7 @@ class GenParams(BaseModel):
 class ChatIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    message: MessageText
     chat_id: str | None = Field(default=None, max_length=200)
     model: str = Field(default="default", max_length=200)
     params: GenParams = Field(default_factory=GenParams)
@@ -112,6 +143,7 @@ class HealthOut(BaseModel):
     remote: RemoteOut  # the .env's own box (boxes[0]), as before there were several
     warnings: list[str] = Field(default_factory=list)  # configuration problems, not fatal
     boxes: list[BoxHealthOut] = Field(default_factory=list)
+    auth: bool = False  # GATEWAY_TOKEN is set: requests need it (the page offers Log out)
 
 
 class ModelOut(BaseModel):
@@ -205,15 +237,15 @@ class MessageOut(BaseModel):
     role: str
     content: str
     status: str
-    created_at: datetime
+    created_at: Moment
     provenance: dict[str, Any] | None
 
 
 class ChatSummaryOut(BaseModel):
     id: str
     title: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: Moment
+    updated_at: Moment
     archived: bool
     model: str
     source: Literal["page", "api"] = "page"  # api: a /v1 conversation (STORE_API_CHATS)
@@ -235,19 +267,19 @@ class ChatDetailOut(ChatSummaryOut):
 class ChatCreateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str | None = Field(default=None, max_length=200)
+    title: Title | None = None  # none: "New chat" until the first message names it
     model: str = Field(default="default", max_length=200)
-    system: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
+    system: SystemText = None
     params: GenParams = Field(default_factory=GenParams)
 
 
 class ChatPatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str | None = Field(default=None, min_length=1, max_length=200)
+    title: Title | None = None
     archived: bool | None = None
     model: str | None = Field(default=None, max_length=200)
-    system: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
+    system: SystemText = None
     params: GenParams | None = None
     active_leaf_id: str | None = Field(default=None, min_length=1, max_length=64)
 
@@ -261,17 +293,35 @@ class ChatPatchIn(BaseModel):
         return value
 
 
+class ImportedSlot(BaseModel):
+    model: str = Field(max_length=200)
+    leaf_id: str | None = Field(default=None, max_length=64)
+
+
+class ImportedCompare(BaseModel):
+    """A compare chat's columns, as the chat's JSON has them."""
+
+    slots: list[ImportedSlot] = Field(min_length=2, max_length=MAX_SLOTS)
+    blind: bool = False
+
+
 class ImportedChat(BaseModel):
+    # Fields a newer export adds are ignored, so an export imports into an older gateway.
     title: str = Field(max_length=200)
     created_at: datetime
     updated_at: datetime
     archived: bool = False
-    model: str = "default"
-    system: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-    active_leaf_id: str | None = None
+    model: str = Field(default="default", max_length=200)
+    system: SystemText = None
+    # As a chat's own params: a wrong one is refused here, not by the box at the next turn.
+    params: GenParams = Field(default_factory=GenParams)
+    active_leaf_id: str | None = Field(default=None, max_length=64)
     source: Literal["page", "api"] = "page"
-    compare: dict[str, Any] | None = None
+    compare: ImportedCompare | None = None
+
+    @field_serializer("params")
+    def _given(self, params: GenParams) -> dict[str, Any]:
+        return params.given()
 
 
 class ImportedMessage(BaseModel):
@@ -292,6 +342,16 @@ class ChatImportIn(BaseModel):
     chat: ImportedChat
     messages: list[ImportedMessage]
 
+    @field_validator("messages")
+    @classmethod
+    def _ids_once(cls, messages: list[ImportedMessage]) -> list[ImportedMessage]:
+        seen: set[str] = set()
+        for message in messages:
+            if message.id in seen:
+                raise ValueError(f"message id {message.id!r} is there twice; ids are unique")
+            seen.add(message.id)
+        return messages
+
 
 class RegenerateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -303,13 +363,13 @@ class RegenerateIn(BaseModel):
 
 
 class EditIn(RegenerateIn):
-    content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    content: MessageText
 
 
 class CompareIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    message: MessageText
     # 2 to 4 model ids, one per column; the same id twice shows sampling variance.
     models: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         min_length=2, max_length=4)
@@ -352,7 +412,7 @@ class VoteOut(BaseModel):
     winner: str
     reason: str | None
     blind: bool
-    created_at: datetime
+    created_at: Moment
 
 
 class TallyOut(BaseModel):

@@ -89,6 +89,10 @@ class BoxMonitor:
                 await self.read_once()
             except Exception:  # a reading this code cannot take must not end the readings
                 logger.exception("reading the box's status failed")
+            # Python 3.11's wait_for can return a result that came as the task was cancelled
+            # (the stop at shutdown), dropping the cancel: stop anyway, or shutdown hangs.
+            if asyncio.current_task().cancelling():
+                raise asyncio.CancelledError
             await asyncio.sleep(self._interval_s)
 
     def fit_warning(self, entry: ModelEntry) -> str | None:

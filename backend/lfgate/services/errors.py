@@ -61,11 +61,6 @@ class BadParameter(ServiceError):
             self.code = code
 
 
-class Unauthorized(ServiceError):
-    status_code = 401
-    code = "invalid_api_key"
-
-
 class BadPromptSet(ServiceError):
     """A prompt-set file we cannot take: the message names the line, nothing is stored."""
 
