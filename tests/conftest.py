@@ -63,17 +63,23 @@ def tiny(box_python: str) -> dict[str, str]:
     return {**paths, "template": info["template"]}
 
 
-@pytest.fixture(scope="session")
-def sshd(tmp_path_factory, box_python):
-    """A real OpenSSH server on 127.0.0.1 whose sessions load the test spy."""
+def spied_sshd(folder: Path):
+    """A real OpenSSH server on 127.0.0.1 whose sessions load the test spy (its records in
+    `server.spy`)."""
     from tests.rig.sshd import TestSSHD
     from tests.wrapper_process import SPY_DIR
 
-    folder = tmp_path_factory.mktemp("sshd")
     spy = folder / "spy.jsonl"
     server = TestSSHD(folder, {"PYTHONPATH": str(SPY_DIR), "LFGATE_TEST_SPY": str(spy),
                                "LFGATE_TEST_TOKEN_DELAY_S": TOKEN_DELAY_S})
     server.spy = spy
+    return server
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory, box_python):
+    """The test box: a real sshd whose sessions load the test spy."""
+    server = spied_sshd(tmp_path_factory.mktemp("sshd"))
     yield server
     server.stop()
 

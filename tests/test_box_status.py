@@ -13,6 +13,7 @@ from lfgate.box.ssh_box import SSHBox
 from lfgate.box.wrapper_files import STATUS
 from lfgate.config import load_settings
 from tests.rig.sshd import TestSSHD
+from tests.ui_rig import stand_in_nvidia_smi
 
 # `nvidia-smi --query-gpu=index,name,memory.total,memory.used,utilization.gpu
 # --format=csv,noheader,nounits`, in nvidia-smi's own layout (", " between fields; [N/A]
@@ -34,17 +35,7 @@ def status_box(tmp_path: Path, tools: Path | None) -> tuple[TestSSHD, SSHBox]:
 
 @pytest.mark.parametrize("with_gpus", [True, False])
 async def test_gpus_are_read_from_nvidia_smi_over_the_open_connection(tmp_path, with_gpus):
-    tools = None
-    if with_gpus:
-        tools = tmp_path / "tools"
-        tools.mkdir()
-        smi = tools / "nvidia-smi"
-        smi.write_text("#!/bin/sh\n"
-                       '[ "$1" = "--query-gpu=index,name,memory.total,memory.used,'
-                       'utilization.gpu" ] && [ "$2" = "--format=csv,noheader,nounits" ] '
-                       "|| { echo \"unexpected: $*\" >&2; exit 2; }\n"
-                       f"cat <<'OUT'\n{NVIDIA_SMI_OUTPUT}OUT\n")
-        smi.chmod(0o755)
+    tools = stand_in_nvidia_smi(tmp_path / "tools") if with_gpus else None
     server, box = status_box(tmp_path, tools)
     model = tmp_path / "model"
     model.mkdir()

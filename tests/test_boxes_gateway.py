@@ -17,10 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TOKEN_DELAY_S
-from tests.rig.sshd import TestSSHD
+from tests.conftest import spied_sshd
 from tests.ui_rig import start_real_gateway
-from tests.wrapper_process import SPY_DIR
 
 pytestmark = pytest.mark.box
 
@@ -30,11 +28,7 @@ MESSAGE = "Hello, how are you today?"
 
 @pytest.fixture(scope="module")
 def second_sshd(tmp_path_factory, box_python):
-    folder = tmp_path_factory.mktemp("sshd-b")
-    spy = folder / "spy.jsonl"
-    server = TestSSHD(folder, {"PYTHONPATH": str(SPY_DIR), "LFGATE_TEST_SPY": str(spy),
-                               "LFGATE_TEST_TOKEN_DELAY_S": TOKEN_DELAY_S})
-    server.spy = spy
+    server = spied_sshd(tmp_path_factory.mktemp("sshd-b"))
     yield server
     server.stop()
 
