@@ -116,15 +116,16 @@ class Turn:
 
     def finish_text(self, outcome: ChatOutcome) -> tuple[str, str]:
         """The reply's content and finish reason once the engine is done: with stop
-        strings, what was sent (held-back text going out now unless stopped)."""
+        strings or stopped, what was sent (held-back text going out now unless stopped)."""
         if self.stop_matched:
             return "".join(self._sent), wp.FINISH_STOP
         if self.cancelled.is_set():
-            finish = wp.FINISH_STOPPED
-        else:
-            finish = outcome.finish_reason
-            if self._stop is not None:
-                self._send_text(self._stop.flush())
+            # A stopped reply is what the user saw: the engine's own decode of its tokens
+            # can differ at the cut (a character split between tokens decodes to U+FFFD).
+            return "".join(self._sent), wp.FINISH_STOPPED
+        finish = outcome.finish_reason
+        if self._stop is not None:
+            self._send_text(self._stop.flush())
         return ("".join(self._sent) if self._stop is not None else outcome.content), finish
 
     def _send_text(self, text: str) -> None:

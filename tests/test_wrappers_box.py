@@ -136,7 +136,9 @@ def test_cli_refuses_a_message_over_its_limit(served):
 
 
 def test_cancel_stops_generation_and_the_next_turn_works(served):
-    long_run = {"temperature": 1.0, "max_new_tokens": 4000,
+    # Greedy: the tiny model's reply to this runs to max_new_tokens, so it cannot end by
+    # itself before the cancel lands (sampled, it sometimes did).
+    long_run = {"temperature": 0, "max_new_tokens": 4000,
                 "system": 'Be ${brief} and "exact" — é'}
     served.send({"op": "chat", "id": "long", "messages": [user("Tell me a long story")],
                   "params": long_run})
@@ -144,12 +146,13 @@ def test_cancel_stops_generation_and_the_next_turn_works(served):
     if served.mode == "cli":
         assert wp.INFO_CLI_RESTARTED in codes(before)  # new settings need a new CLI
     served.send({"op": "ping", "id": "p1"})
-    pong, _ = served.until("pong")
+    pong, between = served.until("pong")
     assert pong["state"] == "busy"
     served.send({"op": "cancel", "id": "long"})
     done, rest = served.until("done", timeout=30)
     assert done["finish_reason"] == wp.FINISH_STOPPED
-    assert done["content"] == first["text"] + joined(rest)
+    # The stopped reply is exactly what was streamed, nothing more, nothing less.
+    assert done["content"] == first["text"] + joined(between) + joined(rest)
     spied = served.spied()[-1]
     system_seen = spied["default_system"] if served.mode == "cli" else spied["system"]
     assert system_seen == long_run["system"]
