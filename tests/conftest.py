@@ -16,6 +16,7 @@ import pytest
 
 from tests.gateway_process import GatewayProcess
 from tests.rig.hermetic import isolate
+from tests.rig.reliability import TestRows, merge, results_path
 from tests.ui_rig import (
     PLAYWRIGHT_LOOP,
     VIEWPORT,
@@ -36,6 +37,7 @@ RIG = ROOT / "tests" / "rig"
 # or kill a reply mid-way need it still running, whatever the CPU.
 TOKEN_DELAY_S = "0.004"
 CALL_REPORT = pytest.StashKey[pytest.TestReport]()
+RELIABILITY = pytest.StashKey[dict[str, TestRows]]()  # docs/reliability.md's rows, by test
 
 
 def _rig(script: str, *args: str) -> str:
@@ -131,6 +133,28 @@ async def database_url(request, tmp_path):
 def pytest_configure(config: pytest.Config) -> None:
     isolate()  # before any test: no user .env, ~/.ssh or SSH_*/GATEWAY_* variable reaches one
     config.stash[PLAYWRIGHT_LOOP] = PlaywrightLoop()
+    config.stash[RELIABILITY] = {}
+
+
+@pytest.fixture
+def reliability(request: pytest.FixtureRequest) -> TestRows:
+    """Record a row of docs/reliability.md: `reliability.record(area, case, outcome)` with
+    what the test injected and what the product answered; kept only if the test passes."""
+    rows = TestRows(request.node.nodeid)
+    request.config.stash[RELIABILITY][rows.test] = rows
+    return rows
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    tests = session.config.stash.get(RELIABILITY, {})
+    if not tests:
+        return
+    passed = {}
+    for item in session.items:
+        report = item.stash.get(CALL_REPORT, None)
+        if item.nodeid in tests and report is not None and report.passed:
+            passed[item.nodeid] = tests[item.nodeid].rows
+    merge(passed, set(tests), results_path())
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -138,3 +138,22 @@ def sse_raw(response: httpx.Response) -> Iterator[tuple[str, str, float]]:
 def sse_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any], float]]:
     for name, data, at in sse_raw(response):
         yield name, json.loads(data), at
+
+
+def sse_with_ids(response: httpx.Response) -> Iterator[tuple[str | None, str, dict[str, Any]]]:
+    """(event id or None, event name, data) per Server-Sent Event: what a client that
+    reattaches needs (its Last-Event-ID is the last id it saw)."""
+    event_id, name, data = None, "message", []
+    for line in response.iter_lines():
+        if line.startswith(":"):
+            continue
+        if not line:
+            if data:
+                yield event_id, name, json.loads("\n".join(data))
+            event_id, name, data = None, "message", []
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())

@@ -27,7 +27,7 @@ def sse(text: str) -> list[tuple[str, dict]]:
     events = []
     for block in text.split("\n\n"):
         lines = [line for line in block.splitlines() if not line.startswith(":")]
-        if not lines:
+        if not any(line.startswith("data: ") for line in lines):  # `retry:`, keep-alive
             continue
         name = next(line[7:] for line in lines if line.startswith("event: "))
         data = json.loads(next(line[6:] for line in lines if line.startswith("data: ")))
@@ -96,8 +96,9 @@ async def test_stopping_one_slot_leaves_the_others(tmp_path, monkeypatch, saves)
         run = await app.state.compares.start(message="a long one", models=["default", A],
                                              params={}, chat_id=None, blind=False)
         stopped, kept = run.slots
-        while not stopped.text:  # wait for the first chunk of the slot to stop
-            await stopped.events.get()
+        async for _ in stopped.log.follow():  # wait for the first chunk of the slot to stop
+            if stopped.text:
+                break
         await http.post(f"/api/chat/{stopped.id}/stop")
         await kept.task
         chat = (await http.get(f"/api/chats/{run.chat_id}")).json()

@@ -11,7 +11,7 @@ import pytest
 
 from lfgate.box.ssh_box import REMOTE_WRAPPER_ROOT
 from lfgate.box.wrapper_files import WrapperFiles
-from tests.gateway_process import GatewayProcess
+from tests.gateway_process import GatewayProcess, sse_with_ids
 from tests.rig.hermetic import box_home
 
 pytestmark = pytest.mark.box
@@ -128,23 +128,37 @@ def _wait_generation_end(sshd, timeout: float = 30) -> dict:
     raise AssertionError("generation did not end on the box")
 
 
-def test_client_disconnect_cancels_on_the_box(gateway, sshd):
-    with gateway.http.stream("POST", "/api/chat", json={"message": LONG_PROMPT,
-                                                         "params": LONG}) as response:
-        for line in response.iter_lines():
-            if line.startswith("event: delta"):
+def test_a_reply_outlives_its_client_and_reattaches(gateway, sshd, reliability):
+    """The box goes on while no client watches; the reattached stream has every event once,
+    and the text shown, the text stored and the box's own are one."""
+    body = {"message": LONG_PROMPT, "params": {"temperature": 0, "max_new_tokens": 300}}
+    before = []
+    with gateway.http.stream("POST", "/api/chat", json=body) as response:
+        for item in sse_with_ids(response):
+            before.append(item)
+            if sum(name == "delta" for _, name, _ in before) >= 3:
                 break
     # The connection is closed here, mid-reply.
-    status = gateway.wait_status("default", "ready")
-    deadline = time.monotonic() + 20
-    while status["active_turns"] and time.monotonic() < deadline:
-        time.sleep(0.2)
-        status = gateway.http.get("/api/models/default/status").json()
-    assert status["active_turns"] == 0, "the turn is still running after the client left"
+    meta = before[0][2]
+    with gateway.http.stream("GET", f"/api/chat/{meta['turn_id']}/stream",
+                             headers={"Last-Event-ID": before[-1][0]}) as response:
+        after = list(sse_with_ids(response))
+    events = before + after
+    assert [int(i) for i, _, _ in events] == list(range(1, len(events) + 1))
+    name, done = after[-1][1:]
+    assert name == "done" and done["finish_reason"] in ("stop", "length"), done
+    streamed = "".join(data["text"] for _, name, data in events if name == "delta")
+    assert streamed == done["content"]  # the box's own text, as its `done` gave it
+    replies = [m for m in gateway.http.get(f"/api/chats/{meta['chat_id']}").json()["messages"]
+               if m["role"] == "assistant"]
+    assert [(m["content"], m["status"]) for m in replies] == [(streamed, "complete")]
     if gateway.mode == "script":
-        assert _wait_generation_end(sshd)["chunks"] < 20  # of about 78 for the whole reply
-    done, _ = gateway.chat({"message": "still there?", "params": SHORT})
-    assert done["finish_reason"] in ("stop", "length"), done
+        assert _wait_generation_end(sshd)["chunks"] > 3  # it went on after the client left
+    reliability.record(
+        "streams", f"The client left mid-reply and reattached ({gateway.mode} mode, real box)",
+        f"the box finished the reply ({done['finish_reason']}); the reattached stream "
+        "replayed what was missed, then followed; every event once; stored once, equal to "
+        "the box's text")
 
 
 def test_load_status_unload(gateway):

@@ -23,8 +23,8 @@ from lfgate.config import Settings, SettingsError
 
 # Keys of the gateway itself, not of a box: they cannot be set per box.
 GATEWAY_KEYS = frozenset({
-    "database_url", "lfgate_data_dir", "max_request_bytes", "max_concurrent_turns",
-    "max_message_chars", "max_new_tokens_limit",
+    "database_url", "lfgate_data_dir", "max_request_bytes", "max_message_chars",
+    "max_new_tokens_limit",
     "gateway_host", "gateway_port", "gateway_token", "store_api_chats", "boxes", "box_name",
     "box_status_interval"})
 BOX_KEYS = frozenset(Settings.model_fields) - GATEWAY_KEYS

@@ -130,7 +130,8 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(default=1_000_000, ge=1, le=MESSAGE_CHARS_CEILING)
     max_new_tokens_limit: int = Field(default=1_000_000, ge=1, le=NEW_TOKENS_CEILING)
 
-    # Replies being generated or queued at once, over every model; more get a 429 at once.
+    # Replies being generated or queued at once on a box (each BOXES section may set its
+    # own), over all its models; more get a 429 at once, with Retry-After.
     max_concurrent_turns: int = Field(default=64, ge=1, le=4096)
 
     # Where the gateway listens.

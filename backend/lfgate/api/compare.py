@@ -7,11 +7,18 @@ import csv
 import io
 from collections import defaultdict
 from dataclasses import asdict
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
-from lfgate.api.compare_stream import compare_finals, compare_stream, meta
+from lfgate.api.compare_stream import (
+    COMPARE_EVENT_ID,
+    compare_finals,
+    compare_stream,
+    meta,
+    slot_ids,
+)
 from lfgate.api.deps import ComparesDep, RunsDep, SettingsDep, StoreDep, TurnsDep, VotesDep
 from lfgate.api.limits import check_limits
 from lfgate.api.schemas import (
@@ -26,7 +33,7 @@ from lfgate.api.schemas import (
     VoteOut,
     VotesOut,
 )
-from lfgate.api.sse import SSE_HEADERS, STREAMED
+from lfgate.api.sse import EVENT_STREAM, SSE_HEADERS, STREAMED
 from lfgate.services.leaderboard import games_of, leaderboard
 
 router = APIRouter(prefix="/api", tags=["compare"])
@@ -45,6 +52,22 @@ async def compare(body: CompareIn, compares: ComparesDep, turns: TurnsDep,
     head = meta(run)
     return CompareOut(chat_id=run.chat_id, compare_id=run.id, mode=head["mode"],
                       slots=[CompareSlotOut(**slot) for slot in await compare_finals(run)])
+
+
+@router.get("/compare/{compare_id}/stream", response_class=StreamingResponse,
+            responses=EVENT_STREAM)
+async def reattach_compare(
+    compare_id: str, compares: ComparesDep, turns: TurnsDep,
+    last_event: Annotated[str | None, Header(alias="Last-Event-ID",
+                                             pattern=COMPARE_EVENT_ID)] = None,
+) -> StreamingResponse:
+    """Follow a compare again after a reload or a dropped connection: `meta`, then every
+    slot's events after `Last-Event-ID` (each slot's last event id, dot-separated, as the
+    stream's `id:` lines), then live ones. One slot alone: GET /api/chat/{turn_id}/stream."""
+    run = compares.find(compare_id)
+    after = slot_ids(last_event, len(run.slots))
+    return StreamingResponse(compare_stream(run, turns, after), media_type="text/event-stream",
+                             headers=SSE_HEADERS)
 
 
 @router.post("/compare/{compare_id}/stop")

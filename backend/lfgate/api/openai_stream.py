@@ -93,12 +93,14 @@ class Completion:
         finish reason (then, asked for, one with the usage), then [DONE]. A box error after
         the stream began is an `error` object, as OpenAI's clients expect."""
         yield _data(self.chunk({"role": "assistant", "content": ""}, None, include_usage))
-        async with contextlib.aclosing(turn_events(self.turn, turns)) as events:
+        # An OpenAI client cannot reattach: its leaving stops the reply on the box.
+        async with contextlib.aclosing(turn_events(self.turn, turns,
+                                                   stop_on_leave=True)) as events:
             async for item in events:
                 if item is None:
                     yield ": keep-alive\n\n"
                     continue
-                name, data = item
+                _, (name, data) = item
                 if name == "delta":
                     yield _data(self.chunk({"content": data["text"]}, None, include_usage))
                 elif name == "done":

@@ -26,6 +26,16 @@ def remote_error(event: dict[str, Any]) -> RemoteError:
                        hint=str(event.get("hint", "")))
 
 
+async def _next(queue: asyncio.Queue[dict[str, Any]], idle_timeout_s: float | None
+                ) -> dict[str, Any]:
+    """A turn's next event; a box silent for `idle_timeout_s` is a BoxTimeout."""
+    try:
+        return await asyncio.wait_for(queue.get(), idle_timeout_s)
+    except TimeoutError:
+        raise BoxTimeout(f"the box sent nothing for this reply in {idle_timeout_s:g} s "
+                         "(CHAT_TIMEOUT); it was stopped there") from None
+
+
 class WrapperSession:
     """Talks to one wrapper process; safe to call from many request handlers at once."""
 
@@ -135,10 +145,11 @@ class WrapperSession:
         await self._request({"op": wp.OP_UNLOAD}, (wp.EV_UNLOADED,), timeout_s)
 
     async def chat(self, turn_id: str, messages: list[dict[str, str]],
-                   params: dict[str, Any], choice: dict[str, Any] | None = None
-                   ) -> AsyncIterator[dict[str, Any]]:
+                   params: dict[str, Any], choice: dict[str, Any] | None = None,
+                   idle_timeout_s: float | None = None) -> AsyncIterator[dict[str, Any]]:
         """The turn's events (info, delta, then done or error). Leaving early cancels it.
-        `choice` names the adapter (None: the base) and template on a shared base."""
+        `choice` names the adapter (None: the base) and template on a shared base. A turn
+        the box says nothing about for `idle_timeout_s` is cancelled there and fails."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._routes[turn_id] = queue
         finished = False
@@ -146,7 +157,7 @@ class WrapperSession:
             await self._send({"op": wp.OP_CHAT, "id": turn_id, "messages": messages,
                               "params": params, **(choice or {})})
             while not finished:
-                event = await queue.get()
+                event = await _next(queue, idle_timeout_s)
                 finished = event["event"] in _TURN_END
                 yield event
         finally:
@@ -155,10 +166,12 @@ class WrapperSession:
             self._routes.pop(turn_id, None)
 
     async def chat_batch(self, batch_id: str, rows: list[dict[str, Any]],
-                         params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+                         params: dict[str, Any], idle_timeout_s: float | None = None
+                         ) -> AsyncIterator[dict[str, Any]]:
         """Protocol 4: several chats (rows: id, messages, adapter, template) answered by one
         generate call. Every row's events, each under its row's id, as they come, until each
-        row has its done or error; leaving early cancels the rows still running."""
+        row has its done or error; leaving early cancels the rows still running, as does
+        `idle_timeout_s` without any event (then it fails)."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         ids = [row["id"] for row in rows]
         for row_id in ids:
@@ -168,7 +181,7 @@ class WrapperSession:
             await self._send({"op": wp.OP_CHAT_BATCH, "id": batch_id, "rows": rows,
                               "params": params})
             while running:
-                event = await queue.get()
+                event = await _next(queue, idle_timeout_s)
                 row_id = event.get("id")
                 if row_id is None and event["event"] == wp.EV_ERROR:
                     for gone in sorted(running):  # the wrapper went away: every row's error

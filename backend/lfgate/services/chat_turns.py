@@ -1,7 +1,8 @@
 """Chat turns: one user message in, the model's reply out as a stream of API events.
 
-Each turn runs as its own task feeding a queue, so the reply does not depend on the HTTP
-request that asked for it: a stop request or a dropped client cancels it on the box.
+Each turn runs as its own task writing its events to a log (services/turn_log.py), so the
+reply does not depend on the HTTP request that asked for it: a page that goes away and comes
+back follows the same log, and only a stop request cancels it on the box.
 The user's message is stored before anything goes to the box, and the reply is saved as it
 grows (at least once a second), so a gateway that dies mid-reply loses at most a second.
 """
@@ -18,8 +19,11 @@ from lfgate.remote import wrapper_protocol as wp
 from lfgate.services.api_conversations import ApiConversations
 from lfgate.services.errors import BadTurnRequest, ChatBusy, TooManyTurns, UnknownTurn
 from lfgate.services.fleet_registry import FleetRegistry
+from lfgate.services.recently_ended import RecentlyEnded
+from lfgate.services.turn_log import TurnLog
 from lfgate.services.turn_recorder import Turn, TurnRecorder
 from lfgate.storage.chat_store import ChatRecord, ChatStore, MessageRecord, new_id
+from lfgate.storage.errors import UnknownMessage
 
 TITLE_CHARS = 60
 DEFAULT_TITLE = "New chat"  # a chat made without a title; its first message renames it
@@ -37,6 +41,26 @@ def model_history(branch: list[MessageRecord]) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.content} for m in branch]
 
 
+def stored_end(reply: MessageRecord) -> TurnLog:
+    """A stored reply's end as the events its stream ended with."""
+    log = TurnLog()
+    facts = reply.provenance or {}
+    log.append("meta", {"chat_id": reply.chat_id, "turn_id": reply.id,
+                        "model": facts.get("model"), "replayed": True})
+    if reply.status in ("complete", "stopped"):
+        log.append("done", {"content": reply.content,
+                            "finish_reason": facts.get("finish_reason")
+                            or ("stopped" if reply.status == "stopped" else "stop"),
+                            **{k: facts[k] for k in ("timing", "usage") if k in facts}})
+    else:
+        error = facts.get("error") or {
+            "code": "interrupted", "hint": "",
+            "message": "the gateway stopped before this reply finished; what arrived is kept"}
+        log.append("error", {**error, "content": reply.content})
+    log.close()
+    return log
+
+
 class ChatTurns:
     def __init__(self, registry: FleetRegistry, store: ChatStore, settings: Settings) -> None:
         self._registry = registry
@@ -45,16 +69,40 @@ class ChatTurns:
         self._conversations = ApiConversations(store)
         self._recorder = TurnRecorder(registry, store)
         self._active: dict[str, Turn] = {}
+        self._ended: RecentlyEnded[Turn] = RecentlyEnded()  # stored turns, for late readers
         self._busy: set[str] = set()
 
     def admit(self, model: str) -> None:
         """Refuse at once, before anything is stored: an unknown or broken model, or more
-        replies at once than MAX_CONCURRENT_TURNS (a 429, never a hang)."""
+        replies at once on its box than that box's MAX_CONCURRENT_TURNS (a 429, never a
+        hang)."""
         self._registry.usable(model)
-        most = self._settings.max_concurrent_turns
-        if len(self._active) >= most:
-            raise TooManyTurns(f"{most} replies are being generated or queued "
-                               "(MAX_CONCURRENT_TURNS); retry in a moment")
+        box = self._registry.of(model)
+        most = box.settings.max_concurrent_turns
+        if sum(box.owns(t.model) for t in self._active.values()) >= most:
+            raise TooManyTurns(f"{most} replies are being generated or queued on box "
+                               f"{box.settings.box_name!r} (MAX_CONCURRENT_TURNS); "
+                               "retry in a moment")
+
+    def find(self, turn_id: str) -> Turn | None:
+        """A running turn, or a stored one that ended in the last few minutes."""
+        return self._active.get(turn_id) or self._ended.get(turn_id)
+
+    async def reattach(self, turn_id: str) -> tuple[TurnLog, bool]:
+        """The log a client that lost its stream follows again, and whether it is the turn's
+        own (its event ids go on from where the client left off). A reply that ended longer
+        ago, or before a restart, comes back as its stored end: a closed log of `meta` and
+        `done` (the whole text) or `error`."""
+        turn = self.find(turn_id)
+        if turn is not None:
+            return turn.log, True
+        try:
+            reply = await self._store.find_message(message_id=turn_id)
+        except UnknownMessage:
+            raise UnknownTurn(f"no reply {turn_id!r}: neither running nor stored") from None
+        if reply.role != "assistant":
+            raise UnknownTurn(f"message {turn_id!r} is not a reply")
+        return stored_end(reply), False
 
     async def start(self, *, message: str, chat_id: str | None, model: str,
                     params: dict[str, Any]) -> Turn:
@@ -196,8 +244,8 @@ class ChatTurns:
         if turn.stop_requested:
             return
         turn.stop_requested = True
-        # Stored as stopped at once, with what arrived: a page reloaded now (which stops the
-        # reply) must not find it `streaming`. The box's `done` then writes the final text.
+        # Stored as stopped at once, with what arrived: a page reloaded now must not find it
+        # `streaming`. The box's `done` then writes the final text.
         await self._recorder.save(turn, content="".join(turn.text), status="stopped")
         if turn.session is not None:
             await turn.session.cancel(turn.id)
@@ -252,7 +300,9 @@ class ChatTurns:
             try:
                 # A wrapper of this protocol serving a shared base batches (a wrapper that
                 # could not would answer every row with not_supported).
-                async for event in session.chat_batch(f"batch-{turns[0].id}", rows, params):
+                idle = self._registry.settings_for(turns[0].model).chat_timeout
+                async for event in session.chat_batch(f"batch-{turns[0].id}", rows, params,
+                                                      idle):
                     turn = by_id[event["id"]]
                     await self._recorder.on_event(turn, event, params)
                     if event["event"] in (wp.EV_DONE, wp.EV_ERROR):
@@ -276,12 +326,15 @@ class ChatTurns:
         turn.finished = True
         turn.opened.set()
         self._active.pop(turn.id, None)
-        if turn.exclusive and turn.chat_id is not None:
-            self._busy.discard(turn.chat_id)
-        turn.events.put_nowait(None)
+        if turn.chat_id is not None:
+            self._ended.add(turn.id, turn)
+            if turn.exclusive:
+                self._busy.discard(turn.chat_id)
+        turn.log.close()
 
     async def _relay(self, turn: Turn, messages: list[dict[str, str]],
                      params: dict[str, Any], choice: dict[str, Any] | None) -> None:
         assert turn.session is not None
-        async for event in turn.session.chat(turn.id, messages, params, choice):
+        idle = self._registry.settings_for(turn.model).chat_timeout
+        async for event in turn.session.chat(turn.id, messages, params, choice, idle):
             await self._recorder.on_event(turn, event, params)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from lfgate.services.chat_turns import ChatTurns, title_from
 from lfgate.services.errors import BadTurnRequest, ChatBusy, UnknownTurn
 from lfgate.services.fleet_registry import FleetRegistry
+from lfgate.services.recently_ended import RecentlyEnded
 from lfgate.services.turn_recorder import Turn
 from lfgate.storage.chat_store import ChatRecord, ChatStore, new_id
 from lfgate.storage.vote_store import VoteRecord, VoteStore
@@ -58,6 +59,7 @@ class Compares:
         self._store = store
         self._votes = votes
         self._running: dict[str, CompareRun] = {}
+        self._ended: RecentlyEnded[CompareRun] = RecentlyEnded()  # for late readers
         self._busy: set[str] = set()  # compare chats answering now
         self._watchers: set[asyncio.Task[None]] = set()
 
@@ -135,7 +137,17 @@ class Compares:
                                  return_exceptions=True)
         finally:
             self._running.pop(run.id, None)
+            self._ended.add(run.id, run)
             self._busy.discard(run.chat_id)
+
+    def find(self, compare_id: str) -> CompareRun:
+        """A running compare, or one that ended in the last few minutes (its replies are
+        stored: after that, read the chat)."""
+        run = self._running.get(compare_id) or self._ended.get(compare_id)
+        if run is None:
+            raise UnknownTurn(f"no compare {compare_id!r} is running or just ended; "
+                              "its replies are in its chat")
+        return run
 
     async def close(self) -> None:
         for task in self._watchers:

@@ -367,7 +367,7 @@ class PromptRuns:
                       params: dict[str, Any]) -> dict[str, Any] | None:
         """Wait for one cell's end and store it. Returns its error, if it failed."""
         end: tuple[str, dict[str, Any]] | None = None
-        while (item := await turn.events.get()) is not None:
+        async for _, item in turn.log.follow():
             if item[0] in ("done", "error"):
                 end = item
         run_id, slot = active.run.id, turn.tags["slot"]

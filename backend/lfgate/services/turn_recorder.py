@@ -14,10 +14,12 @@ from lfgate.remote import wrapper_protocol as wp
 from lfgate.services.api_conversations import thread_digest
 from lfgate.services.fleet_registry import FleetRegistry
 from lfgate.services.model_catalog import ModelSpec
+from lfgate.services.turn_log import ApiEvent, TurnLog
 from lfgate.storage.chat_store import ChatStore
 
-ApiEvent = tuple[str, dict[str, Any]]  # (SSE event name, its JSON data)
+__all__ = ["ApiEvent", "Turn", "TurnRecorder"]
 SAVE_EVERY_S = 1.0  # a growing reply is written at least this often
+CUT_OFF_CODES = frozenset({"box_unreachable", "wrapper_exited"})  # the box went away
 
 
 @dataclass
@@ -28,7 +30,7 @@ class Turn:
     spec: ModelSpec  # as it was when the turn began (a rescan may drop the model later)
     exclusive: bool = True  # holds its chat (a page chat answers one message at a time)
     thread: list[dict[str, str]] | None = None  # an API request's messages, to find it again
-    events: asyncio.Queue[ApiEvent | None] = field(default_factory=asyncio.Queue)
+    log: TurnLog = field(default_factory=TurnLog)  # its API events, for every reader
     # Set once the box is serving the turn or has failed it: an API that must answer a box
     # that is down with a status code waits for this before it starts a stream.
     opened: asyncio.Event = field(default_factory=asyncio.Event)
@@ -45,7 +47,7 @@ class Turn:
     saved_at: float = field(default_factory=time.monotonic)
 
     def emit(self, name: str, data: dict[str, Any]) -> None:
-        self.events.put_nowait((name, data))
+        self.log.append(name, data)
 
     def elapsed_ms(self) -> float:
         return round((time.monotonic() - self.started) * 1000, 1)
@@ -127,7 +129,12 @@ class TurnRecorder:
         turn.emit("done", done)
 
     async def fail(self, turn: Turn, error: dict[str, Any], params: dict[str, Any]) -> None:
+        """The turn ends with `error`. A reply cut off by the box going away (the link lost,
+        the wrapper killed) keeps what arrived as `interrupted`, as a gateway that died
+        mid-reply leaves it; any other error is the reply's `error`."""
         turn.error = error
-        await self.save(turn, content="".join(turn.text), status="error",
+        cut_off = error.get("code") in CUT_OFF_CODES and turn.text
+        await self.save(turn, content="".join(turn.text),
+                        status="interrupted" if cut_off else "error",
                         provenance={**self.provenance(turn, params), "error": error})
         turn.emit("error", error)

@@ -194,6 +194,14 @@ class ChatStore:
                 raise UnknownMessage(f"unknown message {message_id!r} in chat {chat_id!r}")
             return _message(row)
 
+    async def find_message(self, *, message_id: str) -> MessageRecord:
+        """A message by its id alone (a reply's id is its turn's: a stream reattaches by it)."""
+        async with self._sessions() as session:
+            row = await session.get(Message, message_id)
+            if row is None:
+                raise UnknownMessage(f"unknown message {message_id!r}")
+            return _message(row)
+
     async def branch(self, *, chat_id: str, leaf_id: str | None = None) -> list[MessageRecord]:
         """The messages from the root to `leaf_id` (default: the chat's active leaf)."""
         chat = await self.get_chat(chat_id=chat_id)

@@ -6,6 +6,7 @@ what will stream and can run in a second instead of minutes.
     CHAT_SCRIPT_PATH=.../scripted_wrapper.py REMOTE_PYTHON=<test venv python> SSH_HOST=
 
 Replies, by what the last user message contains (case-insensitive, first match wins):
+  "stall" nothing at all until stopped (a box that hangs: CHAT_TIMEOUT's case)
   "error" some text, then an `error` event (generation_failed, "scripted failure: ...")
   "long"  LONG_CHUNKS chunks, for stopping mid-reply
   "xss"   HTML and javascript: links a page must render inert
@@ -54,6 +55,8 @@ LONG_CHUNKS = 400
 ERROR_AFTER_CHUNKS = 6
 ERROR_MESSAGE = "scripted failure: the box ran out of memory"
 NOTICE_TRIGGER = "notice"
+STALL_TRIGGER = "stall"
+STALL_MOST_S = 600.0
 NOTICE_MESSAGE = "generation settings changed (temperature): restarted llamafactory-cli (0.3 s)"
 
 CODE_REPLY = """## Scripted code sample
@@ -223,6 +226,9 @@ class ScriptedEngine:
             raise wp.WrapperError(wp.E_NOT_LOADED, "no model is loaded")
         params = turn.params
         limit = params.get("max_new_tokens")  # one chunk counts as one token
+        if STALL_TRIGGER in turn.messages[-1]["content"].lower():
+            turn.cancelled.wait(STALL_MOST_S)
+            return ChatOutcome("", wp.FINISH_STOPPED, 0)
         pieces, fails = self.script(turn.messages, turn)
         if NOTICE_TRIGGER in turn.messages[-1]["content"].lower():
             turn.emit_info(wp.INFO_CLI_RESTARTED, NOTICE_MESSAGE)
