@@ -25,7 +25,7 @@ def local_env(box_python, tiny, database_url) -> dict[str, str]:
 
 
 def test_a_reply_cut_by_sigkill_is_kept_and_marked_interrupted(
-        box_python, tiny, database_url, tmp_path):
+        box_python, tiny, database_url, tmp_path, reliability):
     # Paced by the spy (~1,000 tokens at >= 6 ms each), so the reply is still running at the
     # kill, 2.5 s after its first chunk, however fast the CPU.
     env = {**local_env(box_python, tiny, database_url), "PYTHONPATH": str(SPY_DIR),
@@ -66,6 +66,12 @@ def test_a_reply_cut_by_sigkill_is_kept_and_marked_interrupted(
         assert len(again.http.get(f"/api/chats/{meta['chat_id']}").json()["messages"]) == 4
     finally:
         assert again.stop()
+    kind = database_url.split(":", 1)[0].split("+", 1)[0]
+    reliability.record(
+        "gateway", f"The gateway killed with SIGKILL mid-reply ({kind})",
+        f"after a restart the user's message is stored complete and the reply "
+        f"{reply['status']} with {len(reply['content'])} of the {len(''.join(received))} "
+        "characters streamed (saved at least once a second); the chat goes on on its branch")
 
 
 def test_turns_are_stored_with_provenance_and_listed(box_python, tiny, tmp_path):

@@ -99,7 +99,10 @@ class Discovery:
                 logger.exception("scanning ADAPTER_DIRS failed")
             if self.report.error:
                 logger.warning("scanning ADAPTER_DIRS failed: %s", self.report.error)
-            if not self._settings.rescan_interval:
+            # Python 3.11's wait_for (inside a scan) can drop a cancel that came as its
+            # result did (the stop at shutdown): stop anyway, or shutdown waits forever.
+            task = asyncio.current_task()
+            if not self._settings.rescan_interval or (task is not None and task.cancelling()):
                 return
             await asyncio.sleep(self._settings.rescan_interval)
 
