@@ -391,12 +391,14 @@ class CliEngine:
         return seen[seen.index(marker) + len(marker):]
 
     def _exited(self) -> wp.WrapperError:
-        """The CLI is gone: say why, from the end of its output and of its stderr."""
+        """The CLI is gone: say how (killed by a signal, or its exit status) and why, from
+        the end of its output and of its stderr."""
         child, self._child = self._child, None
-        output = ""
+        output, how = "", "exited"
         if child is not None:
             output = _clean(child.before or "") if isinstance(child.before, str) else ""
             child.close(force=True)
+            how = _how_it_ended(child)
         stderr_path = os.path.join(self._dir, "stderr.log")
         with contextlib.suppress(OSError), open(stderr_path, encoding="utf-8",
                                                 errors="replace") as handle:
@@ -404,9 +406,24 @@ class CliEngine:
         self._draining = False
         lines = [line for line in output.strip().splitlines() if line.strip()]
         summary = "\n".join(lines[-12:]) or "no output"
-        return wrapper_serve.classify_failure(
-            f"llamafactory-cli exited: {summary}",
+        error = wrapper_serve.classify_failure(
+            f"llamafactory-cli {how}: {summary}",
             wp.E_LOAD_FAILED if self.load_seconds is None else wp.E_CLI_EXITED)
+        if how == "was killed by SIGKILL":
+            error.hint += (" SIGKILL is what the kernel's out-of-memory killer sends (`dmesg | "
+                           "tail` on the box says whether it did).")
+        return error
+
+
+def _how_it_ended(child: Any) -> str:
+    """A closed pexpect child's end, as the message says it."""
+    if child.signalstatus:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(child.signalstatus).name}"
+        return f"was killed by signal {child.signalstatus}"
+    if child.exitstatus is not None:
+        return f"exited with status {child.exitstatus}"
+    return "exited"
 
 
 

@@ -15,15 +15,15 @@ def free_port() -> int:
 
 
 def wait_listening(port: int, proc: subprocess.Popen, log: Path, what: str,
-                   timeout: float = 30) -> None:
-    """Until 127.0.0.1:port accepts; fail with the server's log if it exits or never does."""
+                   timeout: float = 30, host: str = "127.0.0.1") -> None:
+    """Until host:port accepts; fail with the server's log if it exits or never does."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited: {log.read_text()[-2000:]}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
+            with socket.create_connection((host, port), timeout=1):
                 return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"{what} did not listen on {port}: {log.read_text()[-2000:]}")
+    raise RuntimeError(f"{what} did not listen on {host}:{port}: {log.read_text()[-2000:]}")

@@ -1,4 +1,6 @@
-"""A real OpenSSH server on 127.0.0.1 for the tests, with keys generated per run.
+"""A real OpenSSH server on 127.0.0.1 for the tests, with keys generated per run; or on another
+address, started through a launcher (`ip netns exec NS`: a box behind a link a test can cut,
+tests/rig/netns.py; `unshare --mount ...`: a box whose disk a test can fill).
 
 Facts this relies on (see shared/box-env.md): sshd needs an absolute path, `/run/sshd`,
 `StrictModes no` for keys in a temp dir, `UsePAM no`, `Subsystem sftp internal-sftp`, and
@@ -21,7 +23,7 @@ import secrets
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tests.rig.ports import free_port, wait_listening
@@ -85,11 +87,19 @@ class TestSSHD:
 
     def __init__(self, folder: Path, session_env: dict[str, str] | None = None, *,
                  user: str | None = None, password_auth: bool = False,
-                 kbd_interactive: bool = False, client_passphrase: str = "") -> None:
+                 kbd_interactive: bool = False, client_passphrase: str = "",
+                 address: str = "127.0.0.1", launcher: Sequence[str] = ()) -> None:
         """Opt-in logins: `user` to log in as (default: this account), `password_auth`
         (PasswordAuthentication), `kbd_interactive` (keyboard-interactive through PAM), and
-        `client_passphrase` to encrypt the client key with."""
+        `client_passphrase` to encrypt the client key with.
+
+        `address`: where it listens (and what known_hosts names). `launcher`: a command that
+        runs sshd's command line given after it, and must exec it in place (`ip netns exec
+        NS`, `unshare ... sh -c '...; exec "$@"'`), so `proc` is sshd itself and
+        drop_connections finds its sessions; used again by start_again."""
         self.folder = folder
+        self.address = address
+        self.launcher = list(launcher)
         self.port = free_port()
         self.user = user or getpass.getuser()
         self.host_key = folder / "host_ed25519"
@@ -99,11 +109,11 @@ class TestSSHD:
         (folder / "authorized_keys").write_text(client_public + "\n")
         self.known_hosts = folder / "known_hosts"
         key_type, key_data = host_public.split()[:2]
-        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {key_type} {key_data}\n")
+        self.known_hosts.write_text(f"[{address}]:{self.port} {key_type} {key_data}\n")
         set_env = " ".join(f"{k}={v}" for k, v in (session_env or {}).items())
         config = [
             f"Port {self.port}",
-            "ListenAddress 127.0.0.1",
+            f"ListenAddress {address}",
             f"HostKey {self.host_key}",
             f"PidFile {folder / 'sshd.pid'}",
             f"AuthorizedKeysFile {folder / 'authorized_keys'}",
@@ -122,13 +132,16 @@ class TestSSHD:
         self.config.write_text("\n".join(config) + "\n")
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
         self.log = folder / "sshd.log"
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)],
-                                     stderr=self.log.open("w"), stdout=subprocess.DEVNULL)
-        wait_listening(self.port, self.proc, self.log, "sshd")
+        self.proc = subprocess.Popen(self._command(), stderr=self.log.open("w"),
+                                     stdout=subprocess.DEVNULL)
+        wait_listening(self.port, self.proc, self.log, "sshd", host=address)
+
+    def _command(self) -> list[str]:
+        return [*self.launcher, SSHD, "-D", "-e", "-f", str(self.config)]
 
     def settings_env(self) -> dict[str, str]:
         """The gateway's .env keys for this box."""
-        return {"SSH_HOST": "127.0.0.1", "SSH_PORT": str(self.port), "SSH_USER": self.user,
+        return {"SSH_HOST": self.address, "SSH_PORT": str(self.port), "SSH_USER": self.user,
                 "SSH_KEY_PATH": str(self.client_key), "SSH_KNOWN_HOSTS": str(self.known_hosts)}
 
     def drop_connections(self) -> int:
@@ -160,6 +173,6 @@ class TestSSHD:
     def start_again(self) -> None:
         """After stop(): the same server (port, keys, config) back, as a rebooted box."""
         with self.log.open("a") as log:
-            self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)],
-                                         stderr=log, stdout=subprocess.DEVNULL)
-        wait_listening(self.port, self.proc, self.log, "sshd")
+            self.proc = subprocess.Popen(self._command(), stderr=log,
+                                         stdout=subprocess.DEVNULL)
+        wait_listening(self.port, self.proc, self.log, "sshd", host=self.address)

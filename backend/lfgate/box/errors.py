@@ -2,11 +2,14 @@
 
     BoxError                      code
     ├── BoxUnreachable            box_unreachable     (connect failed, link dropped)
+    │   ├── LinkLost              box_unreachable     (the link dropped under a session:
+    │   │                                              keepalives unanswered, sshd gone)
     │   └── HostKeyRejected       host_key_rejected   (unknown or changed host key)
     ├── BoxAuthFailed             auth_failed         (key, agent or password refused)
     │   └── KeyUnreadable         auth_failed         (SSH_KEY_PATH encrypted: no or wrong
     │                                                  SSH_KEY_PASSPHRASE; nothing was sent)
     ├── WrapperUnavailable        wrapper_unavailable (upload failed, wrapper would not start)
+    │   ├── BoxDiskFull           disk_full           (no space on the box for the upload)
     │   ├── ProtocolMismatch      protocol_mismatch   (stale or foreign wrapper)
     │   ├── CondaNotFound         conda_not_found     (CONDA_ENV set, no conda on the box)
     │   └── CondaEnvNotFound      conda_env_not_found (conda found, not that environment)
@@ -43,6 +46,14 @@ class BoxUnreachable(BoxError):
     hint = "Check SSH_HOST / SSH_PORT and that the box is running; `ssh` to it by hand."
 
 
+class LinkLost(BoxUnreachable):
+    """The SSH connection dropped while it carried sessions (a reply, a loaded model)."""
+
+    hint = "Check the network to the box and that the box is up. The next request " \
+           "reconnects by itself and loads the model again; a reply that was cut off keeps " \
+           "what had arrived."
+
+
 class HostKeyRejected(BoxUnreachable):
     code = "host_key_rejected"
 
@@ -62,6 +73,13 @@ class KeyUnreadable(BoxAuthFailed):
 class WrapperUnavailable(BoxError):
     code = "wrapper_unavailable"
     hint = "Check REMOTE_PYTHON / CONDA_ENV / REMOTE_WORK_DIR; the message has the box's stderr."
+
+
+class BoxDiskFull(WrapperUnavailable):
+    code = "disk_full"
+    hint = "Free space on the box's disk (`df -h ~` there; old checkpoints under saves/ and " \
+           "the Hugging Face cache are the usual culprits). The next request uploads the " \
+           "wrapper again."
 
 
 class ProtocolMismatch(WrapperUnavailable):

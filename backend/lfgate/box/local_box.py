@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 
 from lfgate.box.box import Box
 from lfgate.box.errors import WrapperUnavailable
-from lfgate.box.process import BoxProcess
+from lfgate.box.process import END_NEWS_S, BoxProcess, ProcessEnd
 
 _LINE_LIMIT_BYTES = 64 * 1024 * 1024  # one protocol line holds a whole reply
 
@@ -38,5 +39,14 @@ class LocalBox(Box):
                 proc.kill()
             await proc.wait()
 
+        async def ended() -> ProcessEnd:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), END_NEWS_S)
+            code = proc.returncode
+            if code is not None and code < 0:  # `exec` in the command: the wrapper's own
+                with contextlib.suppress(ValueError):
+                    return ProcessEnd(signal=signal.Signals(-code).name.removeprefix("SIG"))
+            return ProcessEnd(status=code)
+
         return BoxProcess(proc.stdin, proc.stdout, proc.stderr, wait_exit=proc.wait,
-                          force_stop=force_stop)
+                          force_stop=force_stop, ended=ended)

@@ -82,6 +82,11 @@ class WrapperSession:
         return self._gone is None
 
     @property
+    def gone(self) -> BoxError | None:
+        """Why the wrapper went away (None while it serves)."""
+        return self._gone
+
+    @property
     def stderr_tail(self) -> str:
         return self._process.stderr.tail()
 
@@ -97,8 +102,10 @@ class WrapperSession:
             route = self._routes.get(str(event.get("id")))
             if route is not None:
                 route.put_nowait(event)
-        tail = self._process.stderr.tail()
-        self._gone = WrapperExited("the wrapper on the box exited" + (f":\n{tail}" if tail else ""))
+        # Gone at once (no new request goes to it), then why, for every waiter: the link lost,
+        # the wrapper killed or exited (that takes the box's word, a few seconds at most).
+        self._gone = WrapperExited("the wrapper on the box exited")
+        self._gone = await self._process.ended_error()
         for route in self._routes.values():
             route.put_nowait({"event": wp.EV_ERROR, **self._gone.as_dict()})
 

@@ -5,8 +5,10 @@ Options are built once and reused on every reconnect. Host keys are always verif
 ProxyJump hosts' too. Logins: SSH_KEY_PATH (SSH_KEY_PASSPHRASE if it is encrypted), the agent
 at SSH_AUTH_SOCK, SSH_PASSWORD; the secrets go to asyncssh and nowhere else (no log line,
 message or child process ever holds them).
-Keepalives notice a dead link within interval x count seconds; the next request reconnects.
-Channels are bounded below OpenSSH's default MaxSessions (10).
+Keepalives notice a dead link within interval x (count + 1) seconds of the box's last byte
+(asyncssh, as OpenSSH, gives up at the tick after the last unanswered one); every session on
+it then ends with LinkLost, and the next request reconnects. Channels are bounded below
+OpenSSH's default MaxSessions (10).
 """
 
 from __future__ import annotations
@@ -24,19 +26,24 @@ import asyncssh
 from lfgate.box.box import Box
 from lfgate.box.errors import (
     BoxAuthFailed,
+    BoxDiskFull,
     BoxError,
     BoxUnreachable,
     HostKeyRejected,
     KeyUnreadable,
+    LinkLost,
     WrapperUnavailable,
 )
-from lfgate.box.process import BoxProcess
+from lfgate.box.process import END_NEWS_S, BoxProcess, ProcessEnd
 from lfgate.box.wrapper_files import WrapperFiles
 from lfgate.config import Settings
 
 REMOTE_WRAPPER_ROOT = ".cache/lfgate/wrappers"  # under the box user's home
 _COMPLETE_MARK = ".complete"
 _PASSWORD_METHODS = ("keyboard-interactive", "password")  # the methods SSH_PASSWORD answers
+# An upload that failed where less than the files' size plus this is free: the disk is full
+# (OpenSSH's SFTP says only "Failure" for ENOSPC, so the free space is asked afterwards).
+_ROOM_SLACK_BYTES = 1024 * 1024
 
 
 def _known_hosts(settings: Settings) -> object:
@@ -51,6 +58,17 @@ def _jump_hosts(options: asyncssh.SSHClientConnectionOptions) -> list[str]:
     jumps = getattr(options, "tunnel", None)  # asyncssh reads ProxyJump into `tunnel`
     return [hop.strip() for hop in jumps.split(",") if hop.strip()] if isinstance(jumps, str) \
         else []
+
+
+def _known_with_another_key(settings: Settings, host: str, port: int,
+                            key: asyncssh.SSHKey) -> bool:
+    """Whether the known_hosts file holds keys for host:port and `key` is none of them: the
+    box's key changed (a host with no entry at all is unknown, not changed)."""
+    path = _known_hosts(settings)
+    if not isinstance(path, str):
+        return False
+    keys = asyncssh.read_known_hosts(path).match(host, host, port)[0]
+    return bool(keys) and all(known.public_data != key.public_data for known in keys)
 
 
 def _split_hop(hop: str) -> tuple[str, str, str]:
@@ -128,6 +146,17 @@ def ssh_target(settings: Settings) -> SSHTarget:
     return SSHTarget(*target, jumps, (str(first.host), int(first.port or 22)))
 
 
+class _Link(asyncssh.SSHClient):
+    """One connection's client: keeps why asyncssh closed it (None while it is open or when
+    we closed it; else a keepalive timeout, the box closing the socket, a disconnect)."""
+
+    def __init__(self) -> None:
+        self.lost: Exception | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc
+
+
 def _close_all(jumps: list[asyncssh.SSHClientConnection]) -> None:
     """Close ProxyJump connections, the last (tunnelled through the others) first."""
     for jump in reversed(jumps):
@@ -139,6 +168,7 @@ class SSHBox(Box):
         super().__init__(settings, files)
         self._options: asyncssh.SSHClientConnectionOptions | None = None
         self._conn: asyncssh.SSHClientConnection | None = None
+        self._link = _Link()  # the current connection's client
         self._connect_lock = asyncio.Lock()
         self._channels = asyncio.Semaphore(settings.ssh_max_channels)
         self._watcher: asyncio.Task[None] | None = None
@@ -213,7 +243,8 @@ class SSHBox(Box):
             self.login_method = next(iter(self._conn.get_server_auth_methods()), None)
             self.forget_wrapper()
             self._note(None)
-            self._watcher = asyncio.create_task(self._watch(self._conn, self._jumps))
+            self._watcher = asyncio.create_task(self._watch(self._conn, self._link,
+                                                            self._jumps))
 
     async def _dial(self, options: asyncssh.SSHClientConnectionOptions
                     ) -> asyncssh.SSHClientConnection:
@@ -225,15 +256,16 @@ class SSHBox(Box):
             for hop in _jump_hosts(options):
                 jumps.append(await self._jump(hop, jumps[-1] if jumps else None))
             via = jumps[-1] if jumps else None
+            link = _Link()
             try:
                 conn = await asyncssh.connect(self.settings.ssh_host, tunnel=via or (),
-                                              options=options)
+                                              options=options, client_factory=lambda: link)
             except Exception as exc:
                 raise await self._explain(exc, options, via) from exc
         except BaseException:
             _close_all(jumps)
             raise
-        self._jumps = jumps
+        self._jumps, self._link = jumps, link
         return conn
 
     @staticmethod
@@ -264,14 +296,28 @@ class SSHBox(Box):
         except Exception as exc:
             raise await self._explain(exc, options, via, jump=hop) from exc
 
-    async def _watch(self, conn: asyncssh.SSHClientConnection,
+    async def _watch(self, conn: asyncssh.SSHClientConnection, link: _Link,
                      jumps: list[asyncssh.SSHClientConnection]) -> None:
         """Note why the link dropped (keepalive timeout, box reboot) for /api/health."""
         with contextlib.suppress(Exception):
             await conn.wait_closed()
         _close_all(jumps)
         if self._conn is conn:
-            self._note(BoxUnreachable("the SSH connection was lost; the next request reconnects"))
+            self._note(self._lost_error(link))
+
+    def _lost_error(self, link: _Link) -> LinkLost:
+        """The link dropped under open sessions: why, as asyncssh saw it (never a secret:
+        asyncssh's reason is its own text or the box's disconnect message)."""
+        settings = self.settings
+        reason = getattr(link.lost, "reason", None) or str(link.lost or "") or "closed"
+        if "keepalive" in reason:
+            why = (f"the box did not answer {settings.ssh_keepalive_count_max} keepalives sent "
+                   f"{settings.ssh_keepalive_interval:g} s apart (SSH_KEEPALIVE_INTERVAL, "
+                   "SSH_KEEPALIVE_COUNT_MAX): the network to it dropped, or it hangs")
+        else:
+            why = (f"{reason.rstrip('.')}: the box's sshd was restarted, the box rebooted, or "
+                   "the network dropped the connection")
+        return LinkLost(f"the SSH link to {settings.host_label} was lost: {why}")
 
     async def _explain(self, exc: Exception,
                        options: asyncssh.SSHClientConnectionOptions | None = None,
@@ -338,16 +384,27 @@ class SSHBox(Box):
                               ) -> HostKeyRejected:
         host = getattr(options, "host", None) or self.settings.ssh_host
         port = getattr(options, "port", None) or self.settings.ssh_port or 22
-        fingerprint = "unknown"
+        fingerprint, changed = "unknown", False
         with contextlib.suppress(Exception):
             key = await asyncio.wait_for(asyncssh.get_server_host_key(
                 _split_hop(jump)[1] if jump else self.settings.ssh_host,
                 tunnel=via or (), options=options), 10)
             if key is not None:
                 fingerprint = f"{key.get_algorithm()} {key.get_fingerprint('sha256')}"
+                changed = _known_with_another_key(self.settings, host, port, key)
         where = f"[{host}]:{port}" if port != 22 else host
         known = self.settings.ssh_known_hosts or "~/.ssh/known_hosts"
         which = f"the jump host {jump} ({where})" if jump else where
+        if changed:  # known_hosts holds a key for it, and this is not that key
+            return HostKeyRejected(
+                f"the host key of {which} has CHANGED: it now shows {fingerprint}, not the "
+                f"key {known} holds for it; not connecting",
+                hint=f"If you know why it changed (the box was rebuilt or reinstalled), "
+                     f"compare the fingerprint with `ssh-keygen -lf "
+                     f"/etc/ssh/ssh_host_ed25519_key.pub` on the box, remove the old key "
+                     f"(`ssh-keygen -R '{where}' -f {known}`) and trust the new one "
+                     f"(`ssh-keyscan -p {port} {host} >> {known}`). If you do not, do not "
+                     f"connect: someone may be in the middle.")
         return HostKeyRejected(
             f"the host key of {which} is not trusted ({fingerprint}): "
             f"{getattr(exc, 'reason', exc)}",
@@ -395,11 +452,18 @@ class SSHBox(Box):
         if await sftp.exists(posixpath.join(folder, _COMPLETE_MARK)):
             return folder
         staging = f"{folder}.tmp-{uuid.uuid4().hex[:8]}"
-        await sftp.makedirs(staging, exist_ok=True)
-        for name in self.files.names:
-            await sftp.put(str(self.files.folder / name), posixpath.join(staging, name))
-        async with sftp.open(posixpath.join(staging, _COMPLETE_MARK), "w") as mark:
-            await mark.write(self.files.digest + "\n")
+        try:
+            await sftp.makedirs(staging, exist_ok=True)
+            for name in self.files.names:
+                await sftp.put(str(self.files.folder / name), posixpath.join(staging, name))
+            async with sftp.open(posixpath.join(staging, _COMPLETE_MARK), "w") as mark:
+                await mark.write(self.files.digest + "\n")
+        except asyncssh.SFTPError as exc:
+            # A half-written folder is never used (no mark), but would fill the disk further.
+            with contextlib.suppress(asyncssh.Error, OSError):
+                await sftp.rmtree(staging)
+            raise await self._upload_error(sftp, exc, posixpath.dirname(folder), home) \
+                from exc
         try:
             await sftp.rename(staging, folder)
         except asyncssh.SFTPError:
@@ -408,6 +472,30 @@ class SSHBox(Box):
             await sftp.rmtree(staging)  # another gateway uploaded the same version first
         self.uploads += 1
         return folder
+
+    async def _upload_error(self, sftp: asyncssh.SFTPClient, exc: asyncssh.SFTPError,
+                            root: str, home: str) -> WrapperUnavailable:
+        """Why an upload failed: a full disk says so, with the room there and needed."""
+        need = self.files.size
+        free = None
+        for where in (root, home):  # the wrappers' folder may not exist yet
+            with contextlib.suppress(asyncssh.Error, OSError):
+                attrs = await sftp.statvfs(where)
+                free = attrs.bavail * attrs.frsize
+                break
+        full = isinstance(exc, asyncssh.SFTPNoSpaceOnFilesystem) or (
+            free is not None and free < need + _ROOM_SLACK_BYTES)
+        if not full:
+            return WrapperUnavailable(f"could not upload the wrapper over SFTP to {root}: {exc}")
+        room = "" if free is None else f": {free // 1024} KiB free, the wrapper needs " \
+                                       f"{-(-need // 1024)} KiB"
+        return BoxDiskFull(
+            f"no space left on the box's disk for the wrapper upload to {root}{room} (SFTP "
+            f"said: {exc.reason or exc})",
+            hint=f"Free space on the box's disk that holds {root} (`df -h {root}` there; old "
+                 "checkpoints under saves/ and the Hugging Face cache are the usual culprits),"
+                 " or deploy the wrapper yourself and set CHAT_SCRIPT_PATH. The next request "
+                 "uploads it again.")
 
     async def _spawn(self, command: str) -> BoxProcess:
         assert self._conn is not None
@@ -439,5 +527,18 @@ class SSHBox(Box):
             finally:
                 release()
 
+        link = self._link
+
+        async def ended() -> ProcessEnd:
+            """The link lost, or how the box said the process ended (its exit status or
+            signal comes over the channel just after the end of its output)."""
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait_closed(), END_NEWS_S)
+            if link.lost is not None:
+                return ProcessEnd(lost=self._lost_error(link))
+            signal = proc.exit_signal
+            return ProcessEnd(status=None if signal else proc.exit_status,
+                              signal=signal[0] if signal else None)
+
         return BoxProcess(proc.stdin, proc.stdout, proc.stderr, wait_exit=wait_exit,
-                          force_stop=force_stop)
+                          force_stop=force_stop, ended=ended)

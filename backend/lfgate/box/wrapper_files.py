@@ -21,14 +21,17 @@ class WrapperFiles:
     folder: Path
     names: tuple[str, ...]
     digest: str  # first 16 hex digits of the sha256 over names and contents
+    size: int = 0  # their bytes: the room an upload needs on the box
 
     @classmethod
     def from_folder(cls, folder: Path) -> WrapperFiles:
         names = tuple(sorted({*SCRIPTS.values(), *_SHARED}))
-        sha = hashlib.sha256()
+        sha, size = hashlib.sha256(), 0
         for name in names:
-            sha.update(name.encode() + b"\0" + (folder / name).read_bytes() + b"\0")
-        return cls(folder, names, sha.hexdigest()[:16])
+            data = (folder / name).read_bytes()
+            sha.update(name.encode() + b"\0" + data + b"\0")
+            size += len(data)
+        return cls(folder, names, sha.hexdigest()[:16], size)
 
     @classmethod
     def packaged(cls) -> WrapperFiles:

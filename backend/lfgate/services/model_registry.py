@@ -45,6 +45,8 @@ class ServingSlot:
     load_spec: ModelSpec  # what the wrapper loads (a shared slot: the base, no adapter)
     status: ModelStatus = "unloaded"
     error: BoxError | None = None
+    # The error came from LlamaFactory loading the model (the box and wrapper were fine).
+    load_failed: bool = False
     load_seconds: float | None = None
     load_phases: dict[str, float] = field(default_factory=dict)
     session: WrapperSession | None = None
@@ -56,8 +58,8 @@ class ServingSlot:
         """A ready slot whose wrapper died is an error until it is loaded again."""
         if self.status == "ready" and self.session is not None and not self.session.alive:
             self.status = "error"
-            self.error = BoxError(f"the wrapper exited: {self.session.stderr_tail}",
-                                  code="wrapper_exited")
+            self.error = self.session.gone or BoxError(
+                f"the wrapper exited: {self.session.stderr_tail}", code="wrapper_exited")
 
     def held_adapter(self, path: str) -> dict[str, Any] | None:
         """The wrapper's own report of an adapter resident on this slot's base."""
@@ -245,7 +247,11 @@ class ModelRegistry:
         if slot.task is not None and not slot.task.done():
             await asyncio.shield(slot.task)
         if slot.status != "ready" or slot.session is None:
-            raise slot.error or BoxError("the model is not loaded")
+            error = slot.error or BoxError("the model is not loaded")
+            if slot.load_failed:  # a reply's error says what failed; the box's words follow
+                raise type(error)(f"model {model_id!r} did not load on the box: "
+                                  f"{error.message}", hint=error.hint, code=error.code)
+            raise error
         return Served(slot.session, entry.choice(), slot)
 
     async def _load(self, slot: ServingSlot, params: dict[str, Any]) -> None:
@@ -254,6 +260,7 @@ class ModelRegistry:
         await self._make_room(slot)
         session = None
         slot.load_phases = phases = {}
+        slot.load_failed = False
         try:
             session = await self._box.start_wrapper(phases)
             spec = slot.load_spec.for_wrapper(self._settings.llamafactory_cli_path)
@@ -264,7 +271,7 @@ class ModelRegistry:
         except BoxError as exc:
             if session is not None:
                 await session.close()
-            slot.status, slot.error = "error", exc
+            slot.status, slot.error, slot.load_failed = "error", exc, session is not None
             return
         except asyncio.CancelledError:
             if session is not None:

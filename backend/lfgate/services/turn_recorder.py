@@ -19,7 +19,8 @@ from lfgate.storage.chat_store import ChatStore
 
 __all__ = ["ApiEvent", "Turn", "TurnRecorder"]
 SAVE_EVERY_S = 1.0  # a growing reply is written at least this often
-CUT_OFF_CODES = frozenset({"box_unreachable", "wrapper_exited"})  # the box went away
+# The box went away under the reply: the link, the wrapper or the CLI behind it.
+CUT_OFF_CODES = frozenset({"box_unreachable", "wrapper_exited", "cli_exited"})
 
 
 @dataclass
