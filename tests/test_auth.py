@@ -63,15 +63,19 @@ def assert_refused(response: httpx.Response, path: str) -> None:
     assert_no_token(response)
 
 
-async def test_every_route_needs_the_token(tmp_path, monkeypatch):
+async def test_every_route_needs_the_token(tmp_path, monkeypatch, reliability):
     app = gateway(tmp_path, monkeypatch, gateway_token=TOKEN)
     routes = [(method, path) for method, path in operations(app) if path != LOGIN]
     assert len(routes) >= 40  # the schema was read, and not to a stub
     # Nothing outside /api and /v1 but the static page: a route elsewhere would be public.
     assert all(path.startswith(("/api/", "/v1/")) for _, path in routes)
+    answers: set[tuple[int, str]] = set()  # (status, error code) of the refusals, for the doc
     async with Client(app) as http:
         for method, path in routes:
-            assert_refused(await http.request(method, path, params=PARAMS), path)
+            refused = await http.request(method, path, params=PARAMS)
+            assert_refused(refused, path)
+            error = refused.json().get("error") or refused.json()["detail"]
+            answers.add((refused.status_code, error["code"]))
             for wrong in ({"Authorization": f"Bearer {TOKEN}x"}, {"Authorization": TOKEN},
                           {"Authorization": f"Basic {TOKEN}"},
                           {"Cookie": f"{SESSION_COOKIE}={session_value('another')}"},
@@ -92,6 +96,17 @@ async def test_every_route_needs_the_token(tmp_path, monkeypatch):
             assert (await http.get(path)).status_code == 200, path
         health = await http.get("/api/health", headers={"authorization": f"bearer {TOKEN}"})
         assert health.status_code == 200 and health.json()["auth"] is True
+    said = ", ".join(f"{status} {code}" for status, code in sorted(answers))
+    reliability.record("security", f"no token, on every route of the OpenAPI schema but the "
+                       f"login ({len(routes)} routes under /api and /v1)",
+                       f"all {len(routes)} refused ({said}, WWW-Authenticate: Bearer), the "
+                       "schema and its explorer too; with the Bearer token none is refused; "
+                       "the token is in no answer")
+    reliability.record("security", "a wrong token on every route: another Bearer token, the "
+                       "token without Bearer, as Basic, a cookie signed with another token, "
+                       "the token itself as the cookie",
+                       f"each refused on all {len(routes)} routes ({said}); the token is in "
+                       "no answer")
 
 
 async def test_login_sets_a_cookie_that_lets_the_page_in_and_logout_clears_it(tmp_path,
@@ -144,7 +159,8 @@ async def test_the_cookie_is_secure_over_https(tmp_path, monkeypatch):
         assert "; Secure" in response.headers["set-cookie"]
 
 
-async def test_failed_logins_are_rate_limited_per_address(tmp_path, monkeypatch):
+async def test_failed_logins_are_rate_limited_per_address(tmp_path, monkeypatch,
+                                                          reliability):
     app = gateway(tmp_path, monkeypatch, gateway_token=TOKEN)
     clock = Clock()
     app.state.login_limiter = LoginLimiter(clock=clock)
@@ -176,6 +192,13 @@ async def test_failed_logins_are_rate_limited_per_address(tmp_path, monkeypatch)
         for _ in range(5):
             assert (await http.post(LOGIN, json={"token": "guess"})).status_code == 401
         assert (await http.post(LOGIN, json={"token": "guess"})).status_code == 429
+    detail = limited.json()["detail"]
+    reliability.record("security", "five wrong logins from one address within a minute, then "
+                       "the right token",
+                       f"{limited.status_code} {detail['code']} with Retry-After "
+                       f"{limited.headers['retry-after']}: \"{detail['message']}\", no cookie; "
+                       "another address and Bearer clients are not held back; lifted a minute "
+                       "after the first failure")
 
 
 def test_the_limiter_remembers_a_bounded_number_of_addresses():

@@ -529,8 +529,45 @@ def test_every_route_of_the_schema_has_a_case(tmp_path: Path, monkeypatch) -> No
     assert sorted(routes - covered) == []
 
 
+@pytest.fixture(scope="module")
+async def routes(gate) -> set[tuple[str, str]]:
+    """Every (method, path template) of the gateway's OpenAPI schema."""
+    http, _ = gate
+    schema = (await http.get("/openapi.json")).json()["paths"]
+    return {(method.upper(), path) for path, ops in schema.items() for method in ops}
+
+
+def answer_text(response: httpx.Response, ids: Ids, limit: int = 160) -> str:
+    """The status and the error's message as the API returned it (our `detail`, FastAPI's
+    list of field errors, or OpenAI's `error`), shortened; the run's own ids named instead."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if response.is_success and isinstance(data, dict) and "content" in data:
+        said = f"answered {data['content']!r}"
+    elif isinstance(data, dict) and isinstance(data.get("error"), dict):  # /v1
+        error = data["error"]
+        param = f" (param {error['param']})" if error.get("param") else ""
+        said = f"{error.get('code') or error.get('type')}{param}: {error.get('message')}"
+    elif isinstance(data, dict) and isinstance(data.get("detail"), dict):
+        said = f"{data['detail'].get('code')}: {data['detail'].get('message')}"
+    elif isinstance(data, dict) and isinstance(data.get("detail"), list):
+        said = "; ".join(f"{'.'.join(str(part) for part in error.get('loc', ()))}: "
+                         f"{error.get('msg')}" for error in data["detail"])
+    else:
+        said = str(data.get("detail") if isinstance(data, dict) else response.text)
+    for name, value in ids.items():
+        said = said.replace(value, f"<{name} id>")
+    said = " ".join(said.split())
+    if len(said) > limit:
+        said = said[:limit - 1].rstrip() + "…"
+    return f"{response.status_code} {said}"
+
+
 @pytest.mark.parametrize("item", CASES, ids=[item.label for item in CASES])
-async def test_bad_input_gets_a_4xx_that_names_the_problem(gate, item: Case) -> None:
+async def test_bad_input_gets_a_4xx_that_names_the_problem(gate, routes, reliability,
+                                                           item: Case) -> None:
     http, ids = gate
     response = await send(http, item, ids)
     text = response.text
@@ -540,6 +577,11 @@ async def test_bad_input_gets_a_4xx_that_names_the_problem(gate, item: Case) -> 
     if item.path.startswith("/v1/") and response.status_code >= 400:
         assert set(response.json()) == {"error"}, text[:2000]  # OpenAI's shape
     assert (await http.get("/api/health")).status_code == 200  # still serving
+    route = _route(item.method, item.path.format(**ids), routes)
+    assert route is not None, item.path
+    wrong = item.label.split(": ", 1)[-1]
+    reliability.record("bad-input", f"{route[0]} {route[1]}: {wrong}",
+                       answer_text(response, ids))
 
 
 TEXTS = {

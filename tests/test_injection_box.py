@@ -36,6 +36,11 @@ PAYLOADS = {
 GREEDY = {"temperature": 0, "max_new_tokens": 8}
 
 
+def shown(payload: str) -> str:
+    """A payload for docs/reliability.md: quoted, escapes visible, the run's canary named."""
+    return json.dumps(payload.replace(CANARY, "CANARY"), ensure_ascii=False)
+
+
 def canaries(*roots: Path) -> list[Path]:
     return [found for root in roots if root.exists() for found in root.rglob(f"*{CANARY}*")
             if found.name == CANARY]
@@ -73,7 +78,7 @@ def where(tmp_path):
 
 
 def test_script_mode_serves_hostile_names_and_text_as_data(
-        sshd, box_python, tiny, tmp_path, where):
+        sshd, box_python, tiny, tmp_path, where, reliability):
     root = tmp_path / "saves"
     made = hostile_saves(root, tiny["adapter"])
     work = tmp_path / PAYLOADS["subst"] / PAYLOADS["semicolon"]  # REMOTE_WORK_DIR too
@@ -92,9 +97,11 @@ def test_script_mode_serves_hostile_names_and_text_as_data(
             renamed = gateway.http.patch(f"/api/chats/{reply['chat_id']}",
                                          json={"title": PAYLOADS[name]})
             assert renamed.status_code == 200 and renamed.json()["title"] == PAYLOADS[name]
-        for payload in PAYLOADS.values():
+        as_model_id = {}
+        for name, payload in PAYLOADS.items():
             unknown = gateway.http.post("/api/chat", json={"message": "hi", "model": payload})
             assert unknown.status_code in (404, 422), unknown.text
+            as_model_id[name] = f"{unknown.status_code} {unknown.json()['detail']['code']}"
 
         made_set = gateway.http.post("/api/prompt-sets", json={
             "filename": f"{PAYLOADS['quotes']}.jsonl", "content": "\n".join(
@@ -112,10 +119,20 @@ def test_script_mode_serves_hostile_names_and_text_as_data(
     finally:
         gateway.stop()
     assert canaries(*where, work) == []
+    for name, payload in PAYLOADS.items():
+        extra = {"subst": ", a folder of REMOTE_WORK_DIR", "semicolon":
+                 ", a folder of REMOTE_WORK_DIR", "quotes": ", a prompt set's file name"}
+        reliability.record(
+            "security", f"script mode, {name}: {shown(payload)} as an adapter folder's name "
+            "(its path and model id), a message, a chat title, a prompt set's prompt, system "
+            f"and reference, a model id{extra.get(name, '')}",
+            "served as data: the adapter answered, message and title stored exactly as sent, "
+            f"the prompt-set run complete; as an unknown model id {as_model_id[name]}; the "
+            "canary file was never created")
 
 
 def test_cli_mode_runs_a_hostile_adapter_folder_as_data(
-        sshd, box_python, tiny, tmp_path, where):
+        sshd, box_python, tiny, tmp_path, where, reliability):
     root = tmp_path / "saves"
     made = hostile_saves(root, tiny["adapter"])
     gateway = start_real_gateway(sshd, box_python, tiny, tmp_path / "gw", mode="cli", env={
@@ -129,3 +146,9 @@ def test_cli_mode_runs_a_hostile_adapter_folder_as_data(
     finally:
         gateway.stop()
     assert canaries(*where) == []
+    reliability.record(
+        "security", f"CLI mode: adapter folders named {shown(PAYLOADS['quotes'])} and "
+        f"{shown(PAYLOADS['newline'])} (each a llamafactory-cli process's adapter), the "
+        f"message {shown(PAYLOADS['backticks'])}",
+        "llamafactory-cli started on each folder as data and answered; the canary file was "
+        "never created")

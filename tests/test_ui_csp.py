@@ -86,7 +86,7 @@ def next_frames(page: Page) -> None:
 
 
 def test_every_view_works_under_the_csp_and_asks_nothing_of_other_origins(
-        csp_page: Page, gateway: GatewayProcess) -> None:
+        csp_page: Page, gateway: GatewayProcess, reliability) -> None:
     page = csp_page
     shipped = (ROOT / "frontend" / "index.html").read_text()
     response = page.goto(gateway.url)
@@ -142,10 +142,18 @@ def test_every_view_works_under_the_csp_and_asks_nothing_of_other_origins(
     paths = {urlsplit(request.url).path for request in page.requested}
     assert {"/", "/app.js", "/api/chat", "/api/compare", "/api/leaderboard"} <= paths, paths
     assert [request.url for request in foreign(page, gateway.url)] == []
+    reliability.record(
+        "security", "every view of the page in Chromium under its Content-Security-Policy: a "
+        "chat with code and math, the model picker, the parameters, a compare and its vote, "
+        "the leaderboard",
+        f"CSP violations: {len(violations(page)) or 'none'}; third-party requests: "
+        f"{len(foreign(page, gateway.url)) or 'none'}; script-src without 'unsafe-inline'; "
+        "every answer, JSON and errors too, carries the policy, nosniff, no-referrer, DENY")
 
 
 def test_markup_in_a_reply_stays_inert_and_loads_nothing(csp_page: Page,
-                                                         gateway: GatewayProcess) -> None:
+                                                         gateway: GatewayProcess,
+                                                         reliability) -> None:
     page = csp_page
     open_page(page, gateway)
     send(page, "xss please")  # <img onerror>, <script>, javascript: links (window.__xss)
@@ -181,10 +189,17 @@ def test_markup_in_a_reply_stays_inert_and_loads_nothing(csp_page: Page,
     assert left == []
     assert all("Content Security Policy" in error and THIRD_PARTY in error
                for error in page.js_errors), page.js_errors
+    refused = sorted({v["directive"] for v in blocked})
+    reliability.record(
+        "security", "a reply holding <script>, <img onerror>, an onclick button, javascript: "
+        "links, an iframe and a remote image (a tracking pixel)",
+        "shown as text, nothing runs; the image's load is refused by the CSP "
+        f"({', '.join(refused)}) before the network: third-party requests that left the "
+        f"page: {len(left) or 'none'}")
 
 
 def test_the_policy_stops_inline_script_that_got_past_the_sanitiser(
-        csp_page: Page, gateway: GatewayProcess) -> None:
+        csp_page: Page, gateway: GatewayProcess, reliability) -> None:
     """Defence in depth: markup with a handler and an inline script, put straight into the
     DOM as if the sanitiser had let it through, does not run."""
     page = csp_page
@@ -203,6 +218,10 @@ def test_the_policy_stops_inline_script_that_got_past_the_sanitiser(
     assert page.evaluate("window.__pwned") is None
     directives = sorted(v["directive"] for v in violations(page))
     assert directives == ["script-src-attr", "script-src-attr", "script-src-elem"], directives
+    reliability.record(
+        "security", "an inline script and two inline handlers put straight into the page, as "
+        "if the sanitiser had let them through",
+        f"none runs: the CSP refuses each ({', '.join(directives)})")
 
 
 def test_the_import_map_hash_does_not_depend_on_line_ends() -> None:

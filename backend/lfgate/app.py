@@ -18,6 +18,8 @@ from fastapi.exception_handlers import (
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lfgate import __version__
@@ -47,6 +49,7 @@ from lfgate.services.prompt_runs import PromptRuns
 from lfgate.storage.chat_store import ChatStore
 from lfgate.storage.database import open_database
 from lfgate.storage.errors import StorageError
+from lfgate.storage.faults import StorageFailed
 from lfgate.storage.prompt_set_store import PromptSetStore
 from lfgate.storage.run_store import RunStore
 from lfgate.storage.vote_store import VoteStore
@@ -63,7 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.started_at = int(time.time())
-        database = await open_database(settings.effective_database_url)
+        app.state.database = database = await open_database(settings.effective_database_url)
         app.state.store = ChatStore(database)
         interrupted = await app.state.store.mark_interrupted()
         if interrupted:
@@ -117,10 +120,31 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(StorageError)
-    async def storage_error(_request: Request, exc: StorageError) -> JSONResponse:
-        """Storage raises only for ids it does not hold: a 404 naming what is missing."""
+    async def storage_error(request: Request, exc: StorageError) -> JSONResponse:
+        """An id storage does not hold: a 404 naming what is missing. The database refusing
+        for a while (locked by another process, its disk full; lfgate.storage.faults): a 503
+        naming the cause, with Retry-After when waiting helps."""
+        status = getattr(exc, "status_code", 404)
+        retry = getattr(exc, "retry_after_s", None)
+        headers = {"Retry-After": str(retry)} if retry else None
+        if is_v1(request):
+            return openai_error(status, exc.message, code=exc.code, headers=headers)
         return JSONResponse({"detail": {"code": exc.code, "message": exc.message}},
-                            status_code=404)
+                            status_code=status, headers=headers)
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(PoolTimeout)
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        """What the driver raised, never shown as it is (it holds the SQL and its values):
+        the database's passing states by name, anything else as a 500 told in the log."""
+        fault = request.app.state.database.fault(exc)
+        if fault is not None:
+            logger.warning("%s %s: %s", request.method, request.url.path, fault.message)
+            return await storage_error(request, fault)
+        logger.error("%s %s failed in the database", request.method, request.url.path,
+                     exc_info=exc)
+        return await storage_error(request, StorageFailed(
+            "the database failed on this request (the gateway's log has the details)"))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:

@@ -194,7 +194,7 @@ def render(rows: list[Row]) -> str:
         mine = sorted((r for r in rows if r.area == area), key=lambda r: _function(r.test))
         if not mine:
             continue
-        lines += ["", f"## {title}", "", f"{len(mine)} rows.", "",
+        lines += ["", f"## {title}", "", f"{len(mine)} row{'s' if len(mine) != 1 else ''}.", "",
                   "| Fault or input | What the product does | Test |", "|---|---|---|"]
         for r in mine:
             name = r.test.split("::", 1)[-1]

@@ -2,6 +2,9 @@
 
 Messages form a tree; a chat's `active_leaf_id` names the branch the user sees and the model
 continues. Nothing is overwritten: an edit or a regeneration is a new sibling.
+
+A reply's saves that the database refuses for a while (locked, full) wait and are written when
+it takes them again (lfgate.storage.deferred), so the reply streams on; reads show them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 
 from lfgate.storage.database import Database
+from lfgate.storage.deferred import DeferredSaves
 from lfgate.storage.errors import UnknownChat, UnknownMessage
 from lfgate.storage.tables import Chat, Message, utcnow
 
@@ -67,6 +71,11 @@ def new_id() -> str:
 class ChatStore:
     def __init__(self, database: Database) -> None:
         self._sessions = database.sessions
+        self._deferred = DeferredSaves(self._write_message, database.fault)
+        database.before_close(self._deferred.close)
+
+    def _view(self, row: Message) -> MessageRecord:
+        return self._deferred.view(_message(row))
 
     async def create_chat(self, *, title: str, model: str = "default",
                           system: str | None = None,
@@ -155,7 +164,8 @@ class ChatStore:
                              status: str | None = None,
                              provenance: dict[str, Any] | None = None,
                              thread_digest: str | None = None) -> None:
-        """Save a reply as it grows, and its final state."""
+        """Save a reply as it grows, and its final state. While the database refuses (locked
+        by another process, its disk full), the save waits and is written once it can be."""
         values: dict[str, Any] = {"updated_at": utcnow()}
         if thread_digest is not None:
             values["thread_digest"] = thread_digest
@@ -167,6 +177,9 @@ class ChatStore:
             values["status"] = status
         if provenance is not None:
             values["provenance"] = provenance
+        await self._deferred.save(message_id, values)
+
+    async def _write_message(self, message_id: str, values: dict[str, Any]) -> None:
         async with self._sessions.begin() as session:
             result = await session.execute(
                 update(Message).where(Message.id == message_id).values(**values))
@@ -179,20 +192,20 @@ class ChatStore:
             row = await session.scalar(
                 select(Message).where(Message.thread_digest == thread_digest)
                 .order_by(Message.created_at.desc()).limit(1))
-            return None if row is None else _message(row)
+            return None if row is None else self._view(row)
 
     async def messages(self, *, chat_id: str) -> list[MessageRecord]:
         async with self._sessions() as session:
             rows = await session.scalars(select(Message).where(Message.chat_id == chat_id)
                                          .order_by(Message.created_at, Message.id))
-            return [_message(row) for row in rows.all()]
+            return [self._view(row) for row in rows.all()]
 
     async def get_message(self, *, chat_id: str, message_id: str) -> MessageRecord:
         async with self._sessions() as session:
             row = await session.get(Message, message_id)
             if row is None or row.chat_id != chat_id:
                 raise UnknownMessage(f"unknown message {message_id!r} in chat {chat_id!r}")
-            return _message(row)
+            return self._view(row)
 
     async def find_message(self, *, message_id: str) -> MessageRecord:
         """A message by its id alone (a reply's id is its turn's: a stream reattaches by it)."""
@@ -200,7 +213,7 @@ class ChatStore:
             row = await session.get(Message, message_id)
             if row is None:
                 raise UnknownMessage(f"unknown message {message_id!r}")
-            return _message(row)
+            return self._view(row)
 
     async def branch(self, *, chat_id: str, leaf_id: str | None = None) -> list[MessageRecord]:
         """The messages from the root to `leaf_id` (default: the chat's active leaf)."""

@@ -2,10 +2,15 @@
 
 SQLite (the default) runs in WAL mode with foreign keys on; PostgreSQL through asyncpg.
 An older database is upgraded in place, never dropped.
+
+A database another process or session holds locked is waited for LOCK_WAIT_S (SQLite's busy
+timeout, PostgreSQL's lock_timeout), then the statement fails, and `fault` names why
+(lfgate.storage.faults): a clear error at once rather than a request that hangs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from alembic import command
@@ -20,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 import lfgate.storage.migrations as migrations
+from lfgate.storage.faults import LOCK_WAIT_S, StorageFault, storage_fault
 
 HEAD = "head"
 
@@ -43,15 +49,42 @@ def _alembic_config(connection: Connection) -> Config:
     return config
 
 
+def _connect_args(url: str) -> dict[str, object]:
+    """How long a statement waits for another's lock before it fails (instead of hanging):
+    SQLite's busy timeout; PostgreSQL's lock_timeout (its default waits for ever)."""
+    if url.startswith("sqlite"):
+        return {"timeout": LOCK_WAIT_S}
+    if url.startswith("postgresql+asyncpg"):
+        return {"server_settings": {"lock_timeout": f"{int(LOCK_WAIT_S * 1000)}ms"},
+                "timeout": 10}  # seconds to connect, as for a lock: a clear error, not a hang
+    return {}
+
+
+def _sqlite_folder(url: str) -> Path | None:
+    path = url.split("///", 1)[-1] if url.startswith("sqlite") else ""
+    return Path(path).parent if path and path != ":memory:" else None
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine: AsyncEngine = create_async_engine(url)
+        self.engine: AsyncEngine = create_async_engine(url, connect_args=_connect_args(url))
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False,
                                            class_=AsyncSession)
+        self._folder = _sqlite_folder(url)
+        self._before_close: list[Callable[[], Awaitable[None]]] = []
         self._closed = False
+
+    def fault(self, exc: BaseException) -> StorageFault | None:
+        """`exc` as the database refusing for a while (locked, full, out of reach), with a
+        message that names the cause; None when it is something else."""
+        return storage_fault(exc, self._folder)
+
+    def before_close(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run `callback` at close, before the connections go (a store's last writes)."""
+        self._before_close.append(callback)
 
     async def migrate(self, revision: str = HEAD) -> None:
         """Bring the schema to `revision` (the latest by default)."""
@@ -68,6 +101,8 @@ class Database:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            for callback in self._before_close:
+                await callback()
             await self.engine.dispose()
 
 

@@ -5,7 +5,8 @@ has errors of its own; the app maps them to HTTP statuses beside the services' e
     ├── UnknownChat       unknown_chat     (no chat with that id)
     ├── UnknownMessage    unknown_message  (a message id that is not in the chat named with it)
     ├── UnknownPromptSet  unknown_prompt_set
-    └── UnknownRun        unknown_run      (no run of a prompt set with that id)
+    ├── UnknownRun        unknown_run      (no run of a prompt set with that id)
+    └── (lfgate.storage.faults: the database locked, full or out of reach, 503)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 class StorageError(Exception):
     code = "storage_error"
+    status_code = 404  # the ids below; lfgate.storage.faults has the database's own states
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
