@@ -38,6 +38,7 @@ RIG = ROOT / "tests" / "rig"
 TOKEN_DELAY_S = "0.004"
 CALL_REPORT = pytest.StashKey[pytest.TestReport]()
 RELIABILITY = pytest.StashKey[dict[str, TestRows]]()  # docs/reliability.md's rows, by test
+OUTCOMES = pytest.StashKey[dict[str, str]]()  # passed, failed or skipped, by test
 
 
 def _rig(script: str, *args: str) -> str:
@@ -134,6 +135,7 @@ def pytest_configure(config: pytest.Config) -> None:
     isolate()  # before any test: no user .env, ~/.ssh or SSH_*/GATEWAY_* variable reaches one
     config.stash[PLAYWRIGHT_LOOP] = PlaywrightLoop()
     config.stash[RELIABILITY] = {}
+    config.stash[OUTCOMES] = {}
 
 
 @pytest.fixture
@@ -149,12 +151,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     tests = session.config.stash.get(RELIABILITY, {})
     if not tests:
         return
-    passed = {}
-    for item in session.items:
-        report = item.stash.get(CALL_REPORT, None)
-        if item.nodeid in tests and report is not None and report.passed:
-            passed[item.nodeid] = tests[item.nodeid].rows
-    merge(passed, set(tests), results_path())
+    outcomes = session.config.stash[OUTCOMES]
+    # A skipped test says nothing either way: its rows from an earlier run stay. A test
+    # that failed in any phase (teardown too) loses its rows.
+    ran = {test for test in tests if outcomes.get(test) != "skipped"}
+    passed = {test: tests[test].rows for test in tests if outcomes.get(test) == "passed"}
+    merge(passed, ran, results_path())
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -215,6 +217,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     report = yield
     if report.when == "call":
         item.stash[CALL_REPORT] = report  # fixtures read it at teardown (traces)
+    outcomes = item.config.stash[OUTCOMES]
+    if report.failed:
+        outcomes[item.nodeid] = "failed"
+    elif report.skipped and outcomes.get(item.nodeid) != "failed":
+        outcomes[item.nodeid] = "skipped"
+    elif report.when == "call" and item.nodeid not in outcomes:
+        outcomes[item.nodeid] = "passed"
     return report
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from lfgate.box.errors import BoxError
@@ -71,18 +73,39 @@ class ChatTurns:
         self._active: dict[str, Turn] = {}
         self._ended: RecentlyEnded[Turn] = RecentlyEnded()  # stored turns, for late readers
         self._busy: set[str] = set()
+        self._placing: Counter[str] = Counter()  # per box: turns admitted, being set up
 
-    def admit(self, model: str) -> None:
+    def admit(self, *models: str) -> None:
         """Refuse at once, before anything is stored: an unknown or broken model, or more
-        replies at once on its box than that box's MAX_CONCURRENT_TURNS (a 429, never a
-        hang)."""
-        self._registry.usable(model)
-        box = self._registry.of(model)
-        most = box.settings.max_concurrent_turns
-        if sum(box.owns(t.model) for t in self._active.values()) >= most:
-            raise TooManyTurns(f"{most} replies are being generated or queued on box "
-                               f"{box.settings.box_name!r} (MAX_CONCURRENT_TURNS); "
-                               "retry in a moment")
+        replies at once on a box than that box's MAX_CONCURRENT_TURNS allows (a 429, never a
+        hang). Counted: the turns running and those being set up (see `placing`)."""
+        wanted: Counter[str] = Counter()
+        boxes = {}
+        for model in models:
+            self._registry.usable(model)
+            box = self._registry.of(model)
+            boxes[box.settings.box_name] = box
+            wanted[box.settings.box_name] += 1
+        for name, count in wanted.items():
+            box = boxes[name]
+            most = box.settings.max_concurrent_turns
+            running = sum(box.owns(t.model) for t in self._active.values())
+            if running + self._placing[name] + count > most:
+                raise TooManyTurns(f"{most} replies are being generated or queued on box "
+                                   f"{name!r} (MAX_CONCURRENT_TURNS); retry in a moment")
+
+    @contextlib.contextmanager
+    def placing(self, *models: str) -> Iterator[None]:
+        """Admit these models' turns and hold their places while they are set up (stored,
+        then launched): setting up awaits storage, and a burst of requests must not all pass
+        `admit` before any of them runs. Launched turns count as running from then on."""
+        self.admit(*models)
+        names = [self._registry.of(model).settings.box_name for model in models]
+        self._placing.update(names)
+        try:
+            yield
+        finally:
+            self._placing.subtract(names)
 
     def find(self, turn_id: str) -> Turn | None:
         """A running turn, or a stored one that ended in the last few minutes."""
@@ -107,60 +130,60 @@ class ChatTurns:
     async def start(self, *, message: str, chat_id: str | None, model: str,
                     params: dict[str, Any]) -> Turn:
         """A new message at the end of the chat's active branch (a new chat without an id)."""
-        self.admit(model)
-        if chat_id is None:
-            chat = await self._store.create_chat(title=title_from(message), model=model)
-        else:
-            chat = await self._store.get_chat(chat_id=chat_id)
-        return await self._begin(chat, model, params, parent_id=chat.active_leaf_id,
-                                 new_text=message, retitle=True)
+        with self.placing(model):
+            if chat_id is None:
+                chat = await self._store.create_chat(title=title_from(message), model=model)
+            else:
+                chat = await self._store.get_chat(chat_id=chat_id)
+            return await self._begin(chat, model, params, parent_id=chat.active_leaf_id,
+                                     new_text=message, retitle=True)
 
     async def edit(self, *, chat_id: str, message_id: str, content: str, model: str,
                    params: dict[str, Any]) -> Turn:
         """A new version of a user message, as its sibling, answered afresh."""
-        self.admit(model)
-        chat = await self._store.get_chat(chat_id=chat_id)
-        target = await self._store.get_message(chat_id=chat_id, message_id=message_id)
-        if target.role != "user":
-            raise BadTurnRequest("only a user message can be edited; regenerate a reply")
-        return await self._begin(chat, model, params, parent_id=target.parent_id,
-                                 new_text=content)
+        with self.placing(model):
+            chat = await self._store.get_chat(chat_id=chat_id)
+            target = await self._store.get_message(chat_id=chat_id, message_id=message_id)
+            if target.role != "user":
+                raise BadTurnRequest("only a user message can be edited; regenerate a reply")
+            return await self._begin(chat, model, params, parent_id=target.parent_id,
+                                     new_text=content)
 
     async def regenerate(self, *, chat_id: str, message_id: str, model: str,
                          params: dict[str, Any]) -> Turn:
         """Another reply to the same user message, as a sibling of `message_id`."""
-        self.admit(model)
-        chat = await self._store.get_chat(chat_id=chat_id)
-        target = await self._store.get_message(chat_id=chat_id, message_id=message_id)
-        if target.role != "assistant" or target.parent_id is None:
-            raise BadTurnRequest("only a reply can be regenerated; edit a user message")
-        return await self._begin(chat, model, params, parent_id=target.parent_id,
-                                 new_text=None)
+        with self.placing(model):
+            chat = await self._store.get_chat(chat_id=chat_id)
+            target = await self._store.get_message(chat_id=chat_id, message_id=message_id)
+            if target.role != "assistant" or target.parent_id is None:
+                raise BadTurnRequest("only a reply can be regenerated; edit a user message")
+            return await self._begin(chat, model, params, parent_id=target.parent_id,
+                                     new_text=None)
 
     async def start_messages(self, *, messages: list[dict[str, str]], model: str,
                              params: dict[str, Any], store: bool) -> Turn:
         """A whole conversation sent at once (the OpenAI API): answered as sent. With
         `store`, kept as a chat: one whose history ends with a reply this gateway gave is
         continued, anything else becomes a new chat holding the history it came with."""
-        self.admit(model)
-        spec = self._registry.get(model).spec
-        if not store:
-            turn = Turn(id=new_id(), chat_id=None, model=model, spec=spec, exclusive=False)
-        else:
-            first = next(m["content"] for m in messages if m["role"] == "user")
-            chat, path = await self._conversations.place(
-                model=model, system=params.get("system"), title=title_from(first),
-                messages=messages)
-            _, reply = await self._add_exchange(chat.id, path, messages[-1]["content"])
-            turn = Turn(id=reply.id, chat_id=chat.id, model=model, spec=spec, exclusive=False,
-                        thread=messages)
-        self.launch(turn, messages, params)
+        with self.placing(model):
+            spec = self._registry.get(model).spec
+            if not store:
+                turn = Turn(id=new_id(), chat_id=None, model=model, spec=spec,
+                            exclusive=False)
+            else:
+                first = next(m["content"] for m in messages if m["role"] == "user")
+                chat, path = await self._conversations.place(
+                    model=model, system=params.get("system"), title=title_from(first),
+                    messages=messages)
+                _, reply = await self._add_exchange(chat.id, path, messages[-1]["content"])
+                turn = Turn(id=reply.id, chat_id=chat.id, model=model, spec=spec,
+                            exclusive=False, thread=messages)
+            self.launch(turn, messages, params)
         return turn
 
     def unstored_turn(self, model: str, tags: dict[str, Any]) -> Turn:
-        """A turn kept by its caller rather than in a chat (a prompt set's cell): admitted
-        like any other, run by `launch` or `launch_batch`."""
-        self.admit(model)
+        """A turn kept by its caller rather than in a chat (a prompt set's cell), run by
+        `launch` or `launch_batch`; its caller holds its place (`placing`) until then."""
         return Turn(id=new_id(), chat_id=None, model=model, spec=self._registry.get(model).spec,
                     exclusive=False, tags=tags)
 
@@ -177,8 +200,8 @@ class ChatTurns:
                          text: str | None, tags: dict[str, Any]) -> tuple[Turn, list[dict]]:
         """Store a reply to come (for a compare slot): under a new user message `text` at
         `parent_id`, or, with no text, answering the user message `parent_id`. The turn is
-        not run yet (`launch` or `launch_batch`); its history is returned with it."""
-        self.admit(model)
+        not run yet (`launch` or `launch_batch`); its history is returned with it. Its
+        caller holds its place (`placing`) until it is launched."""
         path = await self._store.path_to(chat_id=chat.id, message_id=parent_id)
         path, reply = await self._add_exchange(chat.id, path, text)
         turn = Turn(id=reply.id, chat_id=chat.id, model=model,

@@ -67,8 +67,7 @@ class Compares:
                     chat_id: str | None, blind: bool) -> CompareRun:
         if not MIN_SLOTS <= len(models) <= MAX_SLOTS:
             raise BadTurnRequest(f"compare takes {MIN_SLOTS} to {MAX_SLOTS} models")
-        for model in models:
-            self._registry.usable(model)
+        self._turns.admit(*models)  # refused before anything is stored
         if chat_id is None:
             if blind:  # columns shuffled: the order chosen says nothing
                 models = random.SystemRandom().sample(models, len(models))
@@ -88,7 +87,8 @@ class Compares:
             raise ChatBusy(f"chat {chat.id!r} is still answering; stop it or wait")
         self._busy.add(chat.id)
         try:
-            run = await self._open(chat, message, models, params, blind)
+            with self._turns.placing(*models):  # every slot, or none
+                run = await self._open(chat, message, models, params, blind)
         except BaseException:
             self._busy.discard(chat.id)
             raise

@@ -325,23 +325,25 @@ class PromptRuns:
         system = prompts[chunk[0]].system
         params = {**run.params, **({"system": system} if system else {})}
         cells = [(index, slot) for index in chunk for slot in todo[index]]
-        turns = [await self._admitted(active, run.models[slot], {
-            "run_id": run.id, "prompt_index": index, "slot": slot}) for index, slot in cells]
-        if active.stop_requested or None in turns:
-            return None
-        ready: list[Turn] = [t for t in turns if t is not None]
-        histories = [[{"role": "user", "content": prompts[index].prompt}]
-                     for index, _ in cells]
-        await self._runs.mark_asked(run_id=run.id, cells=cells)
-        for index, slot in cells:
-            self._publish(run.id, "cell", {"index": index, "slot": slot, "cell": {
-                "slot": slot, "model": run.models[slot], "status": "running"}})
-        active.in_flight = ready
-        if run.mode == "batch":
-            self._turns.launch_batch(ready, histories, params)
-        else:
-            for turn, history in zip(ready, histories, strict=True):
-                self._turns.launch(turn, history, params)
+        with contextlib.ExitStack() as places:  # each cell's place, held until it runs
+            turns = [await self._admitted(active, places, run.models[slot], {
+                "run_id": run.id, "prompt_index": index, "slot": slot})
+                for index, slot in cells]
+            if active.stop_requested or None in turns:
+                return None
+            ready: list[Turn] = [t for t in turns if t is not None]
+            histories = [[{"role": "user", "content": prompts[index].prompt}]
+                         for index, _ in cells]
+            await self._runs.mark_asked(run_id=run.id, cells=cells)
+            for index, slot in cells:
+                self._publish(run.id, "cell", {"index": index, "slot": slot, "cell": {
+                    "slot": slot, "model": run.models[slot], "status": "running"}})
+            active.in_flight = ready
+            if run.mode == "batch":
+                self._turns.launch_batch(ready, histories, params)
+            else:
+                for turn, history in zip(ready, histories, strict=True):
+                    self._turns.launch(turn, history, params)
         if active.stop_requested:  # a stop that came while the cells were being written
             for turn in ready:
                 with contextlib.suppress(Exception):
@@ -352,12 +354,14 @@ class PromptRuns:
         errors = [e for e in ends if e is not None]
         return errors[0] if errors and len(errors) == len(ends) else None
 
-    async def _admitted(self, active: ActiveRun, model: str,
+    async def _admitted(self, active: ActiveRun, places: contextlib.ExitStack, model: str,
                         tags: dict[str, Any]) -> Turn | None:
         """A turn for one cell, once MAX_CONCURRENT_TURNS lets it in (page chats go first:
-        a run waits its turn rather than fail). None: the run was stopped meanwhile."""
+        a run waits its turn rather than fail), its place held in `places`. None: the run
+        was stopped meanwhile."""
         while not active.stop_requested:
             try:
+                places.enter_context(self._turns.placing(model))
                 return self._turns.unstored_turn(model, tags)
             except TooManyTurns as exc:
                 await asyncio.sleep(exc.retry_after_s)
