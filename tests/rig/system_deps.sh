@@ -6,6 +6,9 @@ need=()
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v runuser >/dev/null || need+=(util-linux)
+command -v unshare >/dev/null || need+=(util-linux)  # a tmpfs in the test sshd's own mounts
+command -v mount >/dev/null || need+=(mount)
+command -v ip >/dev/null || need+=(iproute2)  # the link-cut test's network namespace
 [[ -x /usr/bin/chromium ]] || need+=(chromium)  # the browser tests drive it (Playwright)
 ((${#need[@]} == 0)) && exit 0
 sudo=""
