@@ -45,12 +45,17 @@ export function onLoginNeeded(listener) {
   return () => loginNeeded.removeEventListener("login-needed", listener);
 }
 
-async function request(path, { method = "GET", body, signal, timeoutMs } = {}) {
-  // A poll gives up after `timeoutMs`: a request that hangs must not stop the polling.
+async function request(path, { method = "GET", body, signal, timeoutMs, headersMs, headers } = {}) {
+  // A poll gives up after `timeoutMs`: a request that hangs must not stop the polling. A
+  // stream's answer must begin within `headersMs` (its body then runs as long as it runs).
   const limit = timeoutMs ? AbortSignal.timeout(timeoutMs) : null;
-  const init = { method, signal: signal && limit ? AbortSignal.any([signal, limit]) : signal ?? limit };
+  const late = headersMs ? new AbortController() : null;
+  const signals = [signal, limit, late?.signal].filter(Boolean);
+  const init = { method, signal: signals.length > 1 ? AbortSignal.any(signals) : signals[0] };
+  const timer = late && setTimeout(() => late.abort(), headersMs);
+  if (headers) init.headers = { ...headers };
   if (body !== undefined) {
-    init.headers = { "Content-Type": "application/json" };
+    init.headers = { ...init.headers, "Content-Type": "application/json" };
     init.body = JSON.stringify(body);
   }
   const epoch = loginEpoch;
@@ -62,11 +67,14 @@ async function request(path, { method = "GET", body, signal, timeoutMs } = {}) {
     }
     return response;
   } catch (error) {
-    if (limit?.aborted) {
-      throw new ApiError(0, "timeout", `The gateway did not answer ${path} in ${timeoutMs / 1000} s.`);
+    if (limit?.aborted || late?.signal.aborted) {
+      const waited = (limit?.aborted ? timeoutMs : headersMs) / 1000;
+      throw new ApiError(0, "timeout", `The gateway did not answer ${path} in ${waited} s.`);
     }
     if (error.name === "AbortError") throw error;
     throw new ApiError(0, "network", `The gateway cannot be reached (${error.message}).`);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -76,36 +84,94 @@ export async function api(path, options) {
   return response.status === 204 ? null : response.json();
 }
 
-/** POST a turn and yield its SSE events ({event, data}) as they arrive. Returns normally
- *  when the stream ends; the caller decides whether it ended with `done`/`error` or dropped. */
-export async function* streamTurn(path, body, signal) {
+/** A turn's stream says something at least every 5 s (the gateway's keep-alives), so this
+ *  long without a byte is a connection that died without closing (a laptop that slept, a
+ *  NAT that forgot it): it counts as dropped, and the reply is reattached. */
+const STALL_MS = 15_000;
+/** Woken (the tab shown again, the browser back online) after longer than this without a
+ *  byte: the machine most likely slept, and its connection with it; dropped at once. */
+const WOKE_MS = 7_000;
+
+/** POST a turn (a chat message, a regenerate, an edit, a compare); once the gateway has
+ *  taken it, its SSE events ({event, data, id}) as they arrive. Throws an ApiError when it is
+ *  refused or the gateway cannot be reached. The events end when the stream does: with
+ *  `done`/`error`, or dropped (the caller tells which, and reattaches: reattach.js). */
+export async function openTurn(path, body, signal) {
   const response = await request(path, { method: "POST", body: { ...body, stream: true }, signal });
   if (!response.ok) throw await errorFrom(response);
-  yield* eventsOf(response);
+  return eventsOf(response, STALL_MS);
 }
 
-/** GET an event stream (a run's progress) and yield its events, as streamTurn does. */
+/** A reply's events again (a dropped connection, a reload, another tab): those after
+ *  `lastId` (null: from its first event), then live ones until it ends. */
+export const followTurn = (turnId, lastId, signal) =>
+  follow(`api/chat/${encodeURIComponent(turnId)}/stream`, lastId, signal);
+
+/** A compare's events again: `meta`, then each column's events after its own id in `lastId`
+ *  (a compare event's id is every column's last id, dot-joined), then live ones. */
+export const followCompare = (compareId, lastId, signal) =>
+  follow(`api/compare/${encodeURIComponent(compareId)}/stream`, lastId, signal);
+
+async function follow(path, lastId, signal) {
+  const headers = lastId === null ? undefined : { "Last-Event-ID": lastId };
+  // The gateway answers at once; a try that hangs went out on a connection that died
+  // unseen (a laptop that slept), and the next try takes a new one.
+  const response = await request(path, { signal, headers, headersMs: STALL_MS });
+  if (!response.ok) throw await errorFrom(response);
+  return eventsOf(response, STALL_MS);
+}
+
+/** GET an event stream (a run's progress, the doctor) and yield its events, as openTurn's. */
 export async function* streamEvents(path, signal) {
   const response = await request(path, { signal });
   if (!response.ok) throw await errorFrom(response);
   yield* eventsOf(response);
 }
 
-async function* eventsOf(response) {
+/** A read that gives up (then the stream counts as dropped) after `ms` without a byte, or
+ *  on waking after WOKE_MS without one (`since`: when the last byte came, wall-clock time,
+ *  which goes on while a laptop sleeps). */
+function readWithin(reader, ms, since) {
+  let timer;
+  let woke;
+  const silence = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`nothing for ${ms / 1000} s`)), ms);
+    woke = () => {
+      if (document.visibilityState === "visible" && Date.now() - since > WOKE_MS) {
+        reject(new Error("woke up after a silence"));
+      }
+    };
+    addEventListener("online", woke);
+    document.addEventListener("visibilitychange", woke);
+  });
+  return Promise.race([reader.read(), silence]).finally(() => {
+    clearTimeout(timer);
+    removeEventListener("online", woke);
+    document.removeEventListener("visibilitychange", woke);
+  });
+}
+
+async function* eventsOf(response, stallMs = 0) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
-  for (;;) {
-    let chunk;
-    try {
-      chunk = await reader.read();
-    } catch (error) {
-      if (error.name === "AbortError") throw error;
-      return; // the connection dropped mid-stream
+  try {
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await (stallMs ? readWithin(reader, stallMs, Date.now()) : reader.read());
+      } catch (error) {
+        if (error.name === "AbortError") throw error;
+        return; // the connection dropped mid-stream (or went silent)
+      }
+      if (chunk.done) return;
+      let events;
+      [events, buffer] = parseSSE(buffer + chunk.value);
+      yield* events;
     }
-    if (chunk.done) return;
-    let events;
-    [events, buffer] = parseSSE(buffer + chunk.value);
-    yield* events;
+  } finally {
+    // A reader that stops early (its reply ended, or it went silent) closes the connection:
+    // the browser allows only a few at once per gateway.
+    reader.cancel().catch(() => {});
   }
 }
 

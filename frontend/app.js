@@ -3,7 +3,8 @@
 // The open chat and its running turn live here, the box's status, the chat list, the compare
 // view's, the prompt runs' and the doctor's state in state/; components/ only render and report.
 import { html, render, useEffect, useMemo, useRef, useState } from "./ui.js";
-import { ApiError, chats, onLoginNeeded, session, stopTurn, streamTurn } from "./api.js";
+import { ApiError, chats, followTurn, onLoginNeeded, openTurn, session, stopTurn } from "./api.js";
+import { lasting } from "./reattach.js";
 import { boxesOf, useHealth, useLostWithBox, useModels } from "./state/box_status.js";
 import { useDoctor } from "./state/doctor.js";
 import { useChatList } from "./state/chat_list.js";
@@ -27,8 +28,6 @@ import { DoctorPanel } from "./components/doctor_panel.js";
 import { BoxDown } from "./components/box_down.js";
 import { DoctorLink, isBoxError } from "./components/doctor_link.js";
 import { Login } from "./components/login.js";
-
-const FOLLOW_STREAMING_MS = 1000;
 
 /** What the URL shows: a chat (#/chat/<id>, a compare chat too), a new compare (#/compare),
  *  the leaderboard (#/leaderboard), the prompt sets (#/sets) or one run (#/run/<id>), the
@@ -104,6 +103,7 @@ function App({ onLogout }) {
   const now = useRef({});
   now.current = { chatId, chat };
   const turnRef = useRef(null);
+  const followed = useRef(new Set()); // ids of stored streaming replies this page followed
   const scroller = useRef(null);
 
   // The same object until the chat or the draft changes: the drawer resets its form on a new one.
@@ -176,9 +176,10 @@ function App({ onLogout }) {
     setBanner, restoreText, openChat: (id) => { setPage("chat"); setChatId(id); } });
   const isCompare = page === "compare" || Boolean(chat?.compare && chat.id === chatId)
     || (chatId !== null && compare.run !== null);
-  const runTurn = async ({ path, body, anchorId, userText, chatKey, draftKey = chatKey }) => {
-    const local = { chatId: chatKey, anchorId, userText, text: "", infos: [], status: "streaming",
-      turnId: null, error: null, model: body.model, running: true, controller: new AbortController() };
+  /** A turn on screen, from its first event to its end, across dropped connections (the
+   *  reply goes on on the box: reattach.js opens its stream again from the last event seen).
+   *  `open` opens its stream; `draftKey` is the composer draft it clears once stored. */
+  const playTurn = async (local, open, draftKey = null) => {
     turnRef.current = local;
     setTurn({ ...local });
     setBanner(null);
@@ -188,10 +189,24 @@ function App({ onLogout }) {
       queued = true;
       requestAnimationFrame(() => { queued = false; if (turnRef.current === local) setTurn({ ...local }); });
     };
+    const onLink = (up) => {
+      if (up && local.stopWanted) sendStop(local); // Stop was pressed while it was away
+      if (local.reconnecting === !up) return;
+      local.reconnecting = !up;
+      show();
+    };
     let ended = false;
+    let gone = false; // the gateway no longer knows the turn: what is stored is the truth
     try {
-      for await (const { event, data } of streamTurn(path, body, local.controller.signal)) {
+      for await (const { event, data } of lasting(open, { signal: local.controller.signal,
+        resumable: () => local.turnId !== null, ended: () => ended, onLink })) {
         if (event === "meta") {
+          // The reply's first event: its text starts here (a page that attaches to a reply
+          // under way hears it from the start; a `replayed` one, its stored end).
+          local.text = "";
+          local.infos = [];
+          local.model = data.model ?? local.model;
+          if (local.turnId !== null) { show(); continue; }
           local.turnId = data.turn_id;
           writeDraft(draftKey, ""); // stored on the gateway now
           if (local.chatId !== data.chat_id) {
@@ -216,24 +231,28 @@ function App({ onLogout }) {
           ended = true;
           local.status = "error";
           local.error = data;
-          if (userText && !local.text) restoreText(local.chatId, userText); // nothing came back
+          local.text = data.content ?? local.text; // a stored end's error keeps what arrived
+          if (local.userText && !local.text) restoreText(local.chatId, local.userText); // nothing came back
         }
       }
       if (!ended) local.status = "interrupted";
     } catch (error) {
-      if (local.turnId) {
+      if (local.turnId && error instanceof ApiError && error.status === 404) {
+        gone = true;
+      } else if (local.turnId) {
         local.status = "interrupted";
       } else {
         local.status = "failed";
         if (error.name !== "AbortError") {
           setBanner({ message: error.message, hint: error.hint, code: error.code });
         }
-        if (userText) restoreText(draftKey, userText);
+        if (local.userText) restoreText(draftKey, local.userText);
       }
     }
     local.running = false;
+    local.reconnecting = false;
     if (turnRef.current !== local) return;
-    if (local.status === "interrupted") {
+    if (local.status === "interrupted" && !gone) {
       setTurn({ ...local }); // keep what arrived on screen, with Retry
     } else {
       if (local.chatId) await reloadChat(local.chatId);
@@ -241,6 +260,22 @@ function App({ onLogout }) {
       setTurn(null);
     }
     refreshList();
+  };
+  const newTurn = (fields) => ({ chatId: null, anchorId: null, userText: null, text: "",
+    infos: [], status: "streaming", turnId: null, error: null, model: null, running: true,
+    reconnecting: false, stopWanted: false, controller: new AbortController(), ...fields });
+  const runTurn = ({ path, body, anchorId, userText, chatKey, draftKey = chatKey }) => {
+    const local = newTurn({ chatId: chatKey, anchorId, userText, model: body.model });
+    return playTurn(local, (lastId, signal) => (local.turnId === null
+      ? openTurn(path, body, signal) : followTurn(local.turnId, lastId, signal)), draftKey);
+  };
+  /** A reply stored as still streaming that this page is not streaming (a reload, another
+   *  tab, the chat opened again from the list): followed live from its first event, with
+   *  Stop, as if it had been sent here. */
+  const followReply = (chatKey, reply, model) => {
+    const local = newTurn({ chatId: chatKey, anchorId: reply.parent_id, text: reply.content,
+      turnId: reply.id, model });
+    return playTurn(local, (lastId, signal) => followTurn(reply.id, lastId, signal));
   };
 
   const send = async (text) => {
@@ -275,15 +310,24 @@ function App({ onLogout }) {
     body: { message_id: message.id, content: text, model: settings.model },
     anchorId: message.parent_id, userText: text, chatKey: chat.id,
   });
+  /** POST the turn's stop. One that cannot reach the gateway is kept and sent again as soon
+   *  as the turn's stream is back (playTurn's onLink): only Stop stops a reply. */
+  const sendStop = async (t) => {
+    t.stopWanted = true;
+    try {
+      await stopTurn(t.turnId);
+      t.stopWanted = false;
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 0) return;
+      t.stopWanted = false;
+      if (!(error instanceof ApiError && error.status === 404)) setBanner({ message: error.message });
+    }
+  };
   const stop = async () => {
     const t = turnRef.current;
     if (!t?.running) return;
     if (!t.turnId) { t.controller.abort(); return; }
-    try {
-      await stopTurn(t.turnId);
-    } catch (error) {
-      if (!(error instanceof ApiError && error.status === 404)) setBanner({ message: error.message });
-    }
+    await sendStop(t);
   };
   const keys = useRef({});
   useEffect(() => {
@@ -395,20 +439,22 @@ function App({ onLogout }) {
     shown.push({
       message: { id: turn.turnId, role: "assistant", content: turn.text, model: turn.model,
         status: turn.running ? "streaming" : turn.status, error: turn.error },
-      streaming: turn.running, infos: turn.infos,
+      streaming: turn.running, reconnecting: turn.reconnecting, infos: turn.infos,
     });
   } else {
     for (const m of pathTo(tree, chat?.active_leaf_id)) shown.push({ message: m });
   }
-  // A reply stored as still streaming that this page is not streaming (another tab, or a
-  // reload that came before the gateway marked it stopped): read the chat again until it ends.
-  const elsewhere = isCompare ? compare.following
-    : !turnHere && shown.some(({ message }) => message.status === "streaming");
+  // A reply stored as still streaming that this page is not streaming (a reload, another
+  // tab, the chat opened again from the list): the page follows it (once: one that ended and
+  // still reads as streaming is not followed again), as soon as no turn of its own runs.
+  const unfollowed = !isCompare && !turnHere && chat?.id === chatId
+    ? shown.findLast(({ message }) => message.status === "streaming"
+      && !followed.current.has(message.id))?.message : undefined;
   useEffect(() => {
-    if (!elsewhere || !chat) return undefined;
-    const timer = setTimeout(() => reloadChat(chat.id), FOLLOW_STREAMING_MS);
-    return () => clearTimeout(timer);
-  }, [elsewhere, chat]);
+    if (!unfollowed || turnRef.current?.running) return;
+    followed.current.add(unfollowed.id);
+    followReply(chat.id, unfollowed, chat.model);
+  }, [unfollowed?.id, running]);
   const [away, setAway] = useState(false); // scrolled up, away from the latest message
   useEffect(() => {
     const box = scroller.current;
@@ -496,9 +542,10 @@ function App({ onLogout }) {
               onClick=${() => startLoad(current.id)}>Load now</button>`}</p>`}
           ${!chatError && shown.length === 0 && html`<${EmptyState} model=${current} boxes=${boxes} />`}
           <div class="messages">
-            ${shown.map(({ message, streaming, infos }, i) => html`<${Message}
+            ${shown.map(({ message, streaming, reconnecting, infos }, i) => html`<${Message}
               key=${message.id ?? `pending-${i}`} message=${message} streaming=${streaming}
-              infos=${infos} busy=${running} branch=${branchOf(message)}
+              reconnecting=${reconnecting} infos=${infos} busy=${running}
+              branch=${streaming ? null : branchOf(message)}
               onEdit=${(text) => editAndSend(message, text)}
               onRegenerate=${() => regenerate(message)} onRetry=${() => regenerate(message)} />`)}
           </div>

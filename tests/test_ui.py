@@ -433,6 +433,8 @@ def test_box_errors_and_429_are_shown_and_nothing_typed_is_lost(page: Page,
 
 def test_a_dropped_stream_keeps_what_arrived_and_retries(page: Page, tmp_path,
                                                          make_scripted_gateway) -> None:
+    """The gateway itself dies mid-reply: the page keeps what arrived and tries to reattach
+    until a gateway is back on the same database, which stored the reply as interrupted."""
     folder = tmp_path / "dropped"
     gateway = make_scripted_gateway(folder, delay_s=0.05)
     open_page(page, gateway)
@@ -441,12 +443,19 @@ def test_a_dropped_stream_keeps_what_arrived_and_retries(page: Page, tmp_path,
     gateway.proc.send_signal(signal.SIGKILL)  # the gateway dies mid-reply
     gateway.proc.wait()
     reply = page.locator(LAST_REPLY)
-    expect(reply.locator(".notice.interrupted")).to_contain_text("Interrupted")
+    expect(reply.locator(".reconnecting")).to_have_text("Reconnecting…")
     expect(reply).to_contain_text("sentence 1 of a very long scripted reply")
     expect(page.locator(".connection")).to_contain_text("reconnecting", timeout=30_000)
 
     make_scripted_gateway(folder, port=gateway.port, delay_s=0.05)
     expect(page.locator(".connection")).to_contain_text("Box", timeout=30_000)
+    # Reattached: the reply as the dead gateway had stored it (saved at least once a second),
+    # marked interrupted when it started again.
+    expect(reply.locator(".notice.interrupted")).to_contain_text("Interrupted")
+    expect(reply.locator(".reconnecting")).to_have_count(0)
+    kept = current_chat(page, gateway)["messages"][-1]
+    assert kept["status"] == "interrupted" and kept["content"].startswith("This is sentence 1")
+    assert reply.locator(".reply > .markdown").text_content().strip() == kept["content"].strip()
     reply.locator("button", has_text="Retry").click()
     expect(page.locator(STOP)).to_be_visible()
     expect(page.locator(LAST_REPLY)).to_contain_text("sentence 2")

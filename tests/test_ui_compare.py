@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from pathlib import Path
 
@@ -15,9 +16,11 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from tests.gateway_process import GatewayProcess
+from tests.rig.cut_proxy import CutProxy
 from tests.rig.saves_tree import make_saves
+from tests.test_streams import long_reply
 from tests.test_ui import MODELS, SEND, open_page, send
-from tests.ui_rig import SCRIPTED_BASE
+from tests.ui_rig import SCRIPTED_BASE, errors_but_network, record_streamed, streamed
 
 expect.set_options(timeout=20_000)
 
@@ -40,6 +43,15 @@ def gateway(make_scripted_gateway, tmp_path: Path) -> GatewayProcess:
     saves = tmp_path / "saves"
     make_saves(saves, SCRIPTED_BASE)
     return make_scripted_gateway(env={"ADAPTER_DIRS": str(saves)})
+
+
+@pytest.fixture
+def slow_gateway(make_scripted_gateway, tmp_path: Path) -> GatewayProcess:
+    """The same, its long replies paced (400 chunks, about 12 s): a page can leave and come
+    back mid-reply."""
+    saves = tmp_path / "saves"
+    make_saves(saves, SCRIPTED_BASE)
+    return make_scripted_gateway(env={"ADAPTER_DIRS": str(saves)}, delay_s=0.03)
 
 
 def column(page: Page, letter: str) -> Locator:
@@ -192,6 +204,120 @@ def test_stop_one_column_and_the_others_go_on_then_stop_all(page: Page, gateway)
     replies = [m for m in stored(page, gateway)["messages"] if m["role"] == "assistant"]
     assert sorted(m["status"] for m in replies) == ["complete"] * 2 + ["stopped"] * 7
     assert page.js_errors == []
+
+
+def replies_of_turn(chat: dict, turn: int) -> list[dict]:
+    """The stored replies of compare turn `turn` (from 1), in column order."""
+    by_id = {m["id"]: m for m in chat["messages"]}
+    columns = []
+    for slot in chat["compare"]["slots"]:
+        path, cursor = [], slot["leaf_id"]
+        while cursor:
+            path.append(by_id[cursor])
+            cursor = by_id[cursor]["parent_id"]
+        columns.append([m for m in path[::-1] if m["role"] == "assistant"][turn - 1])
+    return columns
+
+
+def assert_columns_as_stored(page: Page, turn: int, replies: list[dict], *,
+                             growing: bool) -> None:
+    """Each column shows its stored reply, and while it streamed showed only beginnings of it
+    (a chunk twice or missed breaks that); `growing`: each text also began the next."""
+    for letter, reply in zip("ABCD", replies, strict=False):
+        shown = cell(page, turn, letter).locator(".reply > .markdown").text_content().strip()
+        assert shown == reply["content"].strip(), letter
+        seen = streamed(page, reply["id"])
+        assert len(seen) >= 2, (letter, seen)  # it streamed here, render after render
+        for text in seen:
+            assert reply["content"].startswith(text), (letter, text)
+        if growing:
+            for before, after in itertools.pairwise(seen):
+                assert after.startswith(before), (letter, before, after)
+
+
+def test_a_reload_mid_compare_follows_every_column_to_its_stored_end(
+        page: Page, slow_gateway, reliability) -> None:
+    gateway = slow_gateway
+    record_streamed(page)
+    start_compare(page, gateway, ["default", A])
+    send(page, "tell me a long story")
+    for letter in "AB":
+        expect(cell(page, 1, letter)).to_contain_text("sentence 3")
+    page.reload()  # both columns go on on the box; the page follows each again
+    expect(page.locator(f"{CELL}[aria-busy='true']")).to_have_count(2)
+    expect(page.locator(STOP_ALL)).to_be_visible()
+    wait_compare_done(page, 1)
+    chat = stored(page, gateway)
+    assert len([m for m in chat["messages"] if m["role"] == "assistant"]) == 2  # once each
+    first = replies_of_turn(chat, 1)
+    assert [m["status"] for m in first] == ["complete", "complete"]
+    assert [m["content"] for m in first] == [long_reply()] * 2  # the box's text, whole
+    assert_columns_as_stored(page, 1, first, growing=False)
+
+    # Stop all, on a compare the page picked up after a reload.
+    send(page, "and another long one")
+    for letter in "AB":
+        expect(cell(page, 2, letter)).to_contain_text("sentence 3")
+    page.reload()
+    expect(page.locator(f"{CELL}[aria-busy='true']")).to_have_count(2)
+    page.click(STOP_ALL)
+    wait_compare_done(page, 2)
+    for letter in "AB":
+        expect(cell(page, 2, letter).locator(".notice.stopped")).to_have_text("Stopped")
+    second = replies_of_turn(stored(page, gateway), 2)
+    assert [m["status"] for m in second] == ["stopped", "stopped"]
+    assert all(long_reply().startswith(m["content"]) and len(m["content"]) < len(long_reply())
+               for m in second)
+    assert_columns_as_stored(page, 2, second, growing=False)
+    assert page.js_errors == []
+    mode = first[0]["provenance"]["compare_mode"]
+    reliability.record(
+        "streams", f"The page reloaded mid-compare (2 columns, {mode} mode)",
+        f"the page followed each column again, live, to its end: {first[0]['status']} and "
+        f"{first[1]['status']}, each equal to the box's text and to its stored reply, stored "
+        f"once; Stop all after a reload stopped the next turn ({second[0]['status']}, "
+        f"{second[1]['status']})")
+
+
+def test_a_dropped_connection_mid_compare_reattaches_every_column(
+        page: Page, slow_gateway, reliability) -> None:
+    gateway = slow_gateway
+    tries = []  # the page's reattaches: GET /api/compare/{compare_id}/stream
+    page.on("request", lambda request: tries.append(request) if "/stream" in request.url else None)
+    with CutProxy(gateway.port) as proxy:
+        record_streamed(page)
+        start_compare(page, proxy, ["default", A])  # the page reaches the gateway through it
+        send(page, "tell me a long story")
+        for letter in "AB":
+            expect(cell(page, 1, letter)).to_contain_text("sentence 3")
+        proxy.refuse()
+        assert proxy.cut() >= 1  # the compare's stream reset under the page
+        expect(page.locator(f"{CELL} .reconnecting")).to_have_count(2)
+        held = [cell(page, 1, letter).locator(".reply > .markdown").text_content().strip()
+                for letter in "AB"]
+        assert all("sentence 2" in text for text in held)  # what arrived stays
+        expect(page.locator(STOP_ALL)).to_be_visible()
+        proxy.allow()  # the next try gets through: the compare's stream, from each column's id
+        expect(page.locator(f"{CELL} .reconnecting")).to_have_count(0)
+        wait_compare_done(page, 1)
+        first = replies_of_turn(stored(page, gateway), 1)
+        assert [m["status"] for m in first] == ["complete", "complete"]
+        assert [m["content"] for m in first] == [long_reply()] * 2
+        assert_columns_as_stored(page, 1, first, growing=True)
+        for reply, before in zip(first, held, strict=True):
+            assert len(streamed(page, reply["id"])[-1]) > len(before)  # streamed on after it
+        # Every try named each column's last event (one id per column), not the start.
+        asked = [request.headers.get("last-event-id") for request in tries]
+        assert asked and all(re.fullmatch(r"[1-9]\d*\.[1-9]\d*", i or "") for i in asked), asked
+        assert all("/api/compare/" in request.url for request in tries)
+        assert errors_but_network(page) == []
+    reliability.record(
+        "streams", "The page's connection dropped mid-compare (its socket reset; new "
+        "connections refused for a while)",
+        "both columns showed Reconnecting… and kept what had arrived; the page reattached to "
+        f"the compare by itself from each column's last event: {first[0]['status']} and "
+        f"{first[1]['status']}, every text shown a beginning of the stored reply, which equals "
+        "the box's")
 
 
 def test_multi_turn_each_column_keeps_its_own_history(page: Page, gateway) -> None:

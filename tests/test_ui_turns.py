@@ -1,17 +1,34 @@
 """The page through a turn's life, as a new user met it in their first hour: rates that mean
-something, the box's notices kept, a reload before the first token, a refused host key shown
-once, a failed send that keeps its text, and Send while the gateway is away."""
+something, the box's notices kept, a reply that outlives the page (a reload mid-reply or
+before the first token, a dropped connection, a closed tab: only Stop stops it), a refused
+host key shown once, a failed send that keeps its text, and Send while the gateway is away."""
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from playwright.sync_api import Page, expect
 
 from tests.gateway_process import GatewayProcess
+from tests.rig.cut_proxy import CutProxy
 from tests.rig.fake_wrappers.scripted_wrapper import NOTICE_MESSAGE
 from tests.rig.sshd import fingerprint, keygen
-from tests.test_ui import LAST_REPLY, REPLY, SEND, current_chat, open_page, send, wait_reply_done
+from tests.test_streams import long_reply, wait_for
+from tests.test_ui import (
+    LAST_REPLY,
+    REPLY,
+    SEND,
+    STOP,
+    current_chat,
+    open_page,
+    send,
+    wait_reply_done,
+)
+from tests.ui_rig import errors_but_network, record_streamed, streamed
+
+LIVE = f"{REPLY}[aria-busy='true']"  # the reply streaming on the page
+RECONNECTING = f"{LAST_REPLY} >> .reconnecting"
 
 
 def last(page: Page, selector: str):
@@ -50,18 +67,220 @@ def test_the_box_notices_about_a_reply_stay_with_it(page: Page, make_scripted_ga
     assert page.js_errors == []
 
 
-def test_a_reload_before_the_first_token_shows_the_reply_stopped(
-        page: Page, make_scripted_gateway) -> None:
+def replies(chat: dict) -> list[dict]:
+    return [m for m in chat["messages"] if m["role"] == "assistant"]
+
+
+def shown_text(page: Page) -> str:
+    """The last reply's answer as the page shows it (whitespace at its ends aside)."""
+    return page.locator(LAST_REPLY).locator(".reply > .markdown").text_content().strip()
+
+
+def assert_streamed_within(page: Page, stored: dict, *, growing: bool) -> list[str]:
+    """Every text the `stored` reply showed while streaming since the page loaded was a
+    beginning of its stored text: a chunk shown twice or missed would break that (exact
+    strings). `growing`: each also began the next (no reload in between: none started over)."""
+    seen = streamed(page, stored["id"])
+    assert seen, "the reply never showed as streaming"
+    for text in seen:
+        assert stored["content"].startswith(text), f"shown, but not in the stored reply: {text!r}"
+    if growing:
+        for before, after in itertools.pairwise(seen):
+            assert after.startswith(before), f"went back from {before!r} to {after!r}"
+    return seen
+
+
+def test_a_reload_mid_reply_follows_it_live_to_its_end_and_stop_still_works(
+        page: Page, make_scripted_gateway, reliability) -> None:
+    gateway = make_scripted_gateway(delay_s=0.03)  # 400 chunks: about 12 s
+    record_streamed(page)
+    open_page(page, gateway)
+    send(page, "tell me a long story")
+    expect(page.locator(LIVE)).to_contain_text("sentence 3")
+    page.reload()  # the reply goes on on the box, and the page follows it again
+    expect(page.locator(LIVE)).to_have_count(1)
+    expect(page.locator(STOP)).to_be_visible()
+    wait_reply_done(page, 1)
+    chat = current_chat(page, gateway)
+    assert len(replies(chat)) == 1  # stored once: the same reply, not a second one
+    stored = replies(chat)[0]
+    assert stored["status"] == "complete"
+    assert stored["content"] == long_reply()  # the box's own text, nothing lost or doubled
+    assert shown_text(page) == stored["content"].strip()
+    # Live: after the reload the page showed the reply growing, render after render, and
+    # only ever a beginning of what is stored.
+    live_texts = assert_streamed_within(page, stored, growing=False)
+    assert len(live_texts) >= 3, live_texts
+    expect(page.locator(LAST_REPLY).locator(".notice")).to_have_count(0)
+
+    # Stop works on a reply the page picked up after a reload.
+    send(page, "and another long one")
+    expect(page.locator(LIVE)).to_contain_text("sentence 3")
+    page.reload()
+    expect(page.locator(LIVE)).to_contain_text("sentence 4")
+    page.click(STOP)
+    wait_reply_done(page, 2)
+    expect(page.locator(LAST_REPLY).locator(".notice.stopped")).to_have_text("Stopped")
+    chat = current_chat(page, gateway)
+    assert len(replies(chat)) == 2
+    stopped = replies(chat)[-1]
+    assert stopped["status"] == "stopped"
+    assert 0 < len(stopped["content"]) < len(long_reply())
+    assert long_reply().startswith(stopped["content"])
+    assert shown_text(page) == stopped["content"].strip()
+    assert_streamed_within(page, stopped, growing=False)
+    assert page.js_errors == []
+    reliability.record(
+        "streams", "The page reloaded mid-reply",
+        f"the page picked the reply up again and showed it live to its end ({stored['status']}, "
+        f"{len(stored['content'])} characters, equal to the box's text and to the stored "
+        f"reply, stored once); Stop after a reload stopped the next reply "
+        f"({stopped['status']}, what was shown is what was stored)")
+
+
+def test_a_reload_before_the_first_token_shows_the_reply_arriving(
+        page: Page, make_scripted_gateway, reliability) -> None:
     gateway = make_scripted_gateway(load_s=4)  # the first token is seconds away
     open_page(page, gateway)
     send(page, "hello")
     expect(page).to_have_url(re.compile(r"#/chat/\w+$"))  # the gateway stored the message
-    expect(page.locator(f"{REPLY}[aria-busy='true']")).to_have_count(1)
-    page.reload()  # which stops the reply, as documented
-    reply = page.locator(LAST_REPLY)
-    expect(reply.locator(".notice.stopped")).to_have_text("Stopped")  # no second reload
-    assert current_chat(page, gateway)["messages"][-1]["status"] == "stopped"
-    expect(page.locator(SEND)).to_be_visible()
+    expect(page.locator(LIVE)).to_have_count(1)
+    page.reload()  # which no longer stops the reply
+    waiting = page.locator(LIVE)
+    expect(waiting.locator(".typing")).to_be_visible()  # still loading: waiting, with Stop
+    expect(page.locator(STOP)).to_be_visible()
+    wait_reply_done(page, 1)
+    expect(page.locator(LAST_REPLY)).to_contain_text("Echo #1")
+    stored = replies(current_chat(page, gateway))
+    assert [m["status"] for m in stored] == ["complete"]
+    assert shown_text(page) == stored[0]["content"].strip()
+    expect(page.locator(LAST_REPLY).locator(".notice")).to_have_count(0)
+    assert page.js_errors == []
+    reliability.record(
+        "streams", "The page reloaded before the first token (the model still loading)",
+        f"the reply showed as waiting, with Stop, then arrived: {stored[0]['status']}, "
+        "what was shown is what was stored")
+
+
+def test_a_dropped_connection_reattaches_with_nothing_lost_or_doubled(
+        page: Page, make_scripted_gateway, reliability) -> None:
+    gateway = make_scripted_gateway(delay_s=0.03)
+    tries = []  # the page's reattaches: GET /api/chat/{turn_id}/stream
+    page.on("request", lambda request: tries.append(request) if "/stream" in request.url else None)
+    with CutProxy(gateway.port) as proxy:
+        record_streamed(page)
+        page.goto(proxy.url)  # the page reaches the gateway through a link the test can cut
+        expect(page.locator(".connection")).to_contain_text("Box")
+        send(page, "tell me a long story")
+        expect(page.locator(LIVE)).to_contain_text("sentence 3")
+        proxy.refuse()
+        assert proxy.cut() >= 1  # the stream's socket reset under the page
+        expect(page.locator(RECONNECTING)).to_have_text("Reconnecting…")
+        expect(page.locator(LIVE)).to_contain_text("sentence 2")  # what arrived stays
+        expect(page.locator(STOP)).to_be_visible()
+        held = shown_text(page)
+        # Nobody follows it now, and the box goes on: the stored reply grows past the page's.
+        chat_id = re.search(r"#/chat/(\w+)$", page.url)[1]
+        wait_for(lambda: len(replies(gateway.http.get(f"/api/chats/{chat_id}").json())[0][
+            "content"]) > len(held) + 50, "the reply went on while the page was cut off")
+        proxy.allow()  # the next try gets through (the page retries by itself)
+        expect(page.locator(RECONNECTING)).to_have_count(0)
+        wait_reply_done(page, 1)
+        stored = replies(current_chat(page, gateway))
+        assert len(stored) == 1 and stored[0]["status"] == "complete"
+        assert stored[0]["content"] == long_reply()
+        assert shown_text(page) == stored[0]["content"].strip()
+        seen = assert_streamed_within(page, stored[0], growing=True)
+        assert any(len(text) > len(held) for text in seen)  # it streamed on after the reattach
+        # Every try asked for what came after the last event the page had, not from the start.
+        asked = [request.headers.get("last-event-id") for request in tries]
+        assert asked and all(i is not None and int(i) > 1 for i in asked), asked
+        expect(page.locator(LAST_REPLY).locator(".notice")).to_have_count(0)
+
+        # Stop pressed while the page has no connection: sent as soon as it has one again.
+        send(page, "another long one")
+        expect(page.locator(LIVE)).to_contain_text("sentence 3")
+        page.context.set_offline(True)  # the browser knows it is offline, and it is
+        proxy.cut()
+        expect(page.locator(RECONNECTING)).to_have_text("Reconnecting…")
+        page.click(STOP)
+        page.context.set_offline(False)  # `online`: the page reattaches at once, then stops
+        wait_reply_done(page, 2)
+        expect(page.locator(LAST_REPLY).locator(".notice.stopped")).to_have_text("Stopped")
+        stopped = replies(current_chat(page, gateway))[-1]
+        assert stopped["status"] == "stopped" and len(stopped["content"]) < len(long_reply())
+        assert shown_text(page) == stopped["content"].strip()
+        assert_streamed_within(page, stopped, growing=True)
+        assert errors_but_network(page) == []
+    reliability.record(
+        "streams", "The page's connection dropped mid-reply (its socket reset; new "
+        "connections refused for a while)",
+        f"the reply showed Reconnecting… and kept what had arrived while the box went on; the "
+        f"page reattached by itself from the last event it had: {stored[0]['status']}, every "
+        f"text shown a beginning of the stored reply, which equals the box's; Stop pressed "
+        f"while offline was sent on reattaching ({stopped['status']})")
+
+
+def test_a_connection_that_dies_silently_is_given_up_and_reattached(
+        page: Page, make_scripted_gateway, reliability) -> None:
+    """No reset, no close: the page's connections stop carrying anything (a laptop that
+    slept, a NAT that forgot them). The page hears not even a keep-alive, gives the stream
+    up and reattaches on a new connection, from the last event it had."""
+    gateway = make_scripted_gateway(delay_s=0.03)
+    tries = []
+    page.on("request", lambda request: tries.append(request) if "/stream" in request.url else None)
+    with CutProxy(gateway.port) as proxy:
+        record_streamed(page)
+        page.goto(proxy.url)
+        expect(page.locator(".connection")).to_contain_text("Box")
+        send(page, "tell me a long story")
+        expect(page.locator(LIVE)).to_contain_text("sentence 3")
+        assert proxy.freeze() >= 1
+        wait_reply_done(page, 1, timeout=60_000)
+        stored = replies(current_chat(page, gateway))
+        assert len(stored) == 1 and stored[0]["status"] == "complete"
+        assert stored[0]["content"] == long_reply()
+        assert shown_text(page) == stored[0]["content"].strip()
+        assert_streamed_within(page, stored[0], growing=True)
+        asked = [request.headers.get("last-event-id") for request in tries]
+        assert asked and all(i is not None and int(i) > 1 for i in asked), asked
+        assert errors_but_network(page) == []
+    reliability.record(
+        "streams", "The page's connections went silent mid-reply, never closed (a laptop "
+        "that slept, a NAT that forgot them)",
+        f"with not even a keep-alive coming, the page gave the stream up and reattached on a "
+        f"new connection from the last event it had: {stored[0]['status']}, every text shown "
+        "a beginning of the stored reply, which equals the box's")
+
+
+def test_closing_the_tab_leaves_the_reply_running_to_its_end(
+        page: Page, make_scripted_gateway, reliability) -> None:
+    gateway = make_scripted_gateway(delay_s=0.03)
+    open_page(page, gateway)
+    send(page, "tell me a long story")
+    expect(page.locator(LIVE)).to_contain_text("sentence 3")
+    chat_url = page.url
+    chat_id = re.search(r"#/chat/(\w+)$", chat_url)[1]
+    context = page.context
+    page.close()  # nobody watches any more: only Stop stops a reply
+
+    def ended() -> dict | None:
+        reply = replies(gateway.http.get(f"/api/chats/{chat_id}").json())[0]
+        return reply if reply["status"] != "streaming" else None
+
+    stored = wait_for(ended, "the reply ended with no page open", timeout_s=60)
+    assert stored["status"] == "complete" and stored["content"] == long_reply()
+    again = context.new_page()
+    again.goto(chat_url)
+    expect(again.locator(REPLY)).to_have_count(1)
+    expect(again.locator(f"{REPLY}.status-complete")).to_have_count(1)
+    expect(again.locator(SEND)).to_be_visible()
+    assert again.locator(".reply > .markdown").text_content().strip() == stored["content"].strip()
+    assert len(replies(gateway.http.get(f"/api/chats/{chat_id}").json())) == 1
+    reliability.record(
+        "streams", "The tab was closed mid-reply, and the chat opened again later",
+        f"the box finished the reply with no page open: {stored['status']}, equal to the "
+        "box's text, stored once; the chat opened again shows it whole")
 
 
 def test_a_refused_host_key_is_one_error_once_with_one_action(page: Page, sshd, tmp_path) -> None:

@@ -167,3 +167,41 @@ class PlaywrightLoop:
         finally:
             if self.loop is None or asyncio._get_running_loop() is self.loop:
                 asyncio._set_running_loop(before)
+
+
+# Every text a streaming reply shows, render by render (a MutationObserver, installed before
+# the page's own scripts and again on every load): a reply that reattached after a reload or
+# a dropped connection must only ever have shown a beginning of what is stored, else a chunk
+# came twice or went missing. Kept by the reply's id (a chat's reply, a compare's column).
+_RECORD_STREAMED = """(() => {
+  window.streamed = {};
+  const note = () => {
+    for (const article of document.querySelectorAll("article[aria-busy='true']")) {
+      const id = article.dataset.messageId;
+      const text = (article.querySelector(".reply > .markdown")?.textContent ?? "").trim();
+      if (!id || !text) continue;
+      const seen = (window.streamed[id] ??= []);
+      if (seen.at(-1) !== text) seen.push(text);
+    }
+  };
+  new MutationObserver(note).observe(document, { subtree: true, childList: true,
+                                                 characterData: true });
+})();"""
+
+
+def record_streamed(page: Page) -> None:
+    """From the page's next load on, keep every text its streaming replies show (streamed())."""
+    page.add_init_script(_RECORD_STREAMED)
+
+
+def streamed(page: Page, reply_id: str) -> list[str]:
+    """What reply `reply_id` showed while streaming since the page last loaded, a text per
+    change."""
+    return page.evaluate("(id) => window.streamed[id] ?? []", reply_id)
+
+
+def errors_but_network(page: Page) -> list[str]:
+    """page.js_errors without the lines Chromium logs for a request whose connection failed
+    (a test that cuts connections causes those); uncaught exceptions always count."""
+    return [e for e in page.js_errors
+            if not (e.startswith("console.error: Failed to load resource: net::ERR_"))]

@@ -9,14 +9,14 @@ import { provenanceText, timingParts } from "../format.js";
 import { splitThinking } from "../markdown.js";
 import { Composer } from "./composer.js";
 import { ModelPicker } from "./model_picker.js";
-import { ReplyBody } from "./message.js";
+import { RECONNECTING, RECONNECTING_WHY, ReplyBody } from "./message.js";
 import { DoctorLink } from "./doctor_link.js";
 
 const FOLLOW_PX = 60; // a column this close to its end keeps following the text that streams in
 
 const STATUS_TEXT = {
   stopped: "Stopped",
-  interrupted: "Interrupted: the connection dropped before this column finished.",
+  interrupted: "Interrupted: this column was cut off before it finished; what arrived is kept.",
   streaming: "Still being written on the gateway…",
 };
 
@@ -98,6 +98,8 @@ function Cell({ index, message, slot, hidden, diff, diffSide, diffWhole, scrollR
       ${verdict === "tie" && html`<span class="cmp-verdict">tie</span>`}
       ${verdict === "bad" && html`<span class="cmp-verdict bad">bad</span>`}
       ${streaming && html`<span class="cmp-generating">${slot.stopping ? "stopping…" : "generating…"}</span>`}
+      ${streaming && slot.reconnecting && html`<span class="reconnecting" role="status"
+        title=${RECONNECTING_WHY}>${RECONNECTING}</span>`}
       <span class="cmp-timing">${timing.map(([kind, text]) => html`<span class=${`t-${kind}`}>${text}</span>`)}</span>
       ${streaming && onStop && !slot.stopping && html`<button type="button" class="btn small stop-col"
         aria-label=${`Stop column ${letter}`} title="Stop this column; the others go on" onClick=${onStop}>■ Stop</button>`}

@@ -6,10 +6,10 @@ import { html } from "../ui.js";
 // Codes that come from the box or the way to it (docs/api.md, docs/protocol.md); a reply's
 // error is always the box's.
 const BOX_CODES = new Set(["box_unreachable", "host_key_rejected", "auth_failed",
-  "wrapper_unavailable", "protocol_mismatch", "wrapper_exited", "timeout", "cli_not_found",
-  "pexpect_missing", "llamafactory_missing", "model_not_found", "adapter_not_found",
-  "adapter_mismatch", "out_of_memory", "load_failed", "generation_failed", "cli_exited",
-  "model_unusable"]);
+  "wrapper_unavailable", "disk_full", "protocol_mismatch", "wrapper_exited", "timeout",
+  "cli_not_found", "pexpect_missing", "llamafactory_missing", "model_not_found",
+  "adapter_not_found", "adapter_mismatch", "out_of_memory", "load_failed", "generation_failed",
+  "cli_exited", "model_unusable"]);
 
 export const isBoxError = (code) => BOX_CODES.has(code);
 

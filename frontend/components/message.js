@@ -76,9 +76,14 @@ function BranchArrows({ branch }) {
 
 const STATUS_TEXT = {
   stopped: "Stopped",
-  interrupted: "Interrupted: the connection dropped before the reply finished.",
+  interrupted: "Interrupted: the reply was cut off before it finished; what arrived is kept.",
   streaming: "Still being written on the gateway…", // stored so, and not streaming here
 };
+
+/** While a streaming reply's connection is down and being reattached (reattach.js): small,
+ *  as the reply goes on on the box and nothing needs doing. */
+export const RECONNECTING = "Reconnecting…";
+export const RECONNECTING_WHY = "The connection to the gateway dropped: the reply goes on on the box, and the page picks it up where it left off.";
 
 /** Text from the box (errors, hints) with its `backticks` shown as code, never as markup. */
 function withCode(text) {
@@ -121,8 +126,8 @@ export function ReplyBody({ content, streaming = false }) {
   </div>`;
 }
 
-export function Message({ message, streaming = false, busy = false, branch, infos = [],
-  onEdit, onRegenerate, onRetry }) {
+export function Message({ message, streaming = false, reconnecting = false, busy = false, branch,
+  infos = [], onEdit, onRegenerate, onRetry }) {
   const [editing, setEditing] = useState(false);
   const isUser = message.role === "user";
   const summary = replySummary(message.provenance);
@@ -160,6 +165,8 @@ export function Message({ message, streaming = false, busy = false, branch, info
       ${!isUser && (summary.length > 0 || streaming) && html`<span class="reply-meta" tabindex="0"
         title=${provenanceText(message.provenance)}>
         ${streaming ? `${message.model ?? ""} · generating…` : summary.join(" · ")}</span>`}
+      ${streaming && reconnecting && html`<span class="reconnecting" role="status"
+        title=${RECONNECTING_WHY}>${RECONNECTING}</span>`}
     </div>`}
   </article>`;
 }
