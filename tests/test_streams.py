@@ -154,6 +154,10 @@ def test_a_compare_outlives_its_page_and_every_slot_reattaches(gateway, reliabil
         after = list(sse_with_ids(response))
     assert after[0][1] == "meta" and after[0][2]["compare_id"] == head["compare_id"]
     events = before[1:] + after[1:]
+    # A slot followed alone names its compare (a page that reloaded can follow them all).
+    with gateway.http.stream("GET", f"/api/chat/{head['slots'][1]['turn_id']}/stream") as one:
+        slot_meta = next(sse_with_ids(one))[2]
+    assert (slot_meta["compare_id"], slot_meta["slot"]) == (head["compare_id"], 1)
     for slot in range(slots):
         mine = [(int(i.split(".")[slot]), n, d) for i, n, d in events if d["slot"] == slot]
         ids = [i for i, _, _ in mine]

@@ -43,6 +43,13 @@ def model_history(branch: list[MessageRecord]) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.content} for m in branch]
 
 
+def meta_of(turn: Turn) -> dict[str, Any]:
+    """A turn's first event; a compare slot's names its compare, so a client that follows
+    the slot alone (after a reload) can follow the whole compare instead."""
+    compare = {k: turn.tags[k] for k in ("compare_id", "slot") if "compare_id" in turn.tags}
+    return {"chat_id": turn.chat_id, "turn_id": turn.id, "model": turn.model, **compare}
+
+
 def stored_end(reply: MessageRecord) -> TurnLog:
     """A stored reply's end as the events its stream ended with."""
     log = TurnLog()
@@ -281,7 +288,7 @@ class ChatTurns:
 
     async def _run(self, turn: Turn, messages: list[dict[str, str]],
                    params: dict[str, Any]) -> None:
-        turn.emit("meta", {"chat_id": turn.chat_id, "turn_id": turn.id, "model": turn.model})
+        turn.emit("meta", meta_of(turn))
         final = False
         try:
             served = await self._registry.ready_session(turn.model, params)
@@ -306,8 +313,7 @@ class ChatTurns:
                          params: dict[str, Any]) -> None:
         ended: set[str] = set()
         for turn in turns:
-            turn.emit("meta", {"chat_id": turn.chat_id, "turn_id": turn.id,
-                               "model": turn.model})
+            turn.emit("meta", meta_of(turn))
         try:
             served = [await self._registry.ready_session(t.model, params) for t in turns]
             session, slot = served[0].session, served[0].slot
