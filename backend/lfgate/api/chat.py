@@ -27,7 +27,7 @@ async def chat(body: ChatIn, turns: TurnsDep, settings: SettingsDep
     check_limits(body, settings)
     turn = await turns.start(message=body.message, chat_id=body.chat_id, model=body.model,
                              params=body.params.given())
-    return await turn_response(turn, turns, stream=body.stream)
+    return await turn_response(turn, stream=body.stream)
 
 
 @router.post("/{turn_id}/stop")

@@ -99,7 +99,7 @@ async def regenerate(chat_id: str, body: RegenerateIn, turns: TurnsDep, settings
     check_limits(body, settings)
     turn = await turns.regenerate(chat_id=chat_id, message_id=body.message_id,
                                   model=body.model, params=body.params.given())
-    return await turn_response(turn, turns, stream=body.stream)
+    return await turn_response(turn, stream=body.stream)
 
 
 @router.post("/{chat_id}/edit", response_model=ChatOut, responses=STREAMED)
@@ -109,7 +109,7 @@ async def edit(chat_id: str, body: EditIn, turns: TurnsDep, settings: SettingsDe
     check_limits(body, settings)
     turn = await turns.edit(chat_id=chat_id, message_id=body.message_id, content=body.content,
                             model=body.model, params=body.params.given())
-    return await turn_response(turn, turns, stream=body.stream)
+    return await turn_response(turn, stream=body.stream)
 
 
 @router.get("/{chat_id}/export", response_model=None, responses={200: {

@@ -89,7 +89,7 @@ STREAMED: dict[int | str, dict[str, Any]] = {200: {
     "description": "The JSON answer, or with stream=true Server-Sent Events", "content": _EVENTS}}
 
 
-async def turn_response(turn: Turn, turns: ChatTurns, *, stream: bool
+async def turn_response(turn: Turn, *, stream: bool
                         ) -> StreamingResponse | ChatOut | JSONResponse:
     """SSE while the reply streams, or the whole reply as JSON once it is done."""
     if stream:
