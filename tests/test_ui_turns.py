@@ -162,6 +162,36 @@ def test_a_reload_before_the_first_token_shows_the_reply_arriving(
         "what was shown is what was stored")
 
 
+def test_on_a_phone_a_dropped_connection_shows_reconnecting_and_stop_in_view(
+        make_page, make_scripted_gateway) -> None:
+    """At 375 px: the Reconnecting… note and Stop fit the screen, nothing scrolls sideways,
+    and the reply completes as stored once the link is back."""
+    gateway = make_scripted_gateway(delay_s=0.03)
+    page = make_page(viewport={"width": 375, "height": 740})
+    with CutProxy(gateway.port) as proxy:
+        page.goto(proxy.url)
+        expect(page.locator(".connection")).to_contain_text("Box")
+        send(page, "tell me a long story")
+        expect(page.locator(LIVE)).to_contain_text("sentence 3")
+        proxy.refuse()
+        assert proxy.cut() >= 1
+        note = page.locator(RECONNECTING)
+        expect(note).to_have_text("Reconnecting…")
+        expect(page.locator(STOP)).to_be_visible()
+        for shown in (note, page.locator(STOP)):
+            box = shown.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375, box
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, f"the page scrolls sideways: {width}px"
+        proxy.allow()
+        expect(note).to_have_count(0)
+        wait_reply_done(page, 1)
+        stored = replies(current_chat(page, gateway))
+        assert [m["content"] for m in stored] == [long_reply()]
+        assert shown_text(page) == long_reply().strip()
+        assert errors_but_network(page) == []
+
+
 def test_a_dropped_connection_reattaches_with_nothing_lost_or_doubled(
         page: Page, make_scripted_gateway, reliability) -> None:
     gateway = make_scripted_gateway(delay_s=0.03)
