@@ -6,22 +6,24 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TIMED := bash tests/rig/timed.sh
 
-.PHONY: setup setup-dev run test lint bench box vendor screenshots
+.PHONY: setup setup-dev run test test-latest lock reliability-doc lint bench box vendor screenshots
 
 $(VENV)/bin/python:
 	@$(TIMED) "venv ($(VENV))" $(PYTHON) -m venv $(VENV)
 
-# The gateway alone: what `make run` needs (no torch, no LlamaFactory: those live on the box).
-# setuptools too: a venv's bundled copy (65.5 on Python 3.11) has known advisories, and
-# make test audits the venv (tests/test_dependency_audit.py).
-$(VENV)/.installed: pyproject.toml $(VENV)/bin/python
-	@$(TIMED) "gateway install" sh -c '$(PY) -m pip install --quiet --upgrade pip setuptools && \
-	  $(PY) -m pip install --quiet -e .'
+# The gateway alone: what `make run` needs (no torch, no LlamaFactory: those live on the box),
+# exactly as locked in requirements/gateway.txt (versions and hashes; `make lock` refreshes it).
+# pip and setuptools are in the lock too (a venv's bundled setuptools has known advisories, and
+# make test audits the venv); the project is built with them, not with a freshly fetched backend.
+LOCKED := --quiet --require-hashes --no-deps -r
+$(VENV)/.installed: requirements/gateway.txt pyproject.toml $(VENV)/bin/python
+	@$(TIMED) "gateway install" sh -c '$(PY) -m pip install $(LOCKED) requirements/gateway.txt && \
+	  $(PY) -m pip install --quiet --no-deps --no-build-isolation -e .'
 	@touch $@
 
-# Plus what the tests, benchmarks and screenshots use.
-$(VENV)/.installed-dev: $(VENV)/.installed
-	@$(TIMED) "test tools install" $(PY) -m pip install --quiet -e '.[dev]'
+# Plus what the tests, benchmarks and screenshots use (requirements/dev.txt).
+$(VENV)/.installed-dev: requirements/dev.txt $(VENV)/.installed
+	@$(TIMED) "test tools install" $(PY) -m pip install $(LOCKED) requirements/dev.txt
 	@touch $@
 
 setup: $(VENV)/.installed
@@ -52,6 +54,20 @@ test: setup-dev box
 	@$(TIMED) "system packages" bash tests/rig/system_deps.sh
 	$(PY) -m ruff check .
 	@bash tests/rig/test_all.sh $(PY)
+
+# Resolve every lock file in requirements/ anew, to the newest releases (requirements/lock.sh).
+lock: setup-dev
+	UV=$(VENV)/bin/uv bash requirements/lock.sh
+
+# The newest releases, unlocked, in a venv of their own (.venv-latest): what `make lock` would
+# bring. Not part of `make test`: CI runs it as its own labelled, non-gating step, so a release
+# that breaks us is seen before a refresh of the lock lets it in.
+test-latest: box
+	@bash tests/rig/test_latest.sh $(PYTHON)
+
+# Copy make test's render of the reliability rows (build/reliability.md) to docs/.
+reliability-doc: setup-dev
+	$(PY) -m tests.rig.reliability --out docs/reliability.md
 
 # Every benchmark, written to docs/benchmarks.md (about 15 minutes).
 bench: setup-dev box

@@ -1,4 +1,4 @@
-"""`make test`'s test half (tests/rig/test_all.sh): docs/reliability.md is rendered and the
+"""`make test`'s test half (tests/rig/test_all.sh): build/reliability.md is rendered and the
 benchmark smoke runs even when pytest fails, neither hides pytest's exit status, and the run
 ends saying what failed, with pytest's summary line last."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+RENDERED = "make test: build/reliability.md rendered (make reliability-doc updates docs/)"
 SCRIPT = Path(__file__).resolve().parent.parent / "tests" / "rig" / "test_all.sh"
 
 
@@ -49,7 +50,7 @@ def test_the_benchmark_smoke_still_runs_when_pytest_fails(tmp_path):
         in lines
     assert lines[-1] == "=========== 3 passed, 1 failed in 1.23s ==========="
     assert ran(tmp_path) == ["pytest", "tests.rig.reliability", "tests.bench.run"]
-    assert "make test: docs/reliability.md rendered" in lines
+    assert RENDERED in lines
 
 
 def test_the_reliability_doc_is_rendered_after_pytest_and_never_hides_its_status(tmp_path):
@@ -57,7 +58,7 @@ def test_the_reliability_doc_is_rendered_after_pytest_and_never_hides_its_status
     assert result.returncode == 2  # pytest's own status, not the render's
     lines = result.stdout.strip().splitlines()
     assert ran(tmp_path) == ["pytest", "tests.rig.reliability", "tests.bench.run"]
-    assert "make test: docs/reliability.md FAILED to render (exit 1)" in lines
+    assert "make test: build/reliability.md FAILED to render (exit 1)" in lines
     assert "make test: pytest FAILED (exit 2): the failures are listed in its summary above" \
         in lines
     assert lines[-1] == "=========== 3 passed, 1 failed in 1.23s ==========="
@@ -66,7 +67,7 @@ def test_the_reliability_doc_is_rendered_after_pytest_and_never_hides_its_status
 def test_a_failed_render_alone_fails_the_run(tmp_path):
     result = run(tmp_path, 0, 0, doc_status=1)
     assert result.returncode == 1
-    assert "make test: docs/reliability.md FAILED to render (exit 1)" in result.stdout
+    assert "make test: build/reliability.md FAILED to render (exit 1)" in result.stdout
     assert "pytest FAILED" not in result.stdout
 
 
@@ -79,5 +80,5 @@ def test_a_failed_benchmark_smoke_fails_the_run(tmp_path):
 def test_all_green_exits_zero(tmp_path):
     result = run(tmp_path, 0, 0)
     assert result.returncode == 0 and "make test: benchmark smoke ok" in result.stdout
-    assert "make test: docs/reliability.md rendered" in result.stdout
+    assert RENDERED in result.stdout
     assert "FAILED" not in result.stdout

@@ -218,7 +218,7 @@ def _wait_first_scan(gateway: GatewayProcess, timeout: float = 120) -> dict[str,
 async def _empty_sessions(rig: Rig, count: int) -> list[float]:
     """Seconds for an SSH session running `true` on a connection already open (asyncssh, as
     the gateway opens one): the floor under every scan, whatever the tree."""
-    import asyncssh
+    from lfgate.box.asyncssh_import import asyncssh
 
     async with asyncssh.connect("127.0.0.1", port=rig.sshd.port, username=rig.sshd.user,
                                 client_keys=[str(rig.sshd.client_key)],

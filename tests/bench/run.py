@@ -428,7 +428,7 @@ def machine() -> dict[str, str]:
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    import asyncssh
+    from lfgate.box.asyncssh_import import asyncssh
 
     return {"cpu": cpu, "cores": str(os.cpu_count()), "python": platform.python_version(),
             "asyncssh": asyncssh.__version__, "os": platform.platform()}

@@ -2,7 +2,9 @@
 records what it did and what the product answered (`reliability.record(...)`, from what the
 test observed, never a hand-written claim); rows of tests that passed are written to
 build/reliability.json at the end of the session, and `python -m tests.rig.reliability`
-renders them as the document's tables.
+renders them as the document's tables into build/reliability.md (what `make test` does: a test
+run never rewrites a tracked file); `python -m tests.rig.reliability --out
+docs/reliability.md` (`make reliability-doc`) updates the committed copy.
 
 A run of some tests updates their rows and keeps the others' (a row's test id says which test
 wrote it), so the document is the latest result of every test that records one. The document
@@ -27,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "build" / "reliability.json"
-DOC = ROOT / "docs" / "reliability.md"
+DOC = ROOT / "build" / "reliability.md"  # make test's render; docs/ holds the committed copy
 AREAS = (  # the document's sections, in order; a row of another area fails its test
     ("link", "The SSH link and the box's sshd"),
     ("box", "The wrapper, the CLI and the box"),
@@ -224,4 +226,10 @@ def main(results: Path | None = None, doc: Path = DOC) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Render the reliability rows as markdown.")
+    parser.add_argument("--out", type=Path, default=DOC,
+                        help="where to write it (default build/reliability.md; "
+                             "make reliability-doc writes docs/reliability.md)")
+    raise SystemExit(main(doc=parser.parse_args().out))

@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# The test half of `make test`: every pytest test, then docs/reliability.md rendered from the
-# rows the passing tests recorded (tests/rig/reliability.py), then the benchmark's smoke run.
+# The test half of `make test`: every pytest test, then build/reliability.md rendered from the
+# rows the passing tests recorded (tests/rig/reliability.py; `make reliability-doc` copies it to
+# the tracked docs/reliability.md, so a test run leaves the tree clean), then the benchmark's
+# smoke run.
 # Both run whether or not pytest passed (the rows of the tests that passed, and the figures,
 # still say something), and neither hides pytest's status: the last lines say what failed, and
 # end with pytest's own summary line.
 set -uo pipefail
 py=$1
 log="$(mktemp)"
-"$py" -m pytest -ra 2>&1 | tee "$log"
+"$py" -m pytest -ra --durations=15 2>&1 | tee "$log"  # ends with the 15 slowest tests
 tests=${PIPESTATUS[0]}
 "$py" -m tests.rig.reliability
 doc=$?
 "$py" -m tests.bench.run --smoke
 bench=$?
 echo
-if ((doc == 0)); then echo "make test: docs/reliability.md rendered"; else echo "make test: docs/reliability.md FAILED to render (exit $doc)"; fi
+if ((doc == 0)); then echo "make test: build/reliability.md rendered (make reliability-doc updates docs/)"; else echo "make test: build/reliability.md FAILED to render (exit $doc)"; fi
 if ((bench == 0)); then echo "make test: benchmark smoke ok"; else echo "make test: benchmark smoke FAILED (exit $bench)"; fi
 if ((tests != 0)); then echo "make test: pytest FAILED (exit $tests): the failures are listed in its summary above"; fi
 grep -E '^=+ .*[0-9]+ (passed|failed|error).* in [0-9.]+s.* =+$' "$log" | tail -n 1

@@ -5,7 +5,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 BOX_PYTHON="${1:-$("$here/box_env.sh")}"
 CACHE="${LFGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lfgate}"
-key="$(cat "$here/make_tiny_model.py" "$here/saves_tree.py" "$here/box_env.sh" | sha256sum | cut -c1-12)"
+key="$(cat "$here/make_tiny_model.py" "$here/saves_tree.py" "$here/box_env.sh" \
+  "$here/../../requirements/box.txt" | sha256sum | cut -c1-12)"
 OUT="$CACHE/tiny-$key"
 if [[ ! -f "$OUT/tiny.json" ]]; then
   echo "tiny_model: generating $OUT" >&2

@@ -21,8 +21,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncssh
-
+from lfgate.box.asyncssh_import import asyncssh
 from lfgate.box.box import Box
 from lfgate.box.errors import (
     BoxAuthFailed,
