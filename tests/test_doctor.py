@@ -121,6 +121,9 @@ def test_a_good_box_passes_every_check_on_the_terminal(good_env, tmp_path):
     smoke = next(i for i, line in enumerate(lines) if "Smoke chat" in line)
     assert len(waits) == 2 and waits[1] == smoke - 1
     assert "[✗]" not in done.stdout
+    # The demo tree's runs name the base they were made on, which is on the box (the generator
+    # once wrote a temporary folder's path, and every checkpoint carried a false warning).
+    assert "not on the box" not in done.stdout
 
 
 async def test_cli_mode_passes_too(good_env, tmp_path, monkeypatch):
