@@ -34,7 +34,10 @@ box:
 	@BOX_PY="$$($(TIMED) 'demo box (LlamaFactory venv)' bash tests/rig/box_env.sh)" && \
 	  $(TIMED) "tiny model" bash tests/rig/tiny_model.sh "$$BOX_PY" >/dev/null
 
-# With a .env: the configured box. Without one: the local demo box with the tiny model.
+# With a .env: the configured box. Without one: the local demo box with the tiny model, its
+# chats kept apart from a real gateway's (LFGATE_DATA_DIR under ~/.local/share/lfgate/demo,
+# whatever DATABASE_URL the shell has). The gateway is exec'd (no shell left between make and
+# it) and exits 0 once stopped by Ctrl-C or SIGTERM, so make ends without a "make: ***" line.
 run: setup
 	@if [ -f .env ]; then \
 	  exec $(VENV)/bin/lfgate serve; \
@@ -44,6 +47,7 @@ run: setup
 	  TINY="$$($(TIMED) 'tiny model' bash tests/rig/tiny_model.sh "$$BOX_PY")" && \
 	  SSH_HOST= REMOTE_PYTHON="$$BOX_PY" BASE_MODEL_PATH="$$TINY/base" \
 	  ADAPTER_PATH="$$TINY/adapter" ADAPTER_DIRS="$$TINY/saves" TEMPLATE=qwen \
+	  LFGATE_DATA_DIR="$$HOME/.local/share/lfgate/demo" DATABASE_URL= \
 	  exec $(VENV)/bin/lfgate serve; \
 	fi
 

@@ -110,12 +110,13 @@ function App({ onLogout }) {
   const settings = useMemo(
     () => (chat ? { model: chat.model, system: chat.system, params: chat.params ?? {} } : draft),
     [chat, draft]);
-  const { modelList, current, load, startLoad, unload, runs, scan, serving, listed, rescan,
-    rescanning, rescanError } = useModels(settings.model);
+  const { modelList, current, load, startLoad, unload, turnStarted, runs, scan, serving, listed,
+    rescan, rescanning, rescanError } = useModels(settings.model);
   // The chat's model is no longer on the box (its folder went) or cannot be used: the chat
   // stays readable, and the composer asks for another model.
   const modelGone = listed && !current;
-  // Its wrapper went with the box (not a failed load): it loads again with the next message.
+  // Its wrapper went with the box, or never started on a box never reached (not a failed
+  // load): it loads again with the next message.
   const lost = useLostWithBox(modelList, boxes);
   const modelLost = Boolean(current && lost.has(current.id));
   const modelBox = boxes.find((b) => b.name === current?.box) ?? boxes[0];
@@ -217,6 +218,7 @@ function App({ onLogout }) {
           // together, so the page never shows the chat without its turn (and Send enabled).
           setTurn({ ...local });
           refreshList();
+          turnStarted(local.model); // a model not loaded is loading for it from now on
         } else if (event === "delta") {
           local.text += data.text;
           show();
@@ -535,9 +537,14 @@ function App({ onLogout }) {
             && shown.at(-1)?.message.status !== "error" // the failed reply already says why
             && html`<${LoadError} load=${load} onRetry=${startLoad} />`}
           ${modelLost && html`<p class="notice info lost-with-box" role="status">
-            ${current.id} stopped when the box went away: ${modelBox?.state === "connected"
-              ? "the box is back, and the model loads again with your next message."
-              : "it loads again with your next message once the box is back."}
+            ${lost.get(current.id).reached ? html`${current.id} stopped when the box went away: ${
+              modelBox?.state === "connected"
+                ? "the box is back, and the model loads again with your next message."
+                : "it loads again with your next message once the box is back."}`
+              : html`${current.id} could not load: the box has not been reached since the gateway
+                started${lost.get(current.id).why ? ` (${lost.get(current.id).why})` : ""}. ${
+                modelBox?.state === "connected" ? "It answers now: the model loads with your next message."
+                  : "The model loads with your next message once the box answers; Run doctor says what is wrong."}`}
             ${modelBox?.state === "connected" && html` <button type="button" class="btn small"
               onClick=${() => startLoad(current.id)}>Load now</button>`}</p>`}
           ${!chatError && shown.length === 0 && html`<${EmptyState} model=${current} boxes=${boxes} />`}

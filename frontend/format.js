@@ -105,7 +105,7 @@ export function provenanceText(provenance) {
   add("Template", provenance.template);
   add("Backend", provenance.infer_backend);
   add("Finish", provenance.finish_reason);
-  add("Wrapper", provenance.wrapper_version && `${provenance.wrapper_version} (protocol ${provenance.protocol})`);
+  add("Box wrapper", provenance.wrapper_version && `${provenance.wrapper_version} (protocol ${provenance.protocol})`);
   const params = Object.entries(provenance.params ?? {})
     .filter(([key]) => key !== "system").map(([k, v]) => `${k}=${v}`).join(", ");
   add("Parameters", params || "defaults");

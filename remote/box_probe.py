@@ -8,11 +8,13 @@ REMOTE_PYTHON), so the Python, PATH and folder it reports are the wrapper's.
 The job: {"mode", "cli_path"?, "work_dir"?, "base_model_path"?, "adapter_paths": [...],
 "adapter_dirs": [...], "imports": bool}. Stdlib only; the slow part (importing torch and
 LlamaFactory, seconds) runs only with "imports", in a child process with a time limit, so a
-broken install is a fact here rather than a crash.
+broken install is a fact here rather than a crash. Without it, `installed` still says whether
+LlamaFactory and pexpect are there (found, not imported): the gateway's start-up check.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -141,6 +143,15 @@ def model_facts(path: str) -> dict[str, Any]:
     return facts
 
 
+def installed(name: str) -> bool:
+    """Whether this Python has the package, found without importing it (milliseconds, where
+    importing torch and LlamaFactory takes seconds): the gateway's start-up check."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def probe(job: dict[str, Any]) -> dict[str, Any]:
     here_path = os.environ.get("PATH", "")
     login = interactive_path()
@@ -159,6 +170,7 @@ def probe(job: dict[str, Any]) -> dict[str, Any]:
         "base": model_facts(job["base_model_path"]) if job.get("base_model_path") else None,
         "adapters": [model_facts(p) for p in job.get("adapter_paths") or []],
         "adapter_dirs": [folder_facts(p) for p in job.get("adapter_dirs") or []],
+        "installed": {name: installed(name) for name in ("llamafactory", "pexpect")},
     }
     if job.get("imports"):
         code, out, err = _run([sys.executable, "-c", _IMPORTS], IMPORTS_TIMEOUT_S)

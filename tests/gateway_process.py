@@ -18,6 +18,7 @@ import httpx
 from tests.rig.ports import free_port
 
 LFGATE = str(Path(sys.executable).parent / "lfgate")
+STOPPED = "lfgate: stopped: every reply saved"  # what a gateway says once it shut down cleanly
 
 
 class GatewayProcess:
@@ -95,7 +96,8 @@ class GatewayProcess:
                 self.proc.kill()
                 self.proc.wait()
                 return False
-        return "Application shutdown complete" in self.log.read_text()
+        # The lifespan's last line (lfgate.app), and exit status 0 (lfgate.serving).
+        return self.proc.returncode == 0 and STOPPED in self.log.read_text()
 
 
 def _require_free(port: int) -> None:

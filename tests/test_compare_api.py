@@ -135,8 +135,14 @@ async def test_votes_tally_and_leaderboard(tmp_path, monkeypatch, saves):
         assert (top["model"], top["wins"], top["losses"]) == (A, 3, 1)
         assert bottom["model"] == "default" and top["rating"] > bottom["rating"]
         assert board["win_rate"][A]["default"] == 0.75
+        # Four decisive votes: too few for an interval to mean something.
+        assert board["min_decisive_votes"] == 5
+        assert [(s["decisive_votes"], s["too_few_votes"]) for s in board["standings"]] == [
+            (4, True), (4, True)]
         rows = list(csv.reader(io.StringIO((await http.get("/api/leaderboard.csv")).text)))
         assert rows[0][:3] == ["rank", "model", "rating"] and rows[1][1] == A
+        assert rows[0][-2:] == ["decisive_votes", "too_few_votes"] and rows[1][-2:] == [
+            "4", "true"]
 
         bad = await http.post(f"/api/chats/{head['chat_id']}/votes",
                               json={"compare_id": head["compare_id"], "winner": "7"})

@@ -85,13 +85,13 @@ def test_remote_command_runs_where_it_says(tmp_path):
 
 
 def test_an_unknown_key_in_env_is_a_warning_naming_the_closest(tmp_path, monkeypatch):
-    (tmp_path / ".env").write_text("SSH_HOTS=gpu-box\nBASE_MODEL_PATH=/m\nchat_mode=cli\n"
+    (tmp_path / ".env").write_text("TEMPLTE=qwen\nBASE_MODEL_PATH=/m\nchat_mode=cli\n"
                                    "WHATEVER_THIS_IS=1\n")
     monkeypatch.chdir(tmp_path)
     settings = load_settings()
     assert settings.chat_mode == "cli"  # keys are case-insensitive, so this one is known
     assert settings.warnings == [
-        "SSH_HOTS in .env is not a setting; did you mean SSH_HOST?",
+        "TEMPLTE in .env is not a setting; did you mean TEMPLATE?",
         "WHATEVER_THIS_IS in .env is not a setting (see .env.example for the keys)"]
 
 
@@ -100,12 +100,12 @@ def test_lfgate_serve_says_so_and_health_shows_it(tmp_path):
     from tests.gateway_process import GatewayProcess
     from tests.ui_rig import scripted_env
 
-    gateway = GatewayProcess(scripted_env(tmp_path), tmp_path, dotenv={"SSH_HOTS": "gpu-box"})
+    gateway = GatewayProcess(scripted_env(tmp_path), tmp_path, dotenv={"TEMPLTE": "qwen"})
     try:
         health = gateway.http.get("/api/health").json()
-        assert health["warnings"] == ["SSH_HOTS in .env is not a setting; did you mean SSH_HOST?"]
+        assert health["warnings"] == ["TEMPLTE in .env is not a setting; did you mean TEMPLATE?"]
         assert health["remote"]["host"] == "local"
-        assert "lfgate: warning: SSH_HOTS in .env is not a setting; did you mean SSH_HOST?" \
+        assert "lfgate: warning: TEMPLTE in .env is not a setting; did you mean TEMPLATE?" \
             in gateway.log.read_text()
     finally:
         gateway.stop()

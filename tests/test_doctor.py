@@ -60,6 +60,7 @@ def good_env(doctor_box, box_python, tiny, tmp_path) -> dict[str, str]:
     work.mkdir()
     saves = Path(tiny["base"]).parent / "saves"
     return {**doctor_box.sshd.settings_env(), "CHAT_MODE": "script",
+            "GATEWAY_PORT": str(free_port()),  # free: the port check passes, whatever runs
             "REMOTE_PYTHON": box_python, "REMOTE_WORK_DIR": str(work),
             "BASE_MODEL_PATH": tiny["base"], "ADAPTER_PATH": str(saves / "tiny/lora/sft-a"),
             "ADAPTER_DIRS": str(saves), "TEMPLATE": "qwen"}
@@ -266,8 +267,14 @@ async def test_a_wrong_key(good_env, tmp_path, monkeypatch):
 async def test_bad_configuration_is_told_without_a_box(tmp_path, monkeypatch):
     result = await doctor(tmp_path, monkeypatch, {"SSH_HOTS": "x", "SSH_PORT": "abc",
                                                   "BASE_MODEL_PATH": "/m"})
-    assert set(failed(result)) == {("Configuration", "values")}
-    assert "SSH_PORT" in failed(result)[("Configuration", "values")]["found"]
+    # SSH keys without SSH_HOST: `lfgate serve` would refuse them, the .env check says why.
+    assert set(failed(result)) == {("Configuration", ".env"), ("Configuration", "values")}
+    env = failed(result)[("Configuration", ".env")]
+    assert "SSH_HOST is empty while SSH_HOTS, SSH_PORT are set" in env["found"]
+    assert env["fix"].startswith("Rename SSH_HOTS to SSH_HOST in .env")
+    values = failed(result)[("Configuration", "values")]
+    assert "SSH_PORT" in values["found"] and "given: SSH_PORT=abc" in values["found"]
+    assert values["fix"] == "Set SSH_PORT in .env to a whole number from 1 to 65535, or remove it."
     unknown = finding(result, "Configuration", "unknown key")
     assert unknown["status"] == "warn" and "did you mean SSH_HOST?" in unknown["found"]
     assert all(f["status"] == "skip" for f in result["findings"]

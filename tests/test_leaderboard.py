@@ -64,3 +64,25 @@ def test_the_leaderboard_counts_votes_and_win_rates_and_brackets_each_rating():
         assert standing.ci_low <= standing.rating <= standing.ci_high
     assert leaderboard(votes).standings == board.standings  # seeded: the same twice
     assert leaderboard([]).standings == []
+
+
+def test_an_interval_the_votes_cannot_support_is_marked_too_few_votes():
+    # One vote: every resampling is that vote, so the interval is one number ("1218–1218").
+    one = leaderboard([(["base", "sft"], "1")]).standings
+    assert [(s.model, s.decisive_votes, s.too_few_votes) for s in one] == [
+        ("sft", 1, True), ("base", 1, True)]
+    assert one[0].ci_high - one[0].ci_low < 1
+    # Five decisive votes, not all alike: an interval with a width.
+    mixed = [(["base", "sft"], "1")] * 3 + [(["base", "sft"], "0")] * 2
+    for standing in leaderboard(mixed).standings:
+        assert standing.decisive_votes == 5 and not standing.too_few_votes
+        assert standing.ci_high - standing.ci_low >= 1
+    # Four decisive votes and ties, or many votes all alike: still too few.
+    four = leaderboard(mixed[1:] + [(["base", "sft"], "tie")] * 6).standings
+    assert all(s.decisive_votes == 4 and s.too_few_votes for s in four)
+    alike = leaderboard([(["base", "sft"], "1")] * 12).standings
+    assert all(s.decisive_votes == 12 and s.too_few_votes for s in alike)
+    # A third model decided in a three-column vote; the same model twice decides nothing.
+    three = {s.model: s for s in leaderboard([(["a", "b", "c"], "0"),
+                                              (["a", "a"], "1")]).standings}
+    assert {m: s.decisive_votes for m, s in three.items()} == {"a": 1, "b": 1, "c": 1}

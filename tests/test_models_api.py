@@ -232,3 +232,62 @@ async def test_a_scan_that_fails_says_why_and_keeps_the_listing(tmp_path, monkey
         assert set(by_id(listing)) == set(before)
         warnings = (await http.get("/api/health")).json()["warnings"]
         assert any(w.startswith("scanning ADAPTER_DIRS failed") for w in warnings)
+
+
+async def test_a_first_message_is_loading_at_once_and_counts_the_base_in_its_load(
+        tmp_path, monkeypatch, saves):
+    """Issue 23: the first message to an adapter whose base is not loaded. Its status is
+    `loading` from the turn's first event (with the seconds so far), `ready` before its reply
+    starts, and its load_seconds is the whole wait (the base's load, wrapper start included,
+    plus its own), not the adapter's few milliseconds. An adapter put on that base afterwards
+    says its load was its own alone, the base already loaded."""
+    app = gateway(tmp_path, monkeypatch, adapter_dirs=str(saves), adapter_path="/runs/lora")
+    monkeypatch.setenv("LFGATE_SCRIPTED_LOAD_S", "1")  # the double's base load: a second
+    async with Client(app) as http:
+        await http.post("/api/models/refresh")
+        assert by_id((await http.get("/api/models")).json())["default"]["status"] == "unloaded"
+        turn = await app.state.turns.start(message="hi", chat_id=None, model="default",
+                                           params={})
+        seen: dict[str, dict] = {}
+        async for logged in turn.log.follow():
+            assert logged is not None
+            _, (name, _) = logged
+            if name in ("meta", "delta") and name not in seen:
+                seen[name] = by_id((await http.get("/api/models")).json())["default"]
+        assert seen["meta"]["status"] == "loading"  # the page polling now says so
+        assert seen["meta"]["loading_seconds"] is not None
+        assert seen["meta"]["loading_seconds"] >= 0
+        assert seen["delta"]["status"] == "ready"  # loaded before the reply, not during it
+
+        status = (await http.get("/api/models/default/status")).json()
+        phases = status["load_phases"]
+        assert set(phases) == {"connect_s", "upload_s", "start_s", "load_s", "adapter_s"}
+        base = (await http.get("/api/models/base/status")).json()
+        assert base["load_phases"] == {k: v for k, v in phases.items() if k != "adapter_s"}
+        assert base["load_seconds"] >= sum(base["load_phases"].values())
+        assert status["load_seconds"] == round(base["load_seconds"] + phases["adapter_s"], 3)
+        assert status["base_already_loaded"] is False and status["loading_seconds"] is None
+        listed = by_id((await http.get("/api/models")).json())["default"]
+        assert (listed["load_seconds"], listed["base_already_loaded"]) == (
+            status["load_seconds"], False)
+
+        await ask(http, "tiny--lora--sft-a")  # onto the loaded base
+        other = (await http.get("/api/models/tiny--lora--sft-a/status")).json()
+        held = (await http.get("/api/models")).json()["serving"][0]["held"]["adapters"]
+        own = next(a["load_seconds"] for a in held if a["path"].endswith("sft-a"))
+        assert other["status"] == "ready" and other["base_already_loaded"] is True
+        assert other["load_seconds"] == own and other["load_phases"] == {"adapter_s": own}
+
+
+async def test_an_adapter_that_does_not_load_fails_its_first_message_saying_so(
+        tmp_path, monkeypatch):
+    app = gateway(tmp_path, monkeypatch, adapter_path="/runs/broken-lora")
+    async with Client(app) as http:
+        reply = await http.post("/api/chat", json={"message": "hi", "stream": False})
+        error = reply.json()
+        assert reply.status_code == 502 and error["code"] == "adapter_not_found", error
+        assert error["message"].startswith("model 'default' did not load on the box: ")
+        assert "/runs/broken-lora" in error["message"]
+        status = (await http.get("/api/models/default/status")).json()
+        assert status["status"] == "error" and "/runs/broken-lora" in status["error"]
+        assert (await http.get("/api/models/base/status")).json()["status"] == "ready"

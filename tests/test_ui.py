@@ -4,6 +4,7 @@ LlamaFactory box behind the test sshd."""
 
 from __future__ import annotations
 
+import math
 import re
 import signal
 
@@ -603,3 +604,43 @@ def test_real_box_settings_stop_and_model_switch(page: Page, real_gateway_over_s
     send(page, "Hello")  # greedy, up to 1,500 tokens on a shared CPU
     wait_reply_done(page, 2, timeout=240_000)
     expect(page.locator(".reply-meta").last).to_contain_text("base · no adapter")
+
+
+# The header while `default` loads (its text and spinner), and the reply's text at that moment.
+_LOADING_AND_REPLY = """() => {
+  const status = document.querySelector(".model-status")?.textContent ?? "";
+  if (!/Loading default… \\d+ s/.test(status.replace(/\\s+/g, " "))) return null;
+  const reply = document.querySelector("article[aria-label='Reply'] .reply > .markdown");
+  return { status, spinner: Boolean(document.querySelector(".model-status .spinner")),
+           reply: reply?.textContent ?? "" };
+}"""
+
+
+@pytest.mark.box
+def test_real_box_first_message_shows_the_whole_load_live(page: Page,
+                                                          real_gateway_over_ssh) -> None:
+    """Issue 23: the first message to a model that is not loaded (its base neither). The
+    header says it is loading, with a live counter, before the reply, then how long the whole
+    load took: at least the base's load (wrapper start and LlamaFactory's load), not the
+    adapter's few milliseconds."""
+    gateway = real_gateway_over_ssh
+    assert gateway.http.post("/api/models/base/unload").json()["status"] == "unloaded"
+    assert gateway.http.get("/api/models/default/status").json()["status"] == "unloaded"
+    open_page(page, gateway)
+    page.click("text=+ New chat")
+    status = page.locator(".model-status")
+    expect(status).to_contain_text("Not loaded (loads on first message)")
+    send(page, "Hello there")
+    seen = page.wait_for_function(_LOADING_AND_REPLY, timeout=120_000).json_value()
+    assert seen["spinner"] and seen["reply"] == "", seen  # loading, before any of the reply
+    wait_reply_done(page, 1, timeout=240_000)
+
+    took = gateway.http.get("/api/models/default/status").json()
+    assert took["status"] == "ready" and took["base_already_loaded"] is False, took
+    base_s = sum(took["load_phases"][k] for k in ("connect_s", "upload_s", "start_s", "load_s"))
+    expect(status).to_contain_text(re.compile(r"Ready · loaded in [\d.]+ s"), timeout=30_000)
+    shown = float(re.search(r"loaded in ([\d.]+) s", status.inner_text())[1])
+    # The page shows tenths below 10 s and whole seconds above: the base's time, so cut.
+    assert shown >= (math.floor(base_s * 10) / 10 if base_s < 10 else math.floor(base_s)), (
+        shown, took)
+    assert page.js_errors == []

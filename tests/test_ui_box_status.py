@@ -238,7 +238,8 @@ def test_the_header_shows_each_gpu_and_the_box_in_detail(make_page, make_scripte
     expect(loaded.nth(0)).to_contain_text("base")
     expect(loaded.nth(1)).to_contain_text("adapter")
     wrapper = box["wrapper"] or gateway.http.get("/api/health").json()["boxes"][0]["wrapper"]
-    expect(facts).to_contain_text(f"Wrapper{wrapper['version']} · protocol {wrapper['protocol']}")
+    expect(facts).to_contain_text(
+        f"Box wrapper{wrapper['version']} · protocol {wrapper['protocol']}")
     expect(details.get_by_role("link", name="Run doctor")).to_have_attribute("href",
                                                                             "#/doctor/run")
     page.keyboard.press("Escape")  # closes it, back on the pill

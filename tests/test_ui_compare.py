@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import json
 import re
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from tests.gateway_process import GatewayProcess
 from tests.rig.cut_proxy import CutProxy
 from tests.rig.saves_tree import make_saves
 from tests.test_streams import long_reply
-from tests.test_ui import MODELS, SEND, open_page, send
+from tests.test_ui import MODELS, SEND, open_page, send, wait_for_polls
 from tests.ui_rig import SCRIPTED_BASE, errors_but_network, record_streamed, streamed
 
 expect.set_options(timeout=20_000)
@@ -453,24 +454,32 @@ def test_blind_mode_hides_the_names_until_the_vote(page: Page, gateway) -> None:
     assert page.js_errors == []
 
 
-def test_the_leaderboard_shows_ratings_after_votes_and_downloads_csv(page: Page,
-                                                                     gateway) -> None:
+def vote_on_compares(gateway: GatewayProcess, models: list[str], winners: list[str]) -> None:
+    """A compare of `models` per winner, through the API, each voted for that winner."""
     gateway.http.post("/api/models/refresh")
-    for winner in ("1", "1", "0", "tie"):  # A beats default twice, loses once, one tie
-        _, events = gateway.chat_at("/api/compare", {"message": "hi", "models": ["default", A]})
+    for winner in winners:
+        _, events = gateway.chat_at("/api/compare", {"message": "hi", "models": models})
         head = events[0][1]
         vote = gateway.http.post(f"/api/chats/{head['chat_id']}/votes",
                                  json={"compare_id": head["compare_id"], "winner": winner})
         assert vote.status_code == 200, vote.text
+
+
+def test_the_leaderboard_shows_ratings_after_votes_and_downloads_csv(page: Page,
+                                                                     gateway) -> None:
+    # A beats default four times, loses twice, ties twice: six decisive votes each, enough
+    # for an interval.
+    vote_on_compares(gateway, ["default", A], ["1", "1", "0", "tie"] * 2)
     open_page(page, gateway)
     page.get_by_role("button", name="Leaderboard").click()
     expect(page).to_have_url(re.compile(r"#/leaderboard$"))
     board = page.locator("main[aria-label='Leaderboard']")
-    expect(board.locator(".board-votes")).to_have_text("4 votes")
+    expect(board.locator(".board-votes")).to_have_text("8 votes")
     rows = board.locator("table.standings tbody tr")
     expect(rows).to_have_count(2)
     api = gateway.http.get("/api/leaderboard").json()
     for row, standing in zip((rows.nth(0), rows.nth(1)), api["standings"], strict=True):
+        assert not standing["too_few_votes"], standing
         expect(row.locator(".model")).to_have_text(standing["model"])
         expect(row.locator(".rating")).to_have_text(str(round(standing["rating"])))
         expect(row.locator(".ci-text")).to_have_text(
@@ -481,8 +490,9 @@ def test_the_leaderboard_shows_ratings_after_votes_and_downloads_csv(page: Page,
         expect(cells.nth(5)).to_have_text(str(standing["losses"]))
         expect(cells.nth(6)).to_have_text(str(standing["ties"]))
     expect(rows.nth(0).locator(".model")).to_have_text(A)
-    expect(rows.nth(0).locator("td").nth(4)).to_have_text("2")
-    # The win-rate matrix: A's share against default (two wins and a tie in four) and back.
+    expect(rows.nth(0).locator("td").nth(4)).to_have_text("4")
+    # The win-rate matrix: A's share against default (four wins and two ties in eight) and
+    # back.
     share = api["win_rate"][A]["default"]
     assert share == pytest.approx(0.625)
     matrix = board.locator("table.winrate tbody tr")
@@ -494,11 +504,44 @@ def test_the_leaderboard_shows_ratings_after_votes_and_downloads_csv(page: Page,
     assert download.value.suggested_filename == "lfgate-leaderboard.csv"
     rows_csv = list(csv.reader(io.StringIO(Path(download.value.path()).read_text())))
     assert rows_csv[0] == ["rank", "model", "rating", "ci_low", "ci_high", "votes", "wins",
-                           "losses", "ties"]
+                           "losses", "ties", "decisive_votes", "too_few_votes"]
     assert [r[1] for r in rows_csv[1:]] == [A, "default"]
+    assert [r[-2:] for r in rows_csv[1:]] == [["6", "false"], ["6", "false"]]
 
     page.reload()  # the leaderboard is in the URL
-    expect(board.locator(".board-votes")).to_have_text("4 votes")
+    expect(board.locator(".board-votes")).to_have_text("8 votes")
+    assert page.js_errors == []
+
+
+def test_one_vote_is_too_few_for_an_interval_and_every_column_says_what_it_counts(
+        page: Page, gateway) -> None:
+    """Issue 23: one vote showed a 95% interval of "1218–1218", and a newcomer could not
+    read "Votes 1, W 2"."""
+    vote_on_compares(gateway, ["default", A, B100], ["1"])  # one vote, B best of three
+    page.goto(f"{gateway.url}/#/leaderboard")
+    board = page.locator("main[aria-label='Leaderboard']")
+    rows = board.locator("table.standings tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0).locator(".model")).to_have_text(A)
+    expect(rows.nth(0).locator("td")).to_have_text(
+        ["1", re.compile(r"^\d+$"), "too few votes", "1", "2", "0", "0"])
+    for index in range(3):
+        interval = rows.nth(index).locator("td.ci")
+        expect(interval).to_have_text("too few votes")  # no "1218–1218"
+        expect(interval.locator(".ci-bar")).to_have_count(0)
+        expect(interval.locator(".ci-text")).to_have_attribute(
+            "title", "1 of the 5 won or lost votes an interval needs")
+    # Every heading says what its column counts, and the legend under the table says it too.
+    heads = board.locator("table.standings thead abbr")
+    expect(heads).to_have_text(["Rating", "95% interval", "Votes", "W", "L", "T"])
+    titles = heads.evaluate_all("abbrs => abbrs.map(a => a.title)")
+    assert titles[2].startswith("Votes on the turns this model answered"), titles
+    assert [t.split(":")[0] for t in titles[3:]] == ["Wins", "Losses", "Ties"], titles
+    legend = board.locator("#board-legend")
+    expect(legend).to_be_visible()
+    expect(legend).to_contain_text("a vote over three columns is two games each")
+    expect(legend).to_contain_text("“too few votes” until a model has 5 votes it won or lost")
+    assert board.locator("table.standings").get_attribute("aria-describedby") == "board-legend"
     assert page.js_errors == []
 
 
@@ -572,6 +615,123 @@ def test_on_a_phone_the_columns_stack(make_page, gateway) -> None:
     page.locator("[role='group'][aria-label='Vote on turn 1']").get_by_role(
         "button", name="A is better").click()
     expect(page.locator("[aria-label='Your vote on turn 1']")).to_contain_text("A is better")
+    assert page.js_errors == []
+
+
+# The latest turn in sight in the turns' box: the user's message whole, below the sticky
+# column heads, and the first lines of every reply.
+LATEST_TURN_IN_VIEW = """() => {
+  const box = document.querySelector('.cmp-turns');
+  const turns = box ? [...box.querySelectorAll(':scope > .cmp-turn')] : [];
+  if (turns.length < 2) return false;
+  const view = box.getBoundingClientRect();
+  const top = Math.max(view.top, box.querySelector('.cmp-heads').getBoundingClientRect().bottom);
+  const seen = (el, tall) => { const r = el.getBoundingClientRect();
+    return r.top >= top - 1 && r.top + Math.min(tall, r.height) <= view.bottom + 1; };
+  const latest = turns.at(-1);
+  return seen(latest.querySelector('.cmp-prompt .user-text'), Infinity)
+    && [...latest.querySelectorAll('.cmp-scroll')].every((reply) => seen(reply, 48));
+}"""
+
+
+def expect_latest_turn_in_view(page: Page) -> None:
+    expect(page.locator(TURN)).to_have_count(2)
+    page.wait_for_function(LATEST_TURN_IN_VIEW)
+    wait_for_polls(page)  # and it stays there while the page re-renders
+    assert page.evaluate(LATEST_TURN_IN_VIEW)
+
+
+def test_a_compare_chat_opens_on_its_latest_turn(page: Page, gateway) -> None:
+    """Issue 23: a compare chat opened scrolled to its end (the vote, the tally), so a tall
+    last turn had its message and the start of its replies out of sight."""
+    gateway.http.post("/api/models/refresh")
+    chat = {}
+    for message in ("a short one first", "and now a long one, please"):
+        _, events = gateway.chat_at("/api/compare", {"message": message,
+                                                     "models": ["default", A], **chat})
+        head = events[0][1]
+        chat = {"chat_id": head["chat_id"]}
+        vote = gateway.http.post(f"/api/chats/{head['chat_id']}/votes",
+                                 json={"compare_id": head["compare_id"], "winner": "1"})
+        assert vote.status_code == 200, vote.text
+    gateway.chat({"message": "a plain chat", "model": "default"})
+    compare_item = page.locator(".chat-item", has_text="a short one first")
+
+    open_page(page, gateway)
+    compare_item.locator(".chat-link").click()
+    expect(page.locator(".cmp-tally")).to_be_visible()
+    expect_latest_turn_in_view(page)
+    # Away to another chat and back, then a reload: the same.
+    page.locator(".chat-item", has_text="a plain chat").locator(".chat-link").click()
+    expect(page.locator("article[aria-label='Reply']")).to_have_count(1)
+    compare_item.locator(".chat-link").click()
+    expect_latest_turn_in_view(page)
+    page.reload()
+    expect_latest_turn_in_view(page)
+    assert page.js_errors == []
+
+
+LONG_RUN = "run-with-a-long-name-for-the-lr-sweep"
+LONG_FINAL = f"tiny--lora--{LONG_RUN}"
+LONG = f"{LONG_FINAL}--checkpoint-1200"
+
+
+def add_long_run(saves: Path) -> None:
+    """A run with a long name and its checkpoint at step 1200 beside make_saves' runs, as
+    LlamaFactory leaves one (stand-in weights: the scripted box never reads them)."""
+    run = saves / "tiny" / "lora" / LONG_RUN
+    for folder in (run, run / "checkpoint-1200"):
+        folder.mkdir(parents=True)
+        (folder / "adapter_config.json").write_text(json.dumps(
+            {"base_model_name_or_path": SCRIPTED_BASE, "peft_type": "LORA", "r": 4}))
+        (folder / "adapter_model.safetensors").write_bytes(b"\0" * 1000)
+    (run / "training_args.yaml").write_text(
+        f"finetuning_type: lora\nmodel_name_or_path: {SCRIPTED_BASE}\ntemplate: qwen\n")
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 800}, PHONE],
+                         ids=["1280", "375"])
+def test_long_model_ids_are_whole_in_the_column_pickers(make_page, make_scripted_gateway,
+                                                         tmp_path: Path, viewport) -> None:
+    """Issue 23: four columns cut a long id to its first letters (its run and step squeezed
+    it out, and spilled over the column's other controls); the list cut the run's name."""
+    saves = tmp_path / "saves"
+    make_saves(saves, SCRIPTED_BASE)
+    add_long_run(saves)
+    gateway = make_scripted_gateway(env={"ADAPTER_DIRS": str(saves)})
+    page = make_page(viewport=viewport)
+    open_page(page, gateway)
+    if page.locator("button[aria-label='Show chats']").is_visible():  # a phone
+        page.click("button[aria-label='Show chats']")
+    page.get_by_role("button", name="Compare", exact=True).click()
+    expect(page.locator(".cmp-heads [role='group']")).to_have_count(2)
+    for _ in range(2):
+        page.click("button[aria-label='Add a column']")
+    models = ["default", LONG, LONG_FINAL, A]
+    for letter, model in zip("ABCD", models, strict=True):
+        pick_column(page, letter, model)
+    for letter, model in zip("BC", models[1:3], strict=True):
+        trigger = column(page, letter).locator("button.model-trigger")
+        assert (trigger.get_attribute("title") or "").split("\n")[0] == model  # on hover
+        fits = trigger.evaluate("""t => { const id = t.querySelector('.trigger-id');
+            return { whole: id.scrollWidth <= id.clientWidth + 1
+                       && id.scrollHeight <= id.clientHeight + 1,
+                     inside: t.scrollWidth <= t.clientWidth + 1 }; }""")
+        assert fits == {"whole": True, "inside": True}, (letter, fits)
+
+    # The list: on the screen, the long run's name whole, each row's id in its title.
+    column(page, "B").locator("button.model-trigger").click()
+    listing = page.locator(".cmp-heads .pick-pop")
+    expect(listing).to_be_visible()
+    place = listing.bounding_box()
+    assert place and place["x"] >= 0 and place["x"] + place["width"] <= viewport["width"], place
+    run_name = listing.locator(".pick-run-name", has_text=LONG_RUN)
+    expect(run_name).to_have_text(f"tiny/lora/{LONG_RUN}")
+    assert run_name.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+    option = page.locator(f"{MODELS} [role='option'][data-model='{LONG}']")
+    assert (option.get_attribute("title") or "").split("\n")[0] == LONG
+    page.keyboard.press("Escape")
+    expect(listing).to_have_count(0)
     assert page.js_errors == []
 
 

@@ -7,7 +7,19 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.test_ui import MODEL, REPLY, current_chat, open_page, send, wait_reply_done
+from tests.rig.saves_tree import make_saves
+from tests.test_ui import (
+    MODEL,
+    REPLY,
+    SEND,
+    STOP,
+    current_chat,
+    open_page,
+    pick_model,
+    send,
+    wait_reply_done,
+)
+from tests.ui_rig import SCRIPTED_BASE
 
 EXPORT = "button[aria-label='Export chat']"
 MENU = "[role='menu'][aria-label='Export as']"
@@ -116,6 +128,57 @@ def test_the_drawer_has_sliders_defaults_and_resets(page: Page, scripted_gateway
     assert page.js_errors == []
 
 
+def on_top(control) -> bool:
+    """Whether a click at the control's middle lands on it (nothing drawn over it)."""
+    return control.evaluate("""el => { const r = el.getBoundingClientRect();
+        return el.contains(document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2)); }""")
+
+
+@pytest.mark.parametrize("width", [1400, 1280, 375])
+def test_the_drawer_leaves_the_composer_free_and_escape_closes_it(make_page, scripted_gateway,
+                                                                   width: int) -> None:
+    """Issue 23: at 1400 px the drawer covered Stop (it intercepted the click), and Esc did
+    not close it."""
+    page = make_page(viewport={"width": width, "height": 800})
+    chat_with_a_reply(page, scripted_gateway)
+    parameters = page.get_by_role("button", name="Parameters")
+    parameters.click()
+    drawer = page.locator(DRAWER)
+    expect(drawer).to_be_visible()
+    expect(drawer).to_be_focused()  # a dialog: Tab goes on through its fields
+    place, composer = drawer.bounding_box(), page.locator("form.composer").bounding_box()
+    assert place and composer
+    beside = place["x"] >= composer["x"] + composer["width"]
+    above = place["y"] + place["height"] <= composer["y"]
+    assert beside or above, (place, composer)  # the drawer leaves the composer free
+
+    # Send and Stop work with the drawer open: a long reply, stopped.
+    page.fill("#message", "a long one, please")
+    assert on_top(page.locator(SEND))
+    page.locator(SEND).click()
+    stop = page.locator(STOP)
+    expect(stop).to_be_visible()
+    assert on_top(stop)
+    stop.click()
+    wait_reply_done(page, 2)
+    assert current_chat(page, scripted_gateway)["messages"][-1]["status"] == "stopped"
+
+    # Esc closes it from its fields, focus back on the button that opened it ...
+    expect(drawer).to_be_visible()
+    drawer.locator("input[aria-label='Temperature']").focus()
+    page.keyboard.press("Escape")
+    expect(drawer).to_have_count(0)
+    expect(parameters).to_be_focused()
+    # ... and from anywhere else on the page, the message box keeping its focus.
+    page.keyboard.press("Enter")
+    expect(drawer).to_be_visible()
+    page.locator("#message").focus()
+    page.keyboard.press("Escape")
+    expect(drawer).to_have_count(0)
+    expect(page.locator("#message")).to_be_focused()
+    assert page.js_errors == []
+
+
 def test_message_actions_are_named_icons_reachable_by_keyboard(page: Page,
                                                              scripted_gateway) -> None:
     chat_with_a_reply(page, scripted_gateway)
@@ -177,4 +240,33 @@ def test_the_header_is_one_row_with_the_model_picker_whole(make_page, scripted_g
     if viewport["width"] > 760:  # wide: the buttons keep their words
         expect(header.get_by_text("Parameters", exact=True)).to_be_visible()
         expect(header.locator(".connection-text")).to_be_visible()
+    assert page.js_errors == []
+
+
+def test_on_a_phone_the_header_shows_enough_of_the_model_to_tell_it_apart(
+        make_page, make_scripted_gateway, tmp_path) -> None:
+    """Issue 23: at 375 px the header cut the model to "ti…" (its run and step beside it took
+    the room): two checkpoints of two runs could not be told apart."""
+    saves = tmp_path / "saves"
+    make_saves(saves, SCRIPTED_BASE)
+    gateway = make_scripted_gateway(env={"ADAPTER_DIRS": str(saves)})
+    page = make_page(viewport=PHONE)
+    open_page(page, gateway)
+    header = page.locator("header.topbar")
+    trigger = page.locator(MODEL)
+    for model in ("tiny--lora--sft-a--checkpoint-10", "tiny--lora--sft-b--checkpoint-100"):
+        pick_model(page, model)
+        assert (trigger.get_attribute("title") or "").split("\n")[0] == model  # whole
+        fits = trigger.evaluate("""t => { const id = t.querySelector('.trigger-id');
+            return { whole: id.scrollWidth <= id.clientWidth + 1
+                       && id.scrollHeight <= id.clientHeight + 1,
+                     inside: t.scrollWidth <= t.clientWidth + 1 }; }""")
+        assert fits == {"whole": True, "inside": True}, (model, fits)
+        expect(trigger.locator(".trigger-id")).to_have_text(model)
+        # Still one row, on the screen.
+        box = header.bounding_box()
+        assert box is not None and box["height"] < 60, box
+        place = trigger.bounding_box()
+        assert place is not None and place["x"] + place["width"] <= PHONE["width"], place
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     assert page.js_errors == []

@@ -447,3 +447,44 @@ def test_on_a_phone_nothing_overflows_and_the_table_scrolls(make_page, gateway) 
           return !label; }).map(el => el.outerHTML)""")
     assert unnamed == []
     assert page.js_errors == []
+
+
+# The opacity of a scrolling table's edge fade (scroll_x.js): "::before" the left, "::after"
+# the right; "none" where no gradient is drawn there at all.
+FADE = """([label, side]) => {
+  const edge = getComputedStyle(document.querySelector(
+    `[role='region'][aria-label='${label}']`).parentElement, side);
+  const drawn = edge.content !== 'none' && edge.backgroundImage.includes('gradient');
+  return drawn ? edge.opacity : 'none';
+}"""
+
+
+def test_on_a_phone_the_tables_show_that_they_scroll_sideways(make_page, gateway) -> None:
+    """Issue 23: at 375 px the results table cut its columns off with no sign that it
+    scrolls."""
+    page = make_page(viewport=PHONE)
+    open_sets(page, gateway)
+    prompts = ["one for a narrow screen", "and a second"]
+    add_set(page, "sideways.jsonl", jsonl([{"prompt": p, "reference": echo(A, p)}
+                                           for p in prompts]), 2)
+    start_run(page, "sideways.jsonl", ["default", A, B100])
+    wait_run(page, "complete", 6)
+    for label in ("Replies", "Averages table"):
+        region = page.get_by_role("region", name=label)
+        around = page.locator(".scroll-x").filter(has=region)
+        hint = around.locator(".scroll-hint")
+        assert region.evaluate("r => r.scrollWidth > r.clientWidth"), label  # it does scroll
+        # At its start: more to the right, and it says so.
+        expect(hint).to_have_text("More columns: scroll sideways →")
+        expect(hint).to_be_visible()
+        expect(around).to_have_class("scroll-x more-right")
+        page.wait_for_function(f"(args) => ({FADE})(args) === '1'", arg=[label, "::after"])
+        assert page.evaluate(FADE, [label, "::before"]) == "0"
+        # At its end: more to the left.
+        region.evaluate("r => { r.scrollLeft = r.scrollWidth; }")
+        expect(around).to_have_class("scroll-x more-left")
+        expect(hint).to_have_text("← Scroll back for the first columns")
+        page.wait_for_function(f"(args) => ({FADE})(args) === '1'", arg=[label, "::before"])
+        page.wait_for_function(f"(args) => ({FADE})(args) === '0'", arg=[label, "::after"])
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert page.js_errors == []

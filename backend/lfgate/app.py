@@ -3,12 +3,12 @@ service errors mapped to HTTP statuses in one place, the web page served at /.""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
 from importlib import resources
-from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exception_handlers import (
@@ -40,12 +40,13 @@ from lfgate.api.body_limit import BodyLimit
 from lfgate.api.openai_errors import is_v1, openai_error, validation_error
 from lfgate.api.security_headers import SecurityHeaders
 from lfgate.box_list import box_definitions
-from lfgate.config import ENV_FILE, Settings, check_listen_address
+from lfgate.config import Settings, check_listen_address
 from lfgate.services.box_fleet import BoxFleet
 from lfgate.services.chat_turns import ChatTurns
 from lfgate.services.compare import Compares
 from lfgate.services.errors import ServiceError, TooManyTurns
 from lfgate.services.prompt_runs import PromptRuns
+from lfgate.services.startup_checks import check_boxes
 from lfgate.storage.chat_store import ChatStore
 from lfgate.storage.database import open_database
 from lfgate.storage.errors import StorageError
@@ -59,7 +60,7 @@ logger = logging.getLogger("lfgate")
 
 def create_app(settings: Settings) -> FastAPI:
     check_listen_address(settings)  # not beyond loopback without GATEWAY_TOKEN
-    env_path = Path(ENV_FILE).resolve()  # the doctor reports on the .env the gateway read
+    env_path = settings.env_path  # the doctor reports on the .env the gateway read
     boxes = box_definitions(settings)  # a wrong BOXES file stops here, naming the key
 
     @contextlib.asynccontextmanager
@@ -87,15 +88,23 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.prompt_runs = PromptRuns(app.state.turns, app.state.registry,
                                            app.state.prompt_sets, app.state.runs)
         fleet.start()
+        # The doctor's quick checks, each failure a line with its fix, while the gateway
+        # already serves: a box that does not answer holds nothing back.
+        checks = asyncio.create_task(check_boxes(fleet.stacks, env_path),
+                                     name="start-up checks")
         try:
             yield
         finally:
+            checks.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checks
             await fleet.stop_watching()
             await app.state.compares.close()
             await app.state.prompt_runs.close()
             await app.state.turns.close()
             await fleet.close()
             await database.close()
+        logger.info("stopped: every reply saved, the box's wrappers ended")
 
     # Every route refuses, by name, text that cannot be stored (lfgate.api.bad_input).
     app = FastAPI(title="LF Gate", version=__version__, lifespan=lifespan,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from lfgate.config import Settings, SettingsError
+from lfgate.config import Settings, SettingsError, settings_error
 
 # Keys of the gateway itself, not of a box: they cannot be set per box.
 GATEWAY_KEYS = frozenset({
@@ -60,11 +60,7 @@ def _section_settings(base: Settings, name: str, section: dict[str, str], where:
     try:
         settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = "_".join(str(part) for part in first["loc"]).upper()
-        message = first["msg"].removeprefix("Value error, ")
-        raise SettingsError(f"invalid configuration: {where}: "
-                            f"{key + ': ' if key else ''}{message}") from None
+        raise settings_error(exc, f"{where}: ", file=where) from None
     settings._warnings = [f"{where}: {w}" for w in settings.engine_warnings()]
     return settings
 

@@ -1,13 +1,17 @@
 """The gateway's settings: one object, read from the environment and `.env` in the current
-directory, checked once at start-up so a wrong value stops the gateway with a clear line."""
+directory (or the file `--env-file` names), checked once at start-up so a wrong value stops
+the gateway with a clear line."""
 
 from __future__ import annotations
 
 import difflib
 import ipaddress
 import json
+import os
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import (
@@ -48,6 +52,15 @@ def parse_json_object(text: str) -> dict[str, Any]:
     return value
 
 
+class SettingProblem(ValueError):
+    """A check of one or several keys in a model validator: pydantic keeps the exception, so
+    its `fix` reaches SettingsError (and the doctor) rather than a generic "fix that key"."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
 class Settings(BaseSettings):
     """Every key is documented in .env.example; names match what users already have."""
 
@@ -55,6 +68,9 @@ class Settings(BaseSettings):
                                       extra="ignore", case_sensitive=False)
     # What is wrong but not fatal (unknown keys in .env), said at start-up and in /api/health.
     _warnings: list[str] = PrivateAttr(default_factory=list)
+    # The .env these settings were read from (`--env-file`, else ./.env): the doctor reports
+    # on that file, whichever it was.
+    _env_path: Path = PrivateAttr(default_factory=lambda: Path(ENV_FILE).resolve())
 
     # How the box runs the model.
     chat_mode: Literal["cli", "script"] = "script"
@@ -68,7 +84,9 @@ class Settings(BaseSettings):
     # The box this .env describes, by name (pages, status, doctor), and more boxes: BOXES is
     # an INI file of one [name] section per box, each with the box keys of .env (BOX_KEYS);
     # what a section leaves out comes from here. Their model ids are `name:id`.
-    box_name: str = Field(default="main", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
+    box_name: str = Field(default="main", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$",
+                          description="1-40 letters, digits, '.', '_' or '-', starting with a "
+                          "letter or digit")
     boxes: str = ""
     # How often each box's status (round trip, GPUs, load) is read over its open connection,
     # and a box that is down is tried again; 0: never by itself.
@@ -172,15 +190,23 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _need_a_model(self) -> Settings:
         if not self.base_model_path.strip():
-            raise ValueError("BASE_MODEL_PATH is required: the model directory on the box")
+            raise SettingProblem("BASE_MODEL_PATH is required: the model directory on the box",
+                                 "Set BASE_MODEL_PATH to the model folder on the box (the one "
+                                 "with config.json), as an absolute path.")
         if self.database_url and not self.database_url.startswith(
                 ("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError("DATABASE_URL must start with sqlite+aiosqlite:// or "
-                             "postgresql+asyncpg://")
+            scheme = urlsplit(self.database_url).scheme or self.database_url[:20]
+            raise SettingProblem("DATABASE_URL must start with sqlite+aiosqlite:// or "
+                                 f"postgresql+asyncpg:// (it starts with {scheme}:)",
+                                 "Set DATABASE_URL=postgresql+asyncpg://USER:PASSWORD@HOST/DB "
+                                 "or sqlite+aiosqlite:///PATH, or leave it empty (SQLite in "
+                                 "LFGATE_DATA_DIR).")
         for name in ("ssh_key_path", "ssh_known_hosts", "ssh_config_path", "boxes"):
             value = getattr(self, name)
             if value and not Path(value).expanduser().is_file():
-                raise ValueError(f"{name.upper()}: no such file: {value}")
+                raise SettingProblem(f"{name.upper()}: no such file: {value}",
+                                     f"Point {name.upper()} at a file that exists, or leave "
+                                     "it empty.")
         return self
 
     @model_validator(mode="after")
@@ -189,15 +215,22 @@ class Settings(BaseSettings):
         with several (split at commas), vLLM refuses to load and SGLang silently serves
         only the first."""
         if self.infer_backend != "huggingface" and "," in self.adapter_path:
-            raise ValueError(f"ADAPTER_PATH: INFER_BACKEND={self.infer_backend} takes one "
-                             "adapter (LlamaFactory gives that engine only the first); merge "
-                             "them first (llamafactory-cli export) or use INFER_BACKEND="
-                             "huggingface")
+            raise SettingProblem(f"ADAPTER_PATH: INFER_BACKEND={self.infer_backend} takes "
+                                 "one adapter (LlamaFactory gives that engine only the first); "
+                                 "merge them first (llamafactory-cli export) or use "
+                                 "INFER_BACKEND=huggingface",
+                                 "Give ADAPTER_PATH one adapter (merge the others with "
+                                 "`llamafactory-cli export`), or set INFER_BACKEND=huggingface.")
         return self
 
     @property
     def warnings(self) -> list[str]:
         return list(self._warnings)
+
+    @property
+    def env_path(self) -> Path:
+        """The .env file read (absolute; it may not exist: then only the environment)."""
+        return self._env_path
 
     def engine_args(self) -> dict[str, Any]:
         """INFER_BACKEND's engine settings as LlamaFactory arguments (a model's `extra_args`):
@@ -228,6 +261,17 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{Path(self.lfgate_data_dir).expanduser() / 'lfgate.db'}"
 
     @property
+    def chats_location(self) -> str:
+        """Where conversations are kept, as start-up says it: the SQLite file, or the
+        PostgreSQL database by host and name (never its user or password)."""
+        url = self.effective_database_url
+        if url.startswith("sqlite+aiosqlite:///"):
+            return url.removeprefix("sqlite+aiosqlite:///")
+        parts = urlsplit(url)
+        return (f"PostgreSQL database {parts.path.lstrip('/') or '(default)'} on "
+                f"{parts.hostname or 'localhost'}:{parts.port or 5432}")
+
+    @property
     def is_local(self) -> bool:
         return not self.ssh_host.strip()
 
@@ -242,7 +286,97 @@ class Settings(BaseSettings):
 
 
 class SettingsError(Exception):
-    """Start-up configuration is wrong; the message names the key."""
+    """Start-up configuration is wrong: the message names the key (and the value given), `fix`
+    says what to write instead (the doctor shows it as the fix, `lfgate serve` after it)."""
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def line(self) -> str:
+        """The message and its fix as one line, for a terminal."""
+        return f"{self.message}; fix: {self.fix}" if self.fix else self.message
+
+
+_KINDS: dict[Any, str] = {int: "a whole number", float: "a number", bool: "true or false"}
+
+
+def _number(value: object) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+_BOUND_WORDS = {"ge": "of {} or more", "gt": "above {}", "le": "at most {}", "lt": "below {}"}
+
+
+def _bounds(metadata: list[Any]) -> str:
+    """A field's ge/gt/le/lt constraints in words: " from 1 to 65535", " above 0, at most 1"."""
+    limits = {name: _number(getattr(item, name)) for item in metadata
+              for name in _BOUND_WORDS if getattr(item, name, None) is not None}
+    if "ge" in limits and "le" in limits:
+        return f" from {limits['ge']} to {limits['le']}"
+    words = [_BOUND_WORDS[name].format(value) for name, value in limits.items()]
+    return f" {', '.join(words)}" if words else ""
+
+
+def allowed_values(name: str) -> str:
+    """What a key takes, as one writes it in .env ("cli or script", "a whole number from 1 to
+    65535"), read from the field itself: its Literal, its type and bounds, or its
+    description. Empty for free text, whose own check says what is wrong."""
+    field = Settings.model_fields.get(name)
+    if field is None:
+        return ""
+    if field.description:
+        return field.description
+    options = (get_args(field.annotation) if get_origin(field.annotation) in (Union, UnionType)
+               else (field.annotation,))
+    optional = type(None) in options
+    kinds = [kind for kind in options if kind is not type(None)]
+    if len(kinds) != 1:
+        return ""
+    kind = kinds[0]
+    if get_origin(kind) is Literal:
+        choices = [str(choice) for choice in get_args(kind)]
+        words = " or ".join([", ".join(choices[:-1]), choices[-1]] if len(choices) > 1
+                            else choices)
+    elif kind in _KINDS:
+        words = _KINDS[kind] + ("" if kind is bool else _bounds(field.metadata))
+    else:
+        return ""
+    return f"{words}, or empty" if optional else words
+
+
+def _given(name: str, value: object) -> str:
+    """The value a key was given, as shown back: never a secret's, at most 60 characters."""
+    field = Settings.model_fields.get(name)
+    if field is not None and field.annotation is SecretStr:
+        return "(hidden)"
+    text = str(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def settings_error(exc: ValidationError, where: str = "", file: str = ".env") -> SettingsError:
+    """pydantic's first complaint as one line that names the key, the value given and the
+    values allowed, with the fix: everywhere settings are validated (.env, a BOXES section;
+    `where` prefixes the key, `file` is where the fix goes), a bad value is told alike."""
+    first = exc.errors(include_url=False)[0]
+    key = "_".join(str(part) for part in first["loc"]).upper()
+    message = first["msg"].removeprefix("Value error, ")
+    if not key:  # a check of several keys (a model validator): its message names them
+        cause = (first.get("ctx") or {}).get("error")
+        return SettingsError(f"invalid configuration: {where}{message}",
+                             getattr(cause, "fix", ""))
+    name = key.lower()
+    allowed = allowed_values(name)
+    said = f"{message}; given: {key}={_given(name, first.get('input', ''))}"
+    if allowed and first["type"] != "literal_error":  # a Literal's message lists them already
+        said += f"; allowed: {allowed}"
+    default = Settings.model_fields[name].default if name in Settings.model_fields else None
+    fix = (f"Set {key} in {file} to {allowed.removesuffix(', or empty')}" if allowed
+           else f"Correct {key} in {file}") + ", or remove it" + (
+        f" for the default ({_number(default)})" if default not in (None, "")
+        and not isinstance(default, SecretStr) else "") + "."
+    return SettingsError(f"invalid configuration: {where}{key}: {said}", fix)
 
 
 def is_loopback(host: str) -> bool:
@@ -267,31 +401,94 @@ def check_listen_address(settings: Settings) -> None:
                         "on 127.0.0.1")
 
 
+def closest_setting(key: str) -> str | None:
+    """The setting a key that is none was most likely meant to be (SSH_HOTS: SSH_HOST)."""
+    known = sorted(name.upper() for name in Settings.model_fields)
+    close = difflib.get_close_matches(key.upper(), known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def unknown_keys(path: Path) -> list[str]:
     """One warning per key of a .env file that is no setting, naming the closest one: a typo
-    such as SSH_HOTS would otherwise be ignored without a word (and the box be this machine)."""
+    such as TEMPLTE would otherwise be ignored without a word."""
     if not path.is_file():
         return []
-    known = sorted(name.upper() for name in Settings.model_fields)
     warnings = []
     for key in dotenv_values(path):
-        if key.upper() in known:
+        if key.lower() in Settings.model_fields:
             continue
-        close = difflib.get_close_matches(key.upper(), known, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]}?" if close else " (see .env.example for the keys)"
+        close = closest_setting(key)
+        hint = f"; did you mean {close}?" if close else " (see .env.example for the keys)"
         warnings.append(f"{key} in {path} is not a setting{hint}")
     return warnings
 
 
-def load_settings(**overrides: object) -> Settings:
-    """The settings from the environment and ./.env, with `overrides` winning."""
+def _is_default(name: str, value: str) -> bool:
+    """A .env value that changes nothing: .env.example's SSH_CONNECT_TIMEOUT=20 is no sign
+    that a remote box was meant."""
+    default = Settings.model_fields[name].default
+    if isinstance(default, SecretStr):
+        default = default.get_secret_value()
+    if default in (None, ""):
+        return False
     try:
-        settings = Settings(**overrides)  # type: ignore[arg-type]
+        return float(value) == float(default)
+    except (TypeError, ValueError):
+        return value == str(default)
+
+
+def _ssh_key_meant(key: str, value: str) -> bool:
+    """A key of .env, set, that only means something for a box reached over SSH: an SSH_*
+    setting not at its default, or a key that is no setting but looks like an SSH_* one."""
+    if not value or key == "SSH_HOST":
+        return False
+    if key.lower() in Settings.model_fields:
+        return key.startswith("SSH_") and not _is_default(key.lower(), value)
+    return key.startswith("SSH_") or (closest_setting(key) or "").startswith("SSH_")
+
+
+def box_keys_without_host(path: Path, ssh_host: str | None = None) -> SettingsError | None:
+    """SSH_* keys set in .env while SSH_HOST is empty: the box would be this machine without a
+    word, and health say "ok" (a typo such as SSH_HSOT=1.2.3.4 did exactly that). `ssh_host`:
+    the SSH_HOST in force (None: read it from the environment, then the file). A .env without
+    SSH keys (the local demo, a gateway on the GPU box itself) is fine."""
+    if not path.is_file():
+        return None
+    values = {key.upper(): (value or "").strip() for key, value in dotenv_values(path).items()}
+    if ssh_host is None:
+        ssh_host = next((value for key, value in os.environ.items() if key.upper() == "SSH_HOST"),
+                        values.get("SSH_HOST", ""))
+    if ssh_host.strip():
+        return None
+    meant = [key for key, value in values.items() if _ssh_key_meant(key, value)]
+    if not meant:
+        return None
+    typos = [(key, closest_setting(key)) for key in meant
+             if key.lower() not in Settings.model_fields]
+    why = "; ".join(f"{key} is not a setting" + (f": did you mean {close}?" if close else "")
+                    for key, close in typos)
+    if values.get("SSH_HOST"):
+        why = (why + "; " if why else "") + (f"the environment's empty SSH_HOST wins over "
+                                             f"SSH_HOST={values['SSH_HOST']} in the file")
+    fix = (f"Rename {typos[0][0]} to {typos[0][1]} in {path.name}" if typos and typos[0][1]
+           else "Unset the environment's SSH_HOST (`unset SSH_HOST`)" if values.get("SSH_HOST")
+           else f"Set SSH_HOST in {path.name} to the box (a host, an address or a Host alias "
+                "of ~/.ssh/config)") + (", or remove the SSH_ keys to serve from this machine.")
+    return SettingsError(f"invalid configuration: SSH_HOST is empty while {', '.join(meant)} "
+                         f"{'is' if len(meant) == 1 else 'are'} set in {path}, so the box "
+                         "would be this machine" + (f": {why}" if why else ""), fix)
+
+
+def load_settings(env_file: Path | None = None, **overrides: object) -> Settings:
+    """The settings from the environment and `env_file` (default ./.env; the environment wins
+    over the file), with `overrides` winning over both."""
+    path = Path(ENV_FILE) if env_file is None else env_file
+    try:
+        settings = Settings(_env_file=path, **overrides)  # type: ignore[arg-type,call-arg]
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = "_".join(str(part) for part in first["loc"]).upper()
-        message = first["msg"].removeprefix("Value error, ")
-        where = f"{key}: " if key else ""
-        raise SettingsError(f"invalid configuration: {where}{message}") from None
-    settings._warnings = [*unknown_keys(Path(ENV_FILE)), *settings.engine_warnings()]
+        raise settings_error(exc, file=path.name) from None
+    if (problem := box_keys_without_host(path, settings.ssh_host)) is not None:
+        raise problem
+    settings._warnings = [*unknown_keys(path), *settings.engine_warnings()]
+    settings._env_path = path.resolve()
     return settings

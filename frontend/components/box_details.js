@@ -62,7 +62,7 @@ export function BoxDetails({ box, several, onClose }) {
     ["State", `${word}${box.checked_at ? ` · checked ${age(box.checked_at)}` : ""}`],
     box.rtt_ms != null && ["Round trip", rttText(box.rtt_ms)],
     box.load_avg && ["Load (1, 5, 15 min)", box.load_avg.map((n) => (n == null ? "?" : n.toFixed(2))).join("  ")],
-    !box.legacy && ["Wrapper", box.wrapper ? `${box.wrapper.version ?? "?"} · protocol ${box.wrapper.protocol ?? "?"}`
+    !box.legacy && ["Box wrapper", box.wrapper ? `${box.wrapper.version ?? "?"} · protocol ${box.wrapper.protocol ?? "?"}`
       : "none running"],
   ].filter(Boolean);
   return html`<div class="box-pop" role="dialog" aria-label=${`Box ${box.name}`} tabindex="-1">

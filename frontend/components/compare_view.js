@@ -13,6 +13,55 @@ import { RECONNECTING, RECONNECTING_WHY, ReplyBody } from "./message.js";
 import { DoctorLink } from "./doctor_link.js";
 
 const FOLLOW_PX = 60; // a column this close to its end keeps following the text that streams in
+const AT_END_PX = 160; // the turns this close to their end follow what arrives below
+const ABOVE_TURN_PX = 8; // room left above the latest turn when a chat opens on it
+
+/** A compare chat opens on its latest turn: the user's message at the top, under the sticky
+ *  column heads, and the start of each reply below it (the end of the chat is the vote and
+ *  the tally, and scrolled there a tall turn hid both the message and short replies). */
+function showLatestTurn(box) {
+  const latest = [...box.querySelectorAll(":scope > .cmp-turn")].at(-1);
+  if (!latest) return;
+  const heads = box.querySelector(":scope > .cmp-heads");
+  const covered = heads && getComputedStyle(heads).position === "sticky" ? heads.offsetHeight : 0;
+  box.scrollTop += latest.getBoundingClientRect().top - box.getBoundingClientRect().top - covered
+    - ABOVE_TURN_PX;
+  box.placedAt = box.scrollTop; // its scroll event is ours, not the reader's
+}
+
+/** The turns' scroll. A chat's turns, when they first show: on the latest turn, and kept
+ *  there while what loads after them (votes, the tally) grows the page, until the reader
+ *  scrolls. A new turn: the end. Else the end follows what arrives while the reader is at
+ *  it; a render that grew nothing never moves the reader. */
+function useTurnsScroll(scroller, chatId, turnCount) {
+  const seen = useRef({ chatId: undefined, turnCount: 0, height: 0, anchored: false });
+  useEffect(() => {
+    const box = scroller.current;
+    const onScroll = () => {
+      if (Math.abs(box.scrollTop - (box.placedAt ?? -1)) > 1) seen.current.anchored = false;
+    };
+    box.addEventListener("scroll", onScroll, { passive: true });
+    return () => box.removeEventListener("scroll", onScroll);
+  }, []);
+  useLayoutEffect(() => {
+    const box = scroller.current;
+    const was = seen.current;
+    const height = box.scrollHeight;
+    let anchored = was.anchored;
+    if (turnCount > 0 && was.chatId !== chatId) {
+      anchored = true;
+      showLatestTurn(box);
+    } else if (turnCount > was.turnCount) {
+      anchored = false;
+      box.scrollTop = height;
+    } else if (anchored) {
+      if (height !== was.height) showLatestTurn(box);
+    } else if (height > was.height && was.height - box.scrollTop - box.clientHeight < AT_END_PX) {
+      box.scrollTop = height;
+    }
+    seen.current = { chatId: turnCount > 0 ? chatId : was.chatId, turnCount, height, anchored };
+  });
+}
 
 const STATUS_TEXT = {
   stopped: "Stopped",
@@ -271,20 +320,13 @@ export function CompareView({ compare, chatId, picker, busy, gatewayError, banne
   const known = (id) => picker.models.some((m) => m.id === id && m.usable);
   const missing = listed ? columns.findIndex((id) => !known(id)) : -1;
 
-  useEffect(() => { // near the end: stay there as turns arrive
-    const box = scroller.current;
-    if (box && box.scrollHeight - box.scrollTop - box.clientHeight < 160) box.scrollTop = box.scrollHeight;
-  });
-  useEffect(() => {
-    if (scroller.current) scroller.current.scrollTop = scroller.current.scrollHeight;
-  }, [chatId]);
-
   const byCompare = new Map(votes.votes.map((v) => [v.compare_id, v]));
   const shown = turns.map((turn) => ({ turn, cells: turn.replies.map((message) => ({ message })) }));
   if (run) {
     shown.push({ turn: { compareId: run.compareId ?? "pending", userText: run.userText },
       cells: run.slots.map((slot) => ({ slot: { ...slot, running: run.running } })) });
   }
+  useTurnsScroll(scroller, chatId, shown.length);
   const unavailable = gatewayError
     ? "The gateway cannot be reached: your text is kept, and Send comes back when it reconnects."
     : missing >= 0 ? (hidden ? "One of this compare's models is no longer on the box."

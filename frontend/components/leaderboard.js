@@ -1,11 +1,28 @@
 // The leaderboard (#/leaderboard): from every stored vote, a Bradley-Terry rating per model
 // (Elo scale) with its 95% interval, its votes and wins, losses and ties, the win-rate matrix,
-// and the same as CSV (GET /api/leaderboard, /api/leaderboard.csv).
+// and the same as CSV (GET /api/leaderboard, /api/leaderboard.csv). An interval the votes
+// cannot support yet (the API's too_few_votes) reads "too few votes", never "1218–1218";
+// every column says what it counts (a tooltip on its heading, a legend under the table).
 import { html, useEffect, useState } from "../ui.js";
 import { compares } from "../api.js";
 import { Icon } from "./icons.js";
 
 const round = (value) => Math.round(value).toString();
+
+/** What the standings' columns count, in the words of their headings' tooltips. */
+const MEANS = {
+  rating: "Bradley-Terry rating, Elo scale: 1000 is the reference; 100 points apart is about a 64% chance to win",
+  interval: "95% interval: the ratings this model gets when the votes are resampled",
+  votes: "Votes on the turns this model answered",
+  wins: "Wins: games won, one per other model in a turn",
+  losses: "Losses: games lost, one per other model in a turn",
+  ties: "Ties: games tied (a tie or “both bad” vote)",
+};
+
+/** Why a model's interval is not shown, in a tooltip. */
+const tooFewWhy = (standing, least) => (standing.decisive_votes < least
+  ? `${standing.decisive_votes} of the ${least} won or lost votes an interval needs`
+  : "Every vote so far went the same way, so every resampling gives the same rating");
 
 /** The rating and its interval on one scale shared by every row. */
 function Interval({ standing, low, high }) {
@@ -55,8 +72,11 @@ export function Leaderboard() {
   };
   useEffect(() => { load(); }, []);
   const standings = board?.standings ?? [];
-  const low = Math.min(...standings.map((s) => s.ci_low));
-  const high = Math.max(...standings.map((s) => s.ci_high));
+  const least = board?.min_decisive_votes ?? 5;
+  // One scale for the bars of the intervals that are shown (the others have no bar).
+  const shown = standings.filter((s) => !s.too_few_votes);
+  const low = Math.min(...shown.map((s) => s.ci_low));
+  const high = Math.max(...shown.map((s) => s.ci_high));
   return html`<main class="board" aria-label="Leaderboard" aria-busy=${loading ? "true" : "false"}>
     <div class="board-inner">
       <div class="board-head">
@@ -76,22 +96,33 @@ export function Leaderboard() {
       ${board && standings.length === 0 && html`<p class="board-empty">No votes yet. Compare two
         to four models (<a href="#/compare">Compare</a> in the chat list) and vote on their
         replies: the ratings appear here.</p>`}
-      ${standings.length > 0 && html`<table class="standings">
+      ${standings.length > 0 && html`<table class="standings" aria-describedby="board-legend">
         <caption class="pick-sr">Ratings, best first</caption>
         <thead><tr>
-          <th scope="col">#</th><th scope="col">Model</th><th scope="col">Rating</th>
-          <th scope="col">95% interval</th><th scope="col">Votes</th>
-          <th scope="col" title="Wins">W</th><th scope="col" title="Losses">L</th><th scope="col" title="Ties">T</th>
+          <th scope="col">#</th><th scope="col">Model</th>
+          <th scope="col"><abbr title=${MEANS.rating}>Rating</abbr></th>
+          <th scope="col"><abbr title=${MEANS.interval}>95% interval</abbr></th>
+          <th scope="col"><abbr title=${MEANS.votes}>Votes</abbr></th>
+          <th scope="col"><abbr title=${MEANS.wins}>W</abbr></th>
+          <th scope="col"><abbr title=${MEANS.losses}>L</abbr></th>
+          <th scope="col"><abbr title=${MEANS.ties}>T</abbr></th>
         </tr></thead>
         <tbody>${standings.map((s, i) => html`<tr key=${s.model} data-model=${s.model}>
           <td class="rank">${i + 1}</td>
           <th scope="row" class="model">${s.model}</th>
           <td class="rating">${round(s.rating)}</td>
-          <td class="ci"><span class="ci-text">${round(s.ci_low)}–${round(s.ci_high)}</span>
-            <${Interval} standing=${s} low=${low} high=${high} /></td>
+          <td class="ci">${s.too_few_votes
+            ? html`<span class="ci-text ci-none" title=${tooFewWhy(s, least)}>too few votes</span>`
+            : html`<span class="ci-text">${round(s.ci_low)}–${round(s.ci_high)}</span>
+              <${Interval} standing=${s} low=${low} high=${high} />`}</td>
           <td>${s.votes}</td><td>${s.wins}</td><td>${s.losses}</td><td>${s.ties}</td>
         </tr>`)}</tbody>
-      </table>`}
+      </table>
+      <p class="muted board-legend" id="board-legend"><strong>Votes</strong>: votes on the turns a
+        model answered. <strong>W</strong>, <strong>L</strong>, <strong>T</strong>: its games won,
+        lost and tied, a game per other model in the turn (a vote over three columns is two games
+        each, so they add up to more than the votes). <strong>95% interval</strong>: “too few
+        votes” until a model has ${least} votes it won or lost, and not all alike.</p>`}
       ${standings.length > 1 && html`<${WinRate} standings=${standings} winRate=${board.win_rate} />`}
     </div>
   </main>`;

@@ -3,7 +3,8 @@
 // checkpoint's step, loss, template, age and whether it is resident; warnings inline, broken
 // adapters listed with their reason and not choosable. Opening it rescans the box's folders
 // (the list on screen stays meanwhile). Keys as in a quick pick: type to filter, Up/Down,
-// Home/End, Enter, Escape. Beside it, the chosen model's load status, timed to the second.
+// Home/End, Enter, Escape. Beside it, the chosen model's load status, timed to the second
+// while it loads (its base's load included, however it started), then how long it took.
 import { html, useEffect, useLayoutEffect, useMemo, useRef, useState } from "../ui.js";
 import { age, basename, bytes, lossText, seconds } from "../format.js";
 import { Sparkline } from "./sparkline.js";
@@ -27,6 +28,29 @@ function Elapsed({ since }) {
     return () => clearInterval(timer);
   }, []);
   return html`<span class="elapsed">${Math.floor((now - since) / 1000)} s</span>`;
+}
+
+/** A load's length: milliseconds below a second (an adapter's own load often takes a few). */
+const loadTime = (s) => (s < 1 ? `${Math.max(1, Math.round(s * 1000))} ms` : seconds(s));
+const PHASES = { connect_s: "connect", upload_s: "upload", start_s: "wrapper start",
+  load_s: "LlamaFactory load", adapter_s: "adapter" };
+
+/** "Ready · loaded in 16 s": the whole wait, from the load this page followed or else the
+ *  listing; an adapter put on a base that was loaded already says its own time was all. */
+function readyText(model, load) {
+  const followed = load?.model === model.id && !load.pending && load.seconds != null;
+  const took = followed ? load.seconds : model.load_seconds;
+  if (took == null) return "Ready";
+  const baseReady = followed ? load.baseReady : model.base_already_loaded;
+  return baseReady ? `Ready · adapter loaded in ${loadTime(took)}; base already loaded`
+    : `Ready · loaded in ${loadTime(took)}`;
+}
+
+/** Where a followed load's time went (a tooltip): "connect 0 ms · … · LlamaFactory load 15 s". */
+function phasesText(model, load) {
+  if (load?.model !== model.id || !load.phases) return undefined;
+  return Object.entries(PHASES).filter(([key]) => load.phases[key] != null)
+    .map(([key, name]) => `${name} ${loadTime(load.phases[key])}`).join(" · ") || undefined;
 }
 
 /** "sft-a · step 20", "sft-a · final": where a discovered adapter sits in its run. */
@@ -338,10 +362,9 @@ export function ModelPicker({ models, runs, value, onChange, load, onUnload, dis
     <span class="model-status" role="status" aria-live="polite">
       ${current?.status === "loading" && html`<span class="spinner" aria-hidden="true"></span>
         <span class="status-text">Loading ${current.id}… </span>
-        ${load?.model === current.id ? html`<${Elapsed} since=${load.since} />` : ""}`}
+        ${load?.model === current.id && load.pending ? html`<${Elapsed} since=${load.since} />` : ""}`}
       ${current?.status === "ready" && html`<span class="dot ok" aria-hidden="true"></span>
-        <span class="status-text">${load?.model === current.id && load.seconds != null
-          ? `Ready · loaded in ${seconds(load.seconds)}` : "Ready"}</span>
+        <span class="status-text" title=${phasesText(current, load)}>${readyText(current, load)}</span>
         ${!disabled && html`<button type="button" class="btn small unload" aria-label=${`Unload ${current.id}`}
           title=${current.shared_base && current.adapter_path
             ? "Put this adapter away; its base stays loaded for the others"
@@ -350,7 +373,9 @@ export function ModelPicker({ models, runs, value, onChange, load, onUnload, dis
       ${current?.status === "unloaded" && html`<span class="dot idle" aria-hidden="true"></span>
         <span class="status-text">Not loaded (loads on first message)</span>`}
       ${current?.status === "error" && lost?.has(current.id) && html`<span class="dot idle" aria-hidden="true"></span>
-        <span class="status-text" title="Its wrapper stopped when the box went away">Not loaded (the box went away)</span>`}
+        ${lost.get(current.id).reached
+          ? html`<span class="status-text" title="Its wrapper stopped when the box went away">Not loaded (the box went away)</span>`
+          : html`<span class="status-text" title=${lost.get(current.id).why ?? "The box has not answered since the gateway started"}>Not loaded (the box was never reached)</span>`}`}
       ${current?.status === "error" && !lost?.has(current.id) && html`<span class="dot bad" aria-hidden="true"></span>
         <span class="load-error" title=${[load?.error, load?.hint].filter(Boolean).join("\n")}>Load failed</span>`}
       ${gone && html`<span class="dot bad" aria-hidden="true"></span>

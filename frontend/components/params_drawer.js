@@ -2,7 +2,9 @@
 // max_new_tokens, repetition penalty). Saved on the chat, so every turn of it uses them.
 // Each number has a slider and a field that edit the same value, LlamaFactory's default
 // beside it and a reset; an empty value means the default (the chat then omits it).
-import { html, useEffect, useRef, useState } from "../ui.js";
+// A dialog beside the chat, never over its composer: focus goes into it when it opens, Esc
+// closes it from anywhere on the page, and focus goes back to the button that opened it.
+import { html, useEffect, useLayoutEffect, useRef, useState } from "../ui.js";
 import { Icon } from "./icons.js";
 
 // Defaults: LlamaFactory 0.9.5's GeneratingArguments. Slider ranges are the useful ones; the
@@ -56,9 +58,56 @@ function NumberSetting({ field, value, onChange }) {
   </div>`;
 }
 
+/** Where the composer starts, as `--composer-top` on the drawer: on a phone the drawer ends
+ *  there (style.css), so Send and Stop stay in reach while it is open, whatever the
+ *  composer's height (its text grows it). */
+function useComposerTop(panel) {
+  useLayoutEffect(() => {
+    const composer = document.querySelector(".composer");
+    if (!composer) return undefined;
+    const place = () => panel.current?.style.setProperty("--composer-top",
+      `${Math.max(0, composer.getBoundingClientRect().top)}px`);
+    place();
+    const watch = new ResizeObserver(place);
+    watch.observe(composer);
+    addEventListener("resize", place);
+    return () => {
+      watch.disconnect();
+      removeEventListener("resize", place);
+    };
+  }, []);
+}
+
+/** Esc closes the drawer from anywhere, focus back on `opener`. On the document's bubbling,
+ *  so a menu or picker open above it (they take Esc on the way down) closes first, and the
+ *  page's own Esc (stop the reply) waits for the next press. */
+function useEscapeCloses(panel, opener, onClose) {
+  const close = useRef(onClose);
+  close.current = onClose;
+  useEffect(() => {
+    panel.current?.focus({ preventScroll: true }); // Tab goes on through its fields
+    const onKey = (event) => {
+      if (event.key !== "Escape" || event.defaultPrevented) return;
+      event.stopPropagation();
+      close.current();
+    };
+    document.addEventListener("keydown", onKey);
+    return () => {
+      document.removeEventListener("keydown", onKey);
+      const focus = document.activeElement;
+      const lost = !focus || focus === document.body || panel.current?.contains(focus);
+      if (lost && opener?.isConnected) opener.focus();
+    };
+  }, []);
+}
+
 export function ParamsDrawer({ settings, onSave, onClose, error }) {
   const [form, setForm] = useState(() => toForm(settings));
   const [problem, setProblem] = useState(null);
+  const panel = useRef(null);
+  const [opener] = useState(() => document.activeElement); // the Parameters button
+  useComposerTop(panel);
+  useEscapeCloses(panel, opener, onClose);
   useEffect(() => setForm(toForm(settings)), [settings]);
   const set = (key, value) => setForm((now) => ({ ...now, [key]: value }));
   const save = (event) => {
@@ -77,8 +126,8 @@ export function ParamsDrawer({ settings, onSave, onClose, error }) {
     setProblem(null);
     onSave({ system: form.system.trim() ? form.system : null, params });
   };
-  return html`<aside class="drawer" role="dialog" aria-label="Generation settings"
-      onKeyDown=${(e) => { if (e.key === "Escape") { e.stopPropagation(); onClose(); } }}>
+  return html`<aside class="drawer" role="dialog" aria-label="Generation settings" ref=${panel}
+      tabindex="-1">
     <form onSubmit=${save} novalidate>
       <div class="drawer-head">
         <h2>Settings for this chat</h2>

@@ -10,6 +10,7 @@ import { dateTime, duration, millis } from "../format.js";
 import { ReplyBody } from "./message.js";
 import { ExportMenu } from "./export_menu.js";
 import { DoctorLink, isBoxError } from "./doctor_link.js";
+import { ScrollX } from "./scroll_x.js";
 
 const EXPORTS = [["markdown", "Markdown (.md)"], ["jsonl", "JSONL, a line a prompt (.jsonl)"],
   ["csv", "CSV, a row a reply (.csv)"]];
@@ -89,7 +90,7 @@ function Averages({ run }) {
   const models = run.models;
   return html`<section class="run-scores" aria-label="Averages per model">
     ${referenced && html`<${ScoreChart} models=${models} averages=${averages} />`}
-    <div class="table-scroll">
+    <${ScrollX} className="table-scroll" label="Averages table">
       <table class="score-table">
         <caption>${referenced ? "Average scores against the references (0–100) and timings" : "Average timings"}</caption>
         <thead><tr>
@@ -109,7 +110,7 @@ function Averages({ run }) {
           </tr>`;
         })}</tbody>
       </table>
-    </div>
+    </${ScrollX}>
   </section>`;
 }
 
@@ -183,7 +184,7 @@ function Row({ row, models, onVote }) {
 }
 
 function Results({ run, onVote }) {
-  return html`<div class="run-table-wrap" role="region" aria-label="Replies" tabindex="0">
+  return html`<${ScrollX} className="run-table-wrap" label="Replies">
     <table class="run-table" style=${`--models: ${run.models.length}`}>
       <thead><tr>
         <th scope="col" class="col-prompt">Prompt</th>
@@ -193,7 +194,7 @@ function Results({ run, onVote }) {
       <tbody>${run.rows.map((row) => html`<${Row} key=${row.index} row=${row} models=${run.models}
         onVote=${onVote} />`)}</tbody>
     </table>
-  </div>`;
+  </${ScrollX}>`;
 }
 
 export function RunView({ runId }) {

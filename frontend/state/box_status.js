@@ -66,19 +66,25 @@ export function boxesOf(health) {
   }];
 }
 
-/** The models whose wrapper went with their box (`error` while that box was not connected):
- *  not a failed load; the next message loads them again. Forgotten once they leave `error`. */
+/** The models whose wrapper went with their box, or never started because the box was not
+ *  there (`error` while that box was not connected): not a failed load; the next message
+ *  loads them again. A Map from model id to {reached, why}: `reached` false when the box had
+ *  never been reached since the gateway started (it did not "go away"), `why` the box's error
+ *  then. Forgotten once they leave `error`. */
 export function useLostWithBox(modelList, boxes) {
-  const [lost, setLost] = useState(() => new Set());
+  const [lost, setLost] = useState(() => new Map());
   useEffect(() => {
-    const states = new Map(boxes.map((box) => [box.name, box.state]));
-    const next = new Set();
+    const byName = new Map(boxes.map((box) => [box.name, box]));
+    const next = new Map();
     for (const model of modelList) {
       if (model.status !== "error") continue;
-      const state = model.box ? states.get(model.box) : boxes[0]?.state;
-      if (lost.has(model.id) || state === "down" || state === "reconnecting") next.add(model.id);
+      const box = model.box ? byName.get(model.box) : boxes[0];
+      if (lost.has(model.id)) next.set(model.id, lost.get(model.id));
+      else if (box?.state === "down" || box?.state === "reconnecting") {
+        next.set(model.id, { reached: box.reached !== false, why: box.error?.message ?? null });
+      }
     }
-    if (next.size !== lost.size || [...next].some((id) => !lost.has(id))) setLost(next);
+    if (next.size !== lost.size || [...next.keys()].some((id) => !lost.has(id))) setLost(next);
   }, [modelList, boxes]);
   return lost;
 }
@@ -86,13 +92,23 @@ export function useLostWithBox(modelList, boxes) {
 /** Whether a GPU is busy: its utilisation at BUSY_PCT or more. */
 export const gpuBusy = (gpu) => gpu.utilization_pct != null && gpu.utilization_pct >= BUSY_PCT;
 
-/** The model list, and `load`: {model, since, pending, seconds, error, hint} for the model
- *  on screen, whoever started its load (the picker, a first message, another tab).
+/** When a load the gateway says has run `loadingSeconds` began, on this page's clock: a page
+ *  that first sees a load mid-way (a poll, another tab) counts from its real start. */
+const startedAgo = (loadingSeconds) => Date.now() - (loadingSeconds ?? 0) * 1000;
+
+/** The model list, and `load`: {model, since, pending, seconds, baseReady, error, hint} for
+ *  the model on screen, whoever started its load (the picker, a first message, another tab);
+ *  `seconds` is the whole wait (its base's load included), or with `baseReady` an adapter's
+ *  own load onto a base that was loaded already. `turnStarted(id)`: a turn on `id` has begun
+ *  (its `meta` came), so a model that was not ready is loading for it now: the listing is read
+ *  at once, not at the next poll, and the header shows the load from its start.
  *  Also the rest of the listing (`runs`: loss curves, `scan`, `serving`), `listed` once a
  *  listing came, and `rescan()`: the box's folders scanned again now (the picker opening),
  *  with `rescanning` meanwhile and `rescanError` if it failed; the list on screen stays. */
 export function useModels(currentId) {
   const [modelList, setModelList] = useState([]);
+  const listNow = useRef(modelList);
+  listNow.current = modelList;
   const [listing, setListing] = useState({ runs: {}, scan: null, serving: [], listed: false });
   const [load, setLoad] = useState(null);
   const [rescans, setRescans] = useState(0); // running now
@@ -129,12 +145,19 @@ export function useModels(currentId) {
     }
   }, []);
 
+  const turnStarted = useCallback((id) => {
+    if (listNow.current.find((m) => m.id === id)?.status !== "ready") refresh();
+  }, []);
+
   const current = modelList.find((m) => m.id === currentId);
   useEffect(() => {
-    const loadingElsewhere = current?.status === "loading" && load?.model !== current.id;
-    const failedUnexplained = current?.status === "error" && (load?.model !== current.id || !load.error);
+    const followed = load?.model === current?.id;
+    // Loading, and not a load this page follows already (an earlier one of the same model,
+    // ended, does not count: its clock would be wrong).
+    const loadingElsewhere = current?.status === "loading" && !(followed && load.pending);
+    const failedUnexplained = current?.status === "error" && (!followed || !load.error);
     if (loadingElsewhere || failedUnexplained) {
-      setLoad({ model: current.id, since: Date.now(), pending: true });
+      setLoad({ model: current.id, since: startedAgo(current.loading_seconds), pending: true });
     }
   }, [current?.id, current?.status]);
   useEffect(() => { // follow a load until it is ready or failed
@@ -145,7 +168,8 @@ export function useModels(currentId) {
       try { status = await models.status(load.model); } catch { return; }
       if (!live || status.status === "loading") return;
       clearInterval(timer);
-      setLoad({ ...load, pending: false, seconds: status.load_seconds, error: status.error,
+      setLoad({ ...load, pending: false, seconds: status.load_seconds,
+        baseReady: status.base_already_loaded, phases: status.load_phases, error: status.error,
         hint: status.hint, stderr: status.stderr_tail });
       refresh();
     }, LOAD_POLL_MS);
@@ -166,6 +190,6 @@ export function useModels(currentId) {
     setModelList((list) => list.map((m) => (m.id === id ? { ...m, status: status.status } : m)));
     if (load?.model === id) setLoad(null);
   };
-  return { modelList, current, load, startLoad, unload, ...listing, rescan,
+  return { modelList, current, load, startLoad, unload, turnStarted, ...listing, rescan,
     rescanning: rescans > 0, rescanError };
 }

@@ -34,7 +34,7 @@ from lfgate.api.schemas import (
     VotesOut,
 )
 from lfgate.api.sse import EVENT_STREAM, SSE_HEADERS, STREAMED
-from lfgate.services.leaderboard import games_of, leaderboard
+from lfgate.services.leaderboard import MIN_DECISIVE_VOTES, games_of, leaderboard
 
 router = APIRouter(prefix="/api", tags=["compare"])
 
@@ -103,7 +103,8 @@ async def _board(votes: VotesDep, runs: RunsDep) -> LeaderboardOut:
     board = leaderboard([(v.models, v.winner) for v in await votes.every()]
                         + [(v.models, v.winner) for v in await runs.votes()])
     return LeaderboardOut(standings=[StandingOut(**asdict(s)) for s in board.standings],
-                          win_rate=board.win_rate, votes=board.votes)
+                          win_rate=board.win_rate, votes=board.votes,
+                          min_decisive_votes=MIN_DECISIVE_VOTES)
 
 
 @router.get("/leaderboard")
@@ -120,9 +121,10 @@ async def leaderboard_csv(votes: VotesDep, runs: RunsDep) -> PlainTextResponse:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["rank", "model", "rating", "ci_low", "ci_high", "votes", "wins", "losses",
-                     "ties"])
+                     "ties", "decisive_votes", "too_few_votes"])
     for rank, s in enumerate(board.standings, 1):
         writer.writerow([rank, s.model, f"{s.rating:.1f}", f"{s.ci_low:.1f}",
-                         f"{s.ci_high:.1f}", s.votes, s.wins, s.losses, s.ties])
+                         f"{s.ci_high:.1f}", s.votes, s.wins, s.losses, s.ties,
+                         s.decisive_votes, str(s.too_few_votes).lower()])
     return PlainTextResponse(out.getvalue(), media_type="text/csv", headers={
         "Content-Disposition": 'attachment; filename="lfgate-leaderboard.csv"'})

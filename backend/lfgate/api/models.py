@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from fastapi import APIRouter, status
 
 from lfgate.api.deps import FleetDep, RegistryDep
@@ -17,12 +20,19 @@ from lfgate.services.model_registry import ModelEntry
 router = APIRouter(prefix="/api/models", tags=["models"])
 
 
+def _load_facts(entry: ModelEntry) -> dict[str, Any]:
+    """How long its load took (the whole wait) or, while it loads, has taken so far."""
+    return {"load_seconds": entry.load_seconds,
+            "base_already_loaded": entry.base_already_loaded,
+            "loading_seconds": entry.loading_seconds(time.monotonic())}
+
+
 def _status(entry: ModelEntry, warnings: list[str] | None = None) -> ModelStatusOut:
     error, slot = entry.error, entry.slot
     return ModelStatusOut(id=entry.spec.id, status=entry.status,
                           error=None if error is None else error.message,
                           hint=None if error is None else error.hint,
-                          load_seconds=entry.load_seconds, load_phases=slot.load_phases,
+                          load_phases=entry.load_phases, **_load_facts(entry),
                           active_turns=slot.active_turns,
                           stderr_tail=slot.session.stderr_tail if slot.session else "",
                           warnings=warnings or [])
@@ -38,7 +48,7 @@ def _model(entry: ModelEntry, fleet: BoxFleet) -> ModelOut:
         finetuning_type=spec.finetuning_type, status=entry.status,
         error=None if error is None else error.message, usable=spec.usable,
         problems=list(spec.problems), warnings=[*spec.warnings, *([fit] if fit else [])],
-        shared_base=fleet.registry.shares_base(spec),
+        shared_base=fleet.registry.shares_base(spec), **_load_facts(entry),
         **({} if facts is None else {
             "run": facts.run, "run_path": facts.run_path, "step": facts.step,
             "training_template": facts.training_template, "size_bytes": facts.size_bytes,

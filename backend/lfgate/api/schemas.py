@@ -125,6 +125,9 @@ class BoxHealthOut(BaseModel):
     mode: Literal["cli", "script"]
     primary: bool  # the .env's own box: its model ids carry no box name
     state: Literal["connected", "reconnecting", "down"]
+    # It has answered since the gateway started: a box that never did is not one that "went
+    # away" (the page words them apart).
+    reached: bool = True
     error: BoxErrorOut | None  # the box's last error (a reconnect clears it)
     rtt_ms: float | None
     checked_at: float | None  # epoch seconds of the last reading
@@ -138,7 +141,8 @@ class BoxHealthOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: Literal["ok"] = "ok"
+    # ok: every box connected; degraded: some are; down: none is (never reached, or gone).
+    status: Literal["ok", "degraded", "down"] = "ok"
     mode: Literal["cli", "script"]
     remote: RemoteOut  # the .env's own box (boxes[0]), as before there were several
     warnings: list[str] = Field(default_factory=list)  # configuration problems, not fatal
@@ -171,6 +175,10 @@ class ModelOut(BaseModel):
     modified: float | None = None  # epoch seconds
     train_loss: float | None = None
     eval_loss: float | None = None
+    # Its load, as in ModelStatusOut: so a page that did not watch the load can still say it.
+    load_seconds: float | None = None
+    base_already_loaded: bool = False
+    loading_seconds: float | None = None
 
 
 class RunCurveOut(BaseModel):
@@ -213,8 +221,14 @@ class ModelStatusOut(BaseModel):
     status: Literal["unloaded", "loading", "ready", "error"]
     error: str | None
     hint: str | None = None
+    # The whole wait until it could answer: its base's load (wrapper start included), plus an
+    # adapter's own on a shared base; an adapter whose base was loaded already (for another
+    # model, base_already_loaded): its own load alone.
     load_seconds: float | None
-    load_phases: dict[str, float] = Field(default_factory=dict)  # connect/upload/start/load
+    # Where it went: connect_s, upload_s, start_s, load_s (the base's); adapter_s (its own).
+    load_phases: dict[str, float] = Field(default_factory=dict)
+    base_already_loaded: bool = False
+    loading_seconds: float | None = None  # while loading: how long it has run so far
     active_turns: int = 0
     stderr_tail: str = ""  # the wrapper's last stderr lines on the box
     warnings: list[str] = Field(default_factory=list)  # e.g. a load that will not fit
@@ -435,9 +449,12 @@ class StandingOut(BaseModel):
     wins: int
     losses: int
     ties: int
+    decisive_votes: int  # votes it won or lost: not a tie, "both bad" or only itself
+    too_few_votes: bool  # ci_low..ci_high is no honest interval yet (docs/api.md#compare)
 
 
 class LeaderboardOut(BaseModel):
     standings: list[StandingOut]  # best first
     win_rate: dict[str, dict[str, float]]  # row model's share of its games against column's
     votes: int
+    min_decisive_votes: int  # a model's interval counts from this many decisive votes

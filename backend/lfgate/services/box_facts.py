@@ -77,6 +77,48 @@ def judge_shell(settings: Settings, facts: dict[str, Any],
                        "disks fast." if low else "")
 
 
+NEEDED = {"cli": ("pexpect",), "script": ("llamafactory",)}  # what each mode imports
+
+
+def _judge_cli(settings: Settings, facts: dict[str, Any]) -> Iterator[Finding]:
+    """CLI mode: where the wrapper will find llamafactory-cli (no import needed to tell)."""
+    section = "LlamaFactory"
+    cli = facts.get("cli") or {}
+    if settings.chat_mode != "cli":
+        return
+    if cli.get("here"):
+        yield Finding(section, "llamafactory-cli", "pass", f"found at {cli['here']}")
+    elif cli.get("interactive"):
+        yield Finding(section, "llamafactory-cli", "fail",
+                      f"{cli['name']} is found by an interactive login "
+                      f"({cli['interactive']}) but not on the PATH of `ssh box command`, "
+                      "which the wrapper uses",
+                      f"Set LLAMAFACTORY_CLI_PATH={cli['interactive']} in .env (or "
+                      "CONDA_ENV to the environment that has it).")
+    else:
+        yield Finding(section, "llamafactory-cli", "fail", f"{cli.get('name')} is not "
+                      "found on the box", "Install LlamaFactory in the box's Python "
+                      "(`pip install llamafactory`), or set LLAMAFACTORY_CLI_PATH or "
+                      "CONDA_ENV to where it is.")
+
+
+def judge_installed(settings: Settings, facts: dict[str, Any]) -> Iterator[Finding]:
+    """The quick form of judge_stack, for start-up: the packages the mode needs are there
+    (found by the probe without importing them), and llamafactory-cli in CLI mode."""
+    section = "LlamaFactory"
+    yield from _judge_cli(settings, facts)
+    found = facts.get("installed") or {}
+    python = (facts.get("python") or {}).get("executable") or "the box's Python"
+    for name in NEEDED[settings.chat_mode]:
+        if found.get(name):
+            yield Finding(section, f"import {name}", "pass", f"{name} is installed in {python}")
+        else:
+            yield Finding(section, f"import {name}", "fail", f"{name} is not installed in "
+                          f"{python} ({settings.chat_mode} mode needs it)",
+                          f"Point REMOTE_PYTHON (or CONDA_ENV) at the Python that has {name}, "
+                          f"or install it there (`python3 -m pip install {name}`).")
+
+
 def judge_stack(settings: Settings, facts: dict[str, Any]) -> Iterator[Finding]:
     section = "LlamaFactory"
     imports = facts.get("imports") or {}
@@ -85,23 +127,8 @@ def judge_stack(settings: Settings, facts: dict[str, Any]) -> Iterator[Finding]:
                        f"{imports['error']}", "Run the Python above on the box and `import "
                        "llamafactory` by hand to see why.")
         return
-    cli = facts.get("cli") or {}
-    if settings.chat_mode == "cli":
-        if cli.get("here"):
-            yield Finding(section, "llamafactory-cli", "pass", f"found at {cli['here']}")
-        elif cli.get("interactive"):
-            yield Finding(section, "llamafactory-cli", "fail",
-                           f"{cli['name']} is found by an interactive login "
-                           f"({cli['interactive']}) but not on the PATH of `ssh box command`, "
-                           "which the wrapper uses",
-                           f"Set LLAMAFACTORY_CLI_PATH={cli['interactive']} in .env (or "
-                           "CONDA_ENV to the environment that has it).")
-        else:
-            yield Finding(section, "llamafactory-cli", "fail", f"{cli.get('name')} is not "
-                           "found on the box", "Install LlamaFactory in the box's Python "
-                           "(`pip install llamafactory`), or set LLAMAFACTORY_CLI_PATH or "
-                           "CONDA_ENV to where it is.")
-    needed = {"cli": ("pexpect",), "script": ("llamafactory",)}[settings.chat_mode]
+    yield from _judge_cli(settings, facts)
+    needed = NEEDED[settings.chat_mode]
     for name in (*needed, "llamafactory" if settings.chat_mode == "cli" else "pexpect"):
         fact = imports.get(name) or {"ok": False, "error": "not checked"}
         required = name in needed

@@ -47,14 +47,23 @@ class BoxMonitor:
         self._interval_s = interval_s
         self._folders = folders
         self._reconnecting = False
+        self._reached = False
         self.reading = BoxReading()
         self.reads = 0  # status reads that reached the box (tests wait on it)
 
     @property
     def state(self) -> BoxState:
         if self._box.connected:
+            self._reached = True
             return "connected"
         return "reconnecting" if self._reconnecting else "down"
+
+    @property
+    def reached(self) -> bool:
+        """Whether the box has been connected since the gateway started (seen by a reading or
+        a look at its state): one that never was is not "back" when it connects, and its
+        models did not "go away" with it."""
+        return self.state == "connected" or self._reached
 
     async def read_once(self) -> None:
         """Reconnect if the link is down, then read the status. A failed connect is the box's
@@ -67,6 +76,7 @@ class BoxMonitor:
                 return
             finally:
                 self._reconnecting = False
+        self._reached = True
         try:
             rtt_s = await self._box.round_trip_s()
             facts = await self._box.run_program(STATUS, {"weights": self._folders()},

@@ -2,9 +2,11 @@
 a reply, each with what it found and, for a failure, the exact fix. Nothing stops the run:
 a check that cannot run (its ground failed) says so as `skip`.
 
-The order follows the path: the configuration, SSH (name, TCP, host key, login, round
-trip), the remote shell and LlamaFactory as the wrapper's own command sees them (the box
-probe, remote/box_probe.py), the models, then a smoke chat.
+The order follows the path: the configuration (the .env, its values, the gateway's port),
+SSH (name, TCP, host key, login, round trip), the remote shell and LlamaFactory as the
+wrapper's own command sees them (the box probe, remote/box_probe.py), the models, then a
+smoke chat. `run_quick_checks` is the part that takes seconds, not minutes (no imports of
+torch, no scan of the training folders, no smoke chat): what the gateway runs at start-up.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from lfgate.box.errors import (
 )
 from lfgate.box.ssh_box import ssh_target
 from lfgate.box.wrapper_files import DISCOVER
-from lfgate.config import Settings, unknown_keys
-from lfgate.services.box_facts import judge_models, judge_shell, judge_stack
+from lfgate.config import Settings, SettingsError, box_keys_without_host, unknown_keys
+from lfgate.services.box_facts import judge_installed, judge_models, judge_shell, judge_stack
 from lfgate.services.discovery import SCAN_TIMEOUT_S, scan_job
 from lfgate.services.errors import ServiceError
 from lfgate.services.findings import Finding, Waiting
+from lfgate.services.listen_port import how_to_move, port_holder, port_is_free
 from lfgate.services.model_catalog import CONFIGURED_ID, build_catalog
 from lfgate.services.model_registry import ModelRegistry
 
@@ -45,14 +48,16 @@ SmokeChat = Callable[[], Awaitable[dict[str, Any]]]
 @dataclass
 class DoctorContext:
     """What one run of the doctor works with. `smoke`: a short chat in the configured mode,
-    returning {"load_s", "ttft_ms", "content"} (or raising a BoxError)."""
+    returning {"load_s", "ttft_ms", "content"} (or raising a BoxError). `quick`: the start-up
+    form (no round trips timed, no imports, no scan)."""
 
     settings: Settings | None
-    settings_error: str | None
+    settings_error: SettingsError | None
     env_path: Path
     box: Box | None
     smoke: SmokeChat | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    quick: bool = False
 
 
 def summary(findings: list[Finding]) -> dict[str, int]:
@@ -83,6 +88,16 @@ async def run_doctor(context: DoctorContext) -> AsyncIterator[Finding | Waiting]
             yield finding
 
 
+async def run_quick_checks(context: DoctorContext) -> AsyncIterator[Finding | Waiting]:
+    """The checks that take seconds, for start-up (the configuration was checked by then):
+    name, TCP, host key and login; the box's Python and whether it has what the mode needs
+    (found, not imported); BASE_MODEL_PATH, ADAPTER_PATH and ADAPTER_DIRS on the box."""
+    context.quick = True
+    for check in (_ssh, _box):
+        async for finding in check(context):
+            yield finding
+
+
 async def _configuration(context: DoctorContext) -> AsyncIterator[Finding]:
     for finding in await asyncio.to_thread(lambda: list(configuration_findings(context))):
         yield finding
@@ -92,19 +107,29 @@ def configuration_findings(context: DoctorContext) -> Iterator[Finding]:
     """Reads .env: run in a thread."""
     section = "Configuration"
     path = context.env_path
+    error = context.settings_error
+    problem = box_keys_without_host(path, context.settings.ssh_host
+                                    if context.settings is not None else None)
     if not path.is_file():
         yield Finding(section, ".env", "warn", f"no {path} here: every key is defaulted or "
                       "comes from the environment", "Copy .env.example to .env and set "
                       "SSH_HOST, BASE_MODEL_PATH and the rest (or run where your .env is).")
     else:
         keys = dotenv_values(path)
-        yield Finding(section, ".env", "pass", f"{path} parses: {len(keys)} keys")
+        if problem is not None:  # SSH keys, no SSH_HOST: `lfgate serve` refuses to start
+            yield Finding(section, ".env", "fail", problem.message, problem.fix)
+        else:
+            yield Finding(section, ".env", "pass", f"{path} parses: {len(keys)} keys")
         for warning in unknown_keys(path):
             yield Finding(section, "unknown key", "warn", warning,
                           "Rename or remove it (see .env.example).")
     if context.settings is None:
-        yield Finding(section, "values", "fail", context.settings_error or "invalid",
-                      "Fix that key in .env; `lfgate doctor` checks again.")
+        if error is not None and problem is not None and error.message == problem.message:
+            yield Finding(section, "values", "skip", "needs the .env above fixed first")
+        else:
+            yield Finding(section, "values", "fail", error.message if error else "invalid",
+                          (error.fix if error else "") or "Fix that key in .env; `lfgate "
+                          "doctor` checks again.")
         return
     fields = type(context.settings).model_fields
     given = {k.lower() for k in (dotenv_values(path) if path.is_file() else {})}
@@ -112,6 +137,23 @@ def configuration_findings(context: DoctorContext) -> Iterator[Finding]:
                        and name not in context.settings.model_fields_set)
     yield Finding(section, "values", "pass", "every key is valid; defaulted: "
                   + (", ".join(defaulted) or "none"))
+    yield _port_finding(context.settings)
+
+
+def _port_finding(settings: Settings) -> Finding:
+    """The gateway's port: free, or served by an LF Gate already (this one, when the gateway
+    runs the doctor), or taken by something else, which `lfgate serve` would stop at."""
+    host, port = settings.gateway_host, settings.gateway_port
+    if port_is_free(host, port):
+        return Finding("Configuration", "port", "pass", f"{host}:{port} is free for "
+                       "`lfgate serve`")
+    holder = port_holder(host, port)
+    if holder.lfgate:
+        return Finding("Configuration", "port", "pass", f"{host}:{port} is served by "
+                       f"{holder.description}: this gateway, or one started before")
+    return Finding("Configuration", "port", "fail", f"port {port} on {host} is taken by "
+                   f"{holder.description}: `lfgate serve` cannot listen there",
+                   f"Stop it, or {how_to_move(port)}.")
 
 
 def _target(settings: Settings) -> tuple[str, int]:
@@ -143,7 +185,7 @@ async def _ssh(context: DoctorContext) -> AsyncIterator[Finding]:
         return
     if settings.is_local:
         yield Finding(section, "connection", "pass", "SSH_HOST is empty: the box is this "
-                      "machine (the demo box); nothing to connect to")
+                      "machine; nothing to connect to")
         return
     host, port, how = await _first_hop(settings)
     loop = asyncio.get_running_loop()
@@ -211,6 +253,8 @@ async def _ssh(context: DoctorContext) -> AsyncIterator[Finding]:
              "SSH_PASSWORD" if getattr(box, "password_login", False) else "")
     yield Finding(section, "login", "pass", f"logged in as {settings.ssh_user or 'you'} with "
                   f"{key}{safer}", seconds=time.monotonic() - started)
+    if context.quick:
+        return
     trips = []
     for _ in range(3):
         trips.append(await box.round_trip_s())
@@ -235,12 +279,13 @@ async def _box(context: DoctorContext) -> AsyncIterator[Finding]:
            "work_dir": settings.remote_work_dir or None,
            "base_model_path": settings.base_model_path,
            "adapter_paths": [settings.adapter_path] if settings.adapter_path else [],
-           "adapter_dirs": settings.adapter_dir_list, "imports": True}
+           "adapter_dirs": settings.adapter_dir_list, "imports": not context.quick}
     # The probe runs as the wrapper does, except in REMOTE_WORK_DIR (checked by the probe
     # itself, so a missing folder is a finding rather than no facts at all).
     probe_box = box.variant(remote_work_dir="") if settings.remote_work_dir else box
-    yield Waiting("Remote shell", "asking the box (its Python imports torch and LlamaFactory: "
-                  "up to a few minutes on a cold box)")
+    if not context.quick:
+        yield Waiting("Remote shell", "asking the box (its Python imports torch and "
+                      "LlamaFactory: up to a few minutes on a cold box)")
     started = time.monotonic()
     conda_error: BoxError | None = None
     try:
@@ -261,10 +306,10 @@ async def _box(context: DoctorContext) -> AsyncIterator[Finding]:
     context.facts = facts
     for finding in judge_shell(settings, facts, conda_error):
         yield finding
-    for finding in judge_stack(settings, facts):
+    for finding in (judge_installed if context.quick else judge_stack)(settings, facts):
         yield finding
     catalog, scan_error = None, None
-    if settings.adapter_dir_list or settings.adapter_path:
+    if not context.quick and (settings.adapter_dir_list or settings.adapter_path):
         try:
             catalog = build_catalog(settings, await probe_box.run_program(
                 DISCOVER, scan_job(settings), SCAN_TIMEOUT_S))

@@ -32,7 +32,7 @@ def line(finding: Finding) -> str:
     return text
 
 
-async def _one_box(settings: Settings | None, error: str | None, env_path: Path,
+async def _one_box(settings: Settings | None, error: SettingsError | None, env_path: Path,
                    as_json: bool, out: TextIO, id_prefix: str = "") -> dict[str, Any]:
     box = open_box(settings) if settings is not None else None
     registry = ModelRegistry(box, settings, id_prefix) if settings is not None \
@@ -62,10 +62,10 @@ async def doctor_from_env(*, env_path: Path, as_json: bool, out: TextIO,
                           box_name: str | None = None) -> int:
     """Every box in turn (or the one named), each with its own checks and summary line."""
     try:
-        settings, error = load_settings(), None
+        settings, error = load_settings(env_file=env_path), None
         boxes = box_definitions(settings)
     except SettingsError as exc:
-        settings, error, boxes = None, str(exc), []
+        settings, error, boxes = None, exc, []
     if box_name is not None:
         boxes = [b for b in boxes if b.name == box_name]
         if not boxes and error is None:

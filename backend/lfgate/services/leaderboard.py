@@ -8,6 +8,11 @@ between a model and itself (the same model in two slots, to see sampling varianc
 nothing about strength and are left out. A weak prior (PRIOR_GAMES ties against a reference
 player of strength 1) keeps a model that never won finite and anchors the scale; with no
 prior, the strengths are normalised to a geometric mean of 1.
+
+An interval is only an interval when the votes can move it: a model with fewer than
+MIN_DECISIVE_VOTES votes it won or lost (ties say little), or whose resamples all gave one
+rating (one vote; or every vote alike, which every resample repeats), is marked
+`too_few_votes`, and the page says so instead of showing a width of zero as certainty.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ TIES = ("tie", "both_bad")
 PRIOR_GAMES = 1.0
 BOOTSTRAP_ROUNDS = 200
 BASE_RATING, SCALE = 1000.0, 400.0
+MIN_DECISIVE_VOTES = 5  # below this, a model's bootstrap interval is not shown as one
+MIN_INTERVAL_WIDTH = 1.0  # rating points: narrower reads as one number ("1218–1218")
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,8 @@ class ModelStanding:
     wins: int = 0
     losses: int = 0
     ties: int = 0
+    decisive_votes: int = 0  # votes it won or lost (not a tie, "both bad" or only itself)
+    too_few_votes: bool = True  # its interval cannot be computed honestly yet
 
 
 @dataclass
@@ -123,8 +132,20 @@ def leaderboard(votes: Sequence[tuple[Sequence[str], str]], *, rounds: int = BOO
     win_rate: dict[str, dict[str, float]] = defaultdict(dict)
     for (me, other), scores in share.items():
         win_rate[me][other] = round(sum(scores) / len(scores), 4)
+    _mark_thin_evidence(standings, per_vote)
     ordered = sorted(standings.values(), key=lambda s: (-s.rating, s.model))
     return Leaderboard(ordered, dict(win_rate), len(votes))
+
+
+def _mark_thin_evidence(standings: dict[str, ModelStanding],
+                        per_vote: Sequence[Sequence[Game]]) -> None:
+    """Count each model's decisive votes and mark those whose interval means nothing yet."""
+    for games in per_vote:
+        for model in {m for g in games if g.score != 0.5 for m in (g.a, g.b)}:
+            standings[model].decisive_votes += 1
+    for standing in standings.values():
+        standing.too_few_votes = (standing.decisive_votes < MIN_DECISIVE_VOTES
+                                  or standing.ci_high - standing.ci_low < MIN_INTERVAL_WIDTH)
 
 
 def _interval(samples: list[float], point: float) -> tuple[float, float]:

@@ -7,7 +7,13 @@ mode, a merged multi-adapter ADAPTER_PATH, other finetuning types or engines) ha
 its own. CLI slots are bounded (MAX_CLI_SESSIONS, least recently used shut down first).
 
 Loading runs in the background (the HTTP call returns at once); a chat for a model that is
-not loaded waits for the same load. A slot whose wrapper died is reloaded on next use.
+not loaded waits for the same load (an adapter whose base is not loaded: the base's, then its
+own), so the model reads `loading` from the moment it is asked for until it can answer. A
+slot whose wrapper died is reloaded on next use.
+
+Load times are the user's wait, measured here rather than by the wrapper: a slot's covers the
+wrapper's start as well as LlamaFactory's load (`load_phases` says where it went), and an
+adapter that had to wait for its base counts the base's load too (see ModelEntry.load_seconds).
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ class ServingSlot:
     load_failed: bool = False
     load_seconds: float | None = None
     load_phases: dict[str, float] = field(default_factory=dict)
+    load_started: float | None = None  # time.monotonic() when its latest load was asked for
     session: WrapperSession | None = None
     active_turns: int = 0
     last_used: float = 0.0
@@ -76,6 +83,10 @@ class ModelEntry:
     slot: ServingSlot
     adapter_task: asyncio.Task[None] | None = field(default=None, repr=False)
     adapter_error: BoxError | None = None
+    # An adapter on a shared base, as of its latest load: when it was asked for, and whether
+    # its base was not loaded yet then (its wait was the base's load, then its own).
+    adapter_asked: float | None = None
+    waited_for_base: bool = False
 
     @property
     def shared_adapter(self) -> bool:
@@ -101,19 +112,69 @@ class ModelEntry:
         return self.slot.error
 
     @property
-    def load_seconds(self) -> float | None:
-        """How long this model took to load: an adapter on a shared base, its own file load
-        (the base was there already); anything else, its process's."""
+    def adapter_seconds(self) -> float | None:
+        """An adapter on a shared base: its own load onto the base, as the wrapper timed it
+        (None for anything else, or while it is not resident)."""
         if self.shared_adapter and self.slot.status == "ready" and self.spec.adapter_path:
             held = self.slot.held_adapter(self.spec.adapter_path)
             return None if held is None else held.get("load_seconds")
-        return self.slot.load_seconds
+        return None
+
+    @property
+    def base_already_loaded(self) -> bool:
+        """An adapter brought onto a base that was loaded before it was asked for (for another
+        model): its load time is its own alone, since the base's load was not its wait."""
+        return self.shared_adapter and not self.waited_for_base
+
+    @property
+    def load_seconds(self) -> float | None:
+        """How long this model took to become usable. Anything with a slot of its own (or a
+        base): its slot's load, wrapper start included. An adapter on a shared base: the
+        base's load plus its own when it had to wait for the base, else its own alone (see
+        base_already_loaded), never the adapter's few milliseconds passed off as the whole."""
+        if not self.shared_adapter:
+            return self.slot.load_seconds
+        own = self.adapter_seconds
+        if own is None or not self.waited_for_base:
+            return own
+        if self.slot.load_seconds is None:
+            return None
+        return round(self.slot.load_seconds + own, 3)
+
+    @property
+    def load_phases(self) -> dict[str, float]:
+        """Where load_seconds went: the slot's connect/upload/start/load, and `adapter_s` for
+        an adapter on a shared base (alone, when its base was loaded already)."""
+        if not self.shared_adapter:
+            return dict(self.slot.load_phases)
+        phases = dict(self.slot.load_phases) if self.waited_for_base else {}
+        own = self.adapter_seconds
+        if own is not None:
+            phases["adapter_s"] = own
+        return phases
+
+    def loading_seconds(self, now: float) -> float | None:
+        """While it loads, how long its load has run, counted as load_seconds will be (from
+        its base's start when it waits for its base): a page that first looks mid-load
+        counts from the real start, not from when it looked."""
+        if self.status != "loading":
+            return None
+        started = self.slot.load_started
+        if self.shared_adapter and self.slot.status == "ready" and not self.waited_for_base:
+            started = self.adapter_asked
+        return None if started is None else round(max(0.0, now - started), 3)
 
     def choice(self) -> dict[str, Any] | None:
         """What a chat on a shared slot names: its adapter (None: the base) and template."""
         if not self.slot.shared:
             return None
         return {"adapter": self.spec.adapter_path, "template": self.spec.template}
+
+
+def _did_not_load(model_id: str, error: BoxError) -> BoxError:
+    """A reply's error when its model failed to load: what failed, then the box's words."""
+    return type(error)(f"model {model_id!r} did not load on the box: {error.message}",
+                       hint=error.hint, code=error.code)
 
 
 @dataclass(frozen=True)
@@ -222,40 +283,58 @@ class ModelRegistry:
         entry = self.usable(model_id)
         slot = entry.slot
         slot.refresh()
-        slot.last_used = time.monotonic()
+        now = slot.last_used = time.monotonic()
+        base_ready = slot.status == "ready"
         if slot.status not in ("loading", "ready"):
             slot.status, slot.error, slot.load_seconds = "loading", None, None
+            slot.load_started = now
             slot.task = asyncio.create_task(self._load(slot, params or {}),
                                             name=f"load {slot.key}")
         if entry.shared_adapter and entry.status in ("unloaded", "error", "loading") and (
                 entry.adapter_task is None or entry.adapter_task.done()):
             entry.adapter_error = None
+            entry.adapter_asked, entry.waited_for_base = now, not base_ready
             entry.adapter_task = asyncio.create_task(self._load_adapter(entry),
                                                      name=f"adapter {model_id}")
         return entry
 
     async def ready_session(self, model_id: str, params: dict[str, Any]) -> Served:
-        """The model's session and the choice its chats name, loading the slot first if
-        needed; raises the load's BoxError. The adapter itself, if not resident yet, is
-        loaded by the wrapper on the chat's way in."""
+        """The model's session and the choice its chats name, once the model can answer;
+        raises the load's BoxError. A slot not loaded is loaded first, and an adapter on it
+        waits for that load and then loads too (ahead of the chat, so it reads `loading` until
+        it can answer, never mid-reply, and its load time counts its base's), as does one
+        already being loaded. An adapter not resident on a base that is loaded already is
+        brought in by the wrapper on the chat's way in: no round trip of its own."""
         entry = self.usable(model_id)
         slot = entry.slot
         slot.refresh()
-        if slot.status not in ("loading", "ready"):
-            self.start_load(model_id, params)
+        if slot.status != "ready":
+            self.start_load(model_id, params)  # its base, then (on a shared base) itself
+        elif entry.shared_adapter and entry.status in ("unloaded", "error"):
+            # Its own load alone this time (a failed one before is tried again by the chat).
+            entry.adapter_error, entry.waited_for_base = None, False
         slot.last_used = time.monotonic()
         if slot.task is not None and not slot.task.done():
             await asyncio.shield(slot.task)
         if slot.status != "ready" or slot.session is None:
             error = slot.error or BoxError("the model is not loaded")
             if slot.load_failed:  # a reply's error says what failed; the box's words follow
-                raise type(error)(f"model {model_id!r} did not load on the box: "
-                                  f"{error.message}", hint=error.hint, code=error.code)
+                raise _did_not_load(model_id, error)
             raise error
-        return Served(slot.session, entry.choice(), slot)
+        if entry.adapter_task is not None and not entry.adapter_task.done():
+            # Waited on, not awaited: an unload cancels the adapter's load (the chat then brings
+            # the adapter itself), and a chat stopped meanwhile leaves it running for others.
+            await asyncio.wait([entry.adapter_task])
+        session = slot.session
+        if session is None:
+            raise slot.error or BoxError("the model was unloaded before it could answer")
+        if entry.shared_adapter and entry.adapter_error is not None:
+            error = entry.adapter_error  # the box's words, unless the wrapper itself went
+            raise _did_not_load(model_id, error) if session.alive else error
+        return Served(session, entry.choice(), slot)
 
     async def _load(self, slot: ServingSlot, params: dict[str, Any]) -> None:
-        started = time.monotonic()
+        started = slot.load_started or time.monotonic()
         await self._drop_session(slot)
         await self._make_room(slot)
         session = None
@@ -342,6 +421,7 @@ class ModelRegistry:
                 await slot.session.unload()
         await self._drop_session(slot)
         slot.status, slot.error, slot.load_seconds = "unloaded", None, None
+        slot.load_phases = {}
         for entry in self._entries.values():
             if entry.slot is slot:
                 entry.adapter_error = None

@@ -1,0 +1,89 @@
+"""How `lfgate serve` runs uvicorn: on the socket it bound before saying anything
+(lfgate.services.listen_port), with a terminal that stays readable, and a stop that is a clean exit.
+
+- The terminal: the gateway's own lines are `lfgate: …` (the "lfgate" logger); uvicorn's
+  start-up chatter (server process, application startup, "Uvicorn running on") is left out at
+  the default level, as `lfgate serve` says the URL itself; and the access log keeps the lines
+  worth reading: a failure (4xx, 5xx), an OpenAI call (/v1) and anything that changes
+  something (not GET or HEAD) under /api. A page load (30 static files) and the page's
+  polling (/api/health, /api/models) write nothing. `--log-level debug` shows it all.
+- The stop: SIGINT (Ctrl-C) or SIGTERM lets uvicorn shut down gracefully (replies saved, the
+  box's wrappers ended), then the process exits 0, so `make run` ends without
+  "make: *** [run] Terminated". uvicorn re-raises the signal it stopped for once it is done;
+  the handlers here take that re-raise as the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+class AccessLines(logging.Filter):
+    """uvicorn's access records worth a line (its args: client, method, path, HTTP version,
+    status)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if not isinstance(args, tuple) or len(args) != 5:
+            return True  # not an access record as we know it: keep it
+        _, method, path, _, status = args
+        if not isinstance(status, int) or status >= 400:
+            return True
+        path = str(path)
+        if path == "/v1" or path.startswith(("/v1/", "/v1?")):
+            return True
+        return path.startswith("/api/") and str(method) not in READ_METHODS
+
+
+class _Stopped(Exception):
+    """The signal uvicorn re-raises after its graceful shutdown: the end of a clean stop."""
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    raise _Stopped(signum)
+
+
+def quiet_logs(log_level: str) -> None:
+    """After uvicorn.Config has set up its loggers: `lfgate: …` lines for our logger, none of
+    uvicorn's start-up chatter at the default level, access lines only where worth reading."""
+    ours = logging.getLogger("lfgate")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("lfgate: %(message)s"))
+    ours.addHandler(handler)
+    ours.setLevel(log_level.upper())
+    ours.propagate = False
+    if log_level == "debug":
+        return
+    logging.getLogger("uvicorn.access").addFilter(AccessLines())
+    uvicorn_lines = logging.getLogger("uvicorn.error")
+    uvicorn_lines.setLevel(max(uvicorn_lines.level, logging.WARNING))
+
+
+def serve(app: Any, sock: socket.socket, host: str, port: int, log_level: str) -> int:
+    """Serve `app` on the bound `sock` until SIGINT or SIGTERM; the exit status (0: stopped
+    cleanly; 1: the application did not start, uvicorn has said why)."""
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                            timeout_graceful_shutdown=5)
+    quiet_logs(log_level)
+    server = uvicorn.Server(config)
+    before = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    except _Stopped:
+        pass
+    except SystemExit:  # uvicorn's own exit when the application's start-up failed
+        return 1
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        sock.close()
+    return 0 if server.started else 1
