@@ -126,13 +126,22 @@ async def database_url(request, tmp_path):
     yield server_url.rsplit("/", 1)[0] + f"/{name}"
 
 
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    """The process that hands tests to pytest-xdist's workers (`-n N`) and runs none itself.
+    It must not move into the empty work dir before the workers start: they start where it
+    is, and would find neither the configuration nor the tests."""
+    workers = getattr(config.option, "numprocesses", None)
+    return bool(workers) and not hasattr(config, "workerinput")
+
+
 # --- Browser tests -------------------------------------------------------------------------
 # Sync Playwright marks its loop as the main thread's running loop between calls; these hooks
 # keep that mark to browser code only, so async tests still run after a browser test.
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    isolate()  # before any test: no user .env, ~/.ssh or SSH_*/GATEWAY_* variable reaches one
+    if not _is_xdist_controller(config):  # its workers run the tests, each isolating itself
+        isolate()  # before any test: no user .env, ~/.ssh or SSH_*/GATEWAY_* variable reaches one
     config.stash[PLAYWRIGHT_LOOP] = PlaywrightLoop()
     config.stash[RELIABILITY] = {}
     config.stash[OUTCOMES] = {}

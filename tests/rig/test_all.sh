@@ -9,7 +9,11 @@
 set -uo pipefail
 py=$1
 log="$(mktemp)"
-"$py" -m pytest -ra --durations=15 2>&1 | tee "$log"  # ends with the 15 slowest tests
+# Two workers (pytest-xdist; LFGATE_TEST_WORKERS to change), each test file on one of them so a
+# module's shared fixtures start once; per-test times in build/junit.xml; ends with the 15
+# slowest tests.
+"$py" -m pytest -ra -n "${LFGATE_TEST_WORKERS:-2}" --dist loadfile --durations=15 \
+  --junitxml="$PWD/build/junit.xml" 2>&1 | tee "$log"
 tests=${PIPESTATUS[0]}
 "$py" -m tests.rig.reliability
 doc=$?
