@@ -214,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (default: GATEWAY_PORT, 8000)")
     serve.add_argument("--log-level", default="info",
                        choices=["critical", "error", "warning", "info", "debug"],
-                       help="how much uvicorn logs (default: info)")
+                       help="info (the default): the gateway's lines, and a request's line "
+                       "only for a failure, a /v1 call or a change under /api; debug: "
+                       "everything, every request included")
     _add_env_file(serve)
     serve.set_defaults(run=_serve)
     doctor = commands.add_parser("doctor", help="check the .env, SSH, the box, LlamaFactory, "
