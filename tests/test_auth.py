@@ -13,7 +13,7 @@ from http.cookies import SimpleCookie
 import httpx
 import pytest
 
-from lfgate.api.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, LoginLimiter, session_value
+from lfgate.api.guards.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, LoginLimiter, session_value
 from lfgate.config import SettingsError, check_listen_address, is_loopback, load_settings
 from tests.gateway_process import LFGATE, GatewayProcess
 from tests.rig.ports import free_port

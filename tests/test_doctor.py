@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from lfgate.services.doctor_run import doctor_from_env
+from lfgate.services.boxes.doctor_run import doctor_from_env
 from tests.rig.ports import free_port
 from tests.rig.sshd import TestSSHD, fingerprint, keygen
 from tests.test_config_and_command import FAKE_CONDA_SH

@@ -23,8 +23,8 @@ import pytest
 
 from lfgate.config import ENGINE_ARGS, JSON_ENGINE_ARGS, Settings, SettingsError, load_settings
 from lfgate.remote import wrapper_protocol as wp
-from lfgate.services.model_catalog import build_catalog
-from lfgate.services.model_registry import ModelRegistry
+from lfgate.services.models.catalog import build_catalog
+from lfgate.services.models.registry import ModelRegistry
 from tests.rig.saves_tree import make_saves
 from tests.wrapper_process import ROOT, WrapperProcess
 

@@ -48,3 +48,38 @@ def test_the_package_is_where_its_imports_say():
     root = Path(__file__).resolve().parent.parent
     assert root / "backend" / "lfgate" == PACKAGE
     assert "package-dir" not in (root / "pyproject.toml").read_text()
+
+
+# Inside services/, folders by capability, and data flows one way between them too: evals
+# (compare, prompt sets) use chat turns, which use the models; the boxes' own services (fleet,
+# monitor, doctor) use the models; errors and the listen-port check are shared leaves.
+SERVICE_GROUPS = {
+    "models": {"errors"},
+    "chat": {"models", "errors"},
+    "evals": {"chat", "models", "errors"},
+    "boxes": {"models", "errors", "listen_port"},
+    "errors": set(),
+    "listen_port": set(),
+}
+
+
+def test_service_folders_import_one_way():
+    services = PACKAGE / "services"
+    wrong = []
+    for path in sorted(services.rglob("*.py")):
+        rel = path.relative_to(services)
+        group = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        if group == "__init__.py" or group == "__init__":
+            continue
+        assert group in SERVICE_GROUPS, f"services/{rel}: a new folder or module wants its rule"
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            modules = ([node.module] if isinstance(node, ast.ImportFrom) and node.module
+                       else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for module in modules:
+                parts = module.split(".")
+                if parts[:2] == ["lfgate", "services"] and len(parts) > 2:
+                    target = parts[2]
+                    if target != group and target not in SERVICE_GROUPS[group]:
+                        wrong.append(f"services/{rel} imports lfgate.services.{target}")
+    assert wrong == []

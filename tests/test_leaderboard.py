@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from lfgate.services.leaderboard import Game, fit, games_of, leaderboard
+from lfgate.services.evals.leaderboard import Game, fit, games_of, leaderboard
 
 
 def test_two_models_two_wins_to_one_rate_as_their_odds():

@@ -1,4 +1,4 @@
-"""Model ids, bases and warnings built from a scan (lfgate.services.model_catalog), on scans
+"""Model ids, bases and warnings built from a scan (lfgate.services.models.catalog), on scans
 made by the real scanner over trees written the way LlamaFactory writes them."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from lfgate.config import Settings
-from lfgate.services.model_catalog import build_catalog, path_id
+from lfgate.services.models.catalog import build_catalog, path_id
 from tests.rig.saves_tree import make_saves
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "remote"))

@@ -16,8 +16,8 @@ import sacrebleu
 from rouge_score import rouge_scorer
 
 from lfgate.services.errors import BadPromptSet
-from lfgate.services.prompt_set_file import parse_prompt_set
-from lfgate.services.reference_scores import CjkTokenizer
+from lfgate.services.evals.prompt_set_file import parse_prompt_set
+from lfgate.services.evals.reference_scores import CjkTokenizer
 from tests.rig.saves_tree import make_saves
 from tests.test_models_api import BASE, Client, eventually, gateway
 

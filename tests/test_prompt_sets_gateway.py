@@ -16,7 +16,7 @@ import pytest
 import sacrebleu
 from rouge_score import rouge_scorer
 
-from lfgate.services.reference_scores import CjkTokenizer
+from lfgate.services.evals.reference_scores import CjkTokenizer
 from tests.gateway_process import GatewayProcess, sse_events
 from tests.rig.saves_tree import make_saves
 from tests.ui_rig import start_real_gateway

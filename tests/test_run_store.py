@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from lfgate.services.prompt_set_file import SetPrompt
+from lfgate.services.evals.prompt_set_file import SetPrompt
 from lfgate.storage.database import open_database
 from lfgate.storage.errors import UnknownPromptSet, UnknownRun
 from lfgate.storage.prompt_set_store import PromptSetStore

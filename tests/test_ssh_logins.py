@@ -27,7 +27,7 @@ from lfgate.box.errors import BoxAuthFailed, HostKeyRejected, KeyUnreadable
 from lfgate.box.ssh_box import SSHBox
 from lfgate.box.wrapper_files import STATUS
 from lfgate.config import load_settings
-from lfgate.services.doctor import DoctorContext, run_doctor
+from lfgate.services.boxes.doctor import DoctorContext, run_doctor
 from tests.gateway_process import GatewayProcess
 from tests.rig.sshd import PASSWORD_USER, TestSSHD, fingerprint, keygen, password_account
 

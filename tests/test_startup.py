@@ -37,7 +37,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from lfgate.services.doctor_run import doctor_from_env
+from lfgate.services.boxes.doctor_run import doctor_from_env
 from tests.gateway_process import LFGATE, STOPPED, GatewayProcess
 from tests.rig.ports import free_port
 from tests.ui_rig import scripted_env, start_scripted_gateway

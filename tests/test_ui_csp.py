@@ -1,4 +1,4 @@
-"""The page under its Content-Security-Policy (backend/lfgate/api/security_headers.py) in a
+"""The page under its Content-Security-Policy (backend/lfgate/api/guards/security_headers.py) in a
 real browser (Debian's Chromium under Playwright) against `lfgate serve` on the scripted box
 double: every view works with no CSP violation and asks nothing of another origin; markup a
 model writes stays inert; and the policy itself stops inline script that got past the
@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Page, Request, expect
 
-from lfgate.api.security_headers import content_security_policy, inline_script_hashes
+from lfgate.api.guards.security_headers import content_security_policy, inline_script_hashes
 from tests.gateway_process import GatewayProcess
 from tests.rig.saves_tree import make_saves
 from tests.test_ui import MODEL, MODELS, REPLY, open_page, open_picker, send, wait_reply_done

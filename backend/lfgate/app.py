@@ -31,22 +31,22 @@ from lfgate.api import (
     health,
     login,
     models,
-    openai_compat,
     prompt_sets,
 )
-from lfgate.api.auth import AuthGate, LoginLimiter
-from lfgate.api.bad_input import explained, storable_request, unparseable_body
-from lfgate.api.body_limit import BodyLimit
-from lfgate.api.openai_errors import is_v1, openai_error, validation_error
-from lfgate.api.security_headers import SecurityHeaders
+from lfgate.api.guards.auth import AuthGate, LoginLimiter
+from lfgate.api.guards.bad_input import explained, storable_request, unparseable_body
+from lfgate.api.guards.body_limit import BodyLimit
+from lfgate.api.guards.security_headers import SecurityHeaders
+from lfgate.api.openai import routes as openai_routes
+from lfgate.api.openai.errors import is_v1, openai_error, validation_error
 from lfgate.box_list import box_definitions
 from lfgate.config import Settings, check_listen_address
-from lfgate.services.box_fleet import BoxFleet
-from lfgate.services.chat_turns import ChatTurns
-from lfgate.services.compare import Compares
+from lfgate.services.boxes.fleet import BoxFleet
+from lfgate.services.boxes.startup_checks import check_boxes
+from lfgate.services.chat.turns import ChatTurns
 from lfgate.services.errors import ServiceError, TooManyTurns
-from lfgate.services.prompt_runs import PromptRuns
-from lfgate.services.startup_checks import check_boxes
+from lfgate.services.evals.compare import Compares
+from lfgate.services.evals.prompt_runs import PromptRuns
 from lfgate.storage.chat_store import ChatStore
 from lfgate.storage.database import open_database
 from lfgate.storage.errors import StorageError
@@ -106,12 +106,12 @@ def create_app(settings: Settings) -> FastAPI:
             await database.close()
         logger.info("stopped: every reply saved, the box's wrappers ended")
 
-    # Every route refuses, by name, text that cannot be stored (lfgate.api.bad_input).
+    # Every route refuses, by name, text that cannot be stored (lfgate.api.guards.bad_input).
     app = FastAPI(title="LF Gate", version=__version__, lifespan=lifespan,
                   dependencies=[Depends(storable_request)])
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     # GATEWAY_TOKEN on /api and /v1, checked before a body is read (middleware added later
-    # runs first); failed logins counted per address (lfgate.api.auth).
+    # runs first); failed logins counted per address (lfgate.api.guards.auth).
     app.add_middleware(AuthGate, token=settings.gateway_token.get_secret_value())
     app.state.login_limiter = LoginLimiter()
     app.add_middleware(SecurityHeaders)  # CSP and friends on every response
@@ -171,7 +171,7 @@ def create_app(settings: Settings) -> FastAPI:
         return await http_exception_handler(request, exc)
 
     for router in (health.router, login.router, doctor.router, models.router, chat.router,
-                   chats.router, compare.router, prompt_sets.router, openai_compat.router):
+                   chats.router, compare.router, prompt_sets.router, openai_routes.router):
         app.include_router(router)
     frontend = resources.files("lfgate.frontend")
     app.mount("/", StaticFiles(directory=str(frontend), html=True), name="frontend")

@@ -72,7 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     import asyncio
 
-    from lfgate.services.doctor_run import doctor_from_env
+    from lfgate.services.boxes.doctor_run import doctor_from_env
 
     env_path = (args.env_file or Path(ENV_FILE)).resolve()
     return asyncio.run(doctor_from_env(env_path=env_path, as_json=args.json,

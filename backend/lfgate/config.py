@@ -157,7 +157,7 @@ class Settings(BaseSettings):
     gateway_port: int = Field(default=8000, ge=1, le=65535)
 
     # With GATEWAY_TOKEN set, every /api and /v1 request must send it (`Authorization:
-    # Bearer`, or the page's login cookie: lfgate.api.auth); without it the gateway listens
+    # Bearer`, or the page's login cookie: lfgate.api.guards.auth); without it the gateway listens
     # on loopback only (check_listen_address). STORE_API_CHATS keeps /v1 conversations.
     gateway_token: SecretStr = SecretStr("")
     store_api_chats: bool = False

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from lfgate.api.deps import SettingsDep, TurnsDep
-from lfgate.api.limits import check_limits
+from lfgate.api.guards.limits import check_limits
 from lfgate.api.schemas import ChatIn, ChatOut, ErrorOut, StopOut
 from lfgate.api.sse import (
     EVENT_ID,

@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from lfgate.api.deps import SettingsDep, StoreDep, TurnsDep, VotesDep
-from lfgate.api.limits import check_limits
+from lfgate.api.guards.limits import check_limits
 from lfgate.api.schemas import (
     ChatCreateIn,
     ChatDetailOut,
@@ -22,7 +22,7 @@ from lfgate.api.schemas import (
     RegenerateIn,
 )
 from lfgate.api.sse import STREAMED, turn_response
-from lfgate.services.chat_turns import DEFAULT_TITLE
+from lfgate.services.chat.turns import DEFAULT_TITLE
 from lfgate.storage.chat_store import ChatStore, markdown
 from lfgate.storage.compare_markdown import compare_markdown
 

@@ -20,7 +20,7 @@ from lfgate.api.compare_stream import (
     slot_ids,
 )
 from lfgate.api.deps import ComparesDep, RunsDep, SettingsDep, StoreDep, TurnsDep, VotesDep
-from lfgate.api.limits import check_limits
+from lfgate.api.guards.limits import check_limits
 from lfgate.api.schemas import (
     CompareIn,
     CompareOut,
@@ -34,7 +34,7 @@ from lfgate.api.schemas import (
     VotesOut,
 )
 from lfgate.api.sse import EVENT_STREAM, SSE_HEADERS, STREAMED
-from lfgate.services.leaderboard import MIN_DECISIVE_VOTES, games_of, leaderboard
+from lfgate.services.evals.leaderboard import MIN_DECISIVE_VOTES, games_of, leaderboard
 
 router = APIRouter(prefix="/api", tags=["compare"])
 

@@ -13,9 +13,9 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 
 from lfgate.api.sse import KEEPALIVE_S, RETRY_MS, final_event, sse_event, turn_events
-from lfgate.services.chat_turns import ChatTurns
-from lfgate.services.compare import CompareRun
-from lfgate.services.turn_recorder import Turn
+from lfgate.services.chat.turn_recorder import Turn
+from lfgate.services.chat.turns import ChatTurns
+from lfgate.services.evals.compare import CompareRun
 
 # (slot, its event id, event name or None: the slot ended, data)
 _SlotEvent = tuple[int, int, str | None, dict[str, Any]]

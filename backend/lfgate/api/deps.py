@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from lfgate.config import Settings
-from lfgate.services.box_fleet import BoxFleet
-from lfgate.services.chat_turns import ChatTurns
-from lfgate.services.compare import Compares
-from lfgate.services.fleet_registry import FleetRegistry
-from lfgate.services.prompt_runs import PromptRuns
+from lfgate.services.boxes.fleet import BoxFleet
+from lfgate.services.chat.turns import ChatTurns
+from lfgate.services.evals.compare import Compares
+from lfgate.services.evals.prompt_runs import PromptRuns
+from lfgate.services.models.fleet_registry import FleetRegistry
 from lfgate.storage.chat_store import ChatStore
 from lfgate.storage.prompt_set_store import PromptSetStore
 from lfgate.storage.run_store import RunStore

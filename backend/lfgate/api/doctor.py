@@ -12,8 +12,8 @@ from fastapi.responses import Response, StreamingResponse
 
 from lfgate.api.deps import FleetDep
 from lfgate.api.sse import EVENT_STREAM, SSE_HEADERS, sse_event
-from lfgate.services.doctor import report
-from lfgate.services.findings import Finding, Waiting
+from lfgate.services.boxes.doctor import report
+from lfgate.services.boxes.findings import Finding, Waiting
 
 router = APIRouter(prefix="/api/doctor", tags=["doctor"])
 

@@ -17,7 +17,7 @@ from lfgate.api.schemas import (
     RemoteOut,
     WrapperOut,
 )
-from lfgate.services.box_fleet import BoxStack
+from lfgate.services.boxes.fleet import BoxStack
 
 router = APIRouter(prefix="/api", tags=["health"])
 

@@ -1,5 +1,5 @@
 """POST /api/login and /api/logout: the page's way in when GATEWAY_TOKEN is set. A login with
-the token sets the session cookie (lfgate.api.auth); failed logins are rate-limited per
+the token sets the session cookie (lfgate.api.guards.auth); failed logins are rate-limited per
 client address. The body is read here rather than by FastAPI, so that no answer, not even a
 422 about a malformed body, ever echoes what was sent: it may be the token."""
 
@@ -11,7 +11,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from lfgate.api.auth import (
+from lfgate.api.deps import SettingsDep
+from lfgate.api.guards.auth import (
     SESSION_COOKIE,
     SESSION_MAX_AGE_S,
     LoginLimiter,
@@ -19,7 +20,6 @@ from lfgate.api.auth import (
     session_value,
     unauthorized,
 )
-from lfgate.api.deps import SettingsDep
 
 
 class LoginIn(BaseModel):

@@ -14,8 +14,8 @@ from lfgate.api.schemas import (
     ScanOut,
     ServingOut,
 )
-from lfgate.services.box_fleet import BoxFleet, BoxStack
-from lfgate.services.model_registry import ModelEntry
+from lfgate.services.boxes.fleet import BoxFleet, BoxStack
+from lfgate.services.models.registry import ModelEntry
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from lfgate.api.deps import PromptRunsDep, PromptSetsDep, RunsDep, SettingsDep
-from lfgate.api.limits import check_limits
+from lfgate.api.guards.limits import check_limits
 from lfgate.api.prompt_set_schemas import (
     AverageOut,
     CellOut,
@@ -29,7 +29,7 @@ from lfgate.api.prompt_set_schemas import (
     SetPromptOut,
 )
 from lfgate.api.sse import EVENT_STREAM, KEEPALIVE_S, SSE_HEADERS, sse_event
-from lfgate.services.prompt_runs import PromptRuns, RunView
+from lfgate.services.evals.prompt_runs import PromptRuns, RunView
 from lfgate.storage.prompt_set_store import PromptSetRecord
 from lfgate.storage.run_export import run_csv, run_jsonl, run_markdown
 from lfgate.storage.run_store import CellRecord, RunRecord

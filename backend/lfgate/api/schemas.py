@@ -15,9 +15,9 @@ from pydantic import (
     field_validator,
 )
 
-from lfgate.api.limits import Limit
+from lfgate.api.guards.limits import Limit
 from lfgate.remote import wrapper_protocol as wp
-from lfgate.services.compare import MAX_SLOTS
+from lfgate.services.evals.compare import MAX_SLOTS
 from lfgate.storage.tables import as_utc
 
 MAX_STOP, MAX_STOP_CHARS = wp.MAX_STOP, wp.MAX_STOP_CHARS
@@ -30,7 +30,7 @@ def _not_blank(value: str) -> str:
     return value
 
 
-# Bounded by settings, so their bounds are not in the schema: lfgate.api.limits holds each
+# Bounded by settings, so their bounds are not in the schema: lfgate.api.guards.limits holds each
 # request to MAX_MESSAGE_CHARS and MAX_NEW_TOKENS_LIMIT, naming the setting.
 MessageText = Annotated[str, Field(min_length=1, description="at most MAX_MESSAGE_CHARS"),
                         AfterValidator(_not_blank), Limit.MESSAGE_CHARS]

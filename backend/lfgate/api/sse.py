@@ -13,10 +13,10 @@ from typing import Any
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from lfgate.api.schemas import ChatOut, ErrorOut
-from lfgate.services.chat_turns import ChatTurns
+from lfgate.services.chat.turn_log import ApiEvent, LoggedEvent, TurnLog
+from lfgate.services.chat.turn_recorder import Turn
+from lfgate.services.chat.turns import ChatTurns
 from lfgate.services.errors import UnknownTurn
-from lfgate.services.turn_log import ApiEvent, LoggedEvent, TurnLog
-from lfgate.services.turn_recorder import Turn
 
 KEEPALIVE_S = 5.0
 RETRY_MS = 1000  # a client's wait before it reattaches to a dropped stream

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from lfgate.box.box import Box
 from lfgate.box.errors import BoxError
 from lfgate.box.wrapper_files import STATUS
-from lfgate.services.model_registry import ModelEntry
+from lfgate.services.models.registry import ModelEntry
 
 logger = logging.getLogger("lfgate")
 STATUS_TIMEOUT_S = 20.0  # box_status.py gives nvidia-smi 10 s

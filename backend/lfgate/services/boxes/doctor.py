@@ -32,13 +32,13 @@ from lfgate.box.errors import (
 from lfgate.box.ssh_box import ssh_target
 from lfgate.box.wrapper_files import DISCOVER
 from lfgate.config import Settings, SettingsError, box_keys_without_host, unknown_keys
-from lfgate.services.box_facts import judge_installed, judge_models, judge_shell, judge_stack
-from lfgate.services.discovery import SCAN_TIMEOUT_S, scan_job
+from lfgate.services.boxes.facts import judge_installed, judge_models, judge_shell, judge_stack
+from lfgate.services.boxes.findings import Finding, Waiting
 from lfgate.services.errors import ServiceError
-from lfgate.services.findings import Finding, Waiting
 from lfgate.services.listen_port import how_to_move, port_holder, port_is_free
-from lfgate.services.model_catalog import CONFIGURED_ID, build_catalog
-from lfgate.services.model_registry import ModelRegistry
+from lfgate.services.models.catalog import CONFIGURED_ID, build_catalog
+from lfgate.services.models.discovery import SCAN_TIMEOUT_S, scan_job
+from lfgate.services.models.registry import ModelRegistry
 
 PROBE = "box_probe.py"
 PROBE_TIMEOUT_S = 240.0

@@ -13,8 +13,8 @@ from typing import Any
 from lfgate import __version__
 from lfgate.api.sse import turn_events
 from lfgate.remote import wrapper_protocol as wp
-from lfgate.services.chat_turns import ChatTurns
-from lfgate.services.turn_recorder import Turn
+from lfgate.services.chat.turn_recorder import Turn
+from lfgate.services.chat.turns import ChatTurns
 
 FINGERPRINT = f"lfgate-{__version__}"
 DONE_LINE = "data: [DONE]\n\n"

@@ -11,8 +11,8 @@ from typing import Any
 from lfgate.box_list import ID_SEPARATOR
 from lfgate.config import Settings
 from lfgate.services.errors import UnknownModel
-from lfgate.services.model_catalog import ModelSpec
-from lfgate.services.model_registry import ModelEntry, ModelRegistry, Served, ServingSlot
+from lfgate.services.models.catalog import ModelSpec
+from lfgate.services.models.registry import ModelEntry, ModelRegistry, Served, ServingSlot
 
 
 class FleetRegistry:

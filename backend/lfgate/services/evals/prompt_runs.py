@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lfgate.remote import wrapper_protocol as wp
-from lfgate.services.chat_turns import ChatTurns
-from lfgate.services.compare import MAX_SLOTS, TIE_WINNERS, serving_mode
+from lfgate.services.chat.turn_recorder import Turn
+from lfgate.services.chat.turns import ChatTurns
 from lfgate.services.errors import BadTurnRequest, RunBusy, TooManyTurns
-from lfgate.services.fleet_registry import FleetRegistry
-from lfgate.services.prompt_set_file import MAX_FIELD_CHARS, SetFormat, parse_prompt_set
-from lfgate.services.reference_scores import score
-from lfgate.services.turn_recorder import Turn
+from lfgate.services.evals.compare import MAX_SLOTS, TIE_WINNERS, serving_mode
+from lfgate.services.evals.prompt_set_file import MAX_FIELD_CHARS, SetFormat, parse_prompt_set
+from lfgate.services.evals.reference_scores import score
+from lfgate.services.models.fleet_registry import FleetRegistry
 from lfgate.storage.prompt_set_store import PromptSetRecord, PromptSetStore, SetPromptRecord
 from lfgate.storage.run_store import CellRecord, RunRecord, RunStore, RunVoteRecord
 

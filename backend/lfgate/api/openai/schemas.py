@@ -1,6 +1,6 @@
 """Bodies of the OpenAI-compatible /v1 API (docs/openai.md): the fields we honour are typed
 here, so a wrong type is a 400 naming it; what we do not honour is judged by
-lfgate.services.openai_requests."""
+lfgate.services.chat.openai_requests."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from lfgate.api.limits import Limit
+from lfgate.api.guards.limits import Limit
 from lfgate.api.schemas import MAX_TOP_K, NewTokens
 
 
@@ -24,7 +24,7 @@ class ChatCompletionIn(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, max_length=200)
-    # Every text in them at most MAX_MESSAGE_CHARS (lfgate.api.limits).
+    # Every text in them at most MAX_MESSAGE_CHARS (lfgate.api.guards.limits).
     messages: Annotated[list[Any], Limit.MESSAGE_CHARS] = Field(min_length=1, max_length=10_000)
     stream: StrictBool = False
     stream_options: StreamOptions | None = None

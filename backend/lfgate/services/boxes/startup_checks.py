@@ -1,4 +1,4 @@
-"""The doctor's quick checks at start-up (services/doctor.py, run_quick_checks): an
+"""The doctor's quick checks at start-up (services/boxes/doctor.py, run_quick_checks): an
 unreachable box, a login refused, a Python without LlamaFactory or a BASE_MODEL_PATH that is
 not on the box is said in the terminal as the gateway starts, one line per failure with its
 fix, rather than by the first message failing later. Run as a task once the gateway is up,
@@ -10,9 +10,9 @@ import asyncio
 import logging
 from pathlib import Path
 
-from lfgate.services.box_fleet import BoxStack
-from lfgate.services.doctor import DoctorContext, run_quick_checks
-from lfgate.services.findings import Finding
+from lfgate.services.boxes.doctor import DoctorContext, run_quick_checks
+from lfgate.services.boxes.findings import Finding
+from lfgate.services.boxes.fleet import BoxStack
 
 logger = logging.getLogger("lfgate")
 

@@ -1,6 +1,6 @@
 """Chat turns: one user message in, the model's reply out as a stream of API events.
 
-Each turn runs as its own task writing its events to a log (services/turn_log.py), so the
+Each turn runs as its own task writing its events to a log (services/chat/turn_log.py), so the
 reply does not depend on the HTTP request that asked for it: a page that goes away and comes
 back follows the same log, and only a stop request cancels it on the box.
 The user's message is stored before anything goes to the box, and the reply is saved as it
@@ -18,12 +18,12 @@ from typing import Any
 from lfgate.box.errors import BoxError
 from lfgate.config import Settings
 from lfgate.remote import wrapper_protocol as wp
-from lfgate.services.api_conversations import ApiConversations
+from lfgate.services.chat.api_conversations import ApiConversations
+from lfgate.services.chat.recently_ended import RecentlyEnded
+from lfgate.services.chat.turn_log import TurnLog
+from lfgate.services.chat.turn_recorder import Turn, TurnRecorder
 from lfgate.services.errors import BadTurnRequest, ChatBusy, TooManyTurns, UnknownTurn
-from lfgate.services.fleet_registry import FleetRegistry
-from lfgate.services.recently_ended import RecentlyEnded
-from lfgate.services.turn_log import TurnLog
-from lfgate.services.turn_recorder import Turn, TurnRecorder
+from lfgate.services.models.fleet_registry import FleetRegistry
 from lfgate.storage.chat_store import ChatRecord, ChatStore, MessageRecord, new_id
 from lfgate.storage.errors import UnknownMessage
 

@@ -15,11 +15,11 @@ import random
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lfgate.services.chat_turns import ChatTurns, title_from
+from lfgate.services.chat.recently_ended import RecentlyEnded
+from lfgate.services.chat.turn_recorder import Turn
+from lfgate.services.chat.turns import ChatTurns, title_from
 from lfgate.services.errors import BadTurnRequest, ChatBusy, UnknownTurn
-from lfgate.services.fleet_registry import FleetRegistry
-from lfgate.services.recently_ended import RecentlyEnded
-from lfgate.services.turn_recorder import Turn
+from lfgate.services.models.fleet_registry import FleetRegistry
 from lfgate.storage.chat_store import ChatRecord, ChatStore, new_id
 from lfgate.storage.vote_store import VoteRecord, VoteStore
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from lfgate.box.box import Box
 from lfgate.config import Settings
-from lfgate.services.doctor import DoctorContext, registry_smoke, run_doctor
-from lfgate.services.findings import Finding, Waiting
-from lfgate.services.model_registry import ModelRegistry
+from lfgate.services.boxes.doctor import DoctorContext, registry_smoke, run_doctor
+from lfgate.services.boxes.findings import Finding, Waiting
+from lfgate.services.models.registry import ModelRegistry
 
 
 class DoctorRuns:

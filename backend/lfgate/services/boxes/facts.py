@@ -9,8 +9,8 @@ from typing import Any
 
 from lfgate.box.errors import BoxError
 from lfgate.config import Settings
-from lfgate.services.findings import Finding
-from lfgate.services.model_catalog import CONFIGURED_ID, Catalog, same_path
+from lfgate.services.boxes.findings import Finding
+from lfgate.services.models.catalog import CONFIGURED_ID, Catalog, same_path
 
 LOW_DISK_BYTES = 2 * 1024**3
 GIB = 1024**3

@@ -18,8 +18,8 @@ from lfgate.box.box import Box
 from lfgate.box.errors import BoxError
 from lfgate.box.wrapper_files import DISCOVER
 from lfgate.config import Settings
-from lfgate.services.model_catalog import build_catalog
-from lfgate.services.model_registry import ModelRegistry
+from lfgate.services.models.catalog import build_catalog
+from lfgate.services.models.registry import ModelRegistry
 
 logger = logging.getLogger("lfgate")
 SCAN_TIME_BUDGET_S = 10.0  # on the box; the program stops walking and says `truncated`

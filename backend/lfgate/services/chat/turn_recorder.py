@@ -11,10 +11,10 @@ from typing import Any
 
 from lfgate.box.session import WrapperSession
 from lfgate.remote import wrapper_protocol as wp
-from lfgate.services.api_conversations import thread_digest
-from lfgate.services.fleet_registry import FleetRegistry
-from lfgate.services.model_catalog import ModelSpec
-from lfgate.services.turn_log import ApiEvent, TurnLog
+from lfgate.services.chat.api_conversations import thread_digest
+from lfgate.services.chat.turn_log import ApiEvent, TurnLog
+from lfgate.services.models.catalog import ModelSpec
+from lfgate.services.models.fleet_registry import FleetRegistry
 from lfgate.storage.chat_store import ChatStore
 
 __all__ = ["ApiEvent", "Turn", "TurnRecorder"]

@@ -28,7 +28,7 @@ from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from lfgate.api.openai_errors import is_v1, openai_error
+from lfgate.api.openai.errors import is_v1, openai_error
 
 SESSION_COOKIE = "lfgate_session"
 SESSION_LABEL = b"lfgate session v1"  # what the cookie signs; a new label logs everyone out

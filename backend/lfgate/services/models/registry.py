@@ -1,6 +1,6 @@
 """The models the gateway offers and the wrapper processes that serve them.
 
-A model (lfgate.services.model_catalog.ModelSpec) is served by a slot: one wrapper process on
+A model (lfgate.services.models.catalog.ModelSpec) is served by a slot: one wrapper process on
 the box. In script mode every LoRA model on the same base shares one slot, which loads the
 base once and brings each chat's adapter in on first use (protocol 2); anything else (CLI
 mode, a merged multi-adapter ADAPTER_PATH, other finetuning types or engines) has a slot of
@@ -31,7 +31,7 @@ from lfgate.box.session import WrapperSession
 from lfgate.box_list import ID_SEPARATOR
 from lfgate.config import Settings
 from lfgate.services.errors import ModelUnusable, UnknownModel
-from lfgate.services.model_catalog import (
+from lfgate.services.models.catalog import (
     SHAREABLE_PEFT_TYPES,
     Catalog,
     ModelSpec,

@@ -12,14 +12,14 @@ from typing import Any, TextIO
 from lfgate.box.factory import open_box
 from lfgate.box_list import box_definitions
 from lfgate.config import Settings, SettingsError, load_settings
-from lfgate.services.doctor import (
+from lfgate.services.boxes.doctor import (
     DoctorContext,
     registry_smoke,
     report,
     run_doctor,
 )
-from lfgate.services.findings import Finding, Waiting
-from lfgate.services.model_registry import ModelRegistry
+from lfgate.services.boxes.findings import Finding, Waiting
+from lfgate.services.models.registry import ModelRegistry
 
 MARKS = {"pass": "✓", "warn": "!", "fail": "✗", "skip": "-"}
 

@@ -16,12 +16,12 @@ from lfgate.box.errors import BoxError
 from lfgate.box.factory import open_box
 from lfgate.box_list import BoxDefinition
 from lfgate.config import Settings
-from lfgate.services.box_monitor import BoxMonitor
-from lfgate.services.discovery import Discovery
-from lfgate.services.doctor_runs import DoctorRuns
+from lfgate.services.boxes.doctor_runs import DoctorRuns
+from lfgate.services.boxes.monitor import BoxMonitor
 from lfgate.services.errors import UnknownBox
-from lfgate.services.fleet_registry import FleetRegistry
-from lfgate.services.model_registry import ModelEntry, ModelRegistry, ServingSlot
+from lfgate.services.models.discovery import Discovery
+from lfgate.services.models.fleet_registry import FleetRegistry
+from lfgate.services.models.registry import ModelEntry, ModelRegistry, ServingSlot
 
 
 @dataclass

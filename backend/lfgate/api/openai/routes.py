@@ -10,20 +10,20 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from lfgate.api.deps import RegistryDep, SettingsDep, StartedDep, TurnsDep
-from lfgate.api.limits import check_limits
-from lfgate.api.openai_errors import openai_error
-from lfgate.api.openai_schemas import ChatCompletionIn, ModelCardOut, ModelListOut
-from lfgate.api.openai_stream import Completion, box_error_status, error_object
+from lfgate.api.guards.limits import check_limits
+from lfgate.api.openai.errors import openai_error
+from lfgate.api.openai.schemas import ChatCompletionIn, ModelCardOut, ModelListOut
+from lfgate.api.openai.stream import Completion, box_error_status, error_object
 from lfgate.api.sse import SSE_HEADERS, STREAMED, final_event
+from lfgate.services.chat.openai_requests import turn_request
 from lfgate.services.errors import BadParameter, TooManyTurns
-from lfgate.services.model_registry import ModelEntry
-from lfgate.services.openai_requests import turn_request
+from lfgate.services.models.registry import ModelEntry
 
 OWNER = "lfgate"
 OPEN_WAIT_S = 20.0  # a streamed request waits this long for the box before its headers
 
 
-# GATEWAY_TOKEN, when set, is checked before any of these by lfgate.api.auth (as for /api);
+# GATEWAY_TOKEN, when set, is checked before any of these by lfgate.api.guards.auth (as for /api);
 # without it any key passes (clients insist on sending one).
 router = APIRouter(prefix="/v1", tags=["openai"])
 

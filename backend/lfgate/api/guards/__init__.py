@@ -1,0 +1,2 @@
+"""What every request passes before a router: the token, security headers, the body limit,
+refusal of unstorable input, turn limits."""

@@ -1,0 +1,2 @@
+"""Chat turns: a reply from admission to its stored end, its event log that readers follow, and
+the conversations /v1 keeps."""
