@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.gateway_process import GatewayProcess
-from tests.rig.hermetic import isolate
+from tests.rig.hermetic import interruptible, isolate
 from tests.rig.reliability import TestRows, merge, results_path
 from tests.ui_rig import (
     PLAYWRIGHT_LOOP,
@@ -140,6 +140,7 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    interruptible()  # Ctrl-C tests test the product, however the run was started
     if not _is_xdist_controller(config):  # its workers run the tests, each isolating itself
         isolate()  # before any test: no user .env, ~/.ssh or SSH_*/GATEWAY_* variable reaches one
     config.stash[PLAYWRIGHT_LOOP] = PlaywrightLoop()

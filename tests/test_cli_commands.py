@@ -184,6 +184,27 @@ def test_interactive_chat_keeps_its_history_and_ctrl_c_stops_a_reply(
                                                     "complete"]
 
 
+def test_ctrl_c_at_the_prompt_ends_the_chat_even_when_started_with_sigint_ignored(
+        scripted_gateway, tmp_path):
+    """A chat started from a script's background job inherits SIGINT ignored, and Python then
+    installs no handler: Ctrl-C at the prompt did nothing (found when `make test` ran from a
+    background job). The chat takes SIGINT back for itself."""
+    terminal = Terminal([LFGATE, "chat", "--url", scripted_gateway.url],
+                        env={**os.environ, "TERM": "xterm"}, cwd=tmp_path, sigint_ignored=True)
+    try:
+        terminal.expect(">>> ")
+        terminal.type("Hello" + ENTER)
+        terminal.expect(f"Echo #1 {ECHO}Hello\n")
+        terminal.expect(">>> ")
+        terminal.type(CTRL_C)
+        terminal.expect("go on with `lfgate chat --chat ")
+        assert terminal.wait() == 0
+    except AssertionError as exc:
+        raise AssertionError(with_log(exc, scripted_gateway)) from None
+    finally:
+        terminal.close()
+
+
 def test_interactive_chat_takes_a_block_and_ends_at_ctrl_d(scripted_gateway, tmp_path):
     """A message between lines of triple quotes is one message, and so is a paste of several
     lines; Ctrl-C half-way through one drops it; Ctrl-D at the prompt ends the chat. Started

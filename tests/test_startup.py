@@ -29,7 +29,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -338,6 +338,14 @@ def lines_of(stream: io.TextIOBase) -> queue.Queue[str | None]:
     return lines
 
 
+def outside_make(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` as a user's shell has it: run under `make test`, make's own variables would make
+    the inner `make run` a sub-make, which says "make[1]: Entering directory"."""
+    return {key: value for key, value in env.items()
+            if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "MAKE_TERMOUT",
+                           "MAKE_TERMERR")}
+
+
 @pytest.mark.box
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_make_run_demo_keeps_its_chats_apart_says_little_and_stops_cleanly(tmp_path, stop):
@@ -353,7 +361,8 @@ def test_make_run_demo_keeps_its_chats_apart_says_little_and_stops_cleanly(tmp_p
     port = free_port()
     # The venv is there already: -o keeps make from reinstalling it from this folder.
     proc = subprocess.Popen(["make", "-o", ".venv/.installed", "run"], cwd=checkout,
-                            env={**os.environ, "HOME": str(home), "GATEWAY_PORT": str(port)},
+                            env={**outside_make(os.environ), "HOME": str(home),
+                                 "GATEWAY_PORT": str(port)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # its own process group, as a terminal's
     said = lines_of(proc.stderr)

@@ -6,6 +6,9 @@ A user of the product has a `.env` in the repository root, an `~/.ssh/config`, a
 (every key the Settings class reads, plus any `SSH_*`/`GATEWAY_*`), points HOME at an empty
 folder (asyncssh and our defaults read `~/.ssh/...` through it) and moves into an empty
 working directory (pydantic-settings reads `./.env`). Each test then makes its own settings.
+`interruptible()` gives SIGINT and SIGQUIT back their defaults: a test run started from a
+script's background job inherits them ignored, every process a test starts would too, and a
+test of Ctrl-C would test the launcher rather than the product.
 
 The box side is not the user's machine: the test sshd logs in as this user, so the box's
 home is the account's home from the password database (`box_home()`), not HOME.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import signal
 import tempfile
 from pathlib import Path
 
@@ -57,3 +61,11 @@ def isolate() -> Path:
     os.environ.pop("XDG_CONFIG_HOME", None)
     os.chdir(root / "work")
     return root / "work"
+
+
+def interruptible() -> None:
+    """SIGINT raises KeyboardInterrupt here and is at its default in every child (an ignored
+    signal stays ignored across exec; a handled one is reset to its default), as on a
+    terminal; SIGQUIT at its default too."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)

@@ -26,10 +26,13 @@ class Terminal:
 
     __test__ = False
 
-    def __init__(self, argv: list[str], *, env: dict[str, str], cwd: Path) -> None:
+    def __init__(self, argv: list[str], *, env: dict[str, str], cwd: Path,
+                 sigint_ignored: bool = False) -> None:
+        """`sigint_ignored`: start it as a script's background job would, SIGINT ignored."""
         pid, fd = pty.fork()
         if pid == 0:  # the child: the pty is its controlling terminal and stdin/out/err
             try:
+                signal.signal(signal.SIGINT, signal.SIG_IGN if sigint_ignored else signal.SIG_DFL)
                 fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
                 os.chdir(cwd)
                 os.execve(argv[0], argv, env)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -185,4 +186,8 @@ def chat_command(client: GatewayClient, *, model: str | None, prompt: str | None
         return one_shot(session, prompt)
     with contextlib.suppress(ImportError):  # not on every platform; input() works without
         import readline  # noqa: F401  line editing, and a paste of many lines as one
+    # Ctrl-C at the prompt ends the chat (KeyboardInterrupt), whatever this process inherited:
+    # started from a script's background job, SIGINT arrives ignored, Python then installs no
+    # handler of its own, and Ctrl-C at the prompt did nothing at all.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     return interactive(session, input)
