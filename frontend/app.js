@@ -446,6 +446,8 @@ function App({ onLogout }) {
   } else {
     for (const m of pathTo(tree, chat?.active_leaf_id)) shown.push({ message: m });
   }
+  // The last reply failed: it says why, so no notice beside it says the same again.
+  const lastReplyFailed = shown.at(-1)?.message.status === "error";
   // A reply stored as still streaming that this page is not streaming (a reload, another
   // tab, the chat opened again from the list): the page follows it (once: one that ended and
   // still reads as streaming is not followed again), as soon as no turn of its own runs.
@@ -534,7 +536,7 @@ function App({ onLogout }) {
         <main class="conversation" ref=${scroller} aria-label="Conversation" onScroll=${onScroll}>
           ${chatError && html`<p class="notice error" role="alert">${chatError}</p>`}
           ${current?.status === "error" && load?.model === current.id && load.error && !modelLost
-            && shown.at(-1)?.message.status !== "error" // the failed reply already says why
+            && !lastReplyFailed
             && html`<${LoadError} load=${load} onRetry=${startLoad} />`}
           ${modelLost && html`<p class="notice info lost-with-box" role="status">
             ${lost.get(current.id).reached ? html`${current.id} stopped when the box went away: ${
@@ -542,7 +544,8 @@ function App({ onLogout }) {
                 ? "the box is back, and the model loads again with your next message."
                 : "it loads again with your next message once the box is back."}`
               : html`${current.id} could not load: the box has not been reached since the gateway
-                started${lost.get(current.id).why ? ` (${lost.get(current.id).why})` : ""}. ${
+                started${lost.get(current.id).why && !lastReplyFailed
+                  ? ` (${lost.get(current.id).why})` : ""}. ${
                 modelBox?.state === "connected" ? "It answers now: the model loads with your next message."
                   : "The model loads with your next message once the box answers; Run doctor says what is wrong."}`}
             ${modelBox?.state === "connected" && html` <button type="button" class="btn small"

@@ -330,6 +330,9 @@ def test_a_refused_host_key_is_one_error_once_with_one_action(page: Page, sshd, 
         expect(error).to_contain_text("host_key_rejected")
         real = fingerprint(sshd.host_key.with_suffix(".pub"))
         expect(error).to_contain_text(real)
+        # The model's box was never reached: once health says so (its next poll), the page
+        # notes it beside the failed reply, without the box's reason again.
+        expect(page.locator(".lost-with-box")).to_contain_text("has not been reached")
         assert page.locator("body").inner_text().count(real) == 1  # once on the page
         expect(error.locator("code", has_text="ssh-keyscan")).to_have_count(1)  # rendered
         actions = page.locator(f"{REPLY} .msg-actions button")
