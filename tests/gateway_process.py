@@ -77,6 +77,20 @@ class GatewayProcess:
         events = [(name, data) for name, data, _ in self.stream(body, path)]
         return events[-1][1], events
 
+    def scanned_models(self, timeout: float = 120) -> dict[str, dict[str, Any]]:
+        """GET /api/models once every box's first scan of ADAPTER_DIRS has ended (the listing
+        before it has no discovered model: the scan runs in the background from start-up,
+        beside the start-up checks), as {id: model}."""
+        deadline = time.monotonic() + timeout
+        while True:
+            listing = self.http.get("/api/models").json()
+            scans = listing.get("scans") or []
+            if all(s["scanned_at"] is not None or s["error"] for s in scans if s["dirs"]):
+                return {m["id"]: m for m in listing["models"]}
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the first scan never ended: {scans}")
+            time.sleep(0.1)
+
     def wait_status(self, model: str, want: str, timeout: float = 300) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:

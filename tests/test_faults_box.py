@@ -206,7 +206,7 @@ def test_the_wrapper_killed_mid_reply_ends_it_clearly_and_the_next_request_reloa
 
 def test_a_model_that_fails_to_load_says_why_and_loads_once_fixed(
         gateway, box, broken, tiny, reliability):
-    models = {m["id"]: m for m in gateway.http.get("/api/models").json()["models"]}
+    models = gateway.scanned_models()
     [run_id] = [i for i, m in models.items() if m["adapter_path"] == str(broken["run"])]
 
     done, events = gateway.chat({"message": "hello", "model": run_id, "params": SHORT})

@@ -361,7 +361,7 @@ def test_a_whole_fine_tune_says_it_starts_a_process_of_its_own(page: Page,
     make_saves(saves, "/models/tiny-base", full_model=str(whole), broken=False)
     gateway = make_scripted_gateway(env={"ADAPTER_DIRS": str(saves)})
     model_id = "tiny--full--sft-full--checkpoint-5"
-    listed = {m["id"]: m for m in gateway.http.get("/api/models").json()["models"]}
+    listed = gateway.scanned_models()
     assert listed[model_id]["shared_base"] is False
     open_page(page, gateway)
     open_picker(page)
