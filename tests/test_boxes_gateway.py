@@ -140,8 +140,12 @@ def test_a_box_that_goes_away_leaves_the_other_serving_and_comes_back_by_itself(
     assert gateway.http.get("/api/chats").status_code == 200  # reading still works
 
     second_sshd.start_again()
+    # Back: connected, and a status reading taken since (the first read after the restart
+    # may fail while the box's sshd settles: that reading has no round trip; wait for one that
+    # reached the box).
     back = until(lambda: boxes_of(gateway)["b"], lambda b: b["state"] == "connected"
-                 and b["error"] is None and b["checked_at"] > down["checked_at"])
+                 and b["error"] is None and b["checked_at"] > down["checked_at"]
+                 and b["rtt_ms"] is not None)
     assert back["rtt_ms"] > 0
     assert ask(gateway, "b:default")["content"]
 

@@ -43,6 +43,9 @@ class ActiveRun:
     in_flight: list[Turn] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     done_here: int = 0  # cells ended in this sitting (for the estimate)
+    # One progress read-and-publish at a time: cells of a batch end together, and two reads
+    # of the cells could come back in the other order, publishing "done" going backwards.
+    progress_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @dataclass
@@ -404,9 +407,10 @@ class PromptRuns:
             "total_ms": (provenance.get("timing") or {}).get("total_ms"),
             "scores": scores, "error": provenance.get("error")}})
         if self._feeds.get(run_id):  # the progress costs a read of every cell: if followed
-            run = await self._runs.get(run_id=run_id)
-            self._publish(run_id, "progress", {"status": "running", "progress": self.progress(
-                run, await self._runs.cells(run_id=run_id))})
+            async with active.progress_lock:  # published in the order read: never backwards
+                run = await self._runs.get(run_id=run_id)
+                self._publish(run_id, "progress", {"status": "running", "progress": self.progress(
+                    run, await self._runs.cells(run_id=run_id))})
         return failure if status == "error" else None
 
     async def close(self) -> None:
