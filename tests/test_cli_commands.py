@@ -6,10 +6,12 @@ is the terminal's SIGINT); `--env-file`, `--help` and `--version` of the whole c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +48,22 @@ def the_chat(gateway: GatewayProcess) -> dict[str, Any]:
     return gateway.http.get(f"/api/chats/{summary['id']}").json()
 
 
-def with_log(failure: AssertionError, gateway: GatewayProcess) -> str:
-    """A failure on the terminal, with what the gateway logged meanwhile (a gateway that
-    went away shows there)."""
-    return f"{failure}\n--- the gateway's log:\n{gateway.log.read_text()[-3000:]}"
+@contextlib.contextmanager
+def chat_terminal(gateway: GatewayProcess, *args: str, tmp_path: Path,
+                  sigint_ignored: bool = False) -> Iterator[Terminal]:
+    """`lfgate chat ARGS --url GATEWAY` on a terminal of its own, closed at the end; a failure
+    on it comes with what the gateway logged meanwhile (a gateway that went away shows
+    there)."""
+    terminal = Terminal([LFGATE, "chat", *args, "--url", gateway.url],
+                        env={**os.environ, "TERM": "xterm"}, cwd=tmp_path,
+                        sigint_ignored=sigint_ignored)
+    try:
+        yield terminal
+    except AssertionError as exc:
+        log = gateway.log.read_text()[-3000:]
+        raise AssertionError(f"{exc}\n--- the gateway's log:\n{log}") from None
+    finally:
+        terminal.close()
 
 
 def replies(chat: dict[str, Any]) -> list[dict[str, Any]]:
@@ -142,9 +156,7 @@ def test_interactive_chat_keeps_its_history_and_ctrl_c_stops_a_reply(
     with Ctrl-C (stopped on the box and stored as stopped, as the page's Stop does) and the
     prompt back, another message in the same chat, then Ctrl-C at the empty prompt ends it."""
     gateway = make_scripted_gateway(delay_s=PACE_S)
-    terminal = Terminal([LFGATE, "chat", "--url", gateway.url],
-                        env={**os.environ, "TERM": "xterm"}, cwd=tmp_path)
-    try:
+    with chat_terminal(gateway, tmp_path=tmp_path) as terminal:
         assert "Chatting with default at" in terminal.expect(">>> ")
         terminal.type("First line\\" + ENTER)
         terminal.expect("... ")
@@ -173,10 +185,6 @@ def test_interactive_chat_keeps_its_history_and_ctrl_c_stops_a_reply(
         terminal.type(CTRL_C)
         terminal.expect(f"go on with `lfgate chat --chat {chat['id']}`")
         assert terminal.wait() == 0
-    except AssertionError as exc:
-        raise AssertionError(with_log(exc, gateway)) from None
-    finally:
-        terminal.close()
     chat = the_chat(gateway)
     assert [m["role"] for m in chat["messages"]] == ["user", "assistant"] * 4
     assert chat["messages"][0]["content"] == "First line\nsecond line"
@@ -189,9 +197,7 @@ def test_ctrl_c_at_the_prompt_ends_the_chat_even_when_started_with_sigint_ignore
     """A chat started from a script's background job inherits SIGINT ignored, and Python then
     installs no handler: Ctrl-C at the prompt did nothing (found when `make test` ran from a
     background job). The chat takes SIGINT back for itself."""
-    terminal = Terminal([LFGATE, "chat", "--url", scripted_gateway.url],
-                        env={**os.environ, "TERM": "xterm"}, cwd=tmp_path, sigint_ignored=True)
-    try:
+    with chat_terminal(scripted_gateway, tmp_path=tmp_path, sigint_ignored=True) as terminal:
         terminal.expect(">>> ")
         terminal.type("Hello" + ENTER)
         terminal.expect(f"Echo #1 {ECHO}Hello\n")
@@ -199,10 +205,6 @@ def test_ctrl_c_at_the_prompt_ends_the_chat_even_when_started_with_sigint_ignore
         terminal.type(CTRL_C)
         terminal.expect("go on with `lfgate chat --chat ")
         assert terminal.wait() == 0
-    except AssertionError as exc:
-        raise AssertionError(with_log(exc, scripted_gateway)) from None
-    finally:
-        terminal.close()
 
 
 def test_interactive_chat_takes_a_block_and_ends_at_ctrl_d(scripted_gateway, tmp_path):
@@ -212,9 +214,7 @@ def test_interactive_chat_takes_a_block_and_ends_at_ctrl_d(scripted_gateway, tmp
     first = lfgate("chat", "default", "Opening", "--url", scripted_gateway.url, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     chat_id = the_chat(scripted_gateway)["id"]
-    terminal = Terminal([LFGATE, "chat", "--chat", chat_id, "--url", scripted_gateway.url],
-                        env={**os.environ, "TERM": "xterm"}, cwd=tmp_path)
-    try:
+    with chat_terminal(scripted_gateway, "--chat", chat_id, tmp_path=tmp_path) as terminal:
         assert f"in chat {chat_id}" in terminal.expect(">>> ")
         terminal.type("Never sent\\" + ENTER)
         terminal.expect("... ")
@@ -234,10 +234,6 @@ def test_interactive_chat_takes_a_block_and_ends_at_ctrl_d(scripted_gateway, tmp
         terminal.type(CTRL_D)
         terminal.expect(f"go on with `lfgate chat --chat {chat_id}`")
         assert terminal.wait() == 0
-    except AssertionError as exc:
-        raise AssertionError(with_log(exc, scripted_gateway)) from None
-    finally:
-        terminal.close()
     sent = [m["content"] for m in the_chat(scripted_gateway)["messages"] if m["role"] == "user"]
     assert sent == ["Opening", "one\ntwo"] + (["pasted one\npasted two"] if marks_pastes()
                                               else [])
