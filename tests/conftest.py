@@ -36,6 +36,15 @@ RIG = ROOT / "tests" / "rig"
 # Paces the real box's generation over the test sshd (tests/rig/spy): tests that stop, drop
 # or kill a reply mid-way need it still running, whatever the CPU.
 TOKEN_DELAY_S = "0.004"
+# The test box's LlamaFactory: replies that name no length stop at 128 new tokens (LlamaFactory's
+# default is 1,024, which the tiny random model, almost never saying end-of-text, ran to), and
+# torch keeps to one thread (the tiny model gains nothing from more, and two workers' boxes
+# spinning OpenMP threads on two cores cost a tenth of the run). Tests that need a long reply
+# ask for its length (tests/rig/spy/sitecustomize.py).
+BOX_DEFAULTS = {"LFGATE_TEST_MAX_NEW_TOKENS": "128", "OMP_NUM_THREADS": "1"}
+# What a test box's SSH sessions see: the spy on the path, generation paced, BOX_DEFAULTS.
+PACED_BOX_ENV = {"PYTHONPATH": str(ROOT / "tests" / "rig" / "spy"),
+                 "LFGATE_TEST_TOKEN_DELAY_S": TOKEN_DELAY_S, **BOX_DEFAULTS}
 CALL_REPORT = pytest.StashKey[pytest.TestReport]()
 RELIABILITY = pytest.StashKey[dict[str, TestRows]]()  # docs/reliability.md's rows, by test
 OUTCOMES = pytest.StashKey[dict[str, str]]()  # passed, failed or skipped, by test
@@ -73,8 +82,8 @@ def spied_sshd(folder: Path):
     from tests.wrapper_process import SPY_DIR
 
     spy = folder / "spy.jsonl"
-    server = TestSSHD(folder, {"PYTHONPATH": str(SPY_DIR), "LFGATE_TEST_SPY": str(spy),
-                               "LFGATE_TEST_TOKEN_DELAY_S": TOKEN_DELAY_S})
+    server = TestSSHD(folder, {**PACED_BOX_ENV, "PYTHONPATH": str(SPY_DIR),
+                               "LFGATE_TEST_SPY": str(spy)})
     server.spy = spy
     return server
 
@@ -141,6 +150,7 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     interruptible()  # Ctrl-C tests test the product, however the run was started
+    os.environ.update(BOX_DEFAULTS)  # local boxes and wrappers the tests start inherit them
     if not _is_xdist_controller(config):  # its workers run the tests, each isolating itself
         isolate()  # before any test: no user .env, ~/.ssh or SSH_*/GATEWAY_* variable reaches one
     config.stash[PLAYWRIGHT_LOOP] = PlaywrightLoop()

@@ -25,7 +25,7 @@ from lfgate.box.local_box import LocalBox
 from lfgate.box.ssh_box import REMOTE_WRAPPER_ROOT
 from lfgate.box.wrapper_files import WrapperFiles
 from lfgate.config import load_settings
-from tests.conftest import TOKEN_DELAY_S, spied_sshd
+from tests.conftest import PACED_BOX_ENV, spied_sshd
 from tests.gateway_process import GatewayProcess
 from tests.rig.faults import (
     SHORT,
@@ -42,7 +42,6 @@ from tests.rig.faults import (
 from tests.rig.hermetic import box_home
 from tests.rig.sshd import TestSSHD
 from tests.ui_rig import start_real_gateway
-from tests.wrapper_process import SPY_DIR
 
 pytestmark = pytest.mark.box
 
@@ -316,8 +315,7 @@ def full_box(tmp_path, box_python) -> Iterator[TestSSHD]:
     script = ('set -e; mount -t tmpfs -o size=2m lfgate-full-disk "$1"; '
               'head -c 4194304 /dev/zero > "$1/filler" 2>/dev/null || true; shift; exec "$@"')
     (tmp_path / "sshd").mkdir()
-    server = TestSSHD(tmp_path / "sshd", {"PYTHONPATH": str(SPY_DIR),
-                                          "LFGATE_TEST_TOKEN_DELAY_S": TOKEN_DELAY_S},
+    server = TestSSHD(tmp_path / "sshd", PACED_BOX_ENV,
                       launcher=["unshare", "--mount", "--propagation", "private",
                                 "sh", "-c", script, "sh", str(target)])
     server.wrappers = target

@@ -11,13 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import TOKEN_DELAY_S
+from tests.conftest import PACED_BOX_ENV
 from tests.gateway_process import GatewayProcess
 from tests.rig.faults import SHORT, answer, cut_reply, stable, stored_reply
 from tests.rig.netns import Link, NetnsUnavailable, cuttable_link
 from tests.rig.sshd import TestSSHD
 from tests.ui_rig import start_real_gateway
-from tests.wrapper_process import SPY_DIR
 
 pytestmark = pytest.mark.box
 
@@ -42,8 +41,7 @@ def link() -> Iterator[Link]:
 def box(link: Link, tmp_path, box_python) -> Iterator[TestSSHD]:
     """The box's sshd inside the namespace (stopped before the namespace goes)."""
     (tmp_path / "sshd").mkdir()
-    server = TestSSHD(tmp_path / "sshd", {"PYTHONPATH": str(SPY_DIR),
-                                          "LFGATE_TEST_TOKEN_DELAY_S": TOKEN_DELAY_S},
+    server = TestSSHD(tmp_path / "sshd", PACED_BOX_ENV,
                       address=link.box_address, launcher=link.exec_prefix)
     yield server
     server.stop()

@@ -7,6 +7,13 @@ LFGATE_TEST_TOKEN_DELAY_S, when set, paces generation itself, a sleep per genera
 transformers' `generate` loop (the tiny model writes a whole "long" reply in two seconds on
 an idle machine, and tests that stop, drop or kill a reply mid-way must not race it). The
 text is the same; only its pace changes, and a stop still ends generation within a step.
+
+LFGATE_TEST_MAX_NEW_TOKENS, when set, is the test box's own default reply length, where
+LlamaFactory's is 1,024 tokens: as a box whose chat YAML sets `max_new_tokens` would have it,
+for every request that names none (one that names a length still gets it). The tiny random
+model almost never says end-of-text, so every default reply ran to 1,024 paced tokens, some
+4.6 CPU seconds each along the whole path: a third of the test suite's time went to replies
+no test read to the end.
 """
 
 import importlib.abc
@@ -18,6 +25,7 @@ import time
 
 _SPY = os.environ.get("LFGATE_TEST_SPY")
 _PACE_S = float(os.environ.get("LFGATE_TEST_TOKEN_DELAY_S") or 0)
+_MAX_NEW_TOKENS = int(os.environ.get("LFGATE_TEST_MAX_NEW_TOKENS") or 0)
 
 
 def _write(record):
@@ -82,6 +90,26 @@ def _watch_generation():
     GenerationMixin.generate = generate
 
 
+def _default_reply_length():
+    """LlamaFactory's GeneratingArguments with `max_new_tokens` defaulting to the test box's:
+    both where a dict is parsed (script mode: the dataclass's __init__) and where the command
+    line is (`llamafactory-cli chat`: the field, which HfArgumentParser reads when it is
+    built)."""
+    import dataclasses
+
+    from llamafactory.hparams.generating_args import GeneratingArguments
+
+    field = GeneratingArguments.__dataclass_fields__["max_new_tokens"]
+    field.default = _MAX_NEW_TOKENS
+    with_defaults = [f.name for f in dataclasses.fields(GeneratingArguments)
+                     if f.default is not dataclasses.MISSING
+                     or f.default_factory is not dataclasses.MISSING]
+    defaults = list(GeneratingArguments.__init__.__defaults__)
+    defaults[len(defaults) - len(with_defaults) + with_defaults.index("max_new_tokens")] = (
+        _MAX_NEW_TOKENS)
+    GeneratingArguments.__init__.__defaults__ = tuple(defaults)
+
+
 class _ChatModelFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         if name != "llamafactory.chat.chat_model":
@@ -94,10 +122,12 @@ class _ChatModelFinder(importlib.abc.MetaPathFinder):
             exec_module(module)
             _patch(module.ChatModel)
             _watch_generation()
+            if _MAX_NEW_TOKENS:
+                _default_reply_length()
 
         spec.loader.exec_module = exec_and_patch
         return spec
 
 
-if _SPY or _PACE_S:
+if _SPY or _PACE_S or _MAX_NEW_TOKENS:
     sys.meta_path.insert(0, _ChatModelFinder())
