@@ -9,12 +9,11 @@
 set -uo pipefail
 py=$1
 log="$(mktemp)"
-# One process by default. LFGATE_TEST_WORKERS=2 runs two pytest-xdist workers, each test file
-# on one of them so a module's shared fixtures start once (about 19 min of pytest instead of
-# about 30 here), but each of the last fresh-clone runs so found a race of its own (each fixed),
-# so it is not the default until runs in a row are green. Per-test times in build/junit.xml;
-# ends with the 15 slowest tests.
-"$py" -m pytest -ra -n "${LFGATE_TEST_WORKERS:-0}" --dist loadfile --durations=15 \
+# Two pytest-xdist workers by default, each test file on one of them so a module's shared
+# fixtures start once (about 17.5 min of pytest here instead of about 30 in one process; the
+# machine has two cores, and more workers only contend for them). LFGATE_TEST_WORKERS=0 runs
+# one process. Per-test times in build/junit.xml; ends with the 15 slowest tests.
+"$py" -m pytest -ra -n "${LFGATE_TEST_WORKERS:-2}" --dist loadfile --durations=15 \
   --junitxml="$PWD/build/junit.xml" 2>&1 | tee "$log"
 tests=${PIPESTATUS[0]}
 "$py" -m tests.rig.reliability
