@@ -36,15 +36,18 @@ RIG = ROOT / "tests" / "rig"
 # Paces the real box's generation over the test sshd (tests/rig/spy): tests that stop, drop
 # or kill a reply mid-way need it still running, whatever the CPU.
 TOKEN_DELAY_S = "0.004"
-# The test box's LlamaFactory: replies that name no length stop at 128 new tokens (LlamaFactory's
-# default is 1,024, which the tiny random model, almost never saying end-of-text, ran to), and
-# torch keeps to one thread (the tiny model gains nothing from more, and two workers' boxes
-# spinning OpenMP threads on two cores cost a tenth of the run). Tests that need a long reply
-# ask for its length (tests/rig/spy/sitecustomize.py).
-BOX_DEFAULTS = {"LFGATE_TEST_MAX_NEW_TOKENS": "128", "OMP_NUM_THREADS": "1"}
-# What a test box's SSH sessions see: the spy on the path, generation paced, BOX_DEFAULTS.
+# torch keeps to one thread on every box the tests start (the tiny model gains nothing from
+# more, and two workers' boxes spinning OpenMP threads on two cores cost a tenth of the run).
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+# What a test box's SSH sessions see: the spy on the path, generation paced, and replies that
+# name no length stopping at 128 new tokens (LlamaFactory's default is 1,024, which the tiny
+# random model, almost never saying end-of-text, ran to; paced, 128 still stream for half a
+# second). Tests that need a long reply ask for its length (tests/rig/spy/sitecustomize.py).
+# Wrappers a test starts on this machine are not paced, so they keep LlamaFactory's default:
+# 128 unpaced tokens can arrive in one read, and a test of streaming needs pieces.
 PACED_BOX_ENV = {"PYTHONPATH": str(ROOT / "tests" / "rig" / "spy"),
-                 "LFGATE_TEST_TOKEN_DELAY_S": TOKEN_DELAY_S, **BOX_DEFAULTS}
+                 "LFGATE_TEST_TOKEN_DELAY_S": TOKEN_DELAY_S, "LFGATE_TEST_MAX_NEW_TOKENS": "128",
+                 **ONE_THREAD}
 CALL_REPORT = pytest.StashKey[pytest.TestReport]()
 RELIABILITY = pytest.StashKey[dict[str, TestRows]]()  # docs/reliability.md's rows, by test
 OUTCOMES = pytest.StashKey[dict[str, str]]()  # passed, failed or skipped, by test
@@ -150,7 +153,7 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     interruptible()  # Ctrl-C tests test the product, however the run was started
-    os.environ.update(BOX_DEFAULTS)  # local boxes and wrappers the tests start inherit them
+    os.environ.update(ONE_THREAD)  # local boxes and wrappers the tests start inherit it
     if not _is_xdist_controller(config):  # its workers run the tests, each isolating itself
         isolate()  # before any test: no user .env, ~/.ssh or SSH_*/GATEWAY_* variable reaches one
     config.stash[PLAYWRIGHT_LOOP] = PlaywrightLoop()
@@ -247,18 +250,50 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     return report
 
 
+# LFGATE_TRACE=1 records a Playwright trace of every browser context (screenshots and DOM
+# snapshots at each step), kept for the tests that fail. Off by default: recording took half
+# of Chromium's CPU, and the browser is most of a test run's (measured on four streaming tests:
+# Chromium and Playwright's driver 48.8 CPU s traced, 22.4 s not). A failed test keeps each
+# page's last screenshot, DOM and console errors either way.
+TRACE = os.environ.get("LFGATE_TRACE", "") not in ("", "0")
+
+
+def _keep_what_failed(context: BrowserContext, index: int, name: str, folder: Path,
+                      trace: bool) -> None:
+    """A failed test's context: its trace (when recorded), and each page's screenshot, DOM and
+    errors. Best effort: a page that crashed must not hide the test's own failure."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / f"{name}-{index}"
+    if trace:
+        context.tracing.stop(path=f"{stem}.zip")
+        print(f"Playwright trace of the failed test: {stem}.zip")
+    for number, page in enumerate(context.pages):
+        shot = f"{stem}-page{number}"
+        try:
+            page.screenshot(path=f"{shot}.png", full_page=True, timeout=10_000)
+            Path(f"{shot}.html").write_text(page.content())
+            Path(f"{shot}.errors.txt").write_text(
+                "\n".join(getattr(page, "js_errors", [])) + "\n")
+            print(f"The failed test's page, as it was at the end: {shot}.png (.html, "
+                  ".errors.txt)")
+        except Exception as exc:  # a closed or crashed page: say so, go on
+            print(f"could not keep page {number} of the failed test: {exc}")
+
+
 @pytest.fixture
 def make_page(browser: Browser, request: pytest.FixtureRequest
               ) -> Iterator[Callable[..., Page]]:
-    """make_page(**context_options): a page in a fresh context (1200x800 unless told), traced.
+    """make_page(**context_options): a page in a fresh context (1200x800 unless told).
     `page.js_errors` collects uncaught exceptions and console errors. When the test fails,
-    each context's Playwright trace is kept in LFGATE_TRACE_DIR (default test-results/) so a
-    flake can be read afterwards: `playwright show-trace FILE`."""
+    each page's last screenshot, DOM and errors are kept in LFGATE_TRACE_DIR (default
+    test-results/), and with LFGATE_TRACE=1 each context's Playwright trace too, so a flake
+    can be read afterwards: `playwright show-trace FILE`."""
     contexts: list[BrowserContext] = []
 
     def make(**options: Any) -> Page:
         context = browser.new_context(**{"viewport": VIEWPORT, **options})
-        context.tracing.start(screenshots=True, snapshots=True)
+        if TRACE:
+            context.tracing.start(screenshots=True, snapshots=True)
         contexts.append(context)
         new_page = context.new_page()
         new_page.js_errors = watch_errors(new_page)
@@ -268,21 +303,18 @@ def make_page(browser: Browser, request: pytest.FixtureRequest
     report = request.node.stash.get(CALL_REPORT, None)
     failed = report is None or report.failed
     folder = Path(os.environ.get("LFGATE_TRACE_DIR") or ROOT / "test-results")
+    name = re.sub(r"[^\w.-]+", "_", request.node.nodeid)[-150:]
     for index, context in enumerate(contexts):
         if failed:
-            folder.mkdir(parents=True, exist_ok=True)
-            name = re.sub(r"[^\w.-]+", "_", request.node.nodeid)[-150:]
-            trace = folder / f"{name}-{index}.zip"
-            context.tracing.stop(path=str(trace))
-            print(f"Playwright trace of the failed test: {trace}")
-        else:
+            _keep_what_failed(context, index, name, folder, TRACE)
+        elif TRACE:
             context.tracing.stop()
         context.close()
 
 
 @pytest.fixture
 def page(make_page: Callable[..., Page]) -> Page:
-    """A fresh context and page (1200x800) per test, traced (see make_page)."""
+    """A fresh context and page (1200x800) per test (see make_page)."""
     return make_page()
 
 

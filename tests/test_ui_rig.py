@@ -4,12 +4,18 @@ browser fixtures, and async tests still running after a browser test in the same
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from tests import ui_rig
 from tests.ui_rig import SCRIPTED_ADAPTER, SCRIPTED_BASE
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def stream_until_deltas(gateway, body: dict, count: int) -> tuple[dict, list[str], object]:
@@ -157,3 +163,32 @@ def test_the_real_box_over_ssh_answers_and_serves_the_page(real_gateway_over_ssh
                                  "params": {"temperature": 0, "max_new_tokens": 12}})
     assert events[-1][0] == "done" and done["content"]
     assert page.goto(gateway.url).ok
+
+
+FAILING_BROWSER_TEST = '''
+def test_fails_in_the_page(page):
+    page.set_content("<h1>the page as the test left it</h1>")
+    page.evaluate("console.error('an error the page logged')")
+    assert False, "a planted failure"
+'''
+
+
+@pytest.mark.parametrize("trace", ["", "1"], ids=["default", "LFGATE_TRACE=1"])
+def test_a_failed_browser_test_keeps_its_pages_last_state(tmp_path, trace: str) -> None:
+    """What a flake leaves to read: each page's screenshot, DOM and console errors, and with
+    LFGATE_TRACE=1 the Playwright trace (off by default: it doubled the browser's CPU)."""
+    test = tmp_path / "test_planted.py"
+    test.write_text(FAILING_BROWSER_TEST)
+    out = tmp_path / "kept"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider",
+         "-q", "-n", "0", str(test)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        check=False, env={**os.environ, "LFGATE_TRACE_DIR": str(out), "LFGATE_TRACE": trace})
+    assert done.returncode == 1 and "a planted failure" in done.stdout, done.stdout[-3000:]
+    shots = list(out.glob("*test_fails_in_the_page*-page0.png"))
+    assert len(shots) == 1, sorted(p.name for p in out.iterdir())
+    assert shots[0].read_bytes().startswith(b"\x89PNG")
+    stem = str(shots[0]).removesuffix(".png")
+    assert "the page as the test left it" in Path(f"{stem}.html").read_text()
+    assert "an error the page logged" in Path(f"{stem}.errors.txt").read_text()
+    assert len(list(out.glob("*.zip"))) == (1 if trace else 0)
