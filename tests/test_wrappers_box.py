@@ -45,8 +45,12 @@ def codes(events: list[dict], event: str = "info") -> list[str]:
 
 @pytest.fixture(scope="module", params=["cli", "script"])
 def served(request, box_python, tiny, tmp_path_factory):
+    # Paced (10 ms a token, so a 24-token reply takes a quarter of a second): a reply that the
+    # box writes faster than the CLI wrapper's 50 ms reads arrives in one piece, and the
+    # streaming test would test the machine's speed (one torch thread made it that fast).
     wrapper = WrapperProcess(box_python, request.param,
-                             tmp_path_factory.mktemp("spy") / "spy.jsonl")
+                             tmp_path_factory.mktemp("spy") / "spy.jsonl",
+                             env={"LFGATE_TEST_TOKEN_DELAY_S": "0.01"})
     ready = wrapper.load(model_spec(tiny), GREEDY)
     assert ready["event"] == "ready", ready
     yield wrapper
