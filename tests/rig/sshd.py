@@ -163,12 +163,17 @@ class TestSSHD:
         return killed
 
     def stop(self) -> None:
-        self.drop_connections()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        """The box goes away: no listener, no session. The listener is frozen first: a client
+        that reconnects the moment its session is killed (a gateway's box monitor does, within
+        milliseconds) would otherwise get a new session from the still-running listener, and
+        a stopped listener leaves its sessions running, so the box stayed reachable (a
+        fresh-clone run saw a box never go down). Killed, not terminated: a frozen process
+        handles no signal but SIGKILL."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGSTOP)  # accepts and forks nothing from here on
+        self.drop_connections()  # its sessions are still its children while it is frozen
+        self.proc.kill()
+        self.proc.wait(timeout=10)
 
     def start_again(self) -> None:
         """After stop(): the same server (port, keys, config) back, as a rebooted box."""
