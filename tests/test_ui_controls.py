@@ -172,6 +172,7 @@ def test_the_drawer_leaves_the_composer_free_and_escape_closes_it(make_page, scr
     # ... and from anywhere else on the page, the message box keeping its focus.
     page.keyboard.press("Enter")
     expect(drawer).to_be_visible()
+    expect(drawer).to_be_focused()  # it has taken the focus; now the message box takes it
     page.locator("#message").focus()
     page.keyboard.press("Escape")
     expect(drawer).to_have_count(0)

@@ -84,7 +84,9 @@ function useComposerTop(panel) {
 function useEscapeCloses(panel, opener, onClose) {
   const close = useRef(onClose);
   close.current = onClose;
-  useEffect(() => {
+  // A layout effect: the focus moves, and Esc is heard, in the same task that shows the
+  // drawer. After paint (useEffect), a click or key in between lost to the drawer's focus.
+  useLayoutEffect(() => {
     panel.current?.focus({ preventScroll: true }); // Tab goes on through its fields
     const onKey = (event) => {
       if (event.key !== "Escape" || event.defaultPrevented) return;
