@@ -27,6 +27,7 @@ from tests.ui_rig import (
     start_scripted_gateway,
     watch_errors,
 )
+from tests.wrapper_process import SPY_DIR
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
@@ -45,7 +46,7 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 # second). Tests that need a long reply ask for its length (tests/rig/spy/sitecustomize.py).
 # Wrappers a test starts on this machine are not paced, so they keep LlamaFactory's default:
 # 128 unpaced tokens can arrive in one read, and a test of streaming needs pieces.
-PACED_BOX_ENV = {"PYTHONPATH": str(ROOT / "tests" / "rig" / "spy"),
+PACED_BOX_ENV = {"PYTHONPATH": str(SPY_DIR),
                  "LFGATE_TEST_TOKEN_DELAY_S": TOKEN_DELAY_S, "LFGATE_TEST_MAX_NEW_TOKENS": "128",
                  **ONE_THREAD}
 CALL_REPORT = pytest.StashKey[pytest.TestReport]()
@@ -82,11 +83,8 @@ def spied_sshd(folder: Path):
     """A real OpenSSH server on 127.0.0.1 whose sessions load the test spy (its records in
     `server.spy`)."""
     from tests.rig.sshd import TestSSHD
-    from tests.wrapper_process import SPY_DIR
-
     spy = folder / "spy.jsonl"
-    server = TestSSHD(folder, {**PACED_BOX_ENV, "PYTHONPATH": str(SPY_DIR),
-                               "LFGATE_TEST_SPY": str(spy)})
+    server = TestSSHD(folder, {**PACED_BOX_ENV, "LFGATE_TEST_SPY": str(spy)})
     server.spy = spy
     return server
 
