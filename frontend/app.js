@@ -91,8 +91,12 @@ function App({ onLogout }) {
   const [chatId, setChatId] = useState(() => routeFromHash().chatId);
   const [page, setPage] = useState(() => routeFromHash().page);
   const [runId, setRunId] = useState(() => routeFromHash().runId);
-  const [chat, setChat] = useState(null);
+  // The chat last fetched: shown only while it is still the open one. Between choosing
+  // another chat (or a new one) and the effect that fetches it, the old chat must not lend
+  // its settings, branch or id to what is typed next.
+  const [fetchedChat, setChat] = useState(null);
   const [chatError, setChatError] = useState(null);
+  const chat = fetchedChat !== null && fetchedChat.id === chatId ? fetchedChat : null;
   const [draft, setDraft] = useState({ model: "default", system: null, params: {} });
   const [turn, setTurn] = useState(null);
   const [banner, setBanner] = useState(null);
@@ -188,7 +192,12 @@ function App({ onLogout }) {
     const show = () => {
       if (queued) return;
       queued = true;
-      requestAnimationFrame(() => { queued = false; if (turnRef.current === local) setTurn({ ...local }); });
+      // A frame that comes after the turn ended draws nothing: the end is drawn once, with
+      // the chat reloaded, so Send never comes back over a chat still shown as it was.
+      requestAnimationFrame(() => {
+        queued = false;
+        if (turnRef.current === local && local.running) setTurn({ ...local });
+      });
     };
     const onLink = (up) => {
       if (up && local.stopWanted) sendStop(local); // Stop was pressed while it was away
@@ -258,6 +267,9 @@ function App({ onLogout }) {
       setTurn({ ...local }); // keep what arrived on screen, with Retry
     } else {
       if (local.chatId) await reloadChat(local.chatId);
+      // Unless the next turn began while the chat reloaded (Send comes back with the frame
+      // that shows this turn ended): that one is on screen now, and stays.
+      if (turnRef.current !== local) return;
       turnRef.current = null;
       setTurn(null);
     }
@@ -283,7 +295,18 @@ function App({ onLogout }) {
   const send = async (text) => {
     if (turnRef.current?.running) return;
     let id = chatId;
-    let anchor = chat?.active_leaf_id ?? null;
+    let open = chat;
+    if (id !== null && open === null) { // chosen a moment ago, not fetched yet: its own settings
+      try {
+        open = await chats.get(id);
+      } catch (error) {
+        setBanner({ message: error.message, hint: error.hint });
+        restoreText(chatId, text);
+        return;
+      }
+    }
+    let model = open ? open.model : settings.model;
+    let anchor = open?.active_leaf_id ?? null;
     if (id === null && (settings.system || Object.keys(settings.params).length)) {
       try { // a new chat with its own settings: create it first so they are saved on it
         const created = await chats.create({ model: settings.model, system: settings.system,
@@ -292,6 +315,7 @@ function App({ onLogout }) {
         setChat(created);
         setChatId(created.id);
         id = created.id;
+        model = created.model;
         anchor = null;
       } catch (error) {
         setBanner({ message: error.message, hint: error.hint });
@@ -299,7 +323,7 @@ function App({ onLogout }) {
         return;
       }
     }
-    await runTurn({ path: "api/chat", body: { message: text, chat_id: id, model: settings.model },
+    await runTurn({ path: "api/chat", body: { message: text, chat_id: id, model },
       anchorId: anchor, userText: text, chatKey: id, draftKey: chatId });
   };
   const regenerate = (message) => runTurn({

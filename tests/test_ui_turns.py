@@ -54,6 +54,35 @@ def test_rates_are_shown_only_where_they_mean_something(page: Page, scripted_gat
     assert rate == round(box["tokens_per_s"], 1) and 0 < rate < 1000  # 49 chunks, 20 ms apart
 
 
+def test_what_is_typed_goes_to_the_chat_on_screen_with_its_own_settings(
+        page: Page, scripted_gateway) -> None:
+    """Typed and sent while the chat just chosen is still being fetched: the message goes
+    with that chat's own model and parameters, never with the settings of the chat shown
+    before it. The page keeps the chat it fetched only while it is the open one, so "+ New
+    chat" cannot lend it either (a fresh-clone run once sent a new chat's first message with
+    the previous chat's max_new_tokens=1, typed before the old chat was let go)."""
+    http = scripted_gateway.http
+    short = http.post("/api/chats", json={"title": "short", "model": "base",
+                                          "params": {"max_new_tokens": 1}}).json()
+    other = http.post("/api/chats", json={"title": "other", "model": "default"}).json()
+    page.goto(f"{scripted_gateway.url}/#/chat/{short['id']}")
+    expect(page.locator("#message")).to_be_visible()
+
+    held: list = []  # the chat's fetch, held until the message is sent; later ones go through
+    page.route(f"**/api/chats/{other['id']}",
+               lambda route: held.append(route) if held is not None else route.continue_())
+    page.locator(".chat-link", has_text="other").click()
+    send(page, "show code")
+    waiting, held = held, None
+    for route in waiting:
+        route.continue_()
+    wait_reply_done(page, 1)
+    reply = http.get(f"/api/chats/{other['id']}").json()["messages"][-1]
+    assert reply["provenance"]["model"] == "default"
+    assert "max_new_tokens" not in reply["provenance"].get("params", {})
+    assert len(http.get(f"/api/chats/{short['id']}").json()["messages"]) == 0
+
+
 def test_the_box_notices_about_a_reply_stay_with_it(page: Page, make_scripted_gateway) -> None:
     gateway = make_scripted_gateway(mode="cli")
     open_page(page, gateway)
@@ -88,6 +117,65 @@ def assert_streamed_within(page: Page, stored: dict, *, growing: bool) -> list[s
         for before, after in itertools.pairwise(seen):
             assert after.startswith(before), f"went back from {before!r} to {after!r}"
     return seen
+
+
+# Animation frames held in the page's own world (Playwright's checks run in another), so a
+# test can choose the frame at which the page draws what it has already been told.
+HOLD_FRAMES = """() => {
+    const frame = window.requestAnimationFrame.bind(window);
+    window.heldFrames = [];
+    window.requestAnimationFrame = (draw) => {
+        if (window.heldFrames === null) return frame(draw);
+        window.heldFrames.push(draw);
+        return 0;
+    };
+    window.releaseFrames = () => {
+        const held = window.heldFrames;
+        window.heldFrames = null;
+        window.requestAnimationFrame = frame;
+        held.forEach((draw) => frame(draw));
+    };
+}"""
+
+
+def test_send_comes_back_only_with_the_chat_reloaded_after_a_reply(
+        page: Page, make_scripted_gateway) -> None:
+    """A reply's end is drawn once, with its chat reloaded. A frame queued before the end
+    once drew it early: Send came back while the reload was on its way, a message sent then
+    had its reply wiped from the screen when the reload landed (the ended turn cleared
+    whatever turn was shown), and the page showed a bare "generating…" (a fresh-clone CI
+    run)."""
+    gateway = make_scripted_gateway(delay_s=0.03)
+    open_page(page, gateway)
+    send(page, "Tell me a long story")
+    expect(page.locator(LAST_REPLY)).to_contain_text("sentence 3")
+    chat_id = current_chat(page, gateway)["id"]
+
+    held: list = []  # the reload of the chat once the reply has ended
+    page.route(f"**/api/chats/{chat_id}",
+               lambda route: held.append(route) if held is not None else route.continue_())
+    page.evaluate(HOLD_FRAMES)
+    page.wait_for_function("() => window.heldFrames.length > 0")  # a delta waits to be drawn
+    with page.expect_request(lambda r: r.url.endswith(f"/api/chats/{chat_id}")):
+        page.keyboard.press("Escape")  # the reply ends; its chat is being reloaded
+    page.evaluate("() => window.releaseFrames()")
+    page.evaluate("() => new Promise((drawn) => requestAnimationFrame(() => "
+                  "requestAnimationFrame(() => drawn())))")  # the held frame has run
+    expect(page.locator(STOP)).to_be_visible()
+    expect(page.locator(SEND)).to_have_count(0)
+
+    waiting, held = held, None
+    for route in waiting:
+        route.continue_()
+    wait_reply_done(page, 1)
+    expect(page.locator(LAST_REPLY).locator(".notice.stopped")).to_have_text("Stopped")
+    send(page, "Another long one")
+    expect(page.locator(LAST_REPLY)).to_contain_text("sentence 3")
+    page.keyboard.press("Escape")
+    wait_reply_done(page, 2)
+    stored = current_chat(page, gateway)["messages"]
+    assert [m["status"] for m in stored if m["role"] == "assistant"] == ["stopped", "stopped"]
+    assert page.js_errors == []
 
 
 def test_a_reload_mid_reply_follows_it_live_to_its_end_and_stop_still_works(
