@@ -41,6 +41,7 @@ from tests.rig.faults import (
 )
 from tests.rig.hermetic import box_home
 from tests.rig.sshd import TestSSHD
+from tests.test_streams import wait_for
 from tests.ui_rig import start_real_gateway
 
 pytestmark = pytest.mark.box
@@ -346,8 +347,11 @@ def test_the_disk_full_for_the_upload_says_so_and_the_next_request_uploads(
             f"no space left on the box's disk for the wrapper upload to {folder}: 0 KiB free"), \
             error
         assert "Free space on the box's disk" in error["hint"] and folder in error["hint"]
-        # Nothing half-written is left to fill the disk further.
-        assert in_box(full_box, "ls", "-A", folder).split() == ["filler"]
+        # Nothing half-written is left to fill the disk further. Waited for, not looked at
+        # once: the start-up quick checks upload too (box_probe.py), and one of theirs can be
+        # half-way, its staging folder there for a moment, when the chat's has failed.
+        wait_for(lambda: in_box(full_box, "ls", "-A", folder).split() == ["filler"],
+                 "every failed upload's staging folder removed")
 
         in_box(full_box, "rm", str(full_box.wrappers / "filler"))  # room made on the box
         answer(gateway)

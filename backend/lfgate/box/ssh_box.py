@@ -156,6 +156,14 @@ class _Link(asyncssh.SSHClient):
         self.lost = exc
 
 
+async def _remove_staging(sftp: asyncssh.SFTPClient, staging: str) -> None:
+    """A half-written upload is never used (it has no mark) but would fill the disk further:
+    removed, best effort (a link that is gone cannot remove it; the next upload's name is new,
+    so a leftover is only litter)."""
+    with contextlib.suppress(asyncssh.Error, OSError):
+        await sftp.rmtree(staging)
+
+
 def _close_all(jumps: list[asyncssh.SSHClientConnection]) -> None:
     """Close ProxyJump connections, the last (tunnelled through the others) first."""
     for jump in reversed(jumps):
@@ -458,11 +466,12 @@ class SSHBox(Box):
             async with sftp.open(posixpath.join(staging, _COMPLETE_MARK), "w") as mark:
                 await mark.write(self.files.digest + "\n")
         except asyncssh.SFTPError as exc:
-            # A half-written folder is never used (no mark), but would fill the disk further.
-            with contextlib.suppress(asyncssh.Error, OSError):
-                await sftp.rmtree(staging)
+            await _remove_staging(sftp, staging)
             raise await self._upload_error(sftp, exc, posixpath.dirname(folder), home) \
                 from exc
+        except (asyncssh.Error, OSError):
+            await _remove_staging(sftp, staging)
+            raise
         try:
             await sftp.rename(staging, folder)
         except asyncssh.SFTPError:
