@@ -47,6 +47,7 @@ from lfgate.services.chat.turns import ChatTurns
 from lfgate.services.errors import ServiceError, TooManyTurns
 from lfgate.services.evals.compare import Compares
 from lfgate.services.evals.prompt_runs import PromptRuns
+from lfgate.services.evals.standings import Standings
 from lfgate.storage.chat_store import ChatStore
 from lfgate.storage.database import open_database
 from lfgate.storage.errors import StorageError
@@ -83,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.registry = fleet.registry
         app.state.turns = ChatTurns(app.state.registry, app.state.store, settings)
         app.state.votes = VoteStore(database)
+        app.state.standings = Standings(app.state.votes, app.state.runs)
         app.state.compares = Compares(app.state.turns, app.state.registry, app.state.store,
                                       app.state.votes)
         app.state.prompt_runs = PromptRuns(app.state.turns, app.state.registry,

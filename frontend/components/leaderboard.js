@@ -22,7 +22,9 @@ const MEANS = {
 /** Why a model's interval is not shown, in a tooltip. */
 const tooFewWhy = (standing, least) => (standing.decisive_votes < least
   ? `${standing.decisive_votes} of the ${least} won or lost votes an interval needs`
-  : "Every vote so far went the same way, so every resampling gives the same rating");
+  : standing.losses === 0
+    ? "It has never lost a game yet, so how far above the others it stands is a guess"
+    : "It has never won a game yet, so how far below the others it stands is a guess");
 
 /** The rating and its interval on one scale shared by every row. */
 function Interval({ standing, low, high }) {
@@ -90,7 +92,7 @@ export function Leaderboard() {
       </div>
       <p class="muted board-about">A Bradley-Terry rating per model from every vote in the compare
         view (Elo scale: 1000 is the reference, 100 points apart is about a 64% chance to win),
-        with 95% intervals from bootstrap resamples of the votes. A vote for one column beats each
+        with 95% intervals from the fit. A vote for one column beats each
         of the others; a tie or “both bad” ties every pair.</p>
       ${error && html`<p class="notice error" role="alert">${error}</p>`}
       ${board && standings.length === 0 && html`<p class="board-empty">No votes yet. Compare two
@@ -122,7 +124,7 @@ export function Leaderboard() {
         model answered. <strong>W</strong>, <strong>L</strong>, <strong>T</strong>: its games won,
         lost and tied, a game per other model in the turn (a vote over three columns is two games
         each, so they add up to more than the votes). <strong>95% interval</strong>: “too few
-        votes” until a model has ${least} votes it won or lost, and not all alike.</p>`}
+        votes” until a model has ${least} votes it won or lost, and has both won and lost.</p>`}
       ${standings.length > 1 && html`<${WinRate} standings=${standings} winRate=${board.win_rate} />`}
     </div>
   </main>`;

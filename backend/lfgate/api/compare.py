@@ -19,7 +19,14 @@ from lfgate.api.compare_stream import (
     meta,
     slot_ids,
 )
-from lfgate.api.deps import ComparesDep, RunsDep, SettingsDep, StoreDep, TurnsDep, VotesDep
+from lfgate.api.deps import (
+    ComparesDep,
+    SettingsDep,
+    StandingsDep,
+    StoreDep,
+    TurnsDep,
+    VotesDep,
+)
 from lfgate.api.guards.limits import check_limits
 from lfgate.api.schemas import (
     CompareIn,
@@ -34,7 +41,7 @@ from lfgate.api.schemas import (
     VotesOut,
 )
 from lfgate.api.sse import EVENT_STREAM, SSE_HEADERS, STREAMED
-from lfgate.services.evals.leaderboard import MIN_DECISIVE_VOTES, games_of, leaderboard
+from lfgate.services.evals.leaderboard import MIN_DECISIVE_VOTES, games_of
 
 router = APIRouter(prefix="/api", tags=["compare"])
 
@@ -98,26 +105,25 @@ async def votes_of_chat(chat_id: str, votes: VotesDep, store: StoreDep) -> Votes
                            for r in records], tally=dict(tally))
 
 
-async def _board(votes: VotesDep, runs: RunsDep) -> LeaderboardOut:
+async def _board(standings: StandingsDep) -> LeaderboardOut:
     """Compare votes and votes on prompt-set rows count alike."""
-    board = leaderboard([(v.models, v.winner) for v in await votes.every()]
-                        + [(v.models, v.winner) for v in await runs.votes()])
+    board = await standings.board()
     return LeaderboardOut(standings=[StandingOut(**asdict(s)) for s in board.standings],
                           win_rate=board.win_rate, votes=board.votes,
                           min_decisive_votes=MIN_DECISIVE_VOTES)
 
 
 @router.get("/leaderboard")
-async def get_leaderboard(votes: VotesDep, runs: RunsDep) -> LeaderboardOut:
-    """Bradley-Terry ratings from every vote, with bootstrap 95% intervals."""
-    return await _board(votes, runs)
+async def get_leaderboard(standings: StandingsDep) -> LeaderboardOut:
+    """Bradley-Terry ratings from every vote, with 95% intervals."""
+    return await _board(standings)
 
 
 @router.get("/leaderboard.csv", response_class=Response, responses={200: {
     "description": "The leaderboard as CSV",
     "content": {"text/csv": {"schema": {"type": "string"}}}}})
-async def leaderboard_csv(votes: VotesDep, runs: RunsDep) -> PlainTextResponse:
-    board = await _board(votes, runs)
+async def leaderboard_csv(standings: StandingsDep) -> PlainTextResponse:
+    board = await _board(standings)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["rank", "model", "rating", "ci_low", "ci_high", "votes", "wins", "losses",

@@ -11,6 +11,7 @@ from lfgate.services.boxes.fleet import BoxFleet
 from lfgate.services.chat.turns import ChatTurns
 from lfgate.services.evals.compare import Compares
 from lfgate.services.evals.prompt_runs import PromptRuns
+from lfgate.services.evals.standings import Standings
 from lfgate.services.models.fleet_registry import FleetRegistry
 from lfgate.storage.chat_store import ChatStore
 from lfgate.storage.prompt_set_store import PromptSetStore
@@ -46,6 +47,10 @@ def get_votes(request: Request) -> VoteStore:
     return request.app.state.votes
 
 
+def get_standings(request: Request) -> Standings:
+    return request.app.state.standings
+
+
 def get_prompt_runs(request: Request) -> PromptRuns:
     return request.app.state.prompt_runs
 
@@ -71,6 +76,7 @@ StoreDep = Annotated[ChatStore, Depends(get_store)]
 StartedDep = Annotated[int, Depends(get_started_at)]
 ComparesDep = Annotated[Compares, Depends(get_compares)]
 VotesDep = Annotated[VoteStore, Depends(get_votes)]
+StandingsDep = Annotated[Standings, Depends(get_standings)]
 PromptRunsDep = Annotated[PromptRuns, Depends(get_prompt_runs)]
 PromptSetsDep = Annotated[PromptSetStore, Depends(get_prompt_sets)]
 RunsDep = Annotated[RunStore, Depends(get_runs)]

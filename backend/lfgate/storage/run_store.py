@@ -180,6 +180,14 @@ class RunStore:
             row.models, row.winner, row.reason, row.created_at = models, winner, reason, utcnow()
         return _vote(row)
 
+    async def vote_outcomes(self) -> list[tuple[list[str], str]]:
+        """(models in slot order, winner) of every prompt-set vote, for the leaderboard."""
+        query = select(RunVote.models, RunVote.winner).order_by(
+            RunVote.created_at, RunVote.run_id, RunVote.position)
+        async with self._sessions() as session:
+            return [(list(models), winner) for models, winner in
+                    (await session.execute(query)).all()]
+
     async def votes(self, *, run_id: str | None = None) -> list[RunVoteRecord]:
         query = select(RunVote).order_by(RunVote.created_at, RunVote.run_id, RunVote.position)
         if run_id is not None:

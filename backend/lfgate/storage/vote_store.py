@@ -56,6 +56,14 @@ class VoteStore:
                                          .order_by(Vote.created_at))
             return [_vote(row) for row in rows.all()]
 
+    async def outcomes(self) -> list[tuple[list[str], str]]:
+        """(models in slot order, winner) of every vote: only what the leaderboard reads, so
+        thousands of votes cost no ORM objects on the event loop."""
+        async with self._sessions() as session:
+            rows = await session.execute(select(Vote.models, Vote.winner)
+                                         .order_by(Vote.created_at, Vote.id))
+            return [(list(models), winner) for models, winner in rows.all()]
+
     async def every(self) -> list[VoteRecord]:
         async with self._sessions() as session:
             rows = await session.scalars(select(Vote).order_by(Vote.created_at, Vote.id))
