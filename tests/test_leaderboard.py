@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import threading
 
 import pytest
@@ -161,7 +162,8 @@ def test_one_model_that_always_wins_converges_at_once_and_stays_finite():
 
 def test_the_interval_is_the_wald_interval_of_the_fit():
     """Two models, n games: the information on their log-strengths is a 2x2 matrix whose
-    inverse's diagonal gives each variance; the interval is 1.96 standard errors each side."""
+    inverse is their covariance; each interval is 1.96 standard errors of the model's
+    log-strength relative to the field's mean, (θ_a - θ_b) / 2, each side."""
     votes = [(["base", "sft"], "1")] * 7 + [(["base", "sft"], "0")] * 3
     board = {s.model: s for s in leaderboard(votes).standings}
     per_log = 400 / math.log(10)
@@ -171,7 +173,9 @@ def test_the_interval_is_the_wald_interval_of_the_fit():
     w = 10 * p * (1 - p)
     prior = {m: s * (1 - s) for m, s in sig.items()}
     det = (w + prior["sft"]) * (w + prior["base"]) - w * w
-    var = {"sft": (w + prior["base"]) / det, "base": (w + prior["sft"]) / det}
+    var_sft, var_base, cov = (w + prior["base"]) / det, (w + prior["sft"]) / det, w / det
+    relative = (var_sft + var_base - 2 * cov) / 4  # Var((θ_sft - θ_base) / 2), the same for both
+    var = {"sft": relative, "base": relative}
     for model, standing in board.items():
         half = 1.959963984540054 * math.sqrt(var[model]) * per_log
         assert standing.ci_low == pytest.approx(standing.rating - half, abs=1e-6)
@@ -217,3 +221,31 @@ def test_the_board_is_fitted_off_the_loop_once_per_set_of_votes(monkeypatch):
 
     loop_thread = asyncio.run(run())
     assert len(threads) == 2 and loop_thread not in threads
+
+
+def test_the_intervals_are_about_as_wide_as_a_bootstraps():
+    """Arena-like votes (latent skills, noise, ties): each model's Wald interval, taken
+    relative to the field, is about as wide as the spread of its rating over bootstrap
+    resamples of the votes (the old module's method), neither far narrower nor far wider."""
+    rng = random.Random(7)
+    models = [f"m{i}" for i in range(6)]
+    skill = {m: rng.gauss(0, 0.8) for m in models}
+    votes = []
+    for _ in range(400):
+        pair = rng.sample(models, 2)
+        if rng.random() < 0.1:
+            votes.append((pair, "tie"))
+        else:
+            votes.append((pair, str(max((0, 1), key=lambda i: skill[pair[i]]
+                                        + rng.gauss(0, 1)))))
+    board = {s.model: s for s in leaderboard(votes).standings}
+    samples: dict[str, list[float]] = {m: [] for m in models}
+    for _ in range(200):
+        picked = [votes[rng.randrange(len(votes))] for _ in votes]
+        for model, rating in fit([g for m, w in picked for g in games_of(m, w)], models).items():
+            samples[model].append(rating)
+    for model in models:
+        ordered = sorted(samples[model])
+        boot = ordered[194] - ordered[5]  # the 2.5th to the 97.5th percentile of 200
+        wald = board[model].ci_high - board[model].ci_low
+        assert 0.7 < wald / boot < 1.4, (model, wald, boot)

@@ -15,9 +15,10 @@ MM crawls on separable data (each step moves a never-beaten model a little furth
 200 bootstrap refits multiplied that. The games are first summed per pair of models, so the
 fit's cost grows with the models, not the votes; Newton's method on the log-strengths, with
 the prior making the problem strictly concave, converges in a handful of steps whatever the
-data; and the intervals come from the same fit's curvature (the observed information, the
-Wald interval on each log-strength), not from refits. 10,000 votes over 50 models take
-about a tenth of a second (docs/benchmarks.md), and the caller runs it off the event loop.
+data; and the intervals come from the same fit's curvature (the observed information: the
+Wald interval of each log-strength relative to the field's mean), not from refits. 10,000
+votes over 50 models take about a tenth of a second (docs/benchmarks.md section 11), and
+the caller runs it off the event loop.
 
 An interval is only an interval when the votes can move it: a model with fewer than
 MIN_DECISIVE_VOTES votes it won or lost (ties say little), or one that never lost or never
@@ -29,7 +30,8 @@ certainty.
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+import operator
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -153,7 +155,7 @@ def _cholesky(matrix: list[list[float]]) -> list[list[float]]:
         row_i = lower[i]
         for j in range(i + 1):
             row_j = lower[j]
-            s = matrix[i][j] - sum(row_i[k] * row_j[k] for k in range(j))
+            s = matrix[i][j] - _dot(row_i, row_j, j)
             if i == j:
                 if s <= 1e-300:
                     raise ValueError("the ratings are not determined by these games")
@@ -163,15 +165,22 @@ def _cholesky(matrix: list[list[float]]) -> list[list[float]]:
     return lower
 
 
+def _dot(a: list[float], b: list[float], n: int) -> float:
+    """a[:n] · b[:n] (map over slices: the loops above are the fit's hot path)."""
+    return sum(map(operator.mul, a[:n], b[:n]))
+
+
 def _solve(lower: list[list[float]], b: list[float]) -> list[float]:
     n = len(b)
     y = [0.0] * n
     for i in range(n):
         row = lower[i]
-        y[i] = (b[i] - sum(row[k] * y[k] for k in range(i))) / row[i]
+        y[i] = (b[i] - _dot(row, y, i)) / row[i]
+    upper = [list(column) for column in zip(*lower, strict=True)]  # Lᵀ, row by row
     x = [0.0] * n
     for i in reversed(range(n)):
-        x[i] = (y[i] - sum(lower[k][i] * x[k] for k in range(i + 1, n))) / lower[i][i]
+        row = upper[i]
+        x[i] = (y[i] - sum(map(operator.mul, row[i + 1:], x[i + 1:]))) / row[i]
     return x
 
 
@@ -184,9 +193,24 @@ def _inverse_diagonal(lower: list[list[float]]) -> list[float]:
         x[col] = 1.0 / lower[col][col]
         for i in range(col + 1, n):
             row = lower[i]
-            x[i] = -sum(row[k] * x[k] for k in range(col, i)) / row[i]
+            x[i] = -sum(map(operator.mul, row[col:i], x[col:i])) / row[i]
         out[col] = sum(v * v for v in x[col:])
     return out
+
+
+def _relative_variances(lower: list[list[float]]) -> list[float]:
+    """Var(θᵢ − mean θ) for each model, Σ being the inverse information (L Lᵀ)⁻¹.
+
+    Relative to the field, not to the reference player: only the weak prior pins where the
+    whole scale sits, and that uncertainty moves every rating together, so it says nothing
+    about how the models stand against each other (with it, intervals came out about five
+    times as wide as a bootstrap's; docs/benchmarks.md section 11). With s = Σ·1:
+    Var(θᵢ − θ̄) = Σᵢᵢ − 2 sᵢ / n + (1ᵀ s) / n²."""
+    n = len(lower)
+    diagonal = _inverse_diagonal(lower)
+    sums = _solve(lower, [1.0] * n)
+    total = sum(sums)
+    return [d - 2.0 * s / n + total / (n * n) for d, s in zip(diagonal, sums, strict=True)]
 
 
 def _newton(pairs: _Pairs, prior: float, steps: int, tolerance: float
@@ -243,61 +267,83 @@ def fit(games: Iterable[Game], models: Iterable[str], *, prior: float = PRIOR_GA
     return {m: BASE_RATING + ELO_PER_LOG * t for m, t in zip(names, theta, strict=True)}
 
 
+@dataclass
+class _Counts:
+    """Per model (by index): its votes, decisive votes, games won, lost and tied."""
+
+    votes: list[int]
+    decisive: list[int]
+    wins: list[int]
+    losses: list[int]
+    ties: list[int]
+
+
+def _count(votes: Sequence[tuple[Sequence[str], str]], index: dict[str, int]
+           ) -> tuple[_Pairs, _Counts]:
+    """One pass over the votes: their games summed per pair (as games_of makes them, slot by
+    slot), and each model's tallies. No Game objects: 10,000 votes are the hot path."""
+    n = len(index)
+    pairs = _Pairs(sorted(index, key=index.__getitem__))
+    games, score = pairs.games, pairs.score
+    counts = _Counts([0] * n, [0] * n, [0] * n, [0] * n, [0] * n)
+    for models, winner in votes:
+        slots = [index[m] for m in models]
+        present = set(slots)
+        for i in present:
+            counts.votes[i] += 1
+        if winner in TIES:
+            for x, i in enumerate(slots):
+                for j in slots[x + 1:]:
+                    if i == j:
+                        continue
+                    key = (i, j) if i < j else (j, i)
+                    games[key] = games.get(key, 0.0) + 1.0
+                    score[key] = score.get(key, 0.0) + 0.5
+                    counts.ties[i] += 1
+                    counts.ties[j] += 1
+            continue
+        best = slots[int(winner)]
+        for other in slots:
+            if other == best:
+                continue
+            key = (best, other) if best < other else (other, best)
+            games[key] = games.get(key, 0.0) + 1.0
+            score[key] = score.get(key, 0.0) + (1.0 if best < other else 0.0)
+            counts.wins[best] += 1
+            counts.losses[other] += 1
+        if len(present) > 1:
+            for i in present:
+                counts.decisive[i] += 1
+    return pairs, counts
+
+
 def leaderboard(votes: Sequence[tuple[Sequence[str], str]]) -> Leaderboard:
     """`votes`: (models in slot order, winner) per vote. Intervals: each rating's Wald 95%
     interval from the fit's curvature (deterministic: a page shows the same numbers twice)."""
-    patterns = Counter((tuple(models), winner) for models, winner in votes)
-    names = sorted({m for models, _ in patterns for m in models})
+    names = sorted({m for models, _ in votes for m in models})
     if not names:
         return Leaderboard([], {}, 0)
-    standings = {m: ModelStanding(m, BASE_RATING, BASE_RATING, BASE_RATING) for m in names}
-    weighted: list[tuple[Game, float]] = []
-    for (models, winner), count in patterns.items():
-        games = games_of(models, winner)
-        weighted += [(g, float(count)) for g in games]
-        for model in set(models):
-            standings[model].votes += count
-        for model in {m for g in games if g.score != 0.5 for m in (g.a, g.b)}:
-            standings[model].decisive_votes += count
-    pairs = _pairs_of(weighted, names)
+    index = {m: i for i, m in enumerate(names)}
+    pairs, counts = _count(votes, index)
     theta, lower = _newton(pairs, PRIOR_GAMES, MAX_NEWTON_STEPS, 1e-10)
-    variance = _inverse_diagonal(lower) if lower is not None else [0.0] * len(names)
-    for name, t, v in zip(names, theta, variance, strict=True):
-        standing = standings[name]
-        standing.rating = BASE_RATING + ELO_PER_LOG * t
-        half = Z95 * math.sqrt(max(v, 0.0)) * ELO_PER_LOG
-        standing.ci_low, standing.ci_high = standing.rating - half, standing.rating + half
-    decided_both_ways = _tally(weighted, standings)
+    variance = _relative_variances(lower) if lower is not None else [0.0] * len(names)
+    standings = []
+    for i, name in enumerate(names):
+        rating = BASE_RATING + ELO_PER_LOG * theta[i]
+        half = Z95 * math.sqrt(max(variance[i], 0.0)) * ELO_PER_LOG
+        standing = ModelStanding(name, rating, rating - half, rating + half, counts.votes[i],
+                                 counts.wins[i], counts.losses[i], counts.ties[i],
+                                 counts.decisive[i])
+        # Too few: under MIN_DECISIVE_VOTES decided votes, or never beaten or never a winner
+        # (how far it stands from the others is then the prior's guess, not the votes').
+        standing.too_few_votes = (standing.decisive_votes < MIN_DECISIVE_VOTES
+                                  or not standing.wins or not standing.losses
+                                  or 2 * half < MIN_INTERVAL_WIDTH)
+        standings.append(standing)
     win_rate: dict[str, dict[str, float]] = defaultdict(dict)
     for (i, j), games in pairs.games.items():
-        a, b = names[i], names[j]
         share = pairs.score[(i, j)] / games
-        win_rate[a][b] = round(share, 4)
-        win_rate[b][a] = round(1.0 - share, 4)
-    for standing in standings.values():
-        standing.too_few_votes = (standing.decisive_votes < MIN_DECISIVE_VOTES
-                                  or standing.model not in decided_both_ways
-                                  or standing.ci_high - standing.ci_low < MIN_INTERVAL_WIDTH)
-    ordered = sorted(standings.values(), key=lambda s: (-s.rating, s.model))
-    return Leaderboard(ordered, dict(win_rate), len(votes))
-
-
-def _tally(weighted: Iterable[tuple[Game, float]], standings: dict[str, ModelStanding]
-           ) -> set[str]:
-    """Each model's wins, losses and ties (per game); returns the models that both won and
-    lost a decided game (a rating the votes, not the prior, place)."""
-    won: set[str] = set()
-    lost: set[str] = set()
-    for game, weight in weighted:
-        count = int(weight)
-        a, b = standings[game.a], standings[game.b]
-        if game.score == 0.5:
-            a.ties += count
-            b.ties += count
-            continue
-        winner, loser = (a, b) if game.score == 1.0 else (b, a)
-        winner.wins += count
-        loser.losses += count
-        won.add(winner.model)
-        lost.add(loser.model)
-    return won & lost
+        win_rate[names[i]][names[j]] = round(share, 4)
+        win_rate[names[j]][names[i]] = round(1.0 - share, 4)
+    standings.sort(key=lambda s: (-s.rating, s.model))
+    return Leaderboard(standings, dict(win_rate), len(votes))
