@@ -6,6 +6,7 @@
     python -m tests.bench.run --only openai --out /tmp/b.md     # section 8 alone
     python -m tests.bench.run --only compare --out /tmp/b.md    # section 9 alone
     python -m tests.bench.run --only prompt_sets --out /tmp/b.md  # section 10 alone
+    python -m tests.bench.run --only leaderboard --out /tmp/b.md  # section 11 alone (no box)
 
 All figures come from the same machine in the same run, over a real sshd on loopback and
 the real LlamaFactory box with the tiny model. A benchmark, not a test: it fails on errors,
@@ -448,11 +449,13 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--only", choices=["adapters", "openai", "compare", "prompt_sets"],
+    parser.add_argument("--only", choices=["adapters", "openai", "compare", "prompt_sets",
+                                           "leaderboard"],
                         default=None,
                         help="run sections 6 and 7 (adapters), section 8 (openai), section 9 "
-                             "(compare) or section 10 (prompt_sets) alone (while working on "
-                             "them; docs/benchmarks.md comes from a whole run)")
+                             "(compare), section 10 (prompt_sets) or section 11 (leaderboard) "
+                             "alone (while working on them; docs/benchmarks.md comes from a "
+                             "whole run)")
     args = parser.parse_args()
     reps = 1 if args.smoke else args.reps
     levels = [1, 4] if args.smoke else [1, 4, 16, 64]
@@ -477,6 +480,7 @@ def main() -> None:
 
     from tests.bench.adapters import bench_adapters, bench_scan
     from tests.bench.compare import COMPARE_PARAMS, bench_compare
+    from tests.bench.leaderboard import bench_leaderboard
     from tests.bench.openai_v1 import bench_openai
     from tests.bench.prompt_sets import PROMPT_SET_PARAMS, bench_prompt_sets
     from tests.bench.report import write_report
@@ -487,65 +491,72 @@ def main() -> None:
     openai = args.only in (None, "openai")
     compare = args.only in (None, "compare")
     prompt_sets = args.only in (None, "prompt_sets")
-    with tempfile.TemporaryDirectory(prefix="lfgate-bench-") as tmp:
-        rig = Rig(Path(tmp))
-        results: dict[str, Any] = {"machine": machine() | box_versions(rig), "reps": reps,
-                                   "params": PARAMS}
-        try:
-            if everything:
-                step("1/10 persistent vs one-shot")
-                results["persistent"] = bench_persistent_vs_one_shot(rig, reps)
-            # One script-mode gateway for sections 6, 2, 3, 8, 9, 10 and 4: the configured model
-            # (base + the tiny adapter) and the demo saves/ tree (real tiny adapters) on one
-            # shared base. Section 6 runs first, on the fresh wrapper, and leaves it as it
-            # found it: the base alone.
-            saves = Path(tmp) / "saves"
-            tiny = rig.tiny
-            make_saves(saves, str(tiny / "base"), other_template="qwen", broken=False,
-                       adapters=[str(tiny / "adapter"), str(tiny / "adapter2"),
-                                 str(tiny / "adapter3")])
-            gateway = rig.gateway("script", ADAPTER_DIRS=str(saves), RESCAN_INTERVAL="0",
-                                  MAX_LOADED_ADAPTERS="4")
+    results: dict[str, Any] = {"reps": reps, "params": PARAMS}
+    if args.only == "leaderboard":  # no box, no gateway: the fit in this process
+        results["machine"] = machine()
+    else:
+        with tempfile.TemporaryDirectory(prefix="lfgate-bench-") as tmp:
+            rig = Rig(Path(tmp))
+            results["machine"] = machine() | box_versions(rig)
             try:
+                if everything:
+                    step("1/11 persistent vs one-shot")
+                    results["persistent"] = bench_persistent_vs_one_shot(rig, reps)
+                # One script-mode gateway for sections 6, 2, 3, 8, 9, 10 and 4: the configured model
+                # (base + the tiny adapter) and the demo saves/ tree (real tiny adapters) on one
+                # shared base. Section 6 runs first, on the fresh wrapper, and leaves it as it
+                # found it: the base alone.
+                saves = Path(tmp) / "saves"
+                tiny = rig.tiny
+                make_saves(saves, str(tiny / "base"), other_template="qwen", broken=False,
+                           adapters=[str(tiny / "adapter"), str(tiny / "adapter2"),
+                                     str(tiny / "adapter3")])
+                gateway = rig.gateway("script", ADAPTER_DIRS=str(saves), RESCAN_INTERVAL="0",
+                                      MAX_LOADED_ADAPTERS="4")
+                try:
+                    if adapters:
+                        step("6/11 adapters on one loaded base")
+                        results["adapters"] = bench_adapters(gateway, rounds, blocks, block)
+                    if everything or openai:
+                        gateway_turn(gateway, {"message": "warm up", "params": PARAMS})
+                    if everything:
+                        step("2/11 gateway overhead")
+                        results["overhead"] = bench_overhead(rig, gateway, reps)
+                        step("3/11 LlamaFactory API through a tunnel")
+                        results["api"] = bench_llamafactory_api(rig, gateway, reps)
+                    if openai:
+                        # Leaves `default` resident on the base, as it found it.
+                        step("8/11 the OpenAI-compatible /v1")
+                        results["openai"] = bench_openai(rig, gateway, api_rounds, ttft_rounds)
+                    if compare:
+                        # Leaves three adapters resident beside `default` (4 at most).
+                        step("9/11 compare: four slots on one loaded base")
+                        results["compare"] = bench_compare(
+                            gateway, compare_rounds,
+                            params=COMPARE_PARAMS | {"max_new_tokens": compare_tokens})
+                    if prompt_sets:
+                        step("10/11 prompt sets: a run batched against one at a time")
+                        results["prompt_sets"] = bench_prompt_sets(
+                            gateway, set_rounds, set_prompts,
+                            params=PROMPT_SET_PARAMS | {"max_new_tokens": compare_tokens})
+                    if everything:
+                        step("4/11 concurrency")
+                        results["concurrency"], results["profile"] = bench_concurrency(
+                            gateway, levels, Path(tmp) / "gateway.pyspy")
+                finally:
+                    gateway.stop()
+                if everything:
+                    step("5/11 cold start")
+                    results["cold"] = [bench_cold_start(rig, mode) for mode in ("script", "cli")]
                 if adapters:
-                    step("6/10 adapters on one loaded base")
-                    results["adapters"] = bench_adapters(gateway, rounds, blocks, block)
-                if everything or openai:
-                    gateway_turn(gateway, {"message": "warm up", "params": PARAMS})
-                if everything:
-                    step("2/10 gateway overhead")
-                    results["overhead"] = bench_overhead(rig, gateway, reps)
-                    step("3/10 LlamaFactory API through a tunnel")
-                    results["api"] = bench_llamafactory_api(rig, gateway, reps)
-                if openai:
-                    # Leaves `default` resident on the base, as it found it.
-                    step("8/10 the OpenAI-compatible /v1")
-                    results["openai"] = bench_openai(rig, gateway, api_rounds, ttft_rounds)
-                if compare:
-                    # Leaves three adapters resident beside `default` (4 at most).
-                    step("9/10 compare: four slots on one loaded base")
-                    results["compare"] = bench_compare(
-                        gateway, compare_rounds,
-                        params=COMPARE_PARAMS | {"max_new_tokens": compare_tokens})
-                if prompt_sets:
-                    step("10/10 prompt sets: a run batched against one at a time")
-                    results["prompt_sets"] = bench_prompt_sets(
-                        gateway, set_rounds, set_prompts,
-                        params=PROMPT_SET_PARAMS | {"max_new_tokens": compare_tokens})
-                if everything:
-                    step("4/10 concurrency")
-                    results["concurrency"], results["profile"] = bench_concurrency(
-                        gateway, levels, Path(tmp) / "gateway.pyspy")
+                    step("7/11 scanning ADAPTER_DIRS")
+                    results["scan"] = bench_scan(rig, *scan_tree, reps)
             finally:
-                gateway.stop()
-            if everything:
-                step("5/10 cold start")
-                results["cold"] = [bench_cold_start(rig, mode) for mode in ("script", "cli")]
-            if adapters:
-                step("7/10 scanning ADAPTER_DIRS")
-                results["scan"] = bench_scan(rig, *scan_tree, reps)
-        finally:
-            rig.close()
+                rig.close()
+    if args.only in (None, "leaderboard"):
+        # Section 11 needs no box: it runs in this process, after the gateways are gone.
+        step("11/11 the leaderboard")
+        results["leaderboard"] = bench_leaderboard(reps, args.smoke)
     write_report(results, out)
     print(out.read_text())
     print(f"written: {out}", file=sys.stderr)
