@@ -154,7 +154,7 @@ async def test_login_sets_a_cookie_that_lets_the_page_in_and_logout_clears_it(tm
 async def test_the_cookie_is_secure_over_https(tmp_path, monkeypatch):
     app = gateway(tmp_path, monkeypatch, gateway_token=TOKEN)
     async with Client(app) as http:
-        response = await http.post("https://gate/api/login", json={"token": TOKEN})
+        response = await http.post("https://localhost/api/login", json={"token": TOKEN})
         assert response.status_code == 204
         assert "; Secure" in response.headers["set-cookie"]
 
@@ -178,7 +178,7 @@ async def test_failed_logins_are_rate_limited_per_address(tmp_path, monkeypatch,
         assert_no_token(limited)
         # Another address is not held back by this one's failures.
         other = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("10.0.0.7", 9)),
-                                  base_url="http://gate")
+                                  base_url="http://localhost")
         async with other:
             assert (await other.post(LOGIN, json={"token": TOKEN})).status_code == 204
         # Bearer clients are not affected by the login limit.

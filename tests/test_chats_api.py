@@ -18,7 +18,7 @@ async def client(database_url):
                                    database_url=database_url))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gate") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             http.app = app
             yield http
 
@@ -38,7 +38,7 @@ async def scripted_client(database_url, monkeypatch):
         adapter_path="/runs/lora", database_url=database_url))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gate") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             yield http
 
 
@@ -138,7 +138,7 @@ async def test_oversized_bodies_are_a_413_and_nothing_is_made(database_url):
                                    max_request_bytes=4096))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gate") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             big = {"title": "x", "system": "y" * 10_000}
             assert (await http.post("/api/chats", json=big)).status_code == 413
 

@@ -51,7 +51,7 @@ class Client:
         self._lifespan = self.app.router.lifespan_context(self.app)
         await self._lifespan.__aenter__()
         self._http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app),
-                                       base_url="http://gate", timeout=60)
+                                       base_url="http://localhost", timeout=60)
         return self._http
 
     async def __aexit__(self, *exc: object) -> None:

@@ -31,7 +31,7 @@ def saves(tmp_path: Path) -> Path:
 
 
 def sdk(http: httpx.AsyncClient, api_key: str = "sk-anything") -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url="http://gate/v1", api_key=api_key, http_client=http,
+    return openai.AsyncOpenAI(base_url="http://localhost/v1", api_key=api_key, http_client=http,
                               max_retries=0)
 
 

@@ -42,7 +42,8 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     with pytest.MonkeyPatch.context() as monkeypatch:
         app = gateway(tmp_path_factory.mktemp("schemathesis"), monkeypatch,
                       adapter_path="/runs/lora", max_message_chars=4000,
-                      max_new_tokens_limit=64)
+                      max_new_tokens_limit=64,
+                      gateway_allowed_hosts="testserver")  # its ASGI client's Host
         try:
             yield schemathesis.openapi.from_asgi("/openapi.json", app).exclude(
                 path=list(SLOW))

@@ -30,7 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPTED_WRAPPER = ROOT / "tests" / "rig" / "fake_wrappers" / "scripted_wrapper.py"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+                 "--disable-component-update", "--no-first-run",
+                 # Another site's names that reach this machine: the DNS rebinding test's.
+                 "--host-resolver-rules=MAP *.attacker.test 127.0.0.1"]
 VIEWPORT = {"width": 1200, "height": 800}
 
 # What the scripted gateway serves unless told otherwise: `default` (base + adapter), `base`.

@@ -36,6 +36,7 @@ from lfgate.api import (
 from lfgate.api.guards.auth import AuthGate, LoginLimiter
 from lfgate.api.guards.bad_input import explained, storable_request, unparseable_body
 from lfgate.api.guards.body_limit import BodyLimit
+from lfgate.api.guards.origin import SameOriginGate
 from lfgate.api.guards.security_headers import SecurityHeaders
 from lfgate.api.openai import routes as openai_routes
 from lfgate.api.openai.errors import is_v1, openai_error, validation_error
@@ -117,6 +118,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(AuthGate, token=settings.gateway_token.get_secret_value())
     app.state.login_limiter = LoginLimiter()
     app.add_middleware(SecurityHeaders)  # CSP and friends on every response
+    # Outermost: a Host this gateway is not reached by (DNS rebinding), or a browser request
+    # from another origin, is refused before anything else (lfgate.api.guards.origin).
+    app.add_middleware(SameOriginGate, listen_host=settings.gateway_host,
+                       allowed=settings.gateway_allowed_hosts)
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:

@@ -155,6 +155,10 @@ class Settings(BaseSettings):
     # Where the gateway listens.
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=1, le=65535)
+    # Host names the gateway answers to besides loopback names, IP addresses and
+    # GATEWAY_HOST (comma-separated; `*`: any). Others are refused: DNS rebinding
+    # (lfgate.api.guards.origin).
+    gateway_allowed_hosts: str = ""
 
     # With GATEWAY_TOKEN set, every /api and /v1 request must send it (`Authorization:
     # Bearer`, or the page's login cookie: lfgate.api.guards.auth); without it the gateway listens
