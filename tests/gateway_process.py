@@ -15,10 +15,15 @@ from typing import Any
 
 import httpx
 
+from lfgate.loop_watch import BLOCKED
 from tests.rig.ports import free_port
 
 LFGATE = str(Path(sys.executable).parent / "lfgate")
 STOPPED = "lfgate: stopped: every reply saved"  # what a gateway says once it shut down cleanly
+# Every gateway a test starts watches its own event loop (lfgate.loop_watch): a callback that
+# holds it over 100 ms of CPU, or a task exception nobody read, fails the test at stop().
+WATCH = {"LOOP_WATCH_MS": "100"}
+GUARDED = (BLOCKED, "exception was never retrieved")
 
 
 class GatewayProcess:
@@ -37,7 +42,8 @@ class GatewayProcess:
         self.log = _new_log(workdir, self.port)
         self.proc = subprocess.Popen(
             [LFGATE, "serve", "--port", str(self.port)], cwd=workdir,
-            env={**os.environ, **env}, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+            env={**os.environ, **WATCH, **env}, stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
         )
         self.url = f"http://127.0.0.1:{self.port}"
         # With GATEWAY_TOKEN, every /api and /v1 call needs it: `http` sends it as Bearer.
@@ -100,7 +106,9 @@ class GatewayProcess:
             time.sleep(0.2)
 
     def stop(self) -> bool:
-        """SIGTERM, as a service manager would; True when the gateway shut down cleanly."""
+        """SIGTERM, as a service manager would; True when the gateway shut down cleanly.
+        Raises AssertionError when it blocked its event loop or left a task exception unread
+        (the guards every test's gateway runs with: WATCH)."""
         self.http.close()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -109,9 +117,17 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                self.assert_guards_held()
                 return False
+        self.assert_guards_held()
         # The lifespan's last line (lfgate.app), and exit status 0 (lfgate.serving).
         return self.proc.returncode == 0 and STOPPED in self.log.read_text()
+
+    def assert_guards_held(self) -> None:
+        text = self.log.read_text(errors="replace")
+        found = [line for line in text.splitlines() if any(g in line for g in GUARDED)]
+        assert not found, (f"the gateway's guards fired ({self.log}):\n" + "\n".join(found)
+                           + "\n" + _context(text, found[0]))
 
 
 def _require_free(port: int) -> None:
@@ -173,3 +189,10 @@ def sse_with_ids(response: httpx.Response) -> Iterator[tuple[str | None, str, di
             name = line[6:].strip()
         elif line.startswith("data:"):
             data.append(line[5:].lstrip())
+
+
+def _context(text: str, line: str, around: int = 30) -> str:
+    """The log lines after the first guard line (a traceback follows an unread exception)."""
+    lines = text.splitlines()
+    at = lines.index(line)
+    return "\n".join(lines[at:at + around])

@@ -160,6 +160,10 @@ class Settings(BaseSettings):
     # (lfgate.api.guards.origin).
     gateway_allowed_hosts: str = ""
 
+    # Log any callback that holds the event loop longer than this (CPU time), and task
+    # exceptions never read (lfgate.loop_watch); 0: off. The tests run every gateway at 100.
+    loop_watch_ms: int = Field(default=0, ge=0, le=60_000)
+
     # With GATEWAY_TOKEN set, every /api and /v1 request must send it (`Authorization:
     # Bearer`, or the page's login cookie: lfgate.api.guards.auth); without it the gateway listens
     # on loopback only (check_listen_address). STORE_API_CHATS keeps /v1 conversations.
