@@ -3,8 +3,6 @@ leaderboard that the votes make (docs/api.md#compare)."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from dataclasses import asdict
 from typing import Annotated
@@ -42,6 +40,7 @@ from lfgate.api.schemas import (
 )
 from lfgate.api.sse import EVENT_STREAM, SSE_HEADERS, STREAMED
 from lfgate.services.evals.leaderboard import MIN_DECISIVE_VOTES, games_of
+from lfgate.storage.csv_export import csv_text
 
 router = APIRouter(prefix="/api", tags=["compare"])
 
@@ -124,13 +123,11 @@ async def get_leaderboard(standings: StandingsDep) -> LeaderboardOut:
     "content": {"text/csv": {"schema": {"type": "string"}}}}})
 async def leaderboard_csv(standings: StandingsDep) -> PlainTextResponse:
     board = await _board(standings)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["rank", "model", "rating", "ci_low", "ci_high", "votes", "wins", "losses",
-                     "ties", "decisive_votes", "too_few_votes"])
-    for rank, s in enumerate(board.standings, 1):
-        writer.writerow([rank, s.model, f"{s.rating:.1f}", f"{s.ci_low:.1f}",
-                         f"{s.ci_high:.1f}", s.votes, s.wins, s.losses, s.ties,
-                         s.decisive_votes, str(s.too_few_votes).lower()])
-    return PlainTextResponse(out.getvalue(), media_type="text/csv", headers={
+    text = csv_text(
+        ["rank", "model", "rating", "ci_low", "ci_high", "votes", "wins", "losses", "ties",
+         "decisive_votes", "too_few_votes"],
+        ([rank, s.model, f"{s.rating:.1f}", f"{s.ci_low:.1f}", f"{s.ci_high:.1f}", s.votes,
+          s.wins, s.losses, s.ties, s.decisive_votes, str(s.too_few_votes).lower()]
+         for rank, s in enumerate(board.standings, 1)))
+    return PlainTextResponse(text, media_type="text/csv", headers={
         "Content-Disposition": 'attachment; filename="lfgate-leaderboard.csv"'})

@@ -4,10 +4,10 @@ long format). Each carries the replies, their status, timing and scores, and the
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from typing import Any
+
+from lfgate.storage.csv_export import csv_text
 
 SCORE_KEYS = ("bleu", "chrf", "rouge_l")
 WINNERS = {"tie": "tie", "both_bad": "both bad"}
@@ -94,19 +94,16 @@ def run_jsonl(run: dict[str, Any]) -> str:
 
 
 def run_csv(run: dict[str, Any]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["index", "prompt", "system", "reference", "column", "model", "status",
-                     "reply", "finish_reason", "ttft_ms", "total_ms", "bleu", "chrf",
-                     "rouge_l", "vote"])
-    for row in run["rows"]:
-        for cell in row["cells"]:
-            scores = cell.get("scores") or {}
-            writer.writerow([row["index"], row["prompt"], row["system"] or "",
-                             row["reference"] or "", cell["slot"] + 1, cell["model"],
-                             cell["status"], cell["content"], cell["finish_reason"] or "",
-                             cell["ttft_ms"] if cell["ttft_ms"] is not None else "",
-                             cell["total_ms"] if cell["total_ms"] is not None else "",
-                             *[f"{scores[k]:.4f}" if k in scores else "" for k in SCORE_KEYS],
-                             _winner(row["vote"], run["models"])])
-    return out.getvalue()
+    """One line per cell, formula-looking text made inert (lfgate.storage.csv_export)."""
+    return csv_text(
+        ["index", "prompt", "system", "reference", "column", "model", "status", "reply",
+         "finish_reason", "ttft_ms", "total_ms", "bleu", "chrf", "rouge_l", "vote"],
+        ([row["index"], row["prompt"], row["system"] or "", row["reference"] or "",
+          cell["slot"] + 1, cell["model"], cell["status"], cell["content"],
+          cell["finish_reason"] or "",
+          cell["ttft_ms"] if cell["ttft_ms"] is not None else "",
+          cell["total_ms"] if cell["total_ms"] is not None else "",
+          *[f"{(cell.get('scores') or {})[k]:.4f}" if k in (cell.get("scores") or {}) else ""
+            for k in SCORE_KEYS],
+          _winner(row["vote"], run["models"])]
+         for row in run["rows"] for cell in row["cells"]))
