@@ -19,6 +19,7 @@ from sqlalchemy import delete, or_, select, update
 from lfgate.storage.database import Database
 from lfgate.storage.deferred import DeferredSaves
 from lfgate.storage.errors import UnknownChat, UnknownMessage
+from lfgate.storage.markdown_text import escape_html, html_text
 from lfgate.storage.tables import Chat, Message, utcnow
 
 MESSAGE_STATUSES = ("complete", "streaming", "stopped", "interrupted", "error")
@@ -318,21 +319,22 @@ def markdown(export: dict[str, Any], *, leaf_id: str | None = None) -> str:
     while cursor is not None:
         path.append(by_id[cursor])
         cursor = by_id[cursor]["parent_id"]
-    lines = [f"# {chat['title']}", "", f"*Exported from LF Gate. Chat {chat['id']}, "
-             f"created {chat['created_at'][:16].replace('T', ' ')} UTC.*", ""]
+    lines = [f"# {escape_html(chat['title'])}", "", f"*Exported from LF Gate. Chat "
+             f"{chat['id']}, created {chat['created_at'][:16].replace('T', ' ')} UTC.*", ""]
     if chat["system"]:
-        lines += ["**System:**", "", chat["system"], ""]
+        lines += ["**System:**", "", escape_html(chat["system"]), ""]
     for message in reversed(path):
         if message["role"] == "user":
-            lines += ["## User", "", message["content"], ""]
+            lines += ["## User", "", escape_html(message["content"]), ""]
             continue
         p = message["provenance"] or {}
         source = p.get("adapter_path") or "base model only"
-        lines += [f"## Assistant · {p.get('model', '?')} ({p.get('base_model_path', '?')} + "
-                  f"{source}, {p.get('mode', '?')} mode)", ""]
+        heading = (f"{p.get('model', '?')} ({p.get('base_model_path', '?')} + {source}, "
+                   f"{p.get('mode', '?')} mode)")
+        lines += [f"## Assistant · {html_text(heading)}", ""]
         if message["status"] != "complete":
-            lines += [f"*[{message['status']}]*", ""]
-        lines += [message["content"], ""]
+            lines += [f"*[{html_text(str(message['status']))}]*", ""]
+        lines += [escape_html(message["content"]), ""]
     return "\n".join(lines)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lfgate.storage.markdown_text import escape_html, html_text
+
 LETTERS = "ABCD"
 WINNERS = {"tie": "tie", "both_bad": "both bad"}
 
@@ -40,36 +42,36 @@ def compare_markdown(export: dict[str, Any], votes: list[dict[str, Any]]) -> str
     slots = chat["compare"]["slots"]
     columns = [_column(by_id, slot["leaf_id"]) for slot in slots]
     vote_of = {v["compare_id"]: v for v in votes}
-    lines = [f"# {chat['title']}", "",
+    lines = [f"# {escape_html(chat['title'])}", "",
              f"*Exported from LF Gate: a compare of {len(slots)} models. Chat {chat['id']}, "
              f"created {chat['created_at'][:16].replace('T', ' ')} UTC.*", ""]
     if chat.get("system"):
-        lines += ["**System:**", "", chat["system"], ""]
+        lines += ["**System:**", "", escape_html(chat["system"]), ""]
     turns = max(len(column) for column in columns) // 2
     for turn in range(turns):
         pairs = [column[2 * turn:2 * turn + 2] for column in columns]
         question = next(pair[0]["content"] for pair in pairs if pair)
-        lines += [f"## Turn {turn + 1}", "", "**User:**", "", question, "", "<table>", "<tr>"]
+        lines += [f"## Turn {turn + 1}", "", "**User:**", "", escape_html(question), "",
+                  "<table>", "<tr>"]
         replies = [pair[1] if len(pair) > 1 else None for pair in pairs]
         for slot, reply in enumerate(replies):
             model = ((reply or {}).get("provenance") or {}).get("model", slots[slot]["model"])
-            lines.append(f"<th>{LETTERS[slot]} · {_escape(model)}</th>")
+            lines.append(f"<th>{LETTERS[slot]} · {html_text(str(model))}</th>")
         lines += ["</tr>", "<tr>"]
         for reply in replies:
             body = "" if reply is None else reply["content"]
             note = "" if reply is None else _timing(reply)
-            lines += ["<td>", "", body, "", *([f"*{note}*", ""] if note else []), "</td>"]
+            lines += ["<td>", "", escape_html(body), "",
+                      *([f"*{escape_html(note)}*", ""] if note else []), "</td>"]
         lines += ["</tr>", "</table>", ""]
         compare_id = next(((r.get("provenance") or {}).get("compare_id")
                            for r in replies if r), None)
         vote = vote_of.get(compare_id)
         if vote is not None:
             winner = vote["winner"]
-            said = WINNERS.get(winner) or f"{LETTERS[int(winner)]} ({vote['models'][int(winner)]})"
-            reason = f": {vote['reason']}" if vote.get("reason") else ""
+            said = WINNERS.get(winner) or (
+                f"{LETTERS[int(winner)]} ({escape_html(str(vote['models'][int(winner)]))})")
+            reason = f": {escape_html(vote['reason'])}" if vote.get("reason") else ""
             lines += [f"**Vote:** {said}{reason}", ""]
     return "\n".join(lines)
 
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from lfgate.storage.csv_export import csv_text
+from lfgate.storage.markdown_text import escape_html, html_text
 
 SCORE_KEYS = ("bleu", "chrf", "rouge_l")
 WINNERS = {"tie": "tie", "both_bad": "both bad"}
@@ -39,13 +40,10 @@ def _timing(cell: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def _html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def run_markdown(run: dict[str, Any]) -> str:
     models = run["models"]
-    lines = [f"# {run['set_name']}: {len(run['rows'])} prompts × {len(models)} models", "",
+    lines = [f"# {escape_html(run['set_name'])}: {len(run['rows'])} prompts × {len(models)} "
+             "models", "",
              f"Run `{run['id']}` · {run['status']} · {run['progress']['done']}/"
              f"{run['progress']['total']} answered · mode {run['mode']}", "",
              f"Parameters: `{json.dumps(run['params'], ensure_ascii=False)}`", ""]
@@ -53,26 +51,30 @@ def run_markdown(run: dict[str, Any]) -> str:
         lines += ["| model | BLEU | chrF | ROUGE-L | scored |", "| --- | --- | --- | --- | --- |"]
         for model, a in run["averages"].items():
             cells = [f"{a[k]:.2f}" if a[k] is not None else "–" for k in SCORE_KEYS]
-            lines.append(f"| `{model}` | {' | '.join(cells)} | {a['scored']} |")
+            lines.append(f"| {escape_html(f'`{model}`')} | {' | '.join(cells)} | "
+                         f"{a['scored']} |")
         lines.append("")
     for row in run["rows"]:
         lines += [f"## {row['index'] + 1}. Prompt", ""]
         if row["system"]:
-            lines += [f"System: {row['system']}", ""]
-        lines += [row["prompt"], ""]
+            lines += [f"System: {escape_html(row['system'])}", ""]
+        lines += [escape_html(row["prompt"]), ""]
         if row["reference"] is not None:
-            lines += ["Reference:", "", f"> {row['reference']}".replace("\n", "\n> "), ""]
-        lines += ["<table><tr>" + "".join(f"<th><code>{_html(c['model'])}</code></th>"
+            lines += ["Reference:", "",
+                      f"> {escape_html(row['reference'])}".replace("\n", "\n> "), ""]
+        lines += ["<table><tr>" + "".join(f"<th><code>{html_text(c['model'])}</code></th>"
                                           for c in row["cells"]) + "</tr><tr>"]
         for cell in row["cells"]:
             body = cell["content"] or ("(error: " + (cell["error"] or {}).get("message", "")
                                        + ")" if cell["status"] == "error" else "")
             notes = " · ".join(x for x in (_timing(cell), _scores(cell)) if x)
-            lines += ["<td>", "", _html(body), "", f"<sub>{_html(notes)}</sub>", "", "</td>"]
+            lines += ["<td>", "", escape_html(body), "", f"<sub>{html_text(notes)}</sub>", "",
+                      "</td>"]
         lines += ["</tr></table>", ""]
         if row["vote"] is not None:
-            lines += [f"Vote: **{_winner(row['vote'], models)}**"
-                      + (f" ({row['vote']['reason']})" if row["vote"]["reason"] else ""), ""]
+            lines += [f"Vote: **{escape_html(_winner(row['vote'], models))}**"
+                      + (f" ({escape_html(row['vote']['reason'])})" if row["vote"]["reason"]
+                         else ""), ""]
     return "\n".join(lines)
 
 
