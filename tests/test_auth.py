@@ -18,7 +18,7 @@ from lfgate.config import SettingsError, check_listen_address, is_loopback, load
 from tests.gateway_process import LFGATE, GatewayProcess
 from tests.rig.ports import free_port
 from tests.test_models_api import Client, gateway
-from tests.ui_rig import scripted_env
+from tests.ui_rig import scripted_env, start_scripted_gateway
 
 TOKEN = "s3cret-gateway-token-0123456789"
 LOGIN = "/api/login"
@@ -273,3 +273,22 @@ def test_lfgate_serve_listens_beyond_loopback_with_a_token(tmp_path):
     finally:
         assert gateway.stop()
     assert TOKEN not in gateway.log.read_text()
+
+
+@pytest.mark.parametrize("trusted", ["", "127.0.0.1"], ids=["no proxy", "a proxy named"])
+def test_x_forwarded_for_counts_only_from_a_named_proxy(tmp_path, trusted):
+    """Issue 24, finding 11: uvicorn believed X-Forwarded-For from 127.0.0.1, and a tunnel
+    or any local program is 127.0.0.1: a header per attempt escaped the login limit. Now
+    only TRUSTED_PROXIES' headers are believed."""
+    gateway = start_scripted_gateway(tmp_path / "gw", env={
+        "GATEWAY_TOKEN": TOKEN, "TRUSTED_PROXIES": trusted})
+    try:
+        statuses = [gateway.http.post("/api/login", json={"token": "wrong"},
+                                      headers={"X-Forwarded-For": f"10.9.8.{n}"}).status_code
+                    for n in range(7)]
+    finally:
+        gateway.stop()
+    if trusted:  # seven clients, one wrong login each
+        assert statuses == [401] * 7
+    else:  # one client, 127.0.0.1, whatever the header says
+        assert statuses == [401] * 5 + [429] * 2

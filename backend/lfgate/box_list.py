@@ -26,7 +26,8 @@ GATEWAY_KEYS = frozenset({
     "database_url", "lfgate_data_dir", "max_request_bytes", "max_message_chars",
     "max_new_tokens_limit",
     "gateway_host", "gateway_port", "gateway_allowed_hosts", "gateway_token",
-    "store_api_chats", "boxes", "box_name", "box_status_interval", "loop_watch_ms"})
+    "store_api_chats", "boxes", "box_name", "box_status_interval", "loop_watch_ms",
+    "trusted_proxies"})
 BOX_KEYS = frozenset(Settings.model_fields) - GATEWAY_KEYS
 BOX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
 ID_SEPARATOR = ":"  # a model of box `a100` is `a100:<its id on that box>`

@@ -66,7 +66,7 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"lfgate: open http://{settings.gateway_host}:{settings.gateway_port}/",
           file=sys.stderr)
     return serve(create_app(settings), sock, settings.gateway_host, settings.gateway_port,
-                 args.log_level)
+                 args.log_level, settings.trusted_proxies)
 
 
 def _doctor(args: argparse.Namespace) -> int:

@@ -160,6 +160,10 @@ class Settings(BaseSettings):
     # (lfgate.api.guards.origin).
     gateway_allowed_hosts: str = ""
 
+    # Addresses of the reverse proxy in front (comma-separated; uvicorn's forwarded_allow_ips):
+    # only their X-Forwarded-For / -Proto are believed. Empty: none, not even 127.0.0.1.
+    trusted_proxies: str = ""
+
     # Log any callback that holds the event loop longer than this (CPU time), and task
     # exceptions never read (lfgate.loop_watch); 0: off. The tests run every gateway at 100.
     loop_watch_ms: int = Field(default=0, ge=0, le=60_000)

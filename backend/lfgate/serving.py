@@ -68,11 +68,19 @@ def quiet_logs(log_level: str) -> None:
     uvicorn_lines.setLevel(max(uvicorn_lines.level, logging.WARNING))
 
 
-def serve(app: Any, sock: socket.socket, host: str, port: int, log_level: str) -> int:
+def serve(app: Any, sock: socket.socket, host: str, port: int, log_level: str,
+          trusted_proxies: str = "") -> int:
     """Serve `app` on the bound `sock` until SIGINT or SIGTERM; the exit status (0: stopped
-    cleanly; 1: the application did not start, uvicorn has said why)."""
+    cleanly; 1: the application did not start, uvicorn has said why).
+
+    X-Forwarded-For and X-Forwarded-Proto are believed only from `trusted_proxies`
+    (TRUSTED_PROXIES): uvicorn's default trusts them from 127.0.0.1, and an `ssh -L` tunnel,
+    or any program on this machine, is 127.0.0.1, so a header could pick the client address
+    the login limit counts by."""
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=5,
+                            proxy_headers=bool(trusted_proxies.strip()),
+                            forwarded_allow_ips=trusted_proxies.strip() or None)
     quiet_logs(log_level)
     server = uvicorn.Server(config)
     before = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
