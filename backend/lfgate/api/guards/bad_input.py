@@ -24,6 +24,8 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
+from lfgate.storable import why_unstorable
+
 MAX_REPORTED = 10  # problems listed in one answer; the first ones in the body's order
 
 _Loc = tuple[str | int, ...]
@@ -33,15 +35,8 @@ _Problem = tuple[_Loc, str, str]  # where, pydantic-style error type, message
 def _unstorable(value: object) -> tuple[str, str] | None:
     """Why this value cannot be taken (an error type and a message), or None."""
     if isinstance(value, str):
-        if "\x00" in value:
-            return "invalid_text", ("Text holds a NUL character (\\u0000) at position "
-                                    f"{value.index(chr(0))}, which cannot be stored: remove it")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            shown = ascii(value[exc.start])[1:-1]
-            return "invalid_text", (f"Text holds an unpaired surrogate ({shown}) at position "
-                                    f"{exc.start}, which is not Unicode text: send UTF-8")
+        why = why_unstorable(value)
+        return None if why is None else ("invalid_text", why)
     elif isinstance(value, float) and not math.isfinite(value):
         return "finite_number", (f"Number {value} is not JSON (JSON has no NaN or Infinity): "
                                  "send a finite number")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lfgate.services.errors import BadPromptSet
+from lfgate.storable import why_unstorable
 
 SetFormat = Literal["jsonl", "json", "csv", "lines"]
 FORMATS: tuple[SetFormat, ...] = ("jsonl", "json", "csv", "lines")
@@ -76,6 +77,32 @@ def parse_prompt_set(content: str, *, format: SetFormat | None = None,
     return parsed
 
 
+def _load(text: str, line: int | None = None) -> Any:
+    """JSON, or BadPromptSet saying why not: bad syntax, a number Python will not convert
+    (over 4,300 digits), nesting deeper than the parser goes; the file's own escapes decode
+    here, so what they make is checked for storage too (an escaped NUL, a lone surrogate)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        at = line if line is not None else exc.lineno
+        raise BadPromptSet(f"line {at}: not JSON ({exc.msg} at column {exc.colno})",
+                           line=at) from None
+    except (ValueError, RecursionError) as exc:
+        reason = ("nested too deeply" if isinstance(exc, RecursionError)
+                  else str(exc).split(";")[0].split(":")[0])
+        where = f"line {line}: " if line is not None else ""
+        raise BadPromptSet(f"{where}not a JSON value this gateway takes ({reason})",
+                           line=line) from None
+    return data
+
+
+def _text(value: str, where: str, line: int | None) -> str:
+    why = why_unstorable(value)
+    if why is not None:
+        raise BadPromptSet(f"{where}: {why[0].lower()}{why[1:]}", line=line)
+    return value
+
+
 def _record(data: Any, where: str, line: int | None, unknown: set[str], most: _Most
             ) -> SetPrompt:
     """One JSON record: {prompt, system?, reference?} or alpaca's {instruction, input?,
@@ -83,13 +110,15 @@ def _record(data: Any, where: str, line: int | None, unknown: set[str], most: _M
     if not isinstance(data, dict):
         raise BadPromptSet(f"{where}: expected an object with a \"prompt\", got "
                            f"{type(data).__name__}", line=line)
+    for key in data:
+        _text(key, f"{where}: a field name", line)
     values: dict[str, str | None] = {}
     for key in (*FIELDS, *ALPACA):
         value = data.get(key)
         if value is not None and not isinstance(value, str):
             raise BadPromptSet(f"{where}: \"{key}\" must be a string, got "
                                f"{type(value).__name__}", line=line)
-        values[key] = value
+        values[key] = value if value is None else _text(value, f"{where}: \"{key}\"", line)
     unknown.update(k for k in data if k not in FIELDS and k not in ALPACA)
     if values["prompt"] is None and values["instruction"] is not None:  # alpaca
         joined = "\n".join(v for v in (values["instruction"], values["input"]) if v)
@@ -121,21 +150,13 @@ def _jsonl(content: str, most: _Most) -> ParsedSet:
     for number, text in enumerate(content.splitlines(), 1):
         if not text.strip():
             continue
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BadPromptSet(f"line {number}: not JSON ({exc.msg} at column {exc.colno})",
-                               line=number) from None
+        data = _load(text, number)
         prompts.append(_record(data, f"line {number}", number, unknown, most))
     return ParsedSet("jsonl", prompts, _ignored(unknown))
 
 
 def _json(content: str, most: _Most) -> ParsedSet:
-    try:
-        data = json.loads(content)
-    except json.JSONDecodeError as exc:
-        raise BadPromptSet(f"line {exc.lineno}: not JSON ({exc.msg} at column {exc.colno})",
-                           line=exc.lineno) from None
+    data = _load(content)
     if not isinstance(data, list):
         raise BadPromptSet("a .json prompt set is an array of objects (or use JSONL)")
     unknown: set[str] = set()
