@@ -36,6 +36,29 @@ async def test_a_wrapper_flooding_stderr_does_not_stall(sshd):
         await box.close()
 
 
+async def test_a_json_line_that_is_no_event_ends_the_wrapper_with_a_clear_error(sshd):
+    """Issue 24, finding 17: the reader died on `[1, 2, 3]` and every later request waited
+    the whole CHAT_TIMEOUT while the model said ready. Now the turn fails at once naming the
+    line, the session is gone, and the next chat is refused at once too."""
+    box = box_for(sshd, "off_protocol_wrapper.py")
+    try:
+        session = await asyncio.wait_for(box.start_wrapper(), 60)
+        await session.load({"base_model_path": "/m"}, {}, 30)
+        events = await asyncio.wait_for(_all(session.chat(
+            "t1", [{"role": "user", "content": "hi"}], {}, idle_timeout_s=600)), 30)
+        assert [e["event"] for e in events] == ["error"]
+        assert events[0]["code"] == "protocol_mismatch" and "[1, 2, 3]" in events[0]["message"]
+        assert not session.alive
+        with pytest.raises(ProtocolMismatch):
+            await _all(session.chat("t2", [{"role": "user", "content": "hi"}], {}))
+    finally:
+        await box.close()
+
+
+async def _all(events):
+    return [event async for event in events]
+
+
 async def test_a_wrapper_of_another_protocol_is_refused(sshd):
     box = box_for(sshd, "stale_wrapper.py")
     try:

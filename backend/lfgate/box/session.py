@@ -91,12 +91,22 @@ class WrapperSession:
         return self._process.stderr.tail()
 
     async def _read_events(self) -> None:
+        broken: BoxError | None = None
         while (line := await self._process.read_line()) is not None:
             try:
                 event = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 self._process.stderr.add(f"[not a protocol line] {line}")
                 continue
+            if not isinstance(event, dict):
+                # JSON, but no event: a wrapper that says this is not speaking the protocol,
+                # and whoever waits for its answers would wait until CHAT_TIMEOUT. It ends.
+                broken = ProtocolMismatch(
+                    "the wrapper broke the protocol: it wrote a JSON line that is not an "
+                    f"event object: {line.strip()[:200]}",
+                    hint="A custom CHAT_SCRIPT_PATH wrapper must write one JSON object per "
+                         "line (docs/protocol.md); unset it to use the gateway's own.")
+                break
             if isinstance(event.get("held"), dict):
                 self.held = event["held"]
             route = self._routes.get(str(event.get("id")))
@@ -104,8 +114,11 @@ class WrapperSession:
                 route.put_nowait(event)
         # Gone at once (no new request goes to it), then why, for every waiter: the link lost,
         # the wrapper killed or exited (that takes the box's word, a few seconds at most).
-        self._gone = WrapperExited("the wrapper on the box exited")
-        self._gone = await self._process.ended_error()
+        self._gone = broken or WrapperExited("the wrapper on the box exited")
+        if broken is not None:
+            await self._process.close()
+        else:
+            self._gone = await self._process.ended_error()
         for route in self._routes.values():
             route.put_nowait({"event": wp.EV_ERROR, **self._gone.as_dict()})
 
