@@ -16,6 +16,7 @@ that is missing or unreadable is reported, never fatal.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -65,6 +66,27 @@ def training_facts(run_dir: str) -> dict[str, str | None]:
     }
 
 
+def _number(value: Any) -> float | None:
+    """A loss as a number, or None: "n/a", true, NaN or a list in a log are no loss."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _points(entry: Any, step_key: str, train: list[list[float]],
+            evals: list[list[float]]) -> bool:
+    """One log entry's losses added to the curves; False when it is no entry at all."""
+    if not isinstance(entry, dict):
+        return False
+    step = entry.get(step_key)
+    if isinstance(step, int) and not isinstance(step, bool):
+        if (loss := _number(entry.get("loss"))) is not None:
+            train.append([step, loss])
+        if (loss := _number(entry.get("eval_loss"))) is not None:
+            evals.append([step, loss])
+    return True
+
+
 def _thin(points: list[list[float]], most: int = LOSS_POINTS) -> list[list[float]]:
     if len(points) <= most:
         return points
@@ -74,22 +96,30 @@ def _thin(points: list[list[float]], most: int = LOSS_POINTS) -> list[list[float
 
 def run_losses(run_dir: str, checkpoints: list[str]) -> dict[str, Any]:
     """The run's loss curve and final losses, from trainer_log.jsonl (LlamaFactory's
-    callback), else the newest trainer_state.json (transformers' Trainer), then all_results."""
+    callback), else the newest trainer_state.json (transformers' Trainer), then all_results.
+    A file or line that is not what they write costs only what it would have said, with a
+    note in `notes` (the models of the run carry it as a warning); never the scan."""
     train: list[list[float]] = []
     evals: list[list[float]] = []
+    notes: list[str] = []
     log_path = os.path.join(run_dir, "trainer_log.jsonl")
     if os.path.isfile(log_path):
-        with open(log_path, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue  # a line being written right now
-                step = entry.get("current_steps")
-                if isinstance(step, int) and isinstance(entry.get("loss"), (int, float)):
-                    train.append([step, entry["loss"]])
-                if isinstance(step, int) and isinstance(entry.get("eval_loss"), (int, float)):
-                    evals.append([step, entry["eval_loss"]])
+        skipped = 0
+        try:
+            with open(log_path, encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    if not line.strip():
+                        continue
+                    try:
+                        entry = json.loads(line)
+                    except (ValueError, RecursionError):
+                        entry = None  # a line being written right now, or no JSON
+                    if not _points(entry, "current_steps", train, evals):
+                        skipped += 1
+        except OSError as exc:
+            notes.append(f"trainer_log.jsonl unreadable: {exc.strerror}")
+        if skipped > 1:  # one cut line at the end is a log being written
+            notes.append(f"trainer_log.jsonl: {skipped} lines are not log entries; skipped")
     else:
         states = [os.path.join(run_dir, "trainer_state.json")] + [
             os.path.join(c, "trainer_state.json") for c in reversed(checkpoints)]
@@ -97,27 +127,31 @@ def run_losses(run_dir: str, checkpoints: list[str]) -> dict[str, Any]:
             if not os.path.isfile(state_path):
                 continue
             try:
-                history = _read_json(state_path).get("log_history") or []
-            except (OSError, ValueError, AttributeError):
+                state = _read_json(state_path)
+            except (OSError, ValueError, RecursionError):
+                notes.append(f"{os.path.relpath(state_path, run_dir)} is not JSON; skipped")
                 continue
-            for entry in history:
-                step = entry.get("step")
-                if isinstance(step, int) and isinstance(entry.get("loss"), (int, float)):
-                    train.append([step, entry["loss"]])
-                if isinstance(step, int) and isinstance(entry.get("eval_loss"), (int, float)):
-                    evals.append([step, entry["eval_loss"]])
+            history = state.get("log_history") if isinstance(state, dict) else None
+            for entry in history if isinstance(history, list) else []:
+                _points(entry, "step", train, evals)
             break
-    results: dict[str, Any] = {}
+    results: Any = {}
     results_path = os.path.join(run_dir, "all_results.json")
     if os.path.isfile(results_path):
         try:
             results = _read_json(results_path)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
+            notes.append("all_results.json is not JSON; skipped")
+        if not isinstance(results, dict):
             results = {}
+    final_train = _number(results.get("train_loss"))
+    final_eval = _number(results.get("eval_loss"))
     return {
-        "train": train, "eval": evals,
-        "final_train_loss": results.get("train_loss", train[-1][1] if train else None),
-        "final_eval_loss": results.get("eval_loss", evals[-1][1] if evals else None),
+        "train": train, "eval": evals, "notes": notes,
+        "final_train_loss": final_train if final_train is not None else (
+            train[-1][1] if train else None),
+        "final_eval_loss": final_eval if final_eval is not None else (
+            evals[-1][1] if evals else None),
     }
 
 
@@ -171,11 +205,14 @@ def describe(path: str, root: str, base_model_path: str, run: dict[str, Any]) ->
         config = _read_json(os.path.join(path, ADAPTER_CONFIG))
         if not isinstance(config, dict):
             raise ValueError("not a JSON object")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         adapter["problems"].append(f"unreadable {ADAPTER_CONFIG}: {exc}")
         config = {}
-    adapter["peft_type"] = config.get("peft_type")
-    saved_base = config.get("base_model_name_or_path")
+    peft_type, saved_base = config.get("peft_type"), config.get("base_model_name_or_path")
+    adapter["peft_type"] = peft_type if isinstance(peft_type, str) else None
+    if saved_base is not None and not isinstance(saved_base, str):
+        adapter["problems"].append(f"{ADAPTER_CONFIG}: base_model_name_or_path is not a path")
+        saved_base = None
     adapter["saved_base"] = saved_base
     adapter["base"], adapter["base_resolved"] = _resolve_base(saved_base, base_model_path)
     if adapter["base"] is None:
@@ -189,6 +226,7 @@ def describe(path: str, root: str, base_model_path: str, run: dict[str, Any]) ->
 
 
 def _add_losses(adapter: dict[str, Any], losses: dict[str, Any], step: int | None) -> None:
+    adapter["notes"] = list(losses.get("notes") or [])
     if step is None:
         adapter["train_loss"] = losses["final_train_loss"]
         adapter["eval_loss"] = losses["final_eval_loss"]

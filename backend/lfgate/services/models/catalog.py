@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import os
 import re
 from collections import Counter
@@ -141,10 +142,13 @@ def _adapter_ids(adapters: list[dict[str, Any]]) -> list[str]:
     plain = [path_id(a["relative"]) or slug(os.path.basename(a["root"])) for a in adapters]
     # Folders whose names differ only in characters an id cannot hold (`run 1`, `run?1`):
     # those with such characters get a hash of their path; a plain name keeps its id.
+    # So do folders whose own name holds "--", as a nested path's id does (`x--y` and
+    # `x/y`): the nested one keeps the readable id.
     counts = Counter(plain)
     for index, model_id in enumerate(plain):
         relative = adapters[index]["relative"]
-        if counts[model_id] > 1 and path_id(relative) != relative.replace(os.sep, "--"):
+        if counts[model_id] > 1 and (path_id(relative) != relative.replace(os.sep, "--")
+                                     or any("--" in part for part in relative.split(os.sep))):
             plain[index] = _hashed(model_id, relative)
     counts = Counter(plain)
     ids = list(plain)
@@ -161,6 +165,13 @@ def _adapter_ids(adapters: list[dict[str, Any]]) -> list[str]:
             parts += 1
         for i in indexes:
             ids[i] = f"{_root_prefix(adapters[i]['root'], parts)}--{name}"
+    # Whatever is still shared (the same path listed under two names of one root): every one
+    # after the first is told apart by a hash of its path. Ids never collide.
+    seen: set[str] = set()
+    for index, model_id in enumerate(ids):
+        if model_id in seen:
+            ids[index] = _hashed(model_id, adapters[index]["path"])
+        seen.add(ids[index])
     return ids
 
 
@@ -176,8 +187,16 @@ def _facts(adapter: dict[str, Any], run_id: str) -> AdapterFacts:
         step=adapter.get("step"), training_template=adapter.get("template"),
         saved_base=adapter.get("saved_base"), base_resolved=bool(adapter.get("base_resolved")),
         peft_type=adapter.get("peft_type"), size_bytes=adapter.get("size_bytes"),
-        modified=adapter.get("modified"), train_loss=adapter.get("train_loss"),
-        eval_loss=adapter.get("eval_loss"))
+        modified=adapter.get("modified"), train_loss=_loss(adapter.get("train_loss")),
+        eval_loss=_loss(adapter.get("eval_loss")))
+
+
+def _loss(value: Any) -> float | None:
+    """A loss from the box as a number, or None: a wrapper of another version, or a log
+    with "n/a" in it, must not make the listing fail."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def _adapter_warnings(facts: AdapterFacts, base: str, settings: Settings,
@@ -306,7 +325,9 @@ def _adapter_spec(adapter: dict[str, Any], model_id: str, facts: AdapterFacts, b
         template=template, finetuning_type=finetuning_type,
         infer_backend=settings.infer_backend, extra_args=settings.engine_args(),
         base_id=base_ids.get(os.path.normpath(base)) if base else None, facts=facts,
-        warnings=() if problems else tuple(_adapter_warnings(facts, base, settings, template)),
+        warnings=() if problems else tuple(
+            [*_adapter_warnings(facts, base, settings, template),
+             *(str(note) for note in adapter.get("notes") or [])]),
         problems=tuple(problems))
 
 
