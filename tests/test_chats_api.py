@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -105,6 +106,26 @@ async def test_json_export_imports_back_to_an_identical_chat(client):
             for m in export["messages"]]
 
     assert shape(again) == shape(exported)
+
+
+async def test_an_imported_moments_offset_is_kept_on_every_database(client):
+    """Issue 24, finding 15: SQLite stored an imported `12:00+05:00` as 12:00Z (PostgreSQL
+    as 07:00Z, which is right). Both now store the moment, in UTC."""
+    chat_id = await _tree(client)
+    exported = (await client.get(f"/api/chats/{chat_id}/export",
+                                 params={"format": "json"})).json()
+    exported["chat"]["created_at"] = "2026-01-01T12:00:00+05:00"
+    for message in exported["messages"]:
+        message["created_at"] = "2026-01-01T12:30:00-02:00"
+    imported = await client.post("/api/chats/import", json=exported)
+    assert imported.status_code == 201, imported.text
+    again = (await client.get(f"/api/chats/{imported.json()['id']}/export",
+                              params={"format": "json"})).json()
+    moment = datetime.fromisoformat(again["chat"]["created_at"].replace("Z", "+00:00"))
+    assert moment == datetime(2026, 1, 1, 7, 0, tzinfo=UTC)
+    for message in again["messages"]:
+        stamp = datetime.fromisoformat(message["created_at"].replace("Z", "+00:00"))
+        assert stamp == datetime(2026, 1, 1, 14, 30, tzinfo=UTC)
 
 
 async def test_markdown_export_names_each_replys_model(client):

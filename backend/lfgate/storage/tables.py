@@ -6,7 +6,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -19,6 +30,24 @@ def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """A moment, stored as UTC on every backend. SQLite keeps no offset: an imported
+    `12:00+05:00` was stored as `12:00` and read back as 12:00Z (PostgreSQL: 07:00Z). Aware
+    moments are converted to UTC before they are stored, naive ones taken as UTC, and what
+    comes back is always aware."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -28,8 +57,8 @@ class Chat(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     title: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow,
                                                  index=True)
     archived: Mapped[bool] = mapped_column(Boolean, default=False)
     model: Mapped[str] = mapped_column(String(200), default="default")
@@ -53,8 +82,8 @@ class Message(Base):
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default="complete")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # An API reply: a digest of the conversation up to it, so the client's next request
     # (which sends it all again) continues this chat.
@@ -75,7 +104,7 @@ class Vote(Base):
     winner: Mapped[str] = mapped_column(String(16))  # a slot's index, "tie" or "both_bad"
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     blind: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class PromptSet(Base):
@@ -88,7 +117,7 @@ class PromptSet(Base):
     format: Mapped[str] = mapped_column(String(8))  # jsonl, json, csv or lines
     prompt_count: Mapped[int] = mapped_column(Integer)
     reference_count: Mapped[int] = mapped_column(Integer)  # prompts carrying a reference
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class SetPrompt(Base):
@@ -117,8 +146,8 @@ class SetRun(Base):
     status: Mapped[str] = mapped_column(String(16))
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     elapsed_s: Mapped[float] = mapped_column(Float, default=0.0)  # running time, all sittings
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class RunCell(Base):
@@ -137,7 +166,7 @@ class RunCell(Base):
     provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     scores: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class RunVote(Base):
@@ -152,4 +181,4 @@ class RunVote(Base):
     models: Mapped[list[str]] = mapped_column(JSON)
     winner: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
