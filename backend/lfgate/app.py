@@ -17,7 +17,12 @@ from fastapi.exception_handlers import (
     request_validation_exception_handler,
 )
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -60,6 +65,29 @@ from lfgate.storage.run_store import RunStore
 from lfgate.storage.vote_store import VoteStore
 
 logger = logging.getLogger("lfgate")
+
+
+def _schema_routes(app: FastAPI) -> None:
+    """/openapi.json, /docs and /redoc as FastAPI serves them, except that the schema is
+    built in a thread: building it costs ~170 ms of CPU the first time, which held every
+    other request up on the event loop (lfgate.loop_watch found it)."""
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_json() -> JSONResponse:
+        return JSONResponse(await asyncio.to_thread(app.openapi))
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - Swagger UI",
+                                   oauth2_redirect_url="/docs/oauth2-redirect")
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc")
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -131,8 +159,11 @@ def create_app(settings: Settings) -> FastAPI:
         logger.info("stopped: every reply saved, the box's wrappers ended")
 
     # Every route refuses, by name, text that cannot be stored (lfgate.api.guards.bad_input).
+    # The schema and its explorers are served by our own routes (below), not FastAPI's.
     app = FastAPI(title="LF Gate", version=__version__, lifespan=lifespan,
-                  dependencies=[Depends(storable_request)])
+                  dependencies=[Depends(storable_request)], openapi_url=None, docs_url=None,
+                  redoc_url=None)
+    _schema_routes(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     # GATEWAY_TOKEN on /api and /v1, checked before a body is read (middleware added later
     # runs first); failed logins counted per address (lfgate.api.guards.auth).
