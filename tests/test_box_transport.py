@@ -36,7 +36,8 @@ async def test_a_wrapper_flooding_stderr_does_not_stall(sshd):
         await box.close()
 
 
-async def test_a_json_line_that_is_no_event_ends_the_wrapper_with_a_clear_error(sshd):
+async def test_a_json_line_that_is_no_event_ends_the_wrapper_with_a_clear_error(sshd,
+                                                                                 reliability):
     """Issue 24, finding 17: the reader died on `[1, 2, 3]` and every later request waited
     the whole CHAT_TIMEOUT while the model said ready. Now the turn fails at once naming the
     line, the session is gone, and the next chat is refused at once too."""
@@ -53,6 +54,10 @@ async def test_a_json_line_that_is_no_event_ends_the_wrapper_with_a_clear_error(
             await _all(session.chat("t2", [{"role": "user", "content": "hi"}], {}))
     finally:
         await box.close()
+    reliability.record(
+        "box", "A custom wrapper writes a JSON line that is no event object ([1, 2, 3])",
+        "the reply ends at once with protocol_mismatch naming the line; the wrapper is "
+        "ended, and the next request is refused at once, not after CHAT_TIMEOUT")
 
 
 async def _all(events):

@@ -76,7 +76,8 @@ def test_work_in_a_thread_is_not_the_loops(caplog):
     ("block", "ms of CPU"),
     ("unread", "exception was never retrieved"),
 ])
-def test_a_real_gateway_with_a_planted_regression_fails_its_test(tmp_path, plant, said):
+def test_a_real_gateway_with_a_planted_regression_fails_its_test(tmp_path, plant, said,
+                                                                 reliability):
     gateway = start_scripted_gateway(tmp_path / "gw", env={
         "PYTHONPATH": str(PLANT_DIR), "LFGATE_TEST_PLANT": plant})
     try:
@@ -87,6 +88,11 @@ def test_a_real_gateway_with_a_planted_regression_fails_its_test(tmp_path, plant
     assert said in str(failed.value)
     if plant != "unread":
         assert "_planted_board" in str(failed.value)
+    reliability.record(
+        "gateway", {"block": "A route computing 300 ms on the event loop (planted)",
+                    "unread": "A task whose exception nobody reads (planted)"}[plant],
+        f"the gateway logs it (“{said}”, with the coroutines it ran) and the test that "
+        "started it fails: every gateway under test runs with LOOP_WATCH_MS=100")
 
 
 def test_the_same_gateway_without_the_plant_passes(tmp_path):
