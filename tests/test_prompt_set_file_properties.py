@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from lfgate.services.errors import BadPromptSet
 from lfgate.services.evals.prompt_set_file import parse_prompt_set
-from lfgate.storable import why_unstorable
+from lfgate.storage.storable import why_unstorable
 
 FORMATS = ("jsonl", "json", "csv", "lines")
 json_values = st.recursive(

@@ -24,7 +24,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from lfgate.storable import why_unstorable
+from lfgate.storage.storable import why_unstorable
 
 MAX_REPORTED = 10  # problems listed in one answer; the first ones in the body's order
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lfgate.services.errors import BadPromptSet
-from lfgate.storable import why_unstorable
+from lfgate.storage.storable import why_unstorable
 
 SetFormat = Literal["jsonl", "json", "csv", "lines"]
 FORMATS: tuple[SetFormat, ...] = ("jsonl", "json", "csv", "lines")
