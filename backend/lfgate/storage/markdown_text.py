@@ -27,17 +27,15 @@ def html_text(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-_entities = html_text
-
 
 def _outside_spans(text: str) -> str:
     out, at = [], 0
     for span in _CODE_SPAN.finditer(text):
         if "\n" in span.group(0):
             continue  # escaped with the text around it
-        out += [_entities(text[at:span.start()]), span.group(0)]
+        out += [html_text(text[at:span.start()]), span.group(0)]
         at = span.end()
-    out.append(_entities(text[at:]))
+    out.append(html_text(text[at:]))
     return "".join(out)
 
 
