@@ -117,6 +117,36 @@ def postgres_server():
     server.stop()
 
 
+@pytest.fixture
+def postgres_database(postgres_server: str) -> str:
+    """A fresh, empty database on the test PostgreSQL server (for a gateway process)."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = postgres_server.replace("postgresql+asyncpg://", "postgresql://")
+
+    async def create() -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return postgres_server.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def gateway_database_url(request, tmp_path) -> str:
+    """A fresh, empty database of each kind, for a gateway process the test starts."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+    return request.getfixturevalue("postgres_database")
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def database_url(request, tmp_path):
     """A fresh, empty database of each kind for one test."""

@@ -21,7 +21,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -308,27 +307,6 @@ def test_sqlite_full_disk_refuses_a_send_keeps_what_is_stored_and_recovers(
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------
-
-@pytest.fixture
-def postgres_database(postgres_server: str) -> str:
-    """A fresh, empty database on the test PostgreSQL server."""
-    import asyncio
-
-    import asyncpg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = postgres_server.replace("postgresql+asyncpg://", "postgresql://")
-
-    async def create() -> None:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-    return postgres_server.rsplit("/", 1)[0] + f"/{name}"
-
 
 def test_postgres_locked_by_another_session_is_a_clear_error_not_a_hang(
         tmp_path, postgres_database, reliability):

@@ -87,8 +87,8 @@ async def patch_chat(chat_id: str, body: ChatPatchIn, store: StoreDep, settings:
 
 
 @router.delete("/{chat_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_chat(chat_id: str, store: StoreDep) -> Response:
-    await store.delete_chat(chat_id=chat_id)
+async def delete_chat(chat_id: str, turns: TurnsDep) -> Response:
+    await turns.delete_chat(chat_id=chat_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -20,6 +20,7 @@ from lfgate.storage.database import Database
 from lfgate.storage.deferred import DeferredSaves
 from lfgate.storage.errors import UnknownChat, UnknownMessage
 from lfgate.storage.markdown_text import escape_html, html_text
+from lfgate.storage.storable import storable_text, storable_value
 from lfgate.storage.tables import Chat, Message, utcnow
 
 MESSAGE_STATUSES = ("complete", "streaming", "stopped", "interrupted", "error")
@@ -147,7 +148,8 @@ class ChatStore:
         if status not in MESSAGE_STATUSES:
             raise ValueError(f"status must be one of {MESSAGE_STATUSES}")
         row = Message(id=new_id(), chat_id=chat_id, parent_id=parent_id, role=role,
-                      content=content, status=status, provenance=provenance)
+                      content=storable_text(content), status=status,
+                      provenance=storable_value(provenance))
         async with self._sessions.begin() as session:
             chat = await session.get(Chat, chat_id)
             if chat is None:
@@ -170,14 +172,14 @@ class ChatStore:
         values: dict[str, Any] = {"updated_at": utcnow()}
         if thread_digest is not None:
             values["thread_digest"] = thread_digest
-        if content is not None:
-            values["content"] = content
+        if content is not None:  # a reply from the box: kept whatever it holds
+            values["content"] = storable_text(content)
         if status is not None:
             if status not in MESSAGE_STATUSES:
                 raise ValueError(f"status must be one of {MESSAGE_STATUSES}")
             values["status"] = status
         if provenance is not None:
-            values["provenance"] = provenance
+            values["provenance"] = storable_value(provenance)
         await self._deferred.save(message_id, values)
 
     async def _write_message(self, message_id: str, values: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy import and_, or_, select, update
 from lfgate.storage.chat_store import new_id
 from lfgate.storage.database import Database
 from lfgate.storage.errors import UnknownPromptSet, UnknownRun
+from lfgate.storage.storable import storable_text, storable_value
 from lfgate.storage.tables import PromptSet, RunCell, RunVote, SetRun, as_utc, utcnow
 
 CELL_STATUSES = ("pending", "running", "complete", "error", "stopped")
@@ -145,8 +146,9 @@ class RunStore:
             await session.execute(
                 update(RunCell).where(RunCell.run_id == run_id, RunCell.position == index,
                                       RunCell.slot == slot)
-                .values(status=status, content=content, provenance=provenance,
-                        scores=scores, updated_at=utcnow()))
+                .values(status=status, content=storable_text(content),
+                        provenance=storable_value(provenance), scores=scores,
+                        updated_at=utcnow()))
 
     async def requeue(self, *, run_id: str) -> None:
         """Cells of this run left running (their turn was cancelled): pending again."""

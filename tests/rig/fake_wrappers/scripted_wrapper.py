@@ -12,6 +12,8 @@ Replies, by what the last user message contains (case-insensitive, first match w
   "xss"   HTML and javascript: links a page must render inert
   "think" a <think>…</think> block, then a short answer
   "code"  Markdown: heading, **bold**, list, a ```python block, $inline$ and $$display$$ math
+  "unstorable" text holding a NUL and an unpaired surrogate (a byte-level tokenizer has a token
+          for NUL; PostgreSQL cannot store one)
   "notice" an `info` event first (cli_restarted, as CLI mode sends one), then the echo
   else    "Echo #<user turn> from <base> + <adapter or 'no adapter'>: <message>"
 
@@ -97,6 +99,7 @@ End of the xss sample.
 """
 
 ERROR_LEAD = "Starting to answer, and then the box will fail..."
+UNSTORABLE_REPLY = "before\x00after, then \ud800 alone, and the end."
 
 
 def chunks_of(text: str) -> list[str]:
@@ -214,7 +217,7 @@ class ScriptedEngine:
         if "long" in lowered:
             return long_chunks(), False
         for trigger, reply in (("xss", XSS_REPLY), ("think", THINK_REPLY),
-                               ("code", CODE_REPLY)):
+                               ("code", CODE_REPLY), ("unstorable", UNSTORABLE_REPLY)):
             if trigger in lowered:
                 return chunks_of(reply), False
         turn_number = sum(1 for m in messages if m["role"] == "user")

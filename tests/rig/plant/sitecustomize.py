@@ -1,7 +1,8 @@
-"""Planted regressions for the gateway guards' own tests (tests/test_loop_watch.py): on
-PYTHONPATH with LFGATE_TEST_PLANT set, the gateway's GET /api/leaderboard first either
-computes 300 ms on the event loop ("block") or starts a task whose exception nobody reads
-("unread"). Nothing else changes."""
+"""Planted faults for the gateway guards' own tests (tests/test_loop_watch.py,
+tests/test_reply_failures.py): on PYTHONPATH with LFGATE_TEST_PLANT set, the gateway's GET
+/api/leaderboard first either computes 300 ms on the event loop ("block") or starts a task
+whose exception nobody reads ("unread"); or ("save_fails") the save of a finished reply
+raises, as a bug or a database refusing its text would. Nothing else changes."""
 
 from __future__ import annotations
 
@@ -31,3 +32,15 @@ if PLANT:
         return await _board(self)
 
     standings.Standings.board = _planted_board  # type: ignore[method-assign]
+
+    if PLANT == "save_fails":
+        from lfgate.storage import chat_store
+
+        _update = chat_store.ChatStore.update_message
+
+        async def _planted_update(self, *, message_id, **changes):  # type: ignore[no-untyped-def]
+            if changes.get("status") == "complete":
+                raise RuntimeError("planted: the save of a finished reply fails")
+            return await _update(self, message_id=message_id, **changes)
+
+        chat_store.ChatStore.update_message = _planted_update  # type: ignore[method-assign]

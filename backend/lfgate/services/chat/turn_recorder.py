@@ -16,6 +16,7 @@ from lfgate.services.chat.turn_log import ApiEvent, TurnLog
 from lfgate.services.models.catalog import ModelSpec
 from lfgate.services.models.fleet_registry import FleetRegistry
 from lfgate.storage.chat_store import ChatStore
+from lfgate.storage.storable import storable_value
 
 __all__ = ["ApiEvent", "Turn", "TurnRecorder"]
 SAVE_EVERY_S = 1.0  # a growing reply is written at least this often
@@ -46,9 +47,13 @@ class Turn:
     tags: dict[str, Any] = field(default_factory=dict)  # kept in its provenance (a compare slot)
     ttft_ms: float | None = None
     saved_at: float = field(default_factory=time.monotonic)
+    ended: bool = False  # its done or error event is out: a stream ends with exactly one
 
     def emit(self, name: str, data: dict[str, Any]) -> None:
         self.log.append(name, data)
+        if name in ("done", "error"):
+            self.ended = True
+
 
     def elapsed_ms(self) -> float:
         return round((time.monotonic() - self.started) * 1000, 1)
@@ -65,6 +70,9 @@ class TurnRecorder:
             await self._store.update_message(message_id=turn.id, **changes)
 
     async def on_event(self, turn: Turn, event: dict[str, Any], params: dict[str, Any]) -> None:
+        # What the box says is kept whatever it holds: a NUL or an unpaired surrogate becomes
+        # U+FFFD here, so what streams is what is stored, on every database.
+        event = storable_value(event)
         kind = event["event"]
         if kind == wp.EV_DELTA:
             if turn.ttft_ms is None:

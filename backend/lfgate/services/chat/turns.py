@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -25,9 +26,10 @@ from lfgate.services.chat.turn_recorder import Turn, TurnRecorder
 from lfgate.services.errors import BadTurnRequest, ChatBusy, TooManyTurns, UnknownTurn
 from lfgate.services.models.fleet_registry import FleetRegistry
 from lfgate.storage.chat_store import ChatRecord, ChatStore, MessageRecord, new_id
-from lfgate.storage.errors import UnknownMessage
+from lfgate.storage.errors import UnknownChat, UnknownMessage
 
 TITLE_CHARS = 60
+logger = logging.getLogger("lfgate")
 DEFAULT_TITLE = "New chat"  # a chat made without a title; its first message renames it
 
 
@@ -280,6 +282,16 @@ class ChatTurns:
         if turn.session is not None:
             await turn.session.cancel(turn.id)
 
+    async def delete_chat(self, *, chat_id: str) -> None:
+        """Delete a chat; a reply of it still streaming is stopped on the box first (its
+        stream ends with `chat_deleted`: nothing of a deleted chat is kept)."""
+        await self._store.delete_chat(chat_id=chat_id)
+        for turn in [t for t in self._active.values() if t.chat_id == chat_id]:
+            turn.stop_requested = True
+            if turn.session is not None:
+                with contextlib.suppress(Exception):
+                    await turn.session.cancel(turn.id)
+
     async def close(self) -> None:
         tasks = [turn.task for turn in self._active.values() if turn.task is not None]
         for task in tasks:
@@ -291,29 +303,75 @@ class ChatTurns:
         turn.emit("meta", meta_of(turn))
         final = False
         try:
-            served = await self._registry.ready_session(turn.model, params)
-            turn.session = served.session
-            turn.opened.set()
-            if turn.stop_requested:
-                await self._recorder.finish(turn, wp.FINISH_STOPPED, params, 0)
-            else:
-                served.slot.active_turns += 1
-                try:
-                    await self._relay(turn, messages, params, served.choice)
-                finally:
-                    served.slot.active_turns -= 1
+            try:
+                served = await self._registry.ready_session(turn.model, params)
+                turn.session = served.session
+                turn.opened.set()
+                if turn.stop_requested:
+                    await self._recorder.finish(turn, wp.FINISH_STOPPED, params, 0)
+                else:
+                    served.slot.active_turns += 1
+                    try:
+                        await self._relay(turn, messages, params, served.choice)
+                    finally:
+                        served.slot.active_turns -= 1
+            except BoxError as exc:
+                await self._recorder.fail(turn, exc.as_dict(), params)
             final = True
-        except BoxError as exc:
-            await self._recorder.fail(turn, exc.as_dict(), params)
+        except Exception as exc:  # not the box: the chat deleted under it, a bug
+            await self._failed(turn, exc, params)
             final = True
         finally:
             await self._end(turn, final)
+
+    async def _failed(self, turn: Turn, exc: Exception, params: dict[str, Any]) -> None:
+        """A reply that failed for another reason than the box: its chat deleted while it
+        streamed, the database refusing a save, a bug. Said in the log, ended with an error
+        event (never a stream that just stops), and stored as far as it still can be: an
+        exception here never leaves the turn's task unread."""
+        if isinstance(exc, UnknownMessage | UnknownChat):
+            logger.warning("reply %s: its chat was deleted while it streamed; not kept",
+                           turn.id)
+            error = {"code": "chat_deleted", "hint": "",
+                     "message": "this reply's chat was deleted while it streamed; nothing "
+                                "of it is kept"}
+        else:
+            logger.error("reply %s (chat %s, model %s) failed", turn.id, turn.chat_id,
+                         turn.model, exc_info=exc)
+            error = {"code": "reply_failed", "hint": "the gateway's log has the details",
+                     "message": f"the gateway could not finish this reply "
+                                f"({type(exc).__name__}); what arrived is kept"}
+        if turn.ended:
+            return
+        turn.error = error
+        try:
+            await self._recorder.save(turn, content="".join(turn.text), status="error",
+                                      provenance={**self._recorder.provenance(turn, params),
+                                                  "error": error})
+        except Exception as again:
+            if not isinstance(again, UnknownMessage | UnknownChat):
+                logger.error("reply %s: its error could not be stored either", turn.id,
+                             exc_info=again)
+        turn.emit("error", error)
 
     async def _run_batch(self, turns: list[Turn], histories: list[list[dict[str, str]]],
                          params: dict[str, Any]) -> None:
         ended: set[str] = set()
         for turn in turns:
             turn.emit("meta", meta_of(turn))
+        try:
+            await self._batch(turns, histories, params, ended)
+        except Exception as exc:  # not the box: a row's chat deleted, a bug
+            for turn in turns:
+                if turn.id not in ended:
+                    await self._failed(turn, exc, params)
+                    ended.add(turn.id)
+        finally:
+            for turn in turns:
+                await self._end(turn, turn.id in ended)
+
+    async def _batch(self, turns: list[Turn], histories: list[list[dict[str, str]]],
+                     params: dict[str, Any], ended: set[str]) -> None:
         try:
             served = [await self._registry.ready_session(t.model, params) for t in turns]
             session, slot = served[0].session, served[0].slot
@@ -330,12 +388,21 @@ class ChatTurns:
                 # A wrapper of this protocol serving a shared base batches (a wrapper that
                 # could not would answer every row with not_supported).
                 idle = self._registry.settings_for(turns[0].model).chat_timeout
-                async for event in session.chat_batch(f"batch-{turns[0].id}", rows, params,
-                                                      idle):
-                    turn = by_id[event["id"]]
-                    await self._recorder.on_event(turn, event, params)
-                    if event["event"] in (wp.EV_DONE, wp.EV_ERROR):
-                        ended.add(turn.id)
+                events = session.chat_batch(f"batch-{turns[0].id}", rows, params, idle)
+                async with contextlib.aclosing(events):  # left early: the box stops too
+                    async for event in events:
+                        turn = by_id[event["id"]]
+                        try:
+                            await self._recorder.on_event(turn, event, params)
+                        except Exception as exc:  # this row alone: the others go on
+                            if turn.id not in ended:
+                                await self._failed(turn, exc, params)
+                                ended.add(turn.id)
+                                with contextlib.suppress(Exception):
+                                    await session.cancel(turn.id)
+                            continue
+                        if event["event"] in (wp.EV_DONE, wp.EV_ERROR):
+                            ended.add(turn.id)
             finally:
                 slot.active_turns -= len(turns)
         except BoxError as exc:
@@ -343,9 +410,6 @@ class ChatTurns:
                 if turn.id not in ended:
                     await self._recorder.fail(turn, exc.as_dict(), params)
                     ended.add(turn.id)
-        finally:
-            for turn in turns:
-                await self._end(turn, turn.id in ended)
 
     async def _end(self, turn: Turn, final: bool) -> None:
         if not final:  # cancelled (the gateway is shutting down): keep what arrived
@@ -365,5 +429,7 @@ class ChatTurns:
                      params: dict[str, Any], choice: dict[str, Any] | None) -> None:
         assert turn.session is not None
         idle = self._registry.settings_for(turn.model).chat_timeout
-        async for event in turn.session.chat(turn.id, messages, params, choice, idle):
-            await self._recorder.on_event(turn, event, params)
+        events = turn.session.chat(turn.id, messages, params, choice, idle)
+        async with contextlib.aclosing(events):  # left early (a failed save): the box stops
+            async for event in events:
+                await self._recorder.on_event(turn, event, params)
