@@ -240,7 +240,7 @@ class ScriptEngine:
         engine = self._chat_model.engine
         self._named += 1
         name = f"a{self._named}"
-        folder = os.path.expanduser(path)
+        folder = wrapper_serve.utf8_path(os.path.expanduser(path))  # safetensors: UTF-8 only
         try:
             if self._peft is None:
                 base = engine.model

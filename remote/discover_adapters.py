@@ -11,6 +11,13 @@ what LlamaFactory left beside it says how it was trained (template, finetuning t
 it went (losses). Stdlib only: uploaded to the box beside the wrappers and run with the box's
 Python, reading files, never importing torch. Bounded in depth, count and time; a folder
 that is missing or unreadable is reported, never fatal.
+
+Paths are given exactly as this Python names them: a name that is not UTF-8 (a Latin-1
+`run-caf\\xe9`) holds a lone surrogate for each such byte (surrogateescape), which the JSON
+out carries as "\\udce9" and which the box's Python, given the path back, opens as that byte.
+Such a string is no text for people: the gateway shows it with U+FFFD and keeps it exact for
+the wrapper alone. Messages for people (`problems`, `notes`) say paths that way too
+(docs/protocol.md, "Paths").
 """
 
 from __future__ import annotations
@@ -32,10 +39,19 @@ CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 SKIP_DIRS = {"runs", "wandb", "__pycache__", "logs", "tensorboard"}  # and every .hidden one
 LOSS_POINTS = 48  # a loss curve is thinned to this many points (a sparkline needs no more)
 _YAML_SCALAR = re.compile(r"^([A-Za-z_][\w.]*):\s*(.*?)\s*$")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def shown(path: str) -> str:
+    """A path as a message for people says it: each lone surrogate (a byte of a name that is
+    not UTF-8) is U+FFFD."""
+    return _LONE_SURROGATE.sub("\ufffd", path)
 
 
 def _read_json(path: str) -> Any:
-    with open(path, encoding="utf-8") as handle:
+    """A JSON file. A string written in it raw in bytes that are not UTF-8 (a path, by a tool
+    other than Python's json) reads as this Python names that path (surrogateescape)."""
+    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
         return json.load(handle)
 
 
@@ -44,7 +60,7 @@ def _flat_yaml(path: str) -> dict[str, str]:
     flat dict): enough to read the template without a YAML library on the box."""
     values: dict[str, str] = {}
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 match = _YAML_SCALAR.match(line)
                 if match and match.group(2) not in ("", "|", ">"):
@@ -217,7 +233,7 @@ def describe(path: str, root: str, base_model_path: str, run: dict[str, Any]) ->
     adapter["base"], adapter["base_resolved"] = _resolve_base(saved_base, base_model_path)
     if adapter["base"] is None:
         adapter["problems"].append(
-            f"its base {saved_base!r} is not on the box, and BASE_MODEL_PATH is not set"
+            f"its base {shown(saved_base)!r} is not on the box, and BASE_MODEL_PATH is not set"
             if saved_base else "adapter_config.json names no base model")
     if not any(os.path.isfile(os.path.join(path, weights)) for weights in WEIGHT_FILES):
         adapter["problems"].append(f"no weights ({' or '.join(WEIGHT_FILES)})")
@@ -238,13 +254,22 @@ def _add_losses(adapter: dict[str, Any], losses: dict[str, Any], step: int | Non
 def _resolve_base(saved: str | None, configured: str) -> tuple[str | None, bool]:
     """The base as the box has it: the saved path if it exists there, else BASE_MODEL_PATH
     (True: resolved that way); a hub id stays as it is (the box may have it cached)."""
-    if saved and os.path.isdir(os.path.expanduser(saved)):
+    if saved and _is_dir(saved):
         return saved, False
     if configured:
         return configured, True
     if saved and not saved.startswith(("/", "~", ".")):
         return saved, False
     return None, False
+
+
+def _is_dir(path: str) -> bool:
+    """Whether `path` is a folder here; a path that no file system can hold (a NUL, a lone
+    surrogate that stands for no byte: JSON can say "\\ud800") is none."""
+    try:
+        return os.path.isdir(os.path.expanduser(path))
+    except ValueError:
+        return False
 
 
 def scan(job: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ are the single source of truth for both sides.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 # 2: adapters on a loaded base, chosen per chat (load_adapter, ...).
@@ -149,6 +150,76 @@ class WrapperError(Exception):
         if turn_id is not None:
             event["id"] = turn_id
         return event
+
+
+_NUMBER = (int, float)
+_OPTIONAL_NUMBER = (int, float, type(None))
+_OPTIONAL_TEXT = (str, type(None))
+# What the gateway reads of each event: field -> (required, the types it may have). An event
+# of another name (a newer wrapper's) is passed on as it is; a field not named here too.
+EVENT_FIELDS: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
+    EV_READY: {"load_seconds": (False, _OPTIONAL_NUMBER), "held": (False, (dict,))},
+    EV_DELTA: {"id": (True, (str,)), "text": (True, (str,))},
+    EV_INFO: {"id": (False, _OPTIONAL_TEXT), "code": (True, (str,)), "message": (True, (str,))},
+    EV_DONE: {"id": (True, (str,)), "content": (True, (str,)), "finish_reason": (True, (str,)),
+              "timing": (True, (dict,)), "usage": (False, (dict,)), "batch": (False, (dict,)),
+              "held": (False, (dict,))},
+    EV_ERROR: {"id": (False, _OPTIONAL_TEXT), "code": (False, _OPTIONAL_TEXT),
+               "message": (False, _OPTIONAL_TEXT), "hint": (False, _OPTIONAL_TEXT)},
+    EV_PONG: {"id": (False, _OPTIONAL_TEXT), "held": (False, (dict,))},
+    EV_ADAPTER_LOADED: {"id": (False, _OPTIONAL_TEXT), "path": (False, (str,)),
+                        "load_seconds": (False, _OPTIONAL_NUMBER), "held": (False, (dict,))},
+    EV_ADAPTER_UNLOADED: {"id": (False, _OPTIONAL_TEXT), "path": (False, (str,)),
+                          "held": (False, (dict,))},
+}
+# Numbers inside these objects (a `timing` of text would reach every export as text).
+NUMBER_MAPS = ("timing", "usage")
+
+
+def event_problem(event: Any) -> str | None:
+    """What is wrong with an event a wrapper wrote (a person reads it), or None."""
+    if not isinstance(event, dict):
+        return f"an event must be a JSON object, not {type(event).__name__}"
+    name = event.get("event")
+    if not isinstance(name, str):
+        return "an event needs an \"event\" name (a string)"
+    if "id" in event and not isinstance(event["id"], _OPTIONAL_TEXT):
+        return f"{name}: \"id\" must be a string"
+    for field, (required, types) in EVENT_FIELDS.get(name, {}).items():
+        if field not in event:
+            if required:
+                return f"{name}: \"{field}\" is missing"
+            continue
+        value = event[field]
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            said = {"dict": "an object", "str": "a string", "int": "a number",
+                    "float": "a number", "NoneType": "null"}
+            return f"{name}: \"{field}\" must be " + " or ".join(
+                dict.fromkeys(said.get(t.__name__, t.__name__) for t in types))
+        if field in NUMBER_MAPS:
+            for key, number in value.items():
+                if isinstance(number, bool) or not isinstance(number, _OPTIONAL_NUMBER):
+                    return f"{name}: \"{field}.{key}\" must be a number or null"
+    return None
+
+
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def as_text(value: Any) -> Any:
+    """`value` with every string in it (keys too) Unicode text a store can keep: each lone
+    surrogate and each NUL is U+FFFD. A path whose name is not UTF-8 comes as the box's
+    Python names it (each such byte a lone surrogate, opened exactly); echoed back in `held`
+    or an error's message it goes as text, as the gateway lists it (docs/protocol.md,
+    "Paths"). Both sides apply it: the wrapper to what it writes, the gateway to what it
+    reads (a custom wrapper's output too)."""
+    if isinstance(value, str):
+        return _NOT_TEXT.sub("\ufffd", value) if _NOT_TEXT.search(value) else value
+    if isinstance(value, dict):
+        return {as_text(k): as_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):  # the box's Python may be 3.9
+        return [as_text(item) for item in value]
+    return value
 
 
 def encode(message: dict[str, Any]) -> str:

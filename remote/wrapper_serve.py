@@ -9,13 +9,16 @@ that outlives it); a reader thread takes stdin so `cancel` and `ping` are seen m
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import platform
 import queue
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -250,14 +253,15 @@ class AdapterShelf:
 
 
 class Wire:
-    """The protocol's output: whole lines, one writer at a time, flushed at once."""
+    """The protocol's output: whole lines, one writer at a time, flushed at once; every
+    string in them Unicode text (`wrapper_protocol.as_text`)."""
 
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
         self._lock = threading.Lock()
 
     def send(self, event: dict[str, Any]) -> None:
-        line = wp.encode(event)
+        line = wp.encode(wp.as_text(event))
         with self._lock:
             self._stream.write(line)
             self._stream.flush()
@@ -326,17 +330,55 @@ def unexpected_error(exc: BaseException, code: str) -> wp.WrapperError:
     return classify_failure(f"{type(exc).__name__}: {exc}", code)
 
 
+_ALIASES: dict[str, str] = {}  # a path whose name is not UTF-8 -> the symlink given for it
+_ALIAS_FOLDER: list[str] = []  # the folder of those symlinks, once there is one
+
+
+def utf8_path(path: str) -> str:
+    """`path` as a library that takes only UTF-8 paths can open it. A name that is not UTF-8
+    comes as this Python names it (a lone surrogate for each such byte: docs/protocol.md,
+    "Paths"); Python's own file calls open it exactly, but safetensors refuses it ("Path ...
+    is not valid UTF-8") and a config written as UTF-8 cannot hold it. Such a path is given
+    as a symlink to it, named in UTF-8, in a folder of this wrapper's own (gone when it
+    exits); any other path as it is. What cannot be linked is left for the load to refuse."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        pass
+    exact = os.path.abspath(os.path.expanduser(path))
+    alias = _ALIASES.get(exact)
+    if alias is not None and os.path.islink(alias):
+        return alias
+    try:
+        if not os.path.exists(exact):
+            return path  # not on the box (a hub id?): LlamaFactory says so
+        if not _ALIAS_FOLDER:
+            _ALIAS_FOLDER.append(tempfile.mkdtemp(prefix="lfgate-paths-"))
+            atexit.register(shutil.rmtree, _ALIAS_FOLDER[0], True)
+        name = wp.as_text(os.path.basename(exact.rstrip("/"))) or "path"
+        alias = os.path.join(_ALIAS_FOLDER[0], f"{len(_ALIASES) + 1}-{name}")
+        os.symlink(exact, alias)
+    except (OSError, ValueError):  # ValueError: a surrogate that stands for no byte
+        return path
+    _ALIASES[exact] = alias
+    return alias
+
+
 def llamafactory_args(model: dict[str, Any]) -> dict[str, Any]:
-    """A checked model spec as LlamaFactory's own arguments (ChatModel and llamafactory-cli)."""
+    """A checked model spec as LlamaFactory's own arguments (ChatModel and llamafactory-cli),
+    its paths ones that LlamaFactory's loaders can open (`utf8_path`)."""
     args: dict[str, Any] = {
-        "model_name_or_path": model["base_model_path"],
+        "model_name_or_path": utf8_path(model["base_model_path"]),
         "template": model["template"],
         "finetuning_type": model["finetuning_type"],
         "infer_backend": model["infer_backend"],
         **model["extra_args"],
     }
-    if model["adapter_path"]:
-        args["adapter_name_or_path"] = model["adapter_path"]
+    adapter = model["adapter_path"]
+    if adapter:
+        args["adapter_name_or_path"] = adapter if wp.as_text(adapter) == adapter else ",".join(
+            utf8_path(part.strip()) for part in adapter.split(","))
     return args
 
 
@@ -718,12 +760,13 @@ def run_once(engine: ChatEngine, argument: str, out: IO[str]) -> int:
         outcome = engine.chat(turn)
     except Exception as exc:
         error = unexpected_error(exc, wp.E_GENERATION_FAILED)
-        out.write(wp.encode({"error": {"code": error.code, "message": error.message,
-                                       "hint": error.hint}}))
+        out.write(wp.encode(wp.as_text({"error": {"code": error.code, "message": error.message,
+                                               "hint": error.hint}})))
         return 1
     finally:
         engine.unload()
-    out.write(wp.encode({"role": "assistant", "content": turn.finish_text(outcome)[0]}))
+    out.write(wp.encode(wp.as_text({"role": "assistant",
+                                 "content": turn.finish_text(outcome)[0]})))
     return 0
 
 

@@ -4,6 +4,7 @@ here the way LlamaFactory writes them, run as the box runs it: a program reading
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,34 @@ def test_it_runs_as_a_program_with_a_json_job(tmp_path):
     bad = subprocess.run([sys.executable, script], input="[1]", capture_output=True, text=True,
                          timeout=60, check=False)
     assert bad.returncode == 2 and "bad job" in json.loads(bad.stdout)["error"]
+
+
+def test_names_that_are_not_utf8_are_reported_exactly_as_ascii_json(tmp_path):
+    """Issue 24 finding 5: a run folder named in Latin-1 (bytes b"run-caf\\xe9"), its
+    checkpoint, a base whose name is Latin-1 too (one there, one gone) and a
+    training_args.yaml in Latin-1. The program's answer is ASCII JSON; each path in it, read
+    back as the box's Python reads JSON, is the folder's bytes; the messages for people say
+    such a name with U+FFFD; a file in Latin-1 costs nothing."""
+    root = os.fsencode(tmp_path / "saves")
+    base = os.fsencode(tmp_path / "models") + b"/tiny-caf\xe9"
+    os.makedirs(base)
+    run = root + b"/run-caf\xe9"
+    adapter(Path(os.fsdecode(run)), os.fsdecode(base))
+    with open(run + b"/training_args.yaml", "wb") as handle:
+        handle.write(b"template: qwen\n# r\xe9glages\nfinetuning_type: lora\n")
+    adapter(Path(os.fsdecode(run + b"/checkpoint-5")), os.fsdecode(b"/gone/caf\xe9"))
+    script = str(REMOTE / "discover_adapters.py")
+    job = json.dumps({"dirs": [str(tmp_path)]}).encode()
+    out = subprocess.run([sys.executable, script], input=job, capture_output=True, check=True,
+                         timeout=60).stdout
+    assert out.isascii() and b"\\udce9" in out
+    found = {os.fsencode(a["path"]): a for a in json.loads(out)["adapters"]}
+    assert set(found) == {run, run + b"/checkpoint-5"}
+    final, checkpoint = found[run], found[run + b"/checkpoint-5"]
+    assert os.fsencode(final["run_dir"]) == run and os.fsencode(final["base"]) == base
+    assert os.fsencode(final["relative"]) == b"saves/run-caf\xe9"
+    assert (final["template"], final["problems"]) == ("qwen", [])
+    assert os.fsencode(checkpoint["saved_base"]) == b"/gone/caf\xe9"
+    assert checkpoint["problems"] == [  # no BASE_MODEL_PATH in the job
+        "its base '/gone/caf\ufffd' is not on the box, and BASE_MODEL_PATH is not set"]
+    assert list(json.loads(out)["curves"]) == [os.fsdecode(run)]

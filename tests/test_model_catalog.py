@@ -3,12 +3,16 @@ made by the real scanner over trees written the way LlamaFactory writes them."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import shutil
 import sys
 from pathlib import Path
 
 from lfgate.config import Settings
 from lfgate.services.models.catalog import build_catalog, path_id
+from lfgate.storage.storable import why_unstorable
 from tests.rig.saves_tree import make_saves
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "remote"))
@@ -150,3 +154,69 @@ def test_folders_whose_names_slug_alike_stay_apart(tmp_path):
         assert checkpoint.facts.run == spec.facts.run == spec.id  # its run is its own
     again = catalog_of(tmp_path, config, [str(root)]).specs
     assert [s.id for s in again] == ids
+
+
+def _latin1_run(root: bytes, name: bytes, base: str) -> None:
+    for folder in (root + b"/" + name, root + b"/" + name + b"/checkpoint-5"):
+        os.makedirs(folder)
+        with open(folder + b"/adapter_config.json", "w") as handle:
+            json.dump({"base_model_name_or_path": base, "peft_type": "LORA"}, handle)
+        with open(folder + b"/adapter_model.safetensors", "wb") as handle:
+            handle.write(b"\0" * 10)
+
+
+def test_a_name_that_is_not_utf8_is_shown_as_text_with_an_id_of_its_own(tmp_path):
+    """Issue 24 finding 5: `run-caf\\xe9` (Latin-1) is listed as `run-caf\ufffd`, kept exact
+    for the wrapper, under `run-caf-` and a hash of its bytes (its checkpoint under that, then
+    `--checkpoint-5`): an id that neighbours named alike (`run-caf`, `run-caf\\xe8`, the UTF-8
+    `run-caf\u00e9`), coming later, neither take nor change."""
+    config = settings(tmp_path)
+    root = os.fsencode(tmp_path / "saves")
+    _latin1_run(root, b"run-caf\xe9", config.base_model_path)
+    first = {s.id: s for s in catalog_of(tmp_path, config, [os.fsdecode(root)]).specs}
+    (final_id,) = [i for i in first if i.startswith("run-caf") and "--" not in i]
+    assert final_id.startswith("run-caf-") and len(final_id) == len("run-caf-") + 6
+    final, checkpoint = first[final_id], first[f"{final_id}--checkpoint-5"]
+    assert final.adapter_path == os.fsdecode(root) + "/run-caf\ufffd"
+    assert os.fsencode(final.box_adapter_path) == root + b"/run-caf\xe9"
+    assert os.fsencode(checkpoint.for_wrapper("")["adapter_path"]) == \
+        root + b"/run-caf\xe9/checkpoint-5"
+    assert (final.facts.run_path, checkpoint.facts.run) == ("run-caf\ufffd", final_id)
+    assert final.base_id == "default" and final.usable
+    for name in (b"run-caf", b"run-caf\xe8", "run-caf\u00e9".encode()):
+        _latin1_run(root, name, config.base_model_path)
+    grown = {s.id: s for s in catalog_of(tmp_path, config, [os.fsdecode(root)]).specs}
+    assert set(first) <= set(grown) and len(grown) == len(first) + 6
+    assert os.fsencode(grown[final_id].box_adapter_path) == root + b"/run-caf\xe9"
+    assert "run-caf" in grown  # the plain name keeps the plain id
+
+
+def test_no_lone_surrogate_in_a_scan_reaches_the_listing(tmp_path):
+    """Issue 24 finding 5, the guard where the scan enters the gateway: a scan whose every
+    string holds what is no text (lone surrogates, the bytes of names that are not UTF-8 or
+    none at all, and NUL) lists as text throughout; the exact paths stay for the wrapper."""
+    config = settings(tmp_path)
+    odd = "caf\udce9\ud800\x00"
+    scan = {"adapters": [{
+        "path": f"/saves/{odd}", "root": "/saves", "relative": odd, "run": odd,
+        "run_dir": f"/saves/{odd}", "step": None, "base": f"/models/{odd}",
+        "base_resolved": False, "saved_base": f"/models/{odd}", "template": odd,
+        "finetuning_type": "lora", "peft_type": "LORA", "kind": "adapter",
+        "problems": [], "notes": [f"note {odd}"], "train_loss": 1.0, "eval_loss": None,
+        "size_bytes": 1, "modified": 1.0, "explicit": False}],
+        "curves": {f"/saves/{odd}": {"train": [[1, 1.0]], "eval": []}},
+        "missing": [{"dir": f"/x/{odd}", "reason": f"no {odd}"}], "truncated": False}
+    catalog = build_catalog(config, scan)
+    for spec in catalog.specs:
+        shown = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)
+                 if not f.name.startswith("exact_")}
+        shown["facts"] = None if spec.facts is None else dataclasses.asdict(spec.facts)
+        json.dumps(shown, ensure_ascii=False).encode("utf-8")
+        assert why_unstorable(json.dumps(shown, ensure_ascii=False)) is None, shown
+    text = json.dumps([catalog.missing, catalog.curves], ensure_ascii=False)
+    assert why_unstorable(text) is None and "\ufffd" in text
+    adapter = next(s for s in catalog.specs if s.facts is not None)
+    assert adapter.box_adapter_path == f"/saves/{odd}"
+    assert adapter.for_wrapper("")["base_model_path"] == f"/models/{odd}"
+    assert adapter.adapter_path == "/saves/caf\ufffd\ufffd\ufffd"
+    assert list(catalog.curves) == [adapter.facts.run]  # its curve, found by the exact path

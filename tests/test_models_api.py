@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import shutil
 import sys
 from collections.abc import Awaitable, Callable
@@ -291,3 +292,92 @@ async def test_an_adapter_that_does_not_load_fails_its_first_message_saying_so(
         status = (await http.get("/api/models/default/status")).json()
         assert status["status"] == "error" and "/runs/broken-lora" in status["error"]
         assert (await http.get("/api/models/base/status")).json()["status"] == "ready"
+
+
+async def test_a_folder_named_in_latin1_lists_chats_and_reads_back(tmp_path, monkeypatch, saves):
+    """Issue 24 finding 5: a run folder named in Latin-1 (b"run-caf\\xe9") once made
+    GET /api/models and refresh a 500 for every model, and a chat that tried it unreadable.
+    Now it is listed as text under an id of its own, the wrapper is given its exact bytes, a
+    chat with it answers and reads back and exports, and so does one whose adapter failed to
+    load with the path in the box's message."""
+    root = os.fsencode(saves)
+    for name in (b"run-caf\xe9", b"broken-caf\xe9"):  # the double fails "broken" adapters
+        shutil.copytree(saves / "tiny/lora/sft-a/checkpoint-10", os.fsdecode(root + b"/" + name))
+    app = gateway(tmp_path, monkeypatch, adapter_dirs=str(saves))
+    async with Client(app) as http:
+        refreshed = await http.post("/api/models/refresh")
+        assert refreshed.status_code == 200, refreshed.text
+        listed = (await http.get("/api/models")).json()
+        (model_id,) = [i for i in by_id(listed) if i.startswith("run-caf-")]
+        (broken_id,) = [i for i in by_id(listed) if i.startswith("broken-caf-")]
+        model = by_id(listed)[model_id]
+        assert model["adapter_path"] == f"{saves}/run-caf\ufffd"
+        assert model["run_path"] == "run-caf\ufffd" and model["usable"]
+        entry = app.state.fleet.registry.get(model_id)
+        assert os.fsencode(entry.choice()["adapter"]) == root + b"/run-caf\xe9"  # exact
+
+        reply = await ask(http, model_id)
+        assert reply["content"] == "Echo #1 from tiny-base + run-caf\ufffd: hi"
+        after = await http.get("/api/models")
+        assert after.status_code == 200, after.text
+        assert by_id(after.json())[model_id]["status"] == "ready"  # held, as the wrapper says
+        held = after.json()["serving"][0]["held"]["adapters"]
+        assert [a["path"] for a in held] == [f"{saves}/run-caf\ufffd"]
+        chat = await http.get(f"/api/chats/{reply['chat_id']}")
+        assert chat.status_code == 200, chat.text
+        provenance = chat.json()["messages"][-1]["provenance"]
+        assert provenance["adapter_path"] == f"{saves}/run-caf\ufffd"
+        for form in ("md", "json"):
+            exported = await http.get(f"/api/chats/{reply['chat_id']}/export",
+                                      params={"format": form})
+            assert exported.status_code == 200 and "run-caf\ufffd" in exported.text
+
+        failed = await http.post("/api/chat", json={"message": "hi", "model": broken_id,
+                                                     "stream": False})
+        assert failed.status_code == 502, failed.text
+        assert f"{saves}/broken-caf\ufffd" in failed.json()["message"]
+        assert (await http.post(f"/api/models/{broken_id}/load")).status_code == 202
+
+        async def failed_to_load() -> bool:
+            status = await http.get(f"/api/models/{broken_id}/status")
+            return status.json()["status"] == "error"
+
+        await eventually(failed_to_load)
+        listing = await http.get("/api/models")
+        assert listing.status_code == 200, listing.text
+        assert "broken-caf\ufffd" in by_id(listing.json())[broken_id]["error"]
+        tried = [c for c in (await http.get("/api/chats")).json()["chats"]
+                 if c["model"] == broken_id]
+        assert tried  # the chat keeps the message it could not answer
+        for chat in tried:
+            read = await http.get(f"/api/chats/{chat['id']}")
+            assert read.status_code == 200, read.text
+            exported = await http.get(f"/api/chats/{chat['id']}/export")
+            assert exported.status_code == 200, exported.text
+
+
+async def test_no_lone_surrogate_in_a_scan_reaches_an_answer(tmp_path, monkeypatch):
+    """Issue 24 finding 5, the guard: whatever strings the box's scan holds (lone surrogates
+    of names that are not UTF-8, or of nothing; NUL), the listing answers, as text."""
+    odd = "caf\udce9\ud800\x00"
+    scan = {"adapters": [{
+        "path": f"/saves/{odd}", "root": "/saves", "relative": odd, "run": odd,
+        "run_dir": f"/saves/{odd}", "step": None, "base": f"/models/{odd}",
+        "base_resolved": False, "saved_base": f"/models/{odd}", "template": odd,
+        "finetuning_type": "lora", "peft_type": "LORA", "kind": "adapter",
+        "problems": [f"problem {odd}"], "notes": [], "explicit": False}],
+        "curves": {f"/saves/{odd}": {"train": [], "eval": []}},
+        "missing": [{"dir": f"/x/{odd}", "reason": odd}], "truncated": False}
+
+    async def run_program(script, job, timeout_s):
+        return scan
+
+    app = gateway(tmp_path, monkeypatch, adapter_dirs="/saves")
+    async with Client(app) as http:
+        monkeypatch.setattr(app.state.fleet.primary.discovery._box, "run_program", run_program)
+        for answer in (await http.post("/api/models/refresh"), await http.get("/api/models")):
+            assert answer.status_code == 200, answer.text
+            assert "\ufffd" in answer.text
+        model = next(m for m in answer.json()["models"] if m["id"].startswith("caf"))
+        assert model["adapter_path"] == "/saves/caf\ufffd\ufffd\ufffd"
+        assert not model["usable"] and model["problems"] == ["problem caf\ufffd\ufffd\ufffd"]

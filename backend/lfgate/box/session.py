@@ -98,15 +98,20 @@ class WrapperSession:
             except (ValueError, RecursionError):
                 self._process.stderr.add(f"[not a protocol line] {line}")
                 continue
-            if not isinstance(event, dict):
-                # JSON, but no event: a wrapper that says this is not speaking the protocol,
-                # and whoever waits for its answers would wait until CHAT_TIMEOUT. It ends.
+            problem = wp.event_problem(event)
+            if problem is not None:
+                # JSON, but not an event as the protocol writes it (not an object, no name, a
+                # field missing or of another type): whoever waits for its answers would wait
+                # until CHAT_TIMEOUT, or fail on the field far from here. The wrapper ends.
                 broken = ProtocolMismatch(
-                    "the wrapper broke the protocol: it wrote a JSON line that is not an "
-                    f"event object: {line.strip()[:200]}",
+                    f"the wrapper broke the protocol ({problem}) in this line: "
+                    f"{wp.as_text(line.strip()[:200])}",
                     hint="A custom CHAT_SCRIPT_PATH wrapper must write one JSON object per "
-                         "line (docs/protocol.md); unset it to use the gateway's own.")
+                         "line, as docs/protocol.md describes; unset it to use the gateway's "
+                         "own.")
                 break
+            # Text a store can keep (a NUL, or a non-UTF-8 path's lone surrogates: U+FFFD).
+            event = wp.as_text(event)
             if isinstance(event.get("held"), dict):
                 self.held = event["held"]
             route = self._routes.get(str(event.get("id")))

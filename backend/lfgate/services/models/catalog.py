@@ -5,11 +5,21 @@ checkpoint a scan of ADAPTER_DIRS found, and each distinct base they sit on. Ids
 what is on the box (an adapter's path under its ADAPTER_DIRS entry, `/` written as `--`), so the
 same tree gives the same ids on every scan and after every restart. Pure functions: the
 registry serves these specs, the discovery service feeds them.
+
+Names on the box are bytes, and need not be UTF-8 (a Latin-1 `run-caf\\xe9`). The scan gives
+each path as the box's Python has it: a byte that is not UTF-8 is a lone surrogate
+(U+DC80-U+DCFF, Python's surrogateescape), which JSON carries ("\\udce9") and the box's Python
+turns back into that byte when it opens the path. Such a string is exact for the box but is no
+Unicode text: it cannot be stored, sent as JSON or logged. So a spec shows every path as text
+(`readable`: each such byte U+FFFD) and keeps the exact path aside, for the wrapper alone
+(`ModelSpec.box_adapter_path`); a name that is not UTF-8 gets an id of its readable slug and a
+hash of its bytes (`run-caf-1a2b3c`), the same on every scan (docs/protocol.md, "Paths").
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import math
 import os
@@ -24,6 +34,9 @@ ModelKind = Literal["base", "adapter"]
 CONFIGURED_ID = "default"
 CONFIGURED_BASE_ID = "base"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# What no store takes and no JSON answer can encode: a lone surrogate (a byte of a name that
+# is not UTF-8, as the box's Python gives it) and NUL (PostgreSQL refuses it in text).
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
 SHAREABLE_PEFT_TYPES = (None, "LORA")
 
 
@@ -60,15 +73,32 @@ class ModelSpec:
     # LlamaFactory's engine arguments (Settings.engine_args): the wrapper's `extra_args`.
     extra_args: dict[str, Any] = field(default_factory=dict, hash=False)
     box: str = ""  # the box that serves it (BOX_NAME, or a BOXES section)
+    # The paths exactly as the box names them, where that is no Unicode text (a name that is
+    # not UTF-8: see the module's docstring); None where the path above is exact. For the
+    # wrapper alone (`box_*_path`): never shown, stored or logged.
+    exact_base_model_path: str | None = field(default=None, repr=False)
+    exact_adapter_path: str | None = field(default=None, repr=False)
 
     @property
     def usable(self) -> bool:
         return not self.problems
 
+    @property
+    def box_base_model_path(self) -> str:
+        """The base's path as the wrapper must be given it (exact, maybe no Unicode text)."""
+        return self.exact_base_model_path or self.base_model_path
+
+    @property
+    def box_adapter_path(self) -> str | None:
+        """The adapter's path as the wrapper must be given it, and as it reports it held."""
+        if self.adapter_path is None:
+            return None
+        return self.exact_adapter_path or self.adapter_path
+
     def for_wrapper(self, cli_path: str) -> dict[str, Any]:
         spec: dict[str, Any] = {
-            "base_model_path": self.base_model_path,
-            "adapter_path": self.adapter_path,
+            "base_model_path": self.box_base_model_path,
+            "adapter_path": self.box_adapter_path,
             "template": self.template,
             "finetuning_type": self.finetuning_type,
             "infer_backend": self.infer_backend,
@@ -90,22 +120,60 @@ class Catalog:
     truncated: bool = False
 
 
+def readable(text: str) -> str:
+    """`text` as people read it and any store keeps it: each lone surrogate (a byte of a name
+    that is not UTF-8, as the box's Python gives it) and each NUL is U+FFFD. Unicode text
+    (every name that is UTF-8) comes back as it is."""
+    return _NOT_TEXT.sub("\ufffd", text) if _NOT_TEXT.search(text) else text
+
+
+def _readable_value(value: Any) -> Any:
+    """`readable` over every string of a value (keys too), through tuples, lists and dicts."""
+    if isinstance(value, str):
+        return readable(value)
+    if isinstance(value, tuple | list):
+        return type(value)(_readable_value(item) for item in value)
+    if isinstance(value, dict):
+        return {_readable_value(k): _readable_value(v) for k, v in value.items()}
+    return value
+
+
+def _exact_bytes(text: str) -> bytes:
+    """The bytes the box means by `text` (surrogateescape); a lone surrogate that stands for no
+    byte (JSON can say "\\ud800" in a file) is kept apart in its surrogatepass form."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(_exact_bytes(text)).hexdigest()[:6]
+
+
 def slug(text: str) -> str:
     return _UNSAFE.sub("-", text).strip("-.") or "x"
+
+
+def name_id(name: str) -> str:
+    """One folder name in an id: its slug; a name that is not UTF-8 (no Unicode text) also
+    gets a hash of its bytes, so it never takes a neighbour's id nor depends on one."""
+    if readable(name) == name:
+        return slug(name)
+    return f"{slug(readable(name))}-{_digest(name)}"
 
 
 def path_id(relative: str) -> str:
     """An id from a path under an ADAPTER_DIRS entry: `qwen/lora/sft-a/checkpoint-20` is
     `qwen--lora--sft-a--checkpoint-20`: readable, URL-safe, the same on every scan."""
-    parts = [slug(part) for part in relative.replace(os.sep, "/").split("/")
+    parts = [name_id(part) for part in relative.replace(os.sep, "/").split("/")
              if part not in ("", ".")]
     return "--".join(parts)
 
 
 def _hashed(model_id: str, relative: str) -> str:
     """An id told apart from another that slugs the same (`run 1` and `run?1`)."""
-    digest = hashlib.sha256(relative.encode("utf-8", "surrogateescape")).hexdigest()[:6]
-    return f"{model_id}-{digest}"
+    return f"{model_id}-{_digest(relative)}"
 
 
 def same_path(a: str | None, b: str | None) -> bool:
@@ -136,10 +204,15 @@ def _root_prefix(root: str, parts: int) -> str:
     return path_id("/".join(root.rstrip("/").split("/")[-parts:]))
 
 
+def _root_id(root: str) -> str:
+    """An adapter that is its ADAPTER_DIRS entry itself: the id of the entry's own name."""
+    return path_id(os.path.basename(root)) or slug(root)
+
+
 def _adapter_ids(adapters: list[dict[str, Any]]) -> list[str]:
     """Each adapter's id; where two ADAPTER_DIRS entries hold the same relative path, as
     much of each entry's own path goes in front as tells them apart (`one--saves--run`)."""
-    plain = [path_id(a["relative"]) or slug(os.path.basename(a["root"])) for a in adapters]
+    plain = [path_id(a["relative"]) or _root_id(a["root"]) for a in adapters]
     # Folders whose names differ only in characters an id cannot hold (`run 1`, `run?1`):
     # those with such characters get a hash of their path; a plain name keeps its id.
     # So do folders whose own name holds "--", as a nested path's id does (`x--y` and
@@ -177,7 +250,7 @@ def _adapter_ids(adapters: list[dict[str, Any]]) -> list[str]:
 
 def _run_id(adapter: dict[str, Any]) -> str:
     run = adapter.get("run") or "."
-    return path_id(run) or slug(os.path.basename(adapter["root"]))
+    return path_id(run) or _root_id(adapter["root"])
 
 
 def _facts(adapter: dict[str, Any], run_id: str) -> AdapterFacts:
@@ -239,7 +312,7 @@ def build_catalog(settings: Settings, scan: dict[str, Any] | None) -> Catalog:
     """Every model: the configured ones first, then other bases, then runs and checkpoints."""
     configured = configured_specs(settings)
     if not scan:
-        return Catalog(configured)
+        return _shown(Catalog(configured))
     adapters = [a for a in scan.get("adapters") or [] if isinstance(a, dict)]
     listed = [a for a in adapters if not a.get("explicit")]
     for adapter in adapters:  # the configured adapter's own run: warnings for `default`
@@ -260,7 +333,7 @@ def build_catalog(settings: Settings, scan: dict[str, Any] | None) -> Catalog:
     for base in other_bases:
         if os.path.normpath(base) in base_ids:
             continue
-        name = f"base--{slug(os.path.basename(base.rstrip('/')) or base)}"
+        name = f"base--{name_id(os.path.basename(base.rstrip('/')) or base)}"
         candidate, n = name, 2
         while candidate in taken:
             candidate, n = f"{name}-{n}", n + 1
@@ -301,8 +374,38 @@ def build_catalog(settings: Settings, scan: dict[str, Any] | None) -> Catalog:
     adapter_specs.sort(key=lambda s: (s.facts.run if s.facts else "",
                                       -1 if s.facts is None or s.facts.step is None
                                       else s.facts.step))
-    return Catalog([*configured, *base_specs, *adapter_specs], curves,
-                   list(scan.get("missing") or []), bool(scan.get("truncated")))
+    return _shown(Catalog([*configured, *base_specs, *adapter_specs], curves,
+                          list(scan.get("missing") or []), bool(scan.get("truncated"))))
+
+
+def _shown(catalog: Catalog) -> Catalog:
+    """The listing as text: built from the scan's exact paths (so that two folders whose
+    names read alike stay apart), then every string in it made `readable`, the exact paths
+    kept aside for the wrapper. Whatever a scan holds, nothing that is no Unicode text leaves
+    here for an answer, a log or the database."""
+    return Catalog([_spec_shown(spec) for spec in catalog.specs],
+                   _readable_value(catalog.curves), _readable_value(catalog.missing),
+                   catalog.truncated)
+
+
+def _spec_shown(spec: ModelSpec) -> ModelSpec:
+    changes: dict[str, Any] = {}
+    for item in dataclasses.fields(spec):
+        if item.name in ("exact_base_model_path", "exact_adapter_path"):
+            continue
+        value = getattr(spec, item.name)
+        shown = (replace(value, **{f.name: _readable_value(getattr(value, f.name))
+                                   for f in dataclasses.fields(value)})
+                 if isinstance(value, AdapterFacts) else _readable_value(value))
+        if shown != value:
+            changes[item.name] = shown
+    if not changes:
+        return spec
+    if "base_model_path" in changes:
+        changes["exact_base_model_path"] = spec.base_model_path
+    if "adapter_path" in changes:
+        changes["exact_adapter_path"] = spec.adapter_path
+    return replace(spec, **changes)
 
 
 def _full_warnings(facts: AdapterFacts, settings: Settings, template: str) -> list[str]:

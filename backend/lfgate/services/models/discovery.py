@@ -2,7 +2,9 @@
 
 One scan is one call of discover_adapters.py over the box's connection. Scans coalesce: a
 refresh asked for while one runs gets that one's result. A failed scan keeps the last
-listing and says why, so a box that drops for a minute does not empty the picker.
+listing and says why, so a box that drops for a minute does not empty the picker. What the
+scan says enters the gateway here, through build_catalog: every string of the listing is
+text (a folder name that is not UTF-8 included), its exact paths kept for the wrapper.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from lfgate.box.box import Box
 from lfgate.box.errors import BoxError
 from lfgate.box.wrapper_files import DISCOVER
 from lfgate.config import Settings
-from lfgate.services.models.catalog import build_catalog
+from lfgate.services.models.catalog import build_catalog, readable
 from lfgate.services.models.registry import ModelRegistry
 
 logger = logging.getLogger("lfgate")
@@ -71,8 +73,10 @@ class Discovery:
             result = await self._box.run_program(DISCOVER, scan_job(self._settings),
                                                   SCAN_TIMEOUT_S)
         except BoxError as exc:
-            self.report.error = exc.message
+            self.report.error = readable(exc.message)  # the box's words may echo a path
             return
+        # The scan's paths are exact (a name that is not UTF-8 is no text); the catalog shows
+        # them as text and keeps them exact for the wrapper alone (catalog's docstring).
         self._registry.replace_catalog(build_catalog(self._settings, result))
         self.report.error = None
         self.report.scanned_at = time.time()

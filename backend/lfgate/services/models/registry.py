@@ -37,6 +37,7 @@ from lfgate.services.models.catalog import (
     ModelSpec,
     build_catalog,
     on_box,
+    readable,
 )
 
 ModelStatus = Literal["unloaded", "loading", "ready", "error"]
@@ -68,13 +69,18 @@ class ServingSlot:
             self.error = self.session.gone or BoxError(
                 f"the wrapper exited: {self.session.stderr_tail}", code="wrapper_exited")
 
-    def held_adapter(self, path: str) -> dict[str, Any] | None:
-        """The wrapper's own report of an adapter resident on this slot's base."""
+    def held_adapter(self, spec: ModelSpec) -> dict[str, Any] | None:
+        """The wrapper's own report of the spec's adapter resident on this slot's base: by
+        the exact path it was given, else by the path as shown (a wrapper reports a name that
+        is not UTF-8 as text, each such byte U+FFFD, as the listing shows it)."""
         held = self.session.held if self.session is not None else {}
-        return next((a for a in held.get("adapters") or [] if a.get("path") == path), None)
+        adapters = [a for a in held.get("adapters") or [] if isinstance(a, dict)]
+        exact, shown = spec.box_adapter_path, spec.adapter_path
+        return next((a for a in adapters if a.get("path") == exact),
+                    next((a for a in adapters if a.get("path") == shown), None))
 
-    def holds_adapter(self, path: str) -> bool:
-        return self.held_adapter(path) is not None
+    def holds_adapter(self, spec: ModelSpec) -> bool:
+        return self.held_adapter(spec) is not None
 
 
 @dataclass
@@ -103,7 +109,7 @@ class ModelEntry:
         if self.adapter_error is not None:
             return "error"
         assert self.spec.adapter_path is not None
-        return "ready" if self.slot.holds_adapter(self.spec.adapter_path) else "unloaded"
+        return "ready" if self.slot.holds_adapter(self.spec) else "unloaded"
 
     @property
     def error(self) -> BoxError | None:
@@ -116,7 +122,7 @@ class ModelEntry:
         """An adapter on a shared base: its own load onto the base, as the wrapper timed it
         (None for anything else, or while it is not resident)."""
         if self.shared_adapter and self.slot.status == "ready" and self.spec.adapter_path:
-            held = self.slot.held_adapter(self.spec.adapter_path)
+            held = self.slot.held_adapter(self.spec)
             return None if held is None else held.get("load_seconds")
         return None
 
@@ -165,10 +171,20 @@ class ModelEntry:
         return None if started is None else round(max(0.0, now - started), 3)
 
     def choice(self) -> dict[str, Any] | None:
-        """What a chat on a shared slot names: its adapter (None: the base) and template."""
+        """What a chat on a shared slot names: its adapter (None: the base), by its exact
+        path on the box, and template."""
         if not self.slot.shared:
             return None
-        return {"adapter": self.spec.adapter_path, "template": self.spec.template}
+        return {"adapter": self.spec.box_adapter_path, "template": self.spec.template}
+
+
+def _as_text(error: BoxError) -> BoxError:
+    """The box's words as text: a wrapper of another make may echo a path whose name is not
+    UTF-8 as it was given it, which no answer or store can hold (lfgate's own writes text)."""
+    message, hint = readable(error.message), readable(error.hint)
+    if (message, hint) != (error.message, error.hint):
+        error.message, error.hint, error.args = message, hint, (message,)
+    return error
 
 
 def _did_not_load(model_id: str, error: BoxError) -> BoxError:
@@ -226,8 +242,8 @@ class ModelRegistry:
 
     def _slot_for(self, spec: ModelSpec) -> ServingSlot:
         if self.shares_base(spec):
-            key = f"base:{os.path.normpath(spec.base_model_path)}"
-            load_spec = replace(spec, adapter_path=None)
+            key = f"base:{os.path.normpath(spec.box_base_model_path)}"
+            load_spec = replace(spec, adapter_path=None, exact_adapter_path=None)
             shared = True
         else:
             key, load_spec, shared = f"model:{spec.id}:{spec.adapter_path}", spec, False
@@ -350,7 +366,8 @@ class ModelRegistry:
         except BoxError as exc:
             if session is not None:
                 await session.close()
-            slot.status, slot.error, slot.load_failed = "error", exc, session is not None
+            slot.status, slot.error = "error", _as_text(exc)
+            slot.load_failed = session is not None
             return
         except asyncio.CancelledError:
             if session is not None:
@@ -364,12 +381,13 @@ class ModelRegistry:
         slot = entry.slot
         if slot.task is not None and not slot.task.done():
             await asyncio.shield(slot.task)
-        if slot.status != "ready" or slot.session is None or entry.spec.adapter_path is None:
+        path = entry.spec.box_adapter_path
+        if slot.status != "ready" or slot.session is None or path is None:
             return
         try:
-            await slot.session.load_adapter(entry.spec.adapter_path, self._settings.chat_timeout)
+            await slot.session.load_adapter(path, self._settings.chat_timeout)
         except BoxError as exc:
-            entry.adapter_error = exc
+            entry.adapter_error = _as_text(exc)
 
     async def _make_room(self, slot: ServingSlot) -> None:
         """CLI mode: at most MAX_CLI_SESSIONS processes, each holding a model; the least
@@ -404,9 +422,10 @@ class ModelRegistry:
                     await entry.adapter_task
             entry.adapter_error = None
             session = entry.slot.session
-            if session is not None and session.alive and entry.spec.adapter_path:
+            path = entry.spec.box_adapter_path
+            if session is not None and session.alive and path:
                 with contextlib.suppress(BoxError):
-                    await session.unload_adapter(entry.spec.adapter_path)
+                    await session.unload_adapter(path)
             return entry
         await self._unload_slot(entry.slot)
         return entry
