@@ -1,5 +1,8 @@
 // One message of the branch on screen: a user's text, or a reply rendered as Markdown while
-// it streams, with its Thinking block, branch arrows, actions and provenance line.
+// it streams, with its Thinking block, branch arrows, actions and provenance line. Each
+// message, and each reply's text, renders on its own: one that throws shows its text as plain
+// text with a note, and the others show as ever.
+import { Component } from "preact";
 import { html, useEffect, useLayoutEffect, useMemo, useRef, useState } from "../ui.js";
 import { renderMarkdown, splitThinking } from "../markdown.js";
 import { copyText } from "../clipboard.js";
@@ -25,10 +28,56 @@ function CopyButton({ text, label = "Copy" }) {
   </span>`;
 }
 
-/** Sanitised Markdown, with a language label and a copy button on each code block. */
+/** Renders its children, or `fallback(error)` once rendering them threw, so that one
+ *  message the page cannot show never takes the others with it. Tries its children again
+ *  when an entry of `retry` changes (the reply grew, its status changed). */
+class Isolated extends Component {
+  constructor(props) {
+    super(props);
+    this.state = { error: null };
+  }
+
+  static getDerivedStateFromError(error) {
+    return { error: error ?? new Error("unknown error") };
+  }
+
+  componentDidCatch(error) {
+    console.warn("LF Gate: a message could not be shown as usual", error);
+  }
+
+  componentDidUpdate(previous) {
+    const was = previous.retry ?? [];
+    if (this.state.error && (this.props.retry ?? []).some((value, i) => value !== was[i])) {
+      this.setState({ error: null });
+    }
+  }
+
+  render({ children, fallback }, { error }) {
+    return error ? fallback(error) : children;
+  }
+}
+
+function why(error) {
+  try {
+    return String(error?.message ?? error).split("\n")[0].slice(0, 160);
+  } catch {
+    return "unknown error";
+  }
+}
+
+/** What a message that could not be shown shows instead: its text as it is, and a note. */
+function PlainText({ text, error, what = "reply" }) {
+  const note = `Shown as plain text: this ${what} could not be shown as usual (${why(error)}).`;
+  return html`<p class="render-note" role="note">${note}</p>
+    <div class="plain-text">${String(text ?? "")}</div>`;
+}
+
+/** Sanitised Markdown, with a language label and a copy button on each code block. A reply
+ *  shown as plain text for its length or render time renders on "Render anyway". */
 function Markdown({ text, final, className = "markdown" }) {
   const ref = useRef(null);
-  const markup = useMemo(() => renderMarkdown(text, { final }), [text, final]);
+  const [force, setForce] = useState(false);
+  const markup = useMemo(() => renderMarkdown(text, { final, force }), [text, final, force]);
   useLayoutEffect(() => { // before paint, so the header never blinks while text streams
     for (const pre of ref.current?.querySelectorAll("pre") ?? []) {
       if (pre.previousElementSibling?.classList.contains("code-head")) continue;
@@ -46,6 +95,7 @@ function Markdown({ text, final, className = "markdown" }) {
     }
   }, [markup]);
   const onClick = async (event) => {
+    if (event.target.closest?.(".render-anyway")) { setForce(true); return; }
     const button = event.target.closest?.(".copy-code");
     if (!button) return;
     const code = button.parentElement.nextElementSibling?.textContent ?? "";
@@ -113,8 +163,16 @@ function EditBox({ initial, onSubmit, onCancel }) {
 }
 
 /** A reply's text: its Thinking block, its Markdown answer, and typing dots until the first
- *  words arrive (also the compare view's columns). */
+ *  words arrive (also the compare view's columns and the prompt runs' cells). Isolated: if
+ *  showing it throws, the reply's text shows as plain text with a note. */
 export function ReplyBody({ content, streaming = false }) {
+  return html`<${Isolated} retry=${[content, streaming]}
+    fallback=${(error) => html`<div class="reply"><${PlainText} text=${content} error=${error} /></div>`}>
+    <${ReplyParts} content=${content} streaming=${streaming} />
+  </${Isolated}>`;
+}
+
+function ReplyParts({ content, streaming = false }) {
   const final = !streaming;
   const parts = useMemo(() => splitThinking(content, { final }), [content, final]);
   return html`<div class="reply">
@@ -126,7 +184,27 @@ export function ReplyBody({ content, streaming = false }) {
   </div>`;
 }
 
-export function Message({ message, streaming = false, reconnecting = false, busy = false, branch,
+/** One message of the conversation, isolated: if showing it throws (a stored reply in a shape
+ *  this page does not expect, say), its text shows as plain text with a note, and the
+ *  messages around it show as ever. */
+export function Message(props) {
+  const { message, streaming = false } = props;
+  return html`<${Isolated} retry=${[message, message?.content, message?.status, message?.provenance, streaming]}
+    fallback=${(error) => html`<${UnshownMessage} message=${message} streaming=${streaming} error=${error} />`}>
+    <${MessageParts} ...${props} />
+  </${Isolated}>`;
+}
+
+function UnshownMessage({ message, streaming, error }) {
+  const isUser = message?.role === "user";
+  return html`<article class=${`msg ${isUser ? "msg-user" : "msg-assistant"} msg-unshown`}
+      aria-label=${isUser ? "Your message" : "Reply"} aria-busy=${streaming ? "true" : "false"}
+      data-message-id=${message?.id ?? ""}>
+    <${PlainText} text=${message?.content} error=${error} what="message" />
+  </article>`;
+}
+
+function MessageParts({ message, streaming = false, reconnecting = false, busy = false, branch,
   infos = [], onEdit, onRegenerate, onRetry }) {
   const [editing, setEditing] = useState(false);
   const isUser = message.role === "user";
