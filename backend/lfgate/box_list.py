@@ -27,7 +27,7 @@ GATEWAY_KEYS = frozenset({
     "max_new_tokens_limit",
     "gateway_host", "gateway_port", "gateway_allowed_hosts", "gateway_token",
     "store_api_chats", "boxes", "box_name", "box_status_interval", "loop_watch_ms",
-    "trusted_proxies"})
+    "trusted_proxies", "max_connections", "header_timeout_s", "body_timeout_s"})
 BOX_KEYS = frozenset(Settings.model_fields) - GATEWAY_KEYS
 BOX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
 ID_SEPARATOR = ":"  # a model of box `a100` is `a100:<its id on that box>`

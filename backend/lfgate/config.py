@@ -140,8 +140,15 @@ class Settings(BaseSettings):
     database_url: str = ""
     lfgate_data_dir: str = "~/.local/share/lfgate"
 
-    # Largest request body accepted (413 above it).
+    # Largest request body accepted (413 above it) on a route behind the token; the login and
+    # the page's files take 8 KiB (lfgate.api.guards.body_limit).
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # What one client may hold (lfgate.connection_limits): connections open at once (more are
+    # answered 503 and closed; lowered to fit ulimit -n), seconds to send a request's head
+    # (408 or a close after), and seconds a body may stall (the login's whole body: 408).
+    max_connections: int = Field(default=256, ge=1, le=100_000)
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     # Longest message or system prompt accepted (page, compare, prompt sets, /v1), in
     # characters, and the most new tokens a request may ask for; above either, the request is
     # refused naming the field and the setting. The whole gateway's, not a box's.

@@ -11,6 +11,10 @@
   box's wrappers ended), then the process exits 0, so `make run` ends without
   "make: *** [run] Terminated". uvicorn re-raises the signal it stopped for once it is done;
   the handlers here take that re-raise as the end.
+- The connections: MAX_CONNECTIONS (fitted to ulimit -n), HEADER_TIMEOUT_S, a close instead of
+  reading a body nobody will use, and accept() out of file descriptors said once a minute, not
+  thousands of times a second (lfgate.connection_limits; the body's own timeout and size are
+  lfgate.api.guards.body_limit's).
 """
 
 from __future__ import annotations
@@ -23,6 +27,14 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+
+from lfgate.connection_limits import (
+    AcceptErrors,
+    CalmListener,
+    ConnectionLimits,
+    OncePerMinute,
+    open_file_limit,
+)
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 
@@ -69,19 +81,33 @@ def quiet_logs(log_level: str) -> None:
 
 
 def serve(app: Any, sock: socket.socket, host: str, port: int, log_level: str,
-          trusted_proxies: str = "") -> int:
+          trusted_proxies: str = "", limits: ConnectionLimits | None = None) -> int:
     """Serve `app` on the bound `sock` until SIGINT or SIGTERM; the exit status (0: stopped
     cleanly; 1: the application did not start, uvicorn has said why).
 
     X-Forwarded-For and X-Forwarded-Proto are believed only from `trusted_proxies`
     (TRUSTED_PROXIES): uvicorn's default trusts them from 127.0.0.1, and an `ssh -L` tunnel,
     or any program on this machine, is 127.0.0.1, so a header could pick the client address
-    the login limit counts by."""
+    the login limit counts by.
+
+    `limits`: MAX_CONNECTIONS and HEADER_TIMEOUT_S (default: what create_app put on
+    app.state.connection_limits)."""
+    if limits is None:
+        limits = (getattr(getattr(app, "state", None), "connection_limits", None)
+                  or ConnectionLimits())
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
                             timeout_graceful_shutdown=5,
                             proxy_headers=bool(trusted_proxies.strip()),
                             forwarded_allow_ips=trusted_proxies.strip() or None)
     quiet_logs(log_level)
+    open_files = open_file_limit()
+    limits = limits.fitted(open_files)  # said once, as an `lfgate:` line, when lowered
+    config.http = limits.protocol()  # read when the server starts (config.load)
+    floods = [(logging.getLogger("asyncio"), AcceptErrors(limits, open_files)),
+              (logging.getLogger("uvicorn.error"), OncePerMinute())]
+    for source, flood in floods:
+        source.addFilter(flood)
+    sock = CalmListener.around(sock)
     server = uvicorn.Server(config)
     before = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -93,5 +119,7 @@ def serve(app: Any, sock: socket.socket, host: str, port: int, log_level: str,
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)
+        for source, flood in floods:
+            source.removeFilter(flood)
         sock.close()
     return 0 if server.started else 1

@@ -51,7 +51,9 @@ def same_secret(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def _guarded(path: str) -> bool:
+def needs_token(path: str) -> bool:
+    """Whether a GATEWAY_TOKEN guards this route path (all of /api and /v1 but the login, and
+    the schema and its explorers)."""
     if path == LOGIN_PATH:
         return False
     return path in GUARDED_PATHS or any(path == prefix or path.startswith(f"{prefix}/")
@@ -131,7 +133,7 @@ class AuthGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or not self._token
-                or not _guarded(get_route_path(scope))
+                or not needs_token(get_route_path(scope))
                 or self.admits(Headers(scope=scope))):
             await self.app(scope, receive, send)
             return
