@@ -224,3 +224,13 @@ async def test_export_shows_the_replies_side_by_side_with_the_vote(tmp_path, mon
         assert imported["compare"]["slots"][1]["model"] == A
         leaves = {m["id"] for m in imported["messages"]}
         assert {s["leaf_id"] for s in imported["compare"]["slots"]} <= leaves
+        # Issue 24 finding 7: the gateway's own provenance passes the import's checks, and
+        # the copy's turns are its own: a vote on one leaves the original's vote alone.
+        turn = next(m["provenance"]["compare_id"] for m in imported["messages"]
+                    if m["provenance"])
+        assert turn != head["compare_id"]
+        vote = await http.post(f"/api/chats/{imported['id']}/votes",
+                               json={"compare_id": turn, "winner": "0"})
+        assert vote.status_code == 200 and vote.json()["models"] == ["default", A]
+        original = (await http.get(f"/api/chats/{head['chat_id']}/votes")).json()["votes"]
+        assert [v["winner"] for v in original] == ["1"]

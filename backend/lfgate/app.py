@@ -48,6 +48,7 @@ from lfgate.api.openai import routes as openai_routes
 from lfgate.api.openai.errors import is_v1, openai_error, validation_error
 from lfgate.box_list import box_definitions
 from lfgate.config import Settings, check_listen_address
+from lfgate.connection_limits import ConnectionLimits
 from lfgate.loop_watch import LoopWatch
 from lfgate.services.boxes.fleet import BoxFleet
 from lfgate.services.boxes.startup_checks import check_boxes
@@ -60,6 +61,7 @@ from lfgate.storage.chat_store import ChatStore
 from lfgate.storage.database import open_database
 from lfgate.storage.errors import StorageError
 from lfgate.storage.faults import StorageFailed
+from lfgate.storage.presence import Presence
 from lfgate.storage.prompt_set_store import PromptSetStore
 from lfgate.storage.run_store import RunStore
 from lfgate.storage.vote_store import VoteStore
@@ -118,18 +120,27 @@ def create_app(settings: Settings) -> FastAPI:
     async def _serving(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.started_at = int(time.time())
+        # One gateway per SQLite file (a second refuses to start, naming the first); on
+        # PostgreSQL, gateways share, each recovering only what no live gateway owns.
         app.state.database = database = await open_database(settings.effective_database_url)
-        app.state.store = ChatStore(database)
-        interrupted = await app.state.store.mark_interrupted()
-        if interrupted:
-            logger.warning("%d reply(ies) were cut off by an earlier stop; marked interrupted",
-                           interrupted)
+        app.state.presence = presence = Presence(database)
+        await presence.register()
+        app.state.store = ChatStore(database, presence)
         app.state.prompt_sets = PromptSetStore(database)
-        app.state.runs = RunStore(database)
-        cut = await app.state.runs.mark_interrupted()
-        if cut:
-            logger.warning("%d prompt-set run(s) were cut off by an earlier stop; marked "
-                           "interrupted (resume them to go on)", cut)
+        app.state.runs = RunStore(database, presence)
+
+        async def recover() -> None:
+            interrupted = await app.state.store.mark_interrupted()
+            if interrupted:
+                logger.warning("%d reply(ies) were cut off by a gateway that stopped; marked "
+                               "interrupted", interrupted)
+            cut = await app.state.runs.mark_interrupted()
+            if cut:
+                logger.warning("%d prompt-set run(s) were cut off by a gateway that stopped; "
+                               "marked interrupted (resume them to go on)", cut)
+
+        await recover()
+        presence.start(after_beat=recover)  # a gateway sharing the database died: its too
         app.state.fleet = fleet = BoxFleet.open(boxes, env_path)
         app.state.registry = fleet.registry
         app.state.turns = ChatTurns(app.state.registry, app.state.store, settings)
@@ -155,6 +166,7 @@ def create_app(settings: Settings) -> FastAPI:
             await app.state.prompt_runs.close()
             await app.state.turns.close()
             await fleet.close()
+            await presence.close()
             await database.close()
         logger.info("stopped: every reply saved, the box's wrappers ended")
 
@@ -164,7 +176,13 @@ def create_app(settings: Settings) -> FastAPI:
                   dependencies=[Depends(storable_request)], openapi_url=None, docs_url=None,
                   redoc_url=None)
     _schema_routes(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    # MAX_REQUEST_BYTES behind the token, 8 KiB on the login and the page's files, and
+    # BODY_TIMEOUT_S (lfgate.api.guards.body_limit); the connections' own limits are
+    # uvicorn's protocol's, which `lfgate serve` reads here (lfgate.connection_limits).
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes,
+                       timeout_s=settings.body_timeout_s)
+    app.state.connection_limits = ConnectionLimits(max_connections=settings.max_connections,
+                                                   header_timeout_s=settings.header_timeout_s)
     # GATEWAY_TOKEN on /api and /v1, checked before a body is read (middleware added later
     # runs first); failed logins counted per address (lfgate.api.guards.auth).
     app.add_middleware(AuthGate, token=settings.gateway_token.get_secret_value())

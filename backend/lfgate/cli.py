@@ -34,6 +34,8 @@ def _serve(args: argparse.Namespace) -> int:
     from lfgate.app import create_app
     from lfgate.services.listen_port import CannotListen, listen_socket
     from lfgate.serving import serve
+    from lfgate.storage.database import sqlite_file
+    from lfgate.storage.sqlite_lock import DatabaseInUse, check_free
 
     overrides = {k: v for k, v in {"gateway_host": args.host, "gateway_port": args.port}.items()
                  if v is not None}
@@ -44,6 +46,13 @@ def _serve(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"lfgate: {exc.line()}", file=sys.stderr)
         return 2
+    database = sqlite_file(settings.effective_database_url)
+    try:
+        if database is not None:
+            check_free(database)  # one gateway per SQLite file (said before the port)
+    except DatabaseInUse as exc:
+        print(f"lfgate: {exc}", file=sys.stderr)
+        return 1
     try:
         sock = listen_socket(settings.gateway_host, settings.gateway_port)
     except CannotListen as exc:

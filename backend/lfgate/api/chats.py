@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -20,10 +20,12 @@ from lfgate.api.schemas import (
     EditIn,
     MessageOut,
     RegenerateIn,
+    readable_compare,
+    readable_provenance,
 )
 from lfgate.api.sse import STREAMED, turn_response
 from lfgate.services.chat.turns import DEFAULT_TITLE
-from lfgate.storage.chat_store import ChatStore, markdown
+from lfgate.storage.chat_store import ChatRecord, ChatStore, markdown
 from lfgate.storage.compare_markdown import compare_markdown
 
 MAX_OFFSET = 2**63 - 1  # the databases' largest integer
@@ -33,8 +35,15 @@ router = APIRouter(prefix="/api/chats", tags=["chats"])
 async def _detail(store: ChatStore, chat_id: str) -> ChatDetailOut:
     chat = await store.get_chat(chat_id=chat_id)
     messages = await store.messages(chat_id=chat_id)
-    return ChatDetailOut(**asdict(chat), messages=[
-        MessageOut(**{k: v for k, v in asdict(m).items() if k != "chat_id"}) for m in messages])
+    return ChatDetailOut(**_readable_chat(chat), messages=[
+        MessageOut(**{**{k: v for k, v in asdict(m).items() if k != "chat_id"},
+                      "provenance": readable_provenance(m.provenance)}) for m in messages])
+
+
+def _readable_chat(chat: ChatRecord) -> dict[str, Any]:
+    """A stored chat as readers take it: its compare columns, where an older version stored
+    them in another shape, read as absent (schemas.readable_compare)."""
+    return {**asdict(chat), "compare": readable_compare(chat.compare)}
 
 
 @router.get("")
@@ -46,7 +55,7 @@ async def list_chats(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> ChatsOut:
     chats = await store.list_chats(q=q, archived=archived, limit=limit, offset=offset)
-    return ChatsOut(chats=[ChatSummaryOut(**asdict(chat)) for chat in chats])
+    return ChatsOut(chats=[ChatSummaryOut(**_readable_chat(chat)) for chat in chats])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -118,7 +127,12 @@ async def edit(chat_id: str, body: EditIn, turns: TurnsDep, settings: SettingsDe
 async def export_chat(chat_id: str, store: StoreDep, votes: VotesDep,
                       format: Literal["md", "json"] = "md") -> Response:
     data = await store.export_chat(chat_id=chat_id)
-    if data["chat"].get("compare"):
+    # What an older version stored with a wrong type is left out, as every reader leaves it:
+    # the export imports back (docs/api.md#chats).
+    data["chat"]["compare"] = readable_compare(data["chat"]["compare"])
+    for message in data["messages"]:
+        message["provenance"] = readable_provenance(message["provenance"])
+    if data["chat"]["compare"]:
         data["votes"] = [{k: (v.isoformat() if k == "created_at" else v)
                           for k, v in asdict(vote).items()}
                          for vote in await votes.of_chat(chat_id=chat_id)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -10,15 +11,22 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     StrictBool,
+    StrictInt,
+    ValidationError,
+    WithJsonSchema,
     field_serializer,
     field_validator,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from lfgate.api.guards.limits import Limit
 from lfgate.remote import wrapper_protocol as wp
 from lfgate.services.evals.compare import MAX_SLOTS
 from lfgate.storage.tables import as_utc
+from lfgate.storage.vote_store import COMPARE_ID_CHARS  # a vote on the turn stores its id
 
 MAX_STOP, MAX_STOP_CHARS = wp.MAX_STOP, wp.MAX_STOP_CHARS
 MAX_TOP_K = 1_000_000  # more than any vocabulary has tokens
@@ -307,6 +315,96 @@ class ChatPatchIn(BaseModel):
         return value
 
 
+def _number(value: Any) -> int | float:
+    """A JSON number (a boolean is not one, nor is a string of digits)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("number_type", "must be a number")
+    return value
+
+
+Number = Annotated[int | float, PlainValidator(_number), WithJsonSchema({"type": "number"})]
+
+
+class _Facts(BaseModel):
+    """Facts the gateway writes about a reply: the keys it writes are typed, so an import
+    that holds another type there is refused naming the field; other keys (a newer
+    gateway's) are kept as they are. Every key is optional and may be null (absent)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ImportedTiming(_Facts):
+    """The gateway's own clock (turn_recorder.TurnRecorder.finish)."""
+
+    ttft_ms: Number | None = None
+    total_ms: Number | None = None
+    chunks: StrictInt | None = None
+
+
+class ImportedBoxTiming(_Facts):
+    """The box's clock, as its `done` event said (remote/wrapper_serve.py)."""
+
+    load_seconds: Number | None = None
+    ttft_ms: Number | None = None
+    total_ms: Number | None = None
+    chunks: StrictInt | None = None
+    adapter_load_s: Number | None = None
+    chunks_per_s: Number | None = None
+    tokens_per_s: Number | None = None
+
+
+class ImportedUsage(_Facts):
+    prompt_tokens: StrictInt | None = None
+    completion_tokens: StrictInt | None = None
+
+
+class ImportedBatch(_Facts):
+    id: str | None = None
+    rows: StrictInt | None = None
+
+
+class ImportedNotice(_Facts):
+    code: str | None = None
+    message: str | None = None
+
+
+class ImportedError(_Facts):
+    code: str | None = None
+    message: str | None = None
+    hint: str | None = None
+
+
+class ImportedProvenance(_Facts):
+    """A reply's provenance as the gateway writes it (TurnRecorder.provenance, finish and
+    fail; a compare slot adds compare_id, slot and compare_mode)."""
+
+    model: str | None = None
+    mode: str | None = None
+    box: str | None = None
+    host: str | None = None
+    base_model_path: str | None = None
+    adapter_path: str | None = None
+    template: str | None = None
+    finetuning_type: str | None = None
+    infer_backend: str | None = None
+    shared_base: StrictBool | None = None
+    run: str | None = None
+    step: StrictInt | None = None
+    params: dict[str, Any] | None = None
+    wrapper_version: str | None = None
+    protocol: StrictInt | None = None
+    notices: list[ImportedNotice] | None = None
+    compare_id: str | None = Field(default=None, min_length=1, max_length=COMPARE_ID_CHARS)
+    slot: StrictInt | None = Field(default=None, ge=0, lt=MAX_SLOTS)
+    compare_mode: str | None = None
+    finish_reason: str | None = None
+    timing: ImportedTiming | None = None
+    box_timing: ImportedBoxTiming | None = None
+    usage: ImportedUsage | None = None
+    batch: ImportedBatch | None = None
+    error: ImportedError | None = None
+
+
 class ImportedSlot(BaseModel):
     model: str = Field(max_length=200)
     leaf_id: str | None = Field(default=None, max_length=64)
@@ -316,7 +414,7 @@ class ImportedCompare(BaseModel):
     """A compare chat's columns, as the chat's JSON has them."""
 
     slots: list[ImportedSlot] = Field(min_length=2, max_length=MAX_SLOTS)
-    blind: bool = False
+    blind: StrictBool = False
 
 
 class ImportedChat(BaseModel):
@@ -345,7 +443,32 @@ class ImportedMessage(BaseModel):
     content: str
     status: Literal["complete", "streaming", "stopped", "interrupted", "error"] = "complete"
     created_at: datetime
-    provenance: dict[str, Any] | None = None
+    # Typed as the gateway writes it (a wrong type is a 422 naming its path), and stored as
+    # it was sent: keys left out stay out, numbers keep their type.
+    provenance: ImportedProvenance | None = None
+
+    @field_serializer("provenance")
+    def _as_sent(self, provenance: ImportedProvenance | None) -> dict[str, Any] | None:
+        return None if provenance is None else provenance.model_dump(mode="json",
+                                                                     exclude_unset=True)
+
+    @model_validator(mode="after")
+    def _a_compare_reply_says_its_slot(self) -> ImportedMessage:
+        """A reply of a compare turn says its slot and model, as the gateway writes it: a
+        vote on the turn reads them."""
+        facts = self.provenance
+        if facts is None or facts.compare_id is None:
+            return self
+        if self.role != "assistant":
+            raise ValueError("provenance.compare_id: only a reply (role assistant) belongs "
+                             "to a compare turn")
+        if facts.slot is None:
+            raise ValueError(f"provenance.slot: a reply of compare turn {facts.compare_id!r} "
+                             f"must say its slot (0 to {MAX_SLOTS - 1})")
+        if facts.model is None:
+            raise ValueError(f"provenance.model: a reply of compare turn "
+                             f"{facts.compare_id!r} must name its model")
+        return self
 
 
 class ChatImportIn(BaseModel):
@@ -365,6 +488,71 @@ class ChatImportIn(BaseModel):
                 raise ValueError(f"message id {message.id!r} is there twice; ids are unique")
             seen.add(message.id)
         return messages
+
+    @field_validator("messages")
+    @classmethod
+    def _each_slot_once(cls, messages: list[ImportedMessage]) -> list[ImportedMessage]:
+        """A compare turn has one reply per slot, as the gateway writes it."""
+        slots: dict[str, set[int | None]] = {}
+        for index, message in enumerate(messages):
+            facts = message.provenance
+            if facts is None or facts.compare_id is None:
+                continue
+            taken = slots.setdefault(facts.compare_id, set())
+            if facts.slot in taken:
+                raise ValueError(f"messages[{index}].provenance.slot: compare turn "
+                                 f"{facts.compare_id!r} has two replies in slot {facts.slot}")
+            taken.add(facts.slot)
+        return messages
+
+
+def readable_provenance(value: Any) -> dict[str, Any] | None:
+    """A stored provenance as readers may take it: one an older gateway stored (or imported
+    unchecked) with a key of the wrong type loses that key (it reads as absent); one that is
+    not an object at all is None. What fits comes back as it is."""
+    return _readable(ImportedProvenance, value)
+
+
+def readable_compare(value: Any) -> dict[str, Any] | None:
+    """A stored compare chat's columns, or None where they do not read as columns."""
+    try:
+        ImportedCompare.model_validate(value)
+    except ValidationError:
+        return None
+    return value
+
+
+def _readable(model: type[BaseModel], value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        return None
+    try:
+        model.model_validate(value)
+        return value
+    except ValidationError:
+        pass
+    cleaned = copy.deepcopy(value)
+    for _ in range(100):  # each round drops at least one key: a provenance has few
+        try:
+            model.model_validate(cleaned)
+            return cleaned
+        except ValidationError as exc:
+            for error in exc.errors():
+                _drop(cleaned, error["loc"])
+    return None
+
+
+def _drop(value: dict[str, Any], loc: tuple[int | str, ...]) -> None:
+    """Drop the key, in the innermost object on `loc`, that leads to the error."""
+    holder, key, node = value, loc[0], value
+    for step in loc:
+        if isinstance(node, dict) and step in node:
+            holder, key = node, step
+            node = node[step]
+        elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+            node = node[step]
+        else:
+            break
+    holder.pop(key, None)
 
 
 class RegenerateIn(BaseModel):

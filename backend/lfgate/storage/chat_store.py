@@ -20,6 +20,7 @@ from lfgate.storage.database import Database
 from lfgate.storage.deferred import DeferredSaves
 from lfgate.storage.errors import UnknownChat, UnknownMessage
 from lfgate.storage.markdown_text import escape_html, html_text
+from lfgate.storage.presence import Presence
 from lfgate.storage.storable import storable_text, storable_value
 from lfgate.storage.tables import Chat, Message, utcnow
 
@@ -57,13 +58,17 @@ class MessageRecord:
 
 def _chat(row: Chat) -> ChatRecord:
     return ChatRecord(row.id, row.title, row.created_at, row.updated_at, row.archived, row.model,
-                      row.system, dict(row.params or {}), row.active_leaf_id,
+                      row.system, row.params if isinstance(row.params, dict) else {},
+                      row.active_leaf_id,
                       row.source or "page", row.compare)
 
 
 def _message(row: Message) -> MessageRecord:
-    return MessageRecord(row.id, row.chat_id, row.parent_id, row.role, row.content, row.status,
-                         row.created_at, row.provenance)
+    # Made storable on the way out too: what an older version stored (a path with an
+    # unpaired surrogate in a reply's provenance) reads back rather than failing every read.
+    return MessageRecord(row.id, row.chat_id, row.parent_id, row.role,
+                         storable_text(row.content), row.status, row.created_at,
+                         storable_value(row.provenance))
 
 
 def new_id() -> str:
@@ -71,8 +76,11 @@ def new_id() -> str:
 
 
 class ChatStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, presence: Presence | None = None) -> None:
+        """`presence`: this gateway among those sharing the database (a reply streaming is
+        marked as its own); without one, a gateway of its own that owns nothing yet."""
         self._sessions = database.sessions
+        self._presence = presence or Presence(database)
         self._deferred = DeferredSaves(self._write_message, database.fault)
         database.before_close(self._deferred.close)
 
@@ -149,7 +157,8 @@ class ChatStore:
             raise ValueError(f"status must be one of {MESSAGE_STATUSES}")
         row = Message(id=new_id(), chat_id=chat_id, parent_id=parent_id, role=role,
                       content=storable_text(content), status=status,
-                      provenance=storable_value(provenance))
+                      provenance=storable_value(provenance),
+                      owner=self._presence.id if status == "streaming" else None)
         async with self._sessions.begin() as session:
             chat = await session.get(Chat, chat_id)
             if chat is None:
@@ -237,10 +246,13 @@ class ChatStore:
         return path[::-1]
 
     async def mark_interrupted(self) -> int:
-        """At start-up: replies left `streaming` by a gateway that died become `interrupted`."""
+        """Replies left `streaming` by a gateway that stopped or died become `interrupted`:
+        at start-up, and after each heartbeat (a gateway sharing the database died). A reply
+        another live gateway streams is its own (lfgate.storage.presence)."""
         async with self._sessions.begin() as session:
             result = await session.execute(
-                update(Message).where(Message.status == "streaming")
+                update(Message).where(Message.status == "streaming", or_(
+                    Message.owner.is_(None), Message.owner.not_in(self._presence.live_ids())))
                 .values(status="interrupted", updated_at=utcnow()))
             return result.rowcount
 
@@ -262,9 +274,12 @@ class ChatStore:
         }
 
     async def import_chat(self, *, data: dict[str, Any]) -> ChatRecord:
-        """A chat from `export_chat`'s shape, under new ids (the tree and times kept)."""
+        """A chat from `export_chat`'s shape, under new ids (the tree and times kept). Its
+        compare turns get new ids too: a vote is one per compare id, so a copy's turn must
+        not be its original's (a vote on one replaced the other's)."""
         source = data["chat"]
         ids = {m["id"]: new_id() for m in data["messages"]}
+        turns: dict[str, str] = {}
         if any(m["parent_id"] is not None and m["parent_id"] not in ids
                for m in data["messages"]):
             raise ValueError("a message's parent_id names no message of this chat")
@@ -282,11 +297,22 @@ class ChatStore:
                 session.add(Message(
                     id=ids[m["id"]], chat_id=chat.id, role=m["role"], content=m["content"],
                     parent_id=None if m["parent_id"] is None else ids[m["parent_id"]],
-                    status=m["status"], provenance=m["provenance"],
+                    # A reply streaming where it was exported streams nowhere here.
+                    status="interrupted" if m["status"] == "streaming" else m["status"],
+                    provenance=_imported_provenance(m, turns),
                     created_at=datetime.fromisoformat(m["created_at"]),
                     updated_at=datetime.fromisoformat(m["created_at"])))
                 await session.flush()
         return _chat(chat)
+
+
+def _imported_provenance(message: dict[str, Any], turns: dict[str, str]
+                         ) -> dict[str, Any] | None:
+    """A reply's provenance, its compare turn's id renewed (the same for the whole turn)."""
+    facts = message["provenance"]
+    if isinstance(facts, dict) and isinstance(facts.get("compare_id"), str):
+        facts = {**facts, "compare_id": turns.setdefault(facts["compare_id"], new_id())}
+    return facts
 
 
 def _imported_compare(compare: dict[str, Any] | None, ids: dict[str, str]
@@ -314,30 +340,64 @@ def _parents_first(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return ordered
 
 
+def facts_of(message: dict[str, Any]) -> dict[str, Any]:
+    """A message's provenance for a reader: {} where there is none, or where what is stored
+    (by an older version, or an import it did not check) is not an object."""
+    facts = message.get("provenance")
+    return facts if isinstance(facts, dict) else {}
+
+
+def text_fact(facts: Any, key: str) -> str | None:
+    """facts[key] if it is text; absent (None) if missing or of another type."""
+    value = facts.get(key) if isinstance(facts, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def number_fact(facts: Any, key: str) -> int | float | None:
+    """facts[key] if it is a number (not a boolean); absent (None) otherwise."""
+    value = facts.get(key) if isinstance(facts, dict) else None
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def branch_of(by_id: dict[str, dict[str, Any]], leaf_id: str | None) -> list[dict[str, Any]]:
+    """The messages from the root to `leaf_id`, in order; a stored leaf or parent that names
+    no message of the chat (or a loop) ends the walk there rather than failing it."""
+    path: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    cursor = leaf_id
+    while isinstance(cursor, str) and cursor in by_id and cursor not in seen:
+        seen.add(cursor)
+        path.append(by_id[cursor])
+        cursor = by_id[cursor].get("parent_id")
+    return path[::-1]
+
+
 def markdown(export: dict[str, Any], *, leaf_id: str | None = None) -> str:
     """The active branch as Markdown a person can read, naming the model of each reply."""
     chat, by_id = export["chat"], {m["id"]: m for m in export["messages"]}
-    path, cursor = [], leaf_id or chat["active_leaf_id"]
-    while cursor is not None:
-        path.append(by_id[cursor])
-        cursor = by_id[cursor]["parent_id"]
+    path = branch_of(by_id, leaf_id or chat["active_leaf_id"])
     lines = [f"# {escape_html(chat['title'])}", "", f"*Exported from LF Gate. Chat "
              f"{chat['id']}, created {chat['created_at'][:16].replace('T', ' ')} UTC.*", ""]
     if chat["system"]:
         lines += ["**System:**", "", escape_html(chat["system"]), ""]
-    for message in reversed(path):
+    for message in path:
         if message["role"] == "user":
             lines += ["## User", "", escape_html(message["content"]), ""]
             continue
-        p = message["provenance"] or {}
-        source = p.get("adapter_path") or "base model only"
-        heading = (f"{p.get('model', '?')} ({p.get('base_model_path', '?')} + {source}, "
-                   f"{p.get('mode', '?')} mode)")
+        p = facts_of(message)
+        source = text_fact(p, "adapter_path") or "base model only"
+        model, base, mode = (_or_unknown(text_fact(p, key))
+                             for key in ("model", "base_model_path", "mode"))
+        heading = f"{model} ({base} + {source}, {mode} mode)"
         lines += [f"## Assistant · {html_text(heading)}", ""]
         if message["status"] != "complete":
             lines += [f"*[{html_text(str(message['status']))}]*", ""]
         lines += [escape_html(message["content"]), ""]
     return "\n".join(lines)
+
+
+def _or_unknown(text: str | None) -> str:
+    return "?" if text is None else text
 
 
 def _escape_like(text: str) -> str:

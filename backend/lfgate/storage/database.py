@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
 
 import lfgate.storage.migrations as migrations
 from lfgate.storage.faults import LOCK_WAIT_S, StorageFault, storage_fault
+from lfgate.storage.sqlite_lock import SqliteLock
 
 HEAD = "head"
 
@@ -60,9 +61,15 @@ def _connect_args(url: str) -> dict[str, object]:
     return {}
 
 
-def _sqlite_folder(url: str) -> Path | None:
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL (None: not SQLite, or in memory)."""
     path = url.split("///", 1)[-1] if url.startswith("sqlite") else ""
-    return Path(path).parent if path and path != ":memory:" else None
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _sqlite_folder(url: str) -> Path | None:
+    file = sqlite_file(url)
+    return file.parent if file is not None else None
 
 
 class Database:
@@ -76,6 +83,14 @@ class Database:
         self._folder = _sqlite_folder(url)
         self._before_close: list[Callable[[], Awaitable[None]]] = []
         self._closed = False
+        file = sqlite_file(url)
+        self._lock = SqliteLock(file) if file is not None else None
+
+    def claim(self) -> None:
+        """One gateway per SQLite file (lfgate.storage.sqlite_lock): DatabaseInUse if another
+        holds it. PostgreSQL needs no claim: gateways share it (lfgate.storage.presence)."""
+        if self._lock is not None:
+            self._lock.acquire()
 
     def fault(self, exc: BaseException) -> StorageFault | None:
         """`exc` as the database refusing for a while (locked, full, out of reach), with a
@@ -101,9 +116,13 @@ class Database:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
-            for callback in self._before_close:
-                await callback()
-            await self.engine.dispose()
+            try:
+                for callback in self._before_close:
+                    await callback()
+                await self.engine.dispose()
+            finally:
+                if self._lock is not None:
+                    self._lock.release()
 
 
 async def open_database(url: str) -> Database:
@@ -112,5 +131,10 @@ async def open_database(url: str) -> Database:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     database = Database(url)
-    await database.migrate()
+    database.claim()
+    try:
+        await database.migrate()
+    except BaseException:
+        await database.close()
+        raise
     return database

@@ -16,6 +16,7 @@ from sqlalchemy import and_, or_, select, update
 from lfgate.storage.chat_store import new_id
 from lfgate.storage.database import Database
 from lfgate.storage.errors import UnknownPromptSet, UnknownRun
+from lfgate.storage.presence import Presence
 from lfgate.storage.storable import storable_text, storable_value
 from lfgate.storage.tables import PromptSet, RunCell, RunVote, SetRun, as_utc, utcnow
 
@@ -65,8 +66,8 @@ def _run(row: SetRun) -> RunRecord:
 
 
 def _cell(row: RunCell) -> CellRecord:
-    return CellRecord(row.position, row.slot, row.model, row.status, row.content,
-                      row.provenance, row.scores, row.attempts)
+    return CellRecord(row.position, row.slot, row.model, row.status, storable_text(row.content),
+                      storable_value(row.provenance), row.scores, row.attempts)
 
 
 def _vote(row: RunVote) -> RunVoteRecord:
@@ -75,14 +76,18 @@ def _vote(row: RunVote) -> RunVoteRecord:
 
 
 class RunStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, presence: Presence | None = None) -> None:
+        """`presence`: this gateway among those sharing the database (the runs it drives
+        are its own); without one, a gateway of its own."""
         self._sessions = database.sessions
+        self._presence = self.presence = presence or Presence(database)
 
     async def create(self, *, set_id: str, models: list[str], params: dict[str, Any],
                      mode: str, prompts: int) -> RunRecord:
-        """The run and all its cells, pending, in one transaction."""
+        """The run and all its cells, pending, in one transaction; claimed by this gateway."""
         row = SetRun(id=new_id(), set_id=set_id, models=models, params=params, mode=mode,
-                     status="running", elapsed_s=0.0)
+                     status="running", elapsed_s=0.0, owner=self._presence.id,
+                     stop_requested=False)
         async with self._sessions.begin() as session:
             if await session.get(PromptSet, set_id) is None:
                 raise UnknownPromptSet(f"unknown prompt set {set_id!r}")
@@ -117,6 +122,40 @@ class RunStore:
                 setattr(row, key, value)
             row.updated_at = utcnow()
         return _run(row)
+
+    def _unowned(self) -> Any:
+        """A run no live gateway drives (its driver stopped or died; older versions': none)."""
+        return or_(SetRun.status != "running", SetRun.owner.is_(None),
+                   SetRun.owner.not_in(self._presence.live_ids()))
+
+    async def claim(self, *, run_id: str, mode: str) -> bool:
+        """Make this gateway the run's one driver, atomically: False if a live gateway (this
+        one too) drives it now. Two resumes at once, here or on two gateways: one wins."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(SetRun).where(SetRun.id == run_id, self._unowned())
+                .values(status="running", error=None, mode=mode, owner=self._presence.id,
+                        stop_requested=False, updated_at=utcnow()))
+            return result.rowcount == 1
+
+    async def driver(self, *, run_id: str) -> str | None:
+        """The gateway driving the run now (its id), None if none alive does."""
+        async with self._sessions() as session:
+            return await session.scalar(select(SetRun.owner).where(
+                SetRun.id == run_id, SetRun.status == "running",
+                SetRun.owner.in_(self._presence.live_ids())))
+
+    async def request_stop(self, *, run_id: str) -> None:
+        """Ask the run's driver, whichever gateway it is, to stop (it reads `stop_asked`)."""
+        async with self._sessions.begin() as session:
+            await session.execute(update(SetRun).where(SetRun.id == run_id,
+                                                       SetRun.status == "running")
+                                  .values(stop_requested=True))
+
+    async def stop_asked(self, *, run_id: str) -> bool:
+        async with self._sessions() as session:
+            return bool(await session.scalar(select(SetRun.stop_requested)
+                                             .where(SetRun.id == run_id)))
 
     async def delete(self, *, run_id: str) -> None:
         async with self._sessions.begin() as session:
@@ -158,14 +197,17 @@ class RunStore:
                                   .values(status="pending", content="", updated_at=utcnow()))
 
     async def mark_interrupted(self) -> int:
-        """At start-up: runs left running by a gateway that stopped become `interrupted`, and
+        """Runs left running by a gateway that stopped or died become `interrupted`, and
         their cells in flight pending again (what they had streamed is dropped: they are
-        asked again on resume). Returns how many runs."""
+        asked again on resume): at start-up, and after each heartbeat (a gateway sharing the
+        database died). A run a live gateway drives is its own. Returns how many runs."""
         async with self._sessions.begin() as session:
-            await session.execute(update(RunCell).where(RunCell.status == "running")
+            orphans = select(SetRun.id).where(SetRun.status == "running", self._unowned())
+            await session.execute(update(RunCell).where(RunCell.status == "running",
+                                                        RunCell.run_id.in_(orphans))
                                   .values(status="pending", content="", updated_at=utcnow()))
             result = await session.execute(
-                update(SetRun).where(SetRun.status == "running")
+                update(SetRun).where(SetRun.status == "running", self._unowned())
                 .values(status="interrupted", updated_at=utcnow(),
                         error={"code": "gateway_restarted",
                                "message": "the gateway stopped while this run was going; "
@@ -188,7 +230,8 @@ class RunStore:
             RunVote.created_at, RunVote.run_id, RunVote.position)
         async with self._sessions() as session:
             return [(list(models), winner) for models, winner in
-                    (await session.execute(query)).all()]
+                    (await session.execute(query)).all()
+                    if isinstance(models, list)]  # Standings checks the rest
 
     async def votes(self, *, run_id: str | None = None) -> list[RunVoteRecord]:
         query = select(RunVote).order_by(RunVote.created_at, RunVote.run_id, RunVote.position)

@@ -88,6 +88,9 @@ class Message(Base):
     # An API reply: a digest of the conversation up to it, so the client's next request
     # (which sends it all again) continues this chat.
     thread_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # The gateway writing a `streaming` reply (a Gateway's id): another gateway on the same
+    # database leaves it alone while that one is alive.
+    owner: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class Vote(Base):
@@ -146,6 +149,10 @@ class SetRun(Base):
     status: Mapped[str] = mapped_column(String(16))
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     elapsed_s: Mapped[float] = mapped_column(Float, default=0.0)  # running time, all sittings
+    # The gateway that drives it (claimed atomically: one driver, whichever gateway asks), and
+    # a stop asked for on any gateway, which the driver reads.
+    owner: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -182,3 +189,17 @@ class RunVote(Base):
     winner: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Gateway(Base):
+    """A gateway serving from this database, as long as it is alive: it says so every
+    HEARTBEAT_S (lfgate.storage.presence). What a gateway owns (replies streaming, runs it
+    drives) is recovered by another only once this row has gone quiet."""
+
+    __tablename__ = "gateways"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -55,7 +55,7 @@ def meta_of(turn: Turn) -> dict[str, Any]:
 def stored_end(reply: MessageRecord) -> TurnLog:
     """A stored reply's end as the events its stream ended with."""
     log = TurnLog()
-    facts = reply.provenance or {}
+    facts = reply.provenance if isinstance(reply.provenance, dict) else {}
     log.append("meta", {"chat_id": reply.chat_id, "turn_id": reply.id,
                         "model": facts.get("model"), "replayed": True})
     if reply.status in ("complete", "stopped"):
@@ -64,9 +64,11 @@ def stored_end(reply: MessageRecord) -> TurnLog:
                             or ("stopped" if reply.status == "stopped" else "stop"),
                             **{k: facts[k] for k in ("timing", "usage") if k in facts}})
     else:
-        error = facts.get("error") or {
-            "code": "interrupted", "hint": "",
-            "message": "the gateway stopped before this reply finished; what arrived is kept"}
+        error = facts.get("error")
+        if not isinstance(error, dict):
+            error = {"code": "interrupted", "hint": "",
+                     "message": "the gateway stopped before this reply finished; what "
+                                "arrived is kept"}
         log.append("error", {**error, "content": reply.content})
     log.close()
     return log

@@ -18,14 +18,22 @@ from typing import Any, Literal
 from lfgate.services.chat.recently_ended import RecentlyEnded
 from lfgate.services.chat.turn_recorder import Turn
 from lfgate.services.chat.turns import ChatTurns, title_from
-from lfgate.services.errors import BadTurnRequest, ChatBusy, UnknownTurn
+from lfgate.services.errors import BadTurnRequest, ChatBusy, ServiceError, UnknownTurn
 from lfgate.services.models.fleet_registry import FleetRegistry
-from lfgate.storage.chat_store import ChatRecord, ChatStore, new_id
-from lfgate.storage.vote_store import VoteRecord, VoteStore
+from lfgate.storage.chat_store import ChatRecord, ChatStore, MessageRecord, new_id
+from lfgate.storage.vote_store import COMPARE_ID_CHARS, VoteRecord, VoteStore
 
 CompareMode = Literal["batch", "parallel", "sequential"]
 MIN_SLOTS, MAX_SLOTS = 2, 4
 TIE_WINNERS = ("tie", "both_bad")
+
+
+class UnvotableTurn(ServiceError):
+    """A stored compare turn whose replies do not say, as the gateway writes them, which
+    slot and model each is (an older version imported such a chat unchecked)."""
+
+    status_code = 400
+    code = "unvotable_turn"
 
 
 @dataclass
@@ -79,10 +87,11 @@ class Compares:
                          "blind": blind})
         else:
             chat = await self._compare_chat(chat_id)
-            if len(chat.compare["slots"]) != len(models):
-                raise BadTurnRequest(f"this compare chat has {len(chat.compare['slots'])} "
-                                     f"columns; send {len(chat.compare['slots'])} models")
-            blind = bool(chat.compare.get("blind"))
+            columns = _columns(chat)
+            if len(columns) != len(models):
+                raise BadTurnRequest(f"this compare chat has {len(columns)} "
+                                     f"columns; send {len(columns)} models")
+            blind = chat.compare.get("blind") is True
         if chat.id in self._busy:
             raise ChatBusy(f"chat {chat.id!r} is still answering; stop it or wait")
         self._busy.add(chat.id)
@@ -99,7 +108,7 @@ class Compares:
         compare_id = new_id()
         mode = serving_mode(self._registry, models)
         params = {**chat.params, **({"system": chat.system} if chat.system else {}), **params}
-        leaves = [slot["leaf_id"] for slot in chat.compare["slots"]]
+        leaves = [slot["leaf_id"] for slot in _columns(chat)]
         turns: list[Turn] = []
         histories: list[list[dict[str, str]]] = []
         first_user: str | None = None
@@ -165,7 +174,7 @@ class Compares:
 
     async def _compare_chat(self, chat_id: str) -> ChatRecord:
         chat = await self._store.get_chat(chat_id=chat_id)
-        if not chat.compare:
+        if not chat.compare or not isinstance(chat.compare, dict):
             raise BadTurnRequest(f"chat {chat_id!r} is not a compare chat; use /api/chat")
         return chat
 
@@ -175,19 +184,80 @@ class Compares:
         "both_bad". Voting again replaces the vote. It counts as blind when the chat is
         blind and no other turn of it was voted on yet (the first vote reveals the names)."""
         chat = await self._compare_chat(chat_id)
-        replies = sorted((m for m in await self._store.messages(chat_id=chat_id)
-                          if (m.provenance or {}).get("compare_id") == compare_id),
-                         key=lambda m: m.provenance["slot"])
+        replies = [m for m in await self._store.messages(chat_id=chat_id)
+                   if isinstance(m.provenance, dict)
+                   and m.provenance.get("compare_id") == compare_id]
         if not replies:
             raise BadTurnRequest(f"chat {chat_id!r} has no compare turn {compare_id!r}")
+        try:
+            replies, models = _slots_of(replies, compare_id)
+        except UnvotableTurn:
+            if compare_id in self._running:  # a reply says its slot once it has ended
+                raise BadTurnRequest("this compare turn is still answering; vote when it is "
+                                     "done") from None
+            raise
         if any(m.status in ("streaming",) for m in replies):
             raise BadTurnRequest("this compare turn is still answering; vote when it is done")
         allowed = [str(i) for i in range(len(replies))] + list(TIE_WINNERS)
         if winner not in allowed:
             raise BadTurnRequest(f"winner must be one of {', '.join(allowed)}")
-        return await self._votes.put(
-            chat_id=chat_id, compare_id=compare_id, models=[m.provenance["model"]
-                                                            for m in replies],
-            reply_ids=[m.id for m in replies], winner=winner, reason=reason,
-            blind=bool(chat.compare.get("blind")) and not any(
-                v.compare_id != compare_id for v in await self._votes.of_chat(chat_id=chat_id)))
+        try:
+            return await self._votes.put(
+                chat_id=chat_id, compare_id=compare_id, models=models,
+                reply_ids=[m.id for m in replies], winner=winner, reason=reason,
+                blind=chat.compare.get("blind") is True and not any(
+                    v.compare_id != compare_id
+                    for v in await self._votes.of_chat(chat_id=chat_id)))
+        except ValueError as exc:  # its compare id is another chat's turn too
+            raise UnvotableTurn(f"this turn cannot be voted on: {exc}") from exc
+
+
+def _columns(chat: ChatRecord) -> list[dict[str, Any]]:
+    """A compare chat's columns ({model, leaf_id} each), refused by name where an older
+    version stored them in another shape."""
+    slots = chat.compare.get("slots")
+    if (not isinstance(slots, list) or not MIN_SLOTS <= len(slots) <= MAX_SLOTS
+            or not all(isinstance(s, dict) and isinstance(s.get("model"), str)
+                       and isinstance(s.get("leaf_id"), str | None) for s in slots)):
+        raise BadTurnRequest(f"chat {chat.id!r}'s compare columns are not "
+                             f"{MIN_SLOTS} to {MAX_SLOTS} {{model, leaf_id}}: it cannot "
+                             "take another compare message")
+    return slots
+
+
+def _slots_of(replies: list[MessageRecord], compare_id: str
+              ) -> tuple[list[MessageRecord], list[str]]:
+    """A compare turn's replies in slot order, and their models; UnvotableTurn, naming
+    what is wrong, where the stored replies do not say one model per slot 0, 1, ... as the
+    gateway writes them."""
+    def refuse(why: str) -> UnvotableTurn:
+        return UnvotableTurn(f"this turn cannot be voted on: {why}")
+
+    if len(compare_id) > COMPARE_ID_CHARS:
+        raise refuse(f"its compare id is longer than {COMPARE_ID_CHARS} characters")
+    by_slot: dict[int, MessageRecord] = {}
+    for reply in replies:
+        slot, model = reply.provenance.get("slot"), reply.provenance.get("model")
+        if not isinstance(slot, int) or isinstance(slot, bool) or slot < 0:
+            raise refuse(f"reply {reply.id} does not say its slot (provenance.slot is "
+                         f"{_shown(slot)})")
+        if not isinstance(model, str):
+            raise refuse(f"reply {reply.id} does not name its model (provenance.model is "
+                         f"{_shown(model)})")
+        if slot in by_slot:
+            raise refuse(f"replies {by_slot[slot].id} and {reply.id} both say slot {slot}")
+        by_slot[slot] = reply
+    if sorted(by_slot) != list(range(len(by_slot))):
+        missing = min(set(range(len(by_slot) + 1)) - set(by_slot))
+        raise refuse(f"slot {missing} has no reply stored with this turn")
+    if not MIN_SLOTS <= len(by_slot) <= MAX_SLOTS:
+        count = len(by_slot)
+        raise refuse(f"it has {count} {'reply' if count == 1 else 'replies'}; a vote "
+                     f"compares {MIN_SLOTS} to {MAX_SLOTS}")
+    ordered = [by_slot[slot] for slot in range(len(by_slot))]
+    return ordered, [m.provenance["model"] for m in ordered]
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -33,6 +34,29 @@ logger = logging.getLogger("lfgate")
 RunEvent = tuple[str, dict[str, Any]]
 ENDED = ("complete", "error")  # a cell that counts as done in the progress bar
 SCORE_KEYS = ("bleu", "chrf", "rouge_l")
+STOP_POLL_S = 1.0  # how often a driver reads whether a stop was asked on another gateway
+STOP_WAIT_S = 60.0  # how long a Stop asked of another gateway waits for it
+
+
+class CellTally:
+    """The status of every cell of a running run, and how many have ended or failed, kept
+    as cells change: publishing progress after each cell costs O(1), not a read of the whole
+    run (which, for a 10,000-cell run a page followed, slowed every request the gateway
+    served and the run itself about sevenfold)."""
+
+    def __init__(self, cells: list[CellRecord]) -> None:
+        self._status = {(c.index, c.slot): c.status for c in cells}
+        self.done = sum(1 for c in cells if c.status in ENDED)
+        self.errors = sum(1 for c in cells if c.status == "error")
+
+    def __len__(self) -> int:
+        return len(self._status)
+
+    def set(self, cell: tuple[int, int], status: str) -> None:
+        before = self._status.get(cell)
+        self._status[cell] = status
+        self.done += (status in ENDED) - (before in ENDED)
+        self.errors += (status == "error") - (before == "error")
 
 
 @dataclass
@@ -43,9 +67,7 @@ class ActiveRun:
     in_flight: list[Turn] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     done_here: int = 0  # cells ended in this sitting (for the estimate)
-    # One progress read-and-publish at a time: cells of a batch end together, and two reads
-    # of the cells could come back in the other order, publishing "done" going backwards.
-    progress_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    tally: CellTally | None = None  # once the driver has read the cells
 
 
 @dataclass
@@ -128,6 +150,9 @@ class PromptRuns:
         return run
 
     async def resume(self, *, run_id: str) -> RunRecord:
+        """Drive the run again from what is left. Claimed in the database first: two resumes
+        at once (on this gateway or two sharing a database) get one driver, the other a
+        RunBusy, and no cell is asked twice."""
         run = await self._runs.get(run_id=run_id)
         if run_id in self._active:
             raise RunBusy(f"run {run_id!r} is running; stop it first")
@@ -135,36 +160,63 @@ class PromptRuns:
             raise BadTurnRequest(f"run {run_id!r} has nothing left to ask")
         for model in run.models:
             self._registry.usable(model)
-        run = await self._runs.update(run_id=run_id, status="running", error=None,
-                                      mode=serving_mode(self._registry, run.models))
-        self._launch(run)
+        mode = serving_mode(self._registry, run.models)
+        if not await self._runs.claim(run_id=run_id, mode=mode):
+            raise RunBusy(f"run {run_id!r} is running on {await self._driver(run_id)}; "
+                          "stop it first")
+        run = dataclasses.replace(run, status="running", error=None, mode=mode)
+        self._launch(run)  # no await since the claim: nothing else sees it half-launched
         return run
+
+    async def _driver(self, run_id: str) -> str:
+        return await self._runs.presence.describe(await self._runs.driver(run_id=run_id))
 
     async def stop(self, *, run_id: str) -> RunRecord:
         """Stop asking: replies in flight are cut short (kept as `stopped`, asked again on
-        resume); returns once the run has written its state."""
+        resume); returns once the run has written its state. Whichever gateway drives the
+        run stops it: one sharing the database is asked through it and waited for."""
         active = self._active.get(run_id)
-        if active is None:
-            run = await self._runs.get(run_id=run_id)
+        if active is not None:
+            await self._stop_active(active)
+            if active.task is not None:
+                await asyncio.shield(active.task)
+            return await self._runs.get(run_id=run_id)
+        run = await self._runs.get(run_id=run_id)
+        if run.status != "running":
             raise RunBusy(f"run {run_id!r} is not running (it is {run.status})")
+        if await self._runs.driver(run_id=run_id) is None:  # its driver died: settle it here
+            await self._runs.requeue(run_id=run_id)
+            return await self._runs.update(run_id=run_id, status="stopped", error=None)
+        await self._runs.request_stop(run_id=run_id)
+        deadline = time.monotonic() + STOP_WAIT_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(STOP_POLL_S)
+            run = await self._runs.get(run_id=run_id)
+            if run.status != "running":
+                return run
+        raise RunBusy(f"run {run_id!r} was asked to stop, and {await self._driver(run_id)} "
+                      f"that drives it has not stopped it within {STOP_WAIT_S:.0f} s")
+
+    async def _stop_active(self, active: ActiveRun) -> None:
         active.stop_requested = True
         for turn in list(active.in_flight):
             if not turn.finished:
                 with contextlib.suppress(Exception):
                     await self._turns.stop(turn.id)
-        if active.task is not None:
-            await asyncio.shield(active.task)
-        return await self._runs.get(run_id=run_id)
+
+    async def _busy_elsewhere(self, run: RunRecord) -> None:
+        if run.id in self._active or (run.status == "running"
+                                      and await self._runs.driver(run_id=run.id) is not None):
+            raise RunBusy(f"run {run.id!r} is running on {await self._driver(run.id)}; "
+                          "stop it first")
 
     async def delete(self, *, run_id: str) -> None:
-        if run_id in self._active:
-            raise RunBusy(f"run {run_id!r} is running; stop it first")
+        await self._busy_elsewhere(await self._runs.get(run_id=run_id))
         await self._runs.delete(run_id=run_id)
 
     async def delete_set(self, *, set_id: str) -> None:
-        busy = [a.run.id for a in self._active.values() if a.run.set_id == set_id]
-        if busy:
-            raise RunBusy(f"run {busy[0]!r} of this set is running; stop it first")
+        for run in await self._runs.of_set(set_id=set_id):
+            await self._busy_elsewhere(run)
         await self._sets.delete(set_id=set_id)
 
     async def view(self, *, run_id: str) -> RunView:
@@ -176,17 +228,19 @@ class PromptRuns:
                        self.progress(run, cells))
 
     def progress(self, run: RunRecord, cells: list[CellRecord]) -> dict[str, Any]:
-        done = sum(1 for c in cells if c.status in ENDED)
+        tally = CellTally(cells)
+        return self._progress(run, tally.done, len(tally), tally.errors)
+
+    def _progress(self, run: RunRecord, done: int, total: int, errors: int) -> dict[str, Any]:
         active = self._active.get(run.id)
         elapsed = run.elapsed_s
         eta = None
         if active is not None:
             here = time.monotonic() - active.started
-            elapsed += here
+            elapsed = active.run.elapsed_s + here
             if active.done_here:
-                eta = round(here / active.done_here * (len(cells) - done), 1)
-        return {"done": done, "total": len(cells),
-                "errors": sum(1 for c in cells if c.status == "error"),
+                eta = round(here / active.done_here * (total - done), 1)
+        return {"done": done, "total": total, "errors": errors,
                 "elapsed_s": round(elapsed, 1), "eta_s": eta}
 
     async def vote(self, *, run_id: str, index: int, winner: str,
@@ -253,10 +307,13 @@ class PromptRuns:
     async def _drive(self, active: ActiveRun) -> None:
         run = active.run
         status, error = "complete", None
+        watch = asyncio.create_task(self._watch_stop(active), name=f"run {run.id} stop")
         try:
             prompts = await self._sets.prompts(set_id=run.set_id)
             todo: dict[int, list[int]] = {}
-            for cell in await self._runs.cells(run_id=run.id):
+            cells = await self._runs.cells(run_id=run.id)
+            active.tally = CellTally(cells)
+            for cell in cells:
                 if cell.status != "complete":
                     todo.setdefault(cell.index, []).append(cell.slot)
             for chunk in self._chunks(run, prompts, todo):
@@ -269,8 +326,7 @@ class PromptRuns:
                     break
             if active.stop_requested:
                 status = "stopped"
-            elif status == "complete" and any(c.status == "error" for c in
-                                              await self._runs.cells(run_id=run.id)):
+            elif status == "complete" and active.tally.errors:
                 status = "error"
                 error = {"code": "cells_failed",
                          "message": "some prompts ended in an error; resume to ask them "
@@ -284,7 +340,22 @@ class PromptRuns:
             logger.exception("run %s failed", run.id)
             status, error = "error", {"code": "run_failed", "message": str(exc)}
         finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
             await asyncio.shield(self._settle(active, status, error))
+
+    async def _watch_stop(self, active: ActiveRun) -> None:
+        """A stop asked for on another gateway sharing the database reaches the driver here
+        (this gateway's own Stop acts at once)."""
+        while not active.stop_requested:
+            await asyncio.sleep(STOP_POLL_S)
+            try:
+                asked = await self._runs.stop_asked(run_id=active.run.id)
+            except Exception:  # the database refusing for a while: ask again later
+                continue
+            if asked:
+                await self._stop_active(active)
 
     async def _settle(self, active: ActiveRun, status: str,
                       error: dict[str, Any] | None) -> None:
@@ -338,6 +409,8 @@ class PromptRuns:
             histories = [[{"role": "user", "content": prompts[index].prompt}]
                          for index, _ in cells]
             await self._runs.mark_asked(run_id=run.id, cells=cells)
+            for cell in cells:
+                active.tally.set(cell, "running")
             for index, slot in cells:
                 self._publish(run.id, "cell", {"index": index, "slot": slot, "cell": {
                     "slot": slot, "model": run.models[slot], "status": "running"}})
@@ -398,6 +471,7 @@ class PromptRuns:
         await self._runs.finish_cell(run_id=run_id, index=prompt.index, slot=slot,
                                      status=status, content=content, provenance=provenance,
                                      scores=scores)
+        active.tally.set((prompt.index, slot), status)
         if status in ENDED:
             active.done_here += 1
         self._publish(run_id, "cell", {"index": prompt.index, "slot": slot, "cell": {
@@ -406,11 +480,9 @@ class PromptRuns:
             "ttft_ms": (provenance.get("timing") or {}).get("ttft_ms"),
             "total_ms": (provenance.get("timing") or {}).get("total_ms"),
             "scores": scores, "error": provenance.get("error")}})
-        if self._feeds.get(run_id):  # the progress costs a read of every cell: if followed
-            async with active.progress_lock:  # published in the order read: never backwards
-                run = await self._runs.get(run_id=run_id)
-                self._publish(run_id, "progress", {"status": "running", "progress": self.progress(
-                    run, await self._runs.cells(run_id=run_id))})
+        tally = active.tally
+        self._publish(run_id, "progress", {"status": "running", "progress": self._progress(
+            active.run, tally.done, len(tally), tally.errors)})
         return failure if status == "error" else None
 
     async def close(self) -> None:
