@@ -29,14 +29,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from lfgate.config import Settings
+from lfgate.remote import wrapper_protocol as wp
 
 ModelKind = Literal["base", "adapter"]
 CONFIGURED_ID = "default"
 CONFIGURED_BASE_ID = "base"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-# What no store takes and no JSON answer can encode: a lone surrogate (a byte of a name that
-# is not UTF-8, as the box's Python gives it) and NUL (PostgreSQL refuses it in text).
-_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
 SHAREABLE_PEFT_TYPES = (None, "LORA")
 
 
@@ -124,7 +122,7 @@ def readable(text: str) -> str:
     """`text` as people read it and any store keeps it: each lone surrogate (a byte of a name
     that is not UTF-8, as the box's Python gives it) and each NUL is U+FFFD. Unicode text
     (every name that is UTF-8) comes back as it is."""
-    return _NOT_TEXT.sub("\ufffd", text) if _NOT_TEXT.search(text) else text
+    return wp.as_text(text)  # the protocol's one rule, as the wrapper writes its own
 
 
 def _readable_value(value: Any) -> Any:
