@@ -11,6 +11,7 @@ import pty
 import select
 import signal
 import struct
+import subprocess
 import termios
 import time
 from pathlib import Path
@@ -28,17 +29,25 @@ class Terminal:
 
     def __init__(self, argv: list[str], *, env: dict[str, str], cwd: Path,
                  sigint_ignored: bool = False) -> None:
-        """`sigint_ignored`: start it as a script's background job would, SIGINT ignored."""
-        pid, fd = pty.fork()
-        if pid == 0:  # the child: the pty is its controlling terminal and stdin/out/err
-            try:
-                signal.signal(signal.SIGINT, signal.SIG_IGN if sigint_ignored else signal.SIG_DFL)
-                fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
-                os.chdir(cwd)
-                os.execve(argv[0], argv, env)
-            finally:
-                os._exit(127)
-        self.pid, self.fd = pid, fd
+        """`sigint_ignored`: start it as a script's background job would, SIGINT ignored.
+
+        Started by subprocess (fork and exec in C), never by pty.fork(): a test process has
+        threads (pytest-xdist's, the browser's event loop), and Python code run in a child
+        forked from a threaded process can deadlock on a lock another thread held at the fork
+        (once, a full run's terminal showed nothing for two minutes). `setsid --ctty` makes
+        the pty the program's controlling terminal, as pty.fork() did: Ctrl-C is its SIGINT."""
+        fd, child_end = pty.openpty()
+        fcntl.ioctl(child_end, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
+        # SIGINT ignored is inherited across exec; the shell sets it, then becomes the program.
+        wrapper = ["sh", "-c", 'trap "" INT; exec "$@"', "sh"] if sigint_ignored else []
+        try:
+            process = subprocess.Popen(["setsid", "--ctty", *wrapper, *argv], stdin=child_end,
+                                       stdout=child_end, stderr=child_end, cwd=cwd, env=env,
+                                       close_fds=True)
+        finally:
+            os.close(child_end)
+        self._process = process
+        self.pid, self.fd = process.pid, fd
         self.shown = ""  # everything the program wrote, \r dropped
         self._seen = 0  # how far `expect` has read
         self.status: int | None = None
@@ -72,9 +81,9 @@ class Terminal:
         """Its exit status, once it has exited (reading what it still shows meanwhile)."""
         deadline = time.monotonic() + WAIT_S
         while self.status is None:
-            pid, code = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.status = os.waitstatus_to_exitcode(code)
+            code = self._process.poll()
+            if code is not None:
+                self.status = code
             elif time.monotonic() > deadline:
                 raise AssertionError(f"did not exit; it showed:\n{self.shown[-3000:]}")
             else:
@@ -84,7 +93,7 @@ class Terminal:
     def close(self) -> None:
         if self.status is None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
+                self._process.kill()
+            self._process.wait()
             self.status = -signal.SIGKILL
         os.close(self.fd)
