@@ -391,3 +391,29 @@ async def test_issue_24_finding_4_a_stalled_body_is_408_in_each_shape():
                              "param": None, "code": "body_timeout"}
     status, body, _ = await asgi_answer("/api/login", [], never, timeout_s=0.05)
     assert status == 408 and body["detail"]["code"] == "body_timeout"
+
+
+def test_issue_24_finding_4_refused_requests_do_not_flood_the_access_log():
+    """A client sending thousands of refused requests (401s of a scanner, 413s, 429s of a
+    loop) got one access line each. Now at most FAILURE_LINES a window; the next line says
+    how many were left out; a server failure (5xx) is always written."""
+    import logging
+
+    from lfgate.serving import FAILURE_LINES, FAILURE_WINDOW_S, AccessLines
+
+    now = [0.0]
+    lines = AccessLines(clock=lambda: now[0])
+
+    def record(status: int) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1,
+                                 '%s - "%s %s HTTP/%s" %d',
+                                 ("1.2.3.4:5", "GET", "/api/chats", "1.1", status), None)
+
+    kept = [lines.filter(record(401)) for _ in range(1000)]
+    assert sum(kept) == FAILURE_LINES
+    assert lines.filter(record(500)) and lines.filter(record(503))
+    now[0] += FAILURE_WINDOW_S
+    next_line = record(401)
+    assert lines.filter(next_line)
+    assert next_line.getMessage().endswith(
+        f"401 (and {1000 - FAILURE_LINES} more 4xx answers not logged)")

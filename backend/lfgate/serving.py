@@ -23,6 +23,8 @@ import logging
 import signal
 import socket
 import sys
+import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -39,21 +41,50 @@ from lfgate.connection_limits import (
 READ_METHODS = frozenset({"GET", "HEAD"})
 
 
+FAILURE_LINES = 20  # 4xx access lines written per FAILURE_WINDOW_S at most
+FAILURE_WINDOW_S = 10.0
+
+
 class AccessLines(logging.Filter):
     """uvicorn's access records worth a line (its args: client, method, path, HTTP version,
-    status)."""
+    status). A client's failures (4xx) are each worth a line, up to FAILURE_LINES in
+    FAILURE_WINDOW_S: a scanner or a client in a loop sending thousands of refused requests
+    a second would otherwise fill the disk with the same line; the next line written says
+    how many were left out. Server failures (5xx) are always written."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._clock = clock
+        self._window_end = float("-inf")
+        self._written = 0
+        self._left_out = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if not isinstance(args, tuple) or len(args) != 5:
             return True  # not an access record as we know it: keep it
         _, method, path, _, status = args
-        if not isinstance(status, int) or status >= 400:
+        if not isinstance(status, int) or status >= 500:
             return True
+        if status >= 400:
+            return self._failure_line(record)
         path = str(path)
         if path == "/v1" or path.startswith(("/v1/", "/v1?")):
             return True
         return path.startswith("/api/") and str(method) not in READ_METHODS
+
+    def _failure_line(self, record: logging.LogRecord) -> bool:
+        now = self._clock()
+        if now >= self._window_end:
+            self._window_end, self._written = now + FAILURE_WINDOW_S, 0
+        if self._written >= FAILURE_LINES:
+            self._left_out += 1
+            return False
+        self._written += 1
+        if self._left_out:
+            record.msg = f"{record.msg} (and {self._left_out} more 4xx answers not logged)"
+            self._left_out = 0
+        return True
 
 
 class _Stopped(Exception):
