@@ -128,9 +128,7 @@ async def test_the_sdk_streams_and_stops_at_a_stop_string(tmp_path, monkeypatch)
         {"type": "text", "text": "what is this?"},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]},
      "messages[0].content[1]"),
-    ({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]},
-     "messages[1].role"),
-    ({"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}]},
+    ({"messages": [{"role": "user", "content": "a"}, {"role": "robot", "content": "b"}]},
      "messages[1].role"),
     ({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
      "messages"),
@@ -160,6 +158,28 @@ async def test_content_parts_system_and_history_reach_the_box(tmp_path, monkeypa
                                          {"type": "text", "text": "parts"}]}])
         assert reply.choices[0].message.content == (
             "Echo #2 from tiny-base + no adapter: two\nparts")
+
+
+async def test_turns_are_taken_as_clients_send_them(tmp_path, monkeypatch):
+    """Issue 25 (turns as clients send them): Open WebUI drops a failed reply and sends two
+    user messages in a row, which OpenAI takes; so do we, as one turn. A system message
+    later in the conversation joins the system prompt; a conversation that opens with the
+    assistant's greeting gets an empty user turn before it."""
+    async with Client(gateway(tmp_path, monkeypatch)) as http:
+        two = await sdk(http).chat.completions.create(model="default", messages=[
+            {"role": "user", "content": "first try"}, {"role": "user", "content": "again"}])
+        assert two.choices[0].message.content == (
+            "Echo #1 from tiny-base + no adapter: first try\n\nagain")
+        late = await sdk(http).chat.completions.create(model="default", messages=[
+            {"role": "user", "content": "one"}, {"role": "system", "content": "Be brief."},
+            {"role": "assistant", "content": "Echo"}, {"role": "assistant", "content": "#1"},
+            {"role": "user", "content": "two"}])
+        assert late.choices[0].message.content == "Echo #2 from tiny-base + no adapter: two"
+        greeted = await sdk(http).chat.completions.create(model="default", messages=[
+            {"role": "assistant", "content": "How can I help?"},
+            {"role": "user", "content": "hello"}])
+        assert greeted.choices[0].message.content == (
+            "Echo #2 from tiny-base + no adapter: hello")
 
 
 async def test_an_unknown_model_is_a_404_in_openais_shape(tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ an answer computed differently from what they asked for.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,7 @@ WHY_NOT: dict[str, str] = {
     "web_search_options": "no web search here",
 }
 SYSTEM_ROLES = ("system", "developer")
+logger = logging.getLogger("lfgate")
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,16 @@ def _text(content: Any, where: str) -> str:
 
 
 def _messages(raw: list[Any]) -> tuple[str | None, list[dict[str, str]]]:
-    """Leading system (or developer) messages become the system prompt; the rest must
-    alternate user, assistant, ..., ending with the user's."""
+    """The messages as clients send them, as the wrapper takes them (user and assistant
+    alternating, starting with the user's, ending with the user's):
+
+    - system (and developer) messages, wherever they are, make the system prompt, in order
+      (one after the conversation began is logged: it is moved to the front);
+    - consecutive messages of one role are one turn, their texts joined by a blank line
+      (Open WebUI, after a failed reply, sends two user messages in a row; OpenAI takes them);
+    - a conversation that opens with the assistant's message gets an empty user turn before
+      it (a greeting a client shows first).
+    """
     system: list[str] = []
     turns: list[dict[str, str]] = []
     for index, message in enumerate(raw):
@@ -99,21 +109,24 @@ def _messages(raw: list[Any]) -> tuple[str | None, list[dict[str, str]]]:
         role = message.get("role")
         if role in SYSTEM_ROLES:
             if turns:
-                raise BadParameter(f"{where}.role is {role!r} after the conversation began;"
-                                   " put system messages first", param=f"{where}.role")
+                logger.info("/v1: %s is a %s message after the conversation began; it is "
+                            "part of the system prompt", where, role)
             system.append(_text(message.get("content"), where))
             continue
         if role in ("tool", "function") or message.get("tool_calls") or message.get(
                 "function_call"):
             raise BadParameter(f"{where}: tool calling is not supported by this gateway",
                                param=where)
-        expected = "user" if len(turns) % 2 == 0 else "assistant"
-        if role != expected:
-            raise BadParameter(
-                f"{where}.role is {role!r} where {expected!r} was expected: after the system "
-                "messages, turns alternate user, assistant, ..., ending with the user's",
-                param=f"{where}.role")
-        turns.append({"role": role, "content": _text(message.get("content"), where)})
+        if role not in ("user", "assistant"):
+            raise BadParameter(f"{where}.role is {role!r}: one of system, developer, user, "
+                               "assistant", param=f"{where}.role")
+        text = _text(message.get("content"), where)
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"] = f"{turns[-1]['content']}\n\n{text}"
+        elif not turns and role == "assistant":
+            turns += [{"role": "user", "content": ""}, {"role": role, "content": text}]
+        else:
+            turns.append({"role": role, "content": text})
     if not turns or turns[-1]["role"] != "user":
         raise BadParameter("messages: the last message must be the user's (there is "
                            "nothing to answer)", param="messages")
