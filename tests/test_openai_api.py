@@ -194,6 +194,16 @@ async def test_an_unknown_model_is_a_404_in_openais_shape(tmp_path, monkeypatch)
             await sdk(http).chat.completions.create(model="nope", messages=HI, stream=True)
         assert (await http.get("/v1/no-such-route")).json()["error"]["type"] == \
             "not_found_error"
+        # Any method: a POST to a path no route serves is a 404 naming it (it was a 405 from
+        # the page's static files), a known path asked with another method a 405.
+        for method, path in (("POST", "/v1/completions"), ("PUT", "/v1/x"),
+                             ("POST", "/api/nothing")):
+            unknown = await http.request(method, path, json={})
+            assert unknown.status_code == 404, unknown.text
+            assert f"Unknown request URL: {method} {path}" in unknown.text
+        wrong = await http.delete("/v1/models")
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET"
+        assert wrong.json()["error"]["type"] == "invalid_request_error"
 
 
 async def test_a_box_that_cannot_serve_is_a_503_with_its_reason(tmp_path, monkeypatch):

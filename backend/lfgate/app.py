@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from lfgate import __version__
 from lfgate.api import (
@@ -90,6 +91,29 @@ def _schema_routes(app: FastAPI) -> None:
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
         return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc")
+
+
+def _unknown_api_paths(app: FastAPI) -> None:
+    """A path under /api or /v1 that no route serves is a 404 naming it (in OpenAI's shape
+    under /v1), whatever the method: without this, a POST fell through to the page's static
+    files and came back 405, and a client probing `POST /v1/completions` read "method not
+    allowed" where OpenAI says the URL is unknown. A known path asked with another method
+    stays a 405 with its Allow header."""
+    known = list(app.router.routes)
+    methods = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+    async def unknown(request: Request) -> Response:
+        allowed = [method for method in methods if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in known)]
+        if allowed:
+            raise StarletteHTTPException(405, headers={"Allow": ", ".join(allowed)})
+        raise StarletteHTTPException(
+            404, f"Unknown request URL: {request.method} {request.url.path}")
+
+    for prefix in ("/api", "/v1"):
+        app.add_api_route(f"{prefix}/{{rest:path}}", unknown, include_in_schema=False,
+                          methods=list(methods))
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -250,6 +274,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (health.router, login.router, doctor.router, models.router, chat.router,
                    chats.router, compare.router, prompt_sets.router, openai_routes.router):
         app.include_router(router)
+    _unknown_api_paths(app)
     frontend = resources.files("lfgate.frontend")
     app.mount("/", StaticFiles(directory=str(frontend), html=True), name="frontend")
     return app
