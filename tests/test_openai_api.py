@@ -361,3 +361,37 @@ async def test_an_oversized_body_is_a_413_in_openais_shape(tmp_path, monkeypatch
         assert error.value.status_code == 413
         assert error.value.code == "body_too_large" and "MAX_REQUEST_BYTES" in \
             error.value.message
+
+
+async def test_each_v1_refusal_is_one_log_line_with_its_reason(tmp_path, monkeypatch, caplog):
+    """Issue 25: a 4xx's reason was not in the gateway's log (debugging Open WebUI took its
+    own log). Now every /v1 refusal, whoever answered it, is a line naming the request, the
+    status and the error's code and message; bounded, like the access log."""
+    import logging
+
+    from lfgate.api import refusal_log
+
+    caplog.set_level(logging.INFO, logger="lfgate")
+    monkeypatch.setattr(refusal_log, "WINDOW_S", 3600.0)  # one window for the whole test
+    async with Client(gateway(tmp_path, monkeypatch, gateway_token="s3cret-token")) as http:
+        auth = {"Authorization": "Bearer s3cret-token"}
+        await http.post("/v1/chat/completions", headers=auth, json={
+            "model": "default", "messages": HI, "tools": [{"type": "function", "function": {
+                "name": "f", "parameters": {}}}]})
+        await http.get("/v1/models", headers={"Authorization": "Bearer wrong"})
+        await http.post("/v1/chat/completions", headers=auth,
+                        json={"model": "nope", "messages": HI})
+        lines = [r.getMessage() for r in caplog.records if " /v1/" in r.getMessage()]
+        assert lines[0].startswith("POST /v1/chat/completions 400 unsupported_parameter: "
+                                   "tools is not supported"), lines
+        assert lines[1].startswith("GET /v1/models 401 invalid_api_key: "), lines
+        assert "wrong" not in lines[1]  # what the client sent as a key is never logged
+        assert lines[2].startswith("POST /v1/chat/completions 404 unknown_model: "), lines
+        ok = await http.get("/v1/models", headers=auth)
+        assert ok.status_code == 200
+        assert len([r for r in caplog.records if " /v1/" in r.getMessage()]) == 3
+        caplog.clear()
+        for _ in range(refusal_log.LINES + 30):
+            await http.get("/v1/models", headers={"Authorization": "Bearer wrong"})
+        assert len([r for r in caplog.records if " /v1/" in r.getMessage()]) == \
+            refusal_log.LINES - 3  # the window's first three lines were the ones above

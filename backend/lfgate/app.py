@@ -47,6 +47,7 @@ from lfgate.api.guards.origin import SameOriginGate
 from lfgate.api.guards.security_headers import SecurityHeaders
 from lfgate.api.openai import routes as openai_routes
 from lfgate.api.openai.errors import is_v1, openai_error, validation_error
+from lfgate.api.refusal_log import RefusalLog
 from lfgate.box_list import box_definitions
 from lfgate.config import Settings, check_listen_address
 from lfgate.connection_limits import ConnectionLimits
@@ -212,10 +213,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(AuthGate, token=settings.gateway_token.get_secret_value())
     app.state.login_limiter = LoginLimiter()
     app.add_middleware(SecurityHeaders)  # CSP and friends on every response
-    # Outermost: a Host this gateway is not reached by (DNS rebinding), or a browser request
-    # from another origin, is refused before anything else (lfgate.api.guards.origin).
+    # A Host this gateway is not reached by (DNS rebinding), or a browser request from
+    # another origin, is refused before anything else (lfgate.api.guards.origin).
     app.add_middleware(SameOriginGate, listen_host=settings.gateway_host,
                        allowed=settings.gateway_allowed_hosts)
+    # Around everything: each /v1 refusal (4xx) told in the log with its reason, whoever
+    # answered it (lfgate.api.refusal_log).
+    app.add_middleware(RefusalLog)
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
