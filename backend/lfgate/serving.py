@@ -127,7 +127,7 @@ def serve(app: Any, sock: socket.socket, host: str, port: int, log_level: str,
         limits = (getattr(getattr(app, "state", None), "connection_limits", None)
                   or ConnectionLimits())
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                            timeout_graceful_shutdown=5,
+                            timeout_graceful_shutdown=1,
                             proxy_headers=bool(trusted_proxies.strip()),
                             forwarded_allow_ips=trusted_proxies.strip() or None)
     quiet_logs(log_level)
