@@ -135,3 +135,48 @@ def test_any_host_header_is_parsed_without_error_and_strangers_are_refused(heade
         ipaddress.ip_address(name)
         stranger = False
     assert allowed != stranger
+
+
+PAGE = "http://localhost:3000"
+FROM_PAGE = {"origin": PAGE, "sec-fetch-site": "same-site", "sec-fetch-mode": "cors"}
+
+
+async def test_cors_origins_may_call_v1_and_only_v1(tmp_path):
+    """Issue 25 (GATEWAY_CORS_ORIGINS): a browser-side OpenAI client on a listed origin gets
+    its preflight and its answers on /v1, the token still asked for; /api stays closed to
+    it, another origin stays refused, and without the setting nothing changes."""
+    app = app_with(tmp_path, gateway_cors_origins=f"{PAGE}, https://play.example",
+                   gateway_token="s3cret-token")
+    preflight = await ask(app, "OPTIONS", "http://127.0.0.1:8000/v1/chat/completions",
+                          {**FROM_PAGE, "access-control-request-method": "POST",
+                           "access-control-request-headers": "authorization,content-type"})
+    assert preflight.status_code == 200, preflight.text
+    assert preflight.headers["access-control-allow-origin"] == PAGE
+    assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+    no_token = await ask(app, "GET", "http://127.0.0.1:8000/v1/models", FROM_PAGE)
+    assert no_token.status_code == 401  # the token is still asked for
+    assert no_token.headers["access-control-allow-origin"] == PAGE  # and the page can read why
+    page_api = await ask(app, "POST", "http://127.0.0.1:8000/api/chats",
+                         {**FROM_PAGE, "authorization": "Bearer s3cret-token"}, json={})
+    assert refused(page_api, "cross_site_request")
+    assert "access-control-allow-origin" not in page_api.headers
+    other = {**FROM_PAGE, "origin": "http://evil.example", "sec-fetch-site": "cross-site"}
+    elsewhere = await ask(app, "POST", "http://127.0.0.1:8000/v1/chat/completions",
+                          {**other, "authorization": "Bearer s3cret-token"}, json={})
+    assert refused(elsewhere, "cross_site_request")
+    assert "access-control-allow-origin" not in elsewhere.headers
+    closed = app_with(tmp_path)
+    assert refused(await ask(closed, "GET", "http://127.0.0.1:8000/v1/models", FROM_PAGE),
+                   "cross_site_request")
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("*", "needs GATEWAY_TOKEN"),
+    ("localhost:3000", "is not an origin"),
+    ("http://localhost:3000/app", "is not an origin"),
+])
+def test_a_wrong_cors_origin_is_refused_naming_it(tmp_path, value, says):
+    from lfgate.config import SettingsError
+
+    with pytest.raises(SettingsError, match=says):
+        app_with(tmp_path, gateway_cors_origins=value)

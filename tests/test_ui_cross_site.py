@@ -159,3 +159,37 @@ def test_a_page_on_another_site_can_neither_read_nor_change_anything(
                     f"({'with' if token else 'without'} GATEWAY_TOKEN)",
         "each refused with 403 (cross_site_request, host_not_allowed) before anything ran: "
         "nothing read, nothing changed; the user's own page goes on")
+
+
+def test_a_listed_cors_origin_calls_v1_from_the_browser_and_nothing_else(
+        page: Page, make_scripted_gateway, attacker_site: str, reliability) -> None:
+    """Issue 25 (GATEWAY_CORS_ORIGINS): a browser-side OpenAI client served from a listed
+    origin lists the models and chats through /v1 with the token, in Chromium, preflights
+    and all; the same page still cannot read or change /api, and a request without the
+    token is refused (and says why, readable by the page)."""
+    gateway = make_scripted_gateway(env={"GATEWAY_TOKEN": TOKEN,
+                                         "GATEWAY_CORS_ORIGINS": attacker_site})
+    client = page.context.new_page()
+    client.goto(f"{attacker_site}/")
+    answers = client.evaluate("""async ([base, token]) => {
+      const auth = { authorization: 'Bearer ' + token, 'content-type': 'application/json' };
+      const models = await (await fetch(base + '/v1/models', { headers: auth })).json();
+      const chat = await fetch(base + '/v1/chat/completions', { method: 'POST', headers: auth,
+        body: JSON.stringify({ model: 'default', messages: [{ role: 'user', content: 'hi' }] }) });
+      const anonymous = await fetch(base + '/v1/models');
+      let api = 'read';
+      try { await (await fetch(base + '/api/chats', { headers: auth })).text(); }
+      catch (error) { api = 'blocked'; }
+      const reply = (await chat.json()).choices[0].message.content;
+      return { ids: models.data.map((m) => m.id), chat: reply, anonymous: anonymous.status, api };
+    }""", [gateway.url, TOKEN])
+    assert "default" in answers["ids"]
+    assert answers["chat"] == "Echo #1 from tiny-base + tiny-adapter: hi"
+    assert answers["anonymous"] == 401
+    assert answers["api"] == "blocked"
+    assert refused_in_log(gateway, "OPTIONS", "/api/chats")  # its preflight, refused
+    reliability.record(
+        "security", "A page on an origin listed in GATEWAY_CORS_ORIGINS calls the gateway "
+                    "from Chromium (with the token, then without; /v1, then /api)",
+        "/v1 lists the models and answers the chat (preflight and CORS headers from the "
+        "gateway); without the token 401, readable by the page; /api refused with 403")

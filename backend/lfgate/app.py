@@ -43,13 +43,14 @@ from lfgate.api import (
 from lfgate.api.guards.auth import AuthGate, LoginLimiter
 from lfgate.api.guards.bad_input import explained, storable_request, unparseable_body
 from lfgate.api.guards.body_limit import BodyLimit
+from lfgate.api.guards.cors import V1Cors
 from lfgate.api.guards.origin import SameOriginGate
 from lfgate.api.guards.security_headers import SecurityHeaders
 from lfgate.api.openai import routes as openai_routes
 from lfgate.api.openai.errors import is_v1, openai_error, validation_error
 from lfgate.api.refusal_log import RefusalLog
 from lfgate.box_list import box_definitions
-from lfgate.config import Settings, check_listen_address
+from lfgate.config import Settings, check_listen_address, cors_origins
 from lfgate.connection_limits import ConnectionLimits
 from lfgate.loop_watch import LoopWatch
 from lfgate.services.boxes.fleet import BoxFleet
@@ -215,8 +216,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(SecurityHeaders)  # CSP and friends on every response
     # A Host this gateway is not reached by (DNS rebinding), or a browser request from
     # another origin, is refused before anything else (lfgate.api.guards.origin).
+    origins = cors_origins(settings)  # a wrong GATEWAY_CORS_ORIGINS stops here, naming it
     app.add_middleware(SameOriginGate, listen_host=settings.gateway_host,
-                       allowed=settings.gateway_allowed_hosts)
+                       allowed=settings.gateway_allowed_hosts, cors_origins=origins)
+    # Browser pages of GATEWAY_CORS_ORIGINS may call /v1 (none by default; api.guards.cors).
+    app.add_middleware(V1Cors, origins=origins)
     # Around everything: each /v1 refusal (4xx) told in the log with its reason, whoever
     # answered it (lfgate.api.refusal_log).
     app.add_middleware(RefusalLog)

@@ -25,7 +25,8 @@ from lfgate.config import Settings, SettingsError, settings_error
 GATEWAY_KEYS = frozenset({
     "database_url", "lfgate_data_dir", "max_request_bytes", "max_message_chars",
     "max_new_tokens_limit",
-    "gateway_host", "gateway_port", "gateway_allowed_hosts", "gateway_token",
+    "gateway_host", "gateway_port", "gateway_allowed_hosts", "gateway_cors_origins",
+    "gateway_token",
     "store_api_chats", "boxes", "box_name", "box_status_interval", "loop_watch_ms",
     "trusted_proxies", "max_connections", "header_timeout_s", "body_timeout_s"})
 BOX_KEYS = frozenset(Settings.model_fields) - GATEWAY_KEYS

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from lfgate import __version__
 from lfgate.box_list import box_definitions
-from lfgate.config import ENV_FILE, SettingsError, check_listen_address, load_settings
+from lfgate.config import (
+    ENV_FILE,
+    SettingsError,
+    check_listen_address,
+    cors_origins,
+    load_settings,
+)
 from lfgate.remote.wrapper_protocol import PROTOCOL_VERSION, WRAPPER_VERSION
 
 if TYPE_CHECKING:
@@ -42,6 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(env_file=args.env_file, **overrides)
         check_listen_address(settings)  # not beyond loopback without GATEWAY_TOKEN
+        cors_origins(settings)  # GATEWAY_CORS_ORIGINS: origins, `*` only with a token
         boxes = box_definitions(settings)
     except SettingsError as exc:
         print(f"lfgate: {exc.line()}", file=sys.stderr)

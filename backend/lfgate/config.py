@@ -166,6 +166,10 @@ class Settings(BaseSettings):
     # GATEWAY_HOST (comma-separated; `*`: any). Others are refused: DNS rebinding
     # (lfgate.api.guards.origin).
     gateway_allowed_hosts: str = ""
+    # Web origins whose pages may call /v1 from the browser (CORS; comma-separated, exact,
+    # e.g. http://localhost:3000; `*`: any, only with GATEWAY_TOKEN). None by default: a
+    # page on another origin is refused (lfgate.api.guards.origin, lfgate.api.guards.cors).
+    gateway_cors_origins: str = ""
 
     # Addresses of the reverse proxy in front (comma-separated; uvicorn's forwarded_allow_ips):
     # only their X-Forwarded-For / -Proto are believed. Empty: none, not even 127.0.0.1.
@@ -418,6 +422,26 @@ def check_listen_address(settings: Settings) -> None:
                         "GATEWAY_TOKEN is empty: anyone on the network could use the box and "
                         "read every chat; set GATEWAY_TOKEN to a long random string, or listen "
                         "on 127.0.0.1")
+
+
+def cors_origins(settings: Settings) -> list[str]:
+    """GATEWAY_CORS_ORIGINS as a list of origins; SettingsError for one that is no origin
+    (scheme://host[:port], nothing after) or `*` without GATEWAY_TOKEN (any web page the
+    user opens could then use the box and read every answer)."""
+    origins = [o.strip().rstrip("/") for o in settings.gateway_cors_origins.split(",")
+               if o.strip()]
+    for origin in origins:
+        if origin == "*":
+            if not settings.gateway_token.get_secret_value():
+                raise SettingsError("GATEWAY_CORS_ORIGINS=* needs GATEWAY_TOKEN: without it "
+                                    "any web page you open could use the box; name the "
+                                    "origins (http://localhost:3000), or set a token")
+            continue
+        scheme, _, rest = origin.partition("://")
+        if scheme not in ("http", "https") or not rest or "/" in rest:
+            raise SettingsError(f"GATEWAY_CORS_ORIGINS: {origin!r} is not an origin: "
+                                "scheme://host[:port], such as http://localhost:3000")
+    return origins
 
 
 def closest_setting(key: str) -> str | None:

@@ -41,7 +41,7 @@ from lfgate.connection_limits import (
 READ_METHODS = frozenset({"GET", "HEAD"})
 
 
-FAILURE_LINES = 20  # 4xx access lines written per FAILURE_WINDOW_S at most
+FAILURE_LINES = 100  # 4xx access lines written per FAILURE_WINDOW_S at most
 FAILURE_WINDOW_S = 10.0
 
 

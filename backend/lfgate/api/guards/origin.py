@@ -12,7 +12,8 @@ local model servers have had CVEs for follow, token or not:
   anything but a plain GET): a request from another origin is refused, except a top-level
   navigation (a link to the page). Programs (curl, the SDKs, Open WebUI's server) send
   neither header and pass; a browser page on another origin cannot read an answer either,
-  as the gateway sends no CORS headers.
+  as the gateway sends no CORS headers (unless GATEWAY_CORS_ORIGINS names that origin: then
+  its pages may call /v1, and only /v1; lfgate.api.guards.cors).
 Refused with 403 and a code saying which (our error shape under /api, OpenAI's under /v1).
 """
 
@@ -26,6 +27,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from lfgate.api.guards.cors import is_v1_path
 from lfgate.api.openai.errors import is_v1, openai_error
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -72,9 +74,13 @@ class SameOriginGate:
     """ASGI middleware, outermost: Host first, then where a browser says the request is
     from. Nothing else (the token, the body) is looked at before."""
 
-    def __init__(self, app: ASGIApp, listen_host: str, allowed: str = "") -> None:
+    def __init__(self, app: ASGIApp, listen_host: str, allowed: str = "",
+                 cors_origins: list[str] | None = None) -> None:
+        """`cors_origins`: origins whose pages may call /v1 (GATEWAY_CORS_ORIGINS; `*` any):
+        let through here, answered by lfgate.api.guards.cors."""
         self.app = app
         self._names = allowed_hosts(listen_host, allowed)
+        self._cors = frozenset(cors_origins or ())
         # Origins a proxy in front may keep while it rewrites Host: the names listed.
         self._listed = frozenset(host_name(i) for i in allowed.split(",") if i.strip())
 
@@ -83,7 +89,8 @@ class SameOriginGate:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        refusal = self.refusal(scope["method"], headers)
+        refusal = self.refusal(scope["method"], headers,
+                               cors=self._cors if is_v1_path(scope["path"]) else frozenset())
         if refusal is None:
             await self.app(scope, receive, send)
             return
@@ -96,8 +103,10 @@ class SameOriginGate:
                                     status_code=403)
         await response(scope, receive, send)
 
-    def refusal(self, method: str, headers: Headers) -> tuple[str, str] | None:
-        """(code, message) when the request is refused, else None."""
+    def refusal(self, method: str, headers: Headers, cors: frozenset[str] = frozenset()
+                ) -> tuple[str, str] | None:
+        """(code, message) when the request is refused, else None. `cors`: the origins whose
+        pages may make this request (GATEWAY_CORS_ORIGINS, on /v1)."""
         host = headers.get("host")
         if host is not None and not host_allowed(host_name(host), self._names):
             return ("host_not_allowed",
@@ -105,6 +114,9 @@ class SameOriginGate:
                     "page that re-pointed its own name here, or a name it was not told "
                     "about): add the name to GATEWAY_ALLOWED_HOSTS in .env if you reach the "
                     "gateway by it")
+        origin = headers.get("origin")
+        if origin is not None and ("*" in cors or origin.rstrip("/") in cors):
+            return None  # a page GATEWAY_CORS_ORIGINS lets call /v1
         site = headers.get("sec-fetch-site")
         if site is not None and site not in FROM_HERE:
             navigation = (method in SAFE_METHODS and headers.get("sec-fetch-mode") == "navigate")
@@ -112,7 +124,6 @@ class SameOriginGate:
                 return ("cross_site_request",
                         f"refused a request from another web site ({site}): only this "
                         "gateway's own page may use it from a browser")
-        origin = headers.get("origin")
         if origin is not None and method not in SAFE_METHODS and not self._from_here(
                 origin, host):
             return ("cross_site_request",
