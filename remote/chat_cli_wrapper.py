@@ -156,6 +156,31 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _close(child: Any) -> None:
+    """End the CLI for good. pexpect's close(force=True) gives a killed child 0.1 s to be
+    reaped and raises if it is not: on a loaded box that happened, the exception skipped the
+    clean-up after it and a temp dir was left behind. So a child that outlives close() is
+    killed and waited for here, and this never raises."""
+    import pexpect
+
+    try:
+        child.close(force=True)
+        return
+    except (pexpect.ExceptionPexpect, OSError):
+        pass
+    with contextlib.suppress(OSError):
+        os.kill(child.pid, signal.SIGKILL)
+    deadline = time.monotonic() + _EXIT_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            pid, _status = os.waitpid(child.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped meanwhile (by close() itself)
+            return
+        if pid:
+            return
+        time.sleep(0.01)
+
+
 class CliEngine:
     """One `llamafactory-cli chat` process, restarted only when its start-up flags change."""
 
@@ -256,8 +281,10 @@ class CliEngine:
             with contextlib.suppress(pexpect.ExceptionPexpect, OSError):
                 child.send("exit\r")
                 child.expect(pexpect.EOF, timeout=_EXIT_WAIT_S)
-        child.close(force=True)
-        self._remove_dir()
+        try:
+            _close(child)
+        finally:
+            self._remove_dir()
 
     def _remove_dir(self) -> None:
         """The temp dir goes with the CLI (one was left in /tmp per wrapper before)."""
@@ -266,9 +293,9 @@ class CliEngine:
 
     def _kill(self) -> None:
         self._draining = False
-        if self._child is not None:
-            self._child.close(force=True)
-            self._child = None
+        child, self._child = self._child, None
+        if child is not None:
+            _close(child)
 
     # -- turns -----------------------------------------------------------------------------
 
@@ -397,7 +424,7 @@ class CliEngine:
         output, how = "", "exited"
         if child is not None:
             output = _clean(child.before or "") if isinstance(child.before, str) else ""
-            child.close(force=True)
+            _close(child)
             how = _how_it_ended(child)
         stderr_path = os.path.join(self._dir, "stderr.log")
         with contextlib.suppress(OSError), open(stderr_path, encoding="utf-8",

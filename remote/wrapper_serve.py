@@ -745,6 +745,15 @@ def _one_shot_job(argument: str) -> dict[str, Any]:
     return job
 
 
+def _unload_quietly(engine: ChatEngine) -> None:
+    """Unload after a one-shot answer: a failure there (a CLI slow to die on a loaded box)
+    is logged, never allowed to replace the answer or the error already made."""
+    try:
+        engine.unload()
+    except Exception as exc:  # the one JSON object is still printed
+        log(f"unloading after the one-shot job failed: {type(exc).__name__}: {exc}")
+
+
 def run_once(engine: ChatEngine, argument: str, out: IO[str]) -> int:
     """The compatibility interface: one JSON job in, one JSON object out, then exit."""
     try:
@@ -764,7 +773,7 @@ def run_once(engine: ChatEngine, argument: str, out: IO[str]) -> int:
                                                "hint": error.hint}})))
         return 1
     finally:
-        engine.unload()
+        _unload_quietly(engine)
     out.write(wp.encode(wp.as_text({"role": "assistant",
                                  "content": turn.finish_text(outcome)[0]})))
     return 0
@@ -795,6 +804,8 @@ def main(engine_factory: Callable[[], ChatEngine], argv: list[str] | None = None
     try:
         server.run()
     finally:
-        server.stop()
-        engine.unload()
+        try:
+            server.stop()
+        finally:  # the engine's child and temp files go whatever stop() met
+            engine.unload()
     return 0

@@ -57,6 +57,26 @@ def served(request, box_python, tiny, tmp_path_factory):
     wrapper.kill()
 
 
+@pytest.fixture(scope="module")
+def spare(box_python, tmp_path_factory):
+    """spare(mode): a wrapper of that mode for tests whose first step is a load of their own
+    (the model it held before is gone with that load, failed or not), started once per module
+    and mode: a script wrapper's first load pays LlamaFactory's import, some 6.5 CPU seconds
+    (tests that kill or signal a wrapper start their own). Started again if one died."""
+    folder = tmp_path_factory.mktemp("spare")
+    started: dict[str, WrapperProcess] = {}
+
+    def get(mode: str) -> WrapperProcess:
+        wrapper = started.get(mode)
+        if wrapper is None or not wrapper.running():
+            wrapper = started[mode] = WrapperProcess(box_python, mode, folder / f"{mode}.jsonl")
+        return wrapper.settle()
+
+    yield get
+    for wrapper in started.values():
+        wrapper.kill()
+
+
 def test_hello_names_protocol_and_mode(served):
     assert served.hello["event"] == "hello"
     assert served.hello["protocol"] == wp.PROTOCOL_VERSION
@@ -139,6 +159,23 @@ def test_cli_refuses_a_message_over_its_limit(served):
     assert done["event"] == "done"
 
 
+def test_the_rate_counts_tokens_after_the_first(served):
+    # GREEDY first: the settings the CLI was loaded with (one restart of it fewer, when it
+    # still has them).
+    many, _ = served.chat("many-tokens", [user("Hello")], GREEDY)
+    one, _ = served.chat("one-token", [user("Hello")], {"temperature": 0, "max_new_tokens": 1})
+    assert one["event"] == "done", one
+    if served.mode == "script":
+        assert one["usage"]["completion_tokens"] == 1 and one["timing"]["tokens_per_s"] is None
+        tokens, timing = many["usage"]["completion_tokens"], many["timing"]
+        assert tokens == GREEDY["max_new_tokens"]
+        assert timing["tokens_per_s"] >= (tokens - 1) / (timing["total_ms"] / 1000) > 0
+    else:  # the CLI counts no tokens: chunks that arrived, the same way
+        assert "tokens_per_s" not in many["timing"] and "usage" not in many
+        rate = many["timing"]["chunks_per_s"]
+        assert rate is None or rate > 0
+
+
 def test_cancel_stops_generation_and_the_next_turn_works(served):
     # Greedy: the tiny model's reply to this runs to max_new_tokens, so it cannot end by
     # itself before the cancel lands (sampled, it sometimes did).
@@ -213,20 +250,17 @@ def test_no_user_text_in_any_command_line(served):
     assert not leaks, leaks
 
 
-def test_script_mode_params_apply_per_call(box_python, tiny, tmp_path):
-    wrapper = WrapperProcess(box_python, "script", tmp_path / "spy.jsonl")
-    try:
-        assert wrapper.load(model_spec(tiny, adapter=None))["event"] == "ready"
-        base_reply, _ = wrapper.chat("b1", [user("Hello")], GREEDY | {"enable_thinking": False})
-        assert wrapper.spied()[-1]["enable_thinking"] is False
-        wrapper.chat("b2", [user("Hello")], GREEDY | {"enable_thinking": True})
-        assert wrapper.spied()[-1]["enable_thinking"] is True
-        assert wrapper.spied()[-1]["kwargs"] == {"temperature": 0, "max_new_tokens": 24}
-        assert wrapper.load(model_spec(tiny))["event"] == "ready"
-        adapter_reply, _ = wrapper.chat("a1", [user("Hello")], GREEDY)
-        assert adapter_reply["content"] != base_reply["content"], "the adapter changes replies"
-    finally:
-        wrapper.kill()
+def test_script_mode_params_apply_per_call(spare, tiny):
+    wrapper = spare("script")
+    assert wrapper.load(model_spec(tiny, adapter=None))["event"] == "ready"
+    base_reply, _ = wrapper.chat("b1", [user("Hello")], GREEDY | {"enable_thinking": False})
+    assert wrapper.spied()[-1]["enable_thinking"] is False
+    wrapper.chat("b2", [user("Hello")], GREEDY | {"enable_thinking": True})
+    assert wrapper.spied()[-1]["enable_thinking"] is True
+    assert wrapper.spied()[-1]["kwargs"] == {"temperature": 0, "max_new_tokens": 24}
+    assert wrapper.load(model_spec(tiny))["event"] == "ready"
+    adapter_reply, _ = wrapper.chat("a1", [user("Hello")], GREEDY)
+    assert adapter_reply["content"] != base_reply["content"], "the adapter changes replies"
 
 
 @pytest.mark.parametrize("mode", ["cli", "script"])
@@ -235,23 +269,20 @@ def test_script_mode_params_apply_per_call(box_python, tiny, tmp_path):
     ("missing_adapter", wp.E_ADAPTER_NOT_FOUND),
     ("mismatched_adapter", wp.E_ADAPTER_MISMATCH),
 ])
-def test_load_errors_have_codes_and_hints(box_python, tiny, tmp_path, mode, case, code):
+def test_load_errors_have_codes_and_hints(spare, tiny, tmp_path, mode, case, code):
     spec = {
         "missing_model": model_spec(tiny) | {"base_model_path": "/nonexistent/model"},
         "missing_adapter": model_spec(tiny) | {"adapter_path": str(tmp_path / "no-adapter")},
         "mismatched_adapter": model_spec(tiny, base="other_base"),
     }[case]
-    wrapper = WrapperProcess(box_python, mode, tmp_path / "spy.jsonl")
-    try:
-        error = wrapper.load(spec)
-        assert error["event"] == "error", error
-        assert error["code"] == code, error
-        assert error["hint"] == wp.ERROR_HINTS[code]
-        wrapper.send({"op": "chat", "id": "x", "messages": [user("hi")]})
-        not_loaded, _ = wrapper.until("error")
-        assert not_loaded["code"] == wp.E_NOT_LOADED
-    finally:
-        wrapper.kill()
+    wrapper = spare(mode)
+    error = wrapper.load(spec)
+    assert error["event"] == "error", error
+    assert error["code"] == code, error
+    assert error["hint"] == wp.ERROR_HINTS[code]
+    wrapper.send({"op": "chat", "id": "x", "messages": [user("hi")]})
+    not_loaded, _ = wrapper.until("error")
+    assert not_loaded["code"] == wp.E_NOT_LOADED
 
 
 @pytest.mark.parametrize("mode, shadow, code, extra", [
@@ -267,6 +298,40 @@ def test_missing_box_software_is_named(box_python, tiny, tmp_path, mode, shadow,
         assert (error["event"], error["code"]) == ("error", code), error
     finally:
         wrapper.kill()
+
+
+# A CLI that outlives pexpect's close(force=True): pexpect gives a killed child 0.1 s to be
+# reaped and raises if it is not, which a loaded machine made happen (a fresh-clone run left
+# lfgate-cli-* behind after SIGTERM, and a one-shot job printed nothing). Run on the box's
+# Python, where pexpect is.
+SLOW_TO_DIE = r"""
+import os, subprocess, sys, tempfile
+sys.path.insert(0, sys.argv[1])
+import pexpect
+import chat_cli_wrapper
+
+class SlowToDie:
+    def __init__(self):
+        self.proc = subprocess.Popen(["sleep", "600"])
+        self.pid = self.proc.pid
+    def isalive(self):
+        return False  # so unload() goes straight to closing it
+    def close(self, force=True):
+        raise pexpect.ExceptionPexpect("Could not terminate the child.")
+
+engine = chat_cli_wrapper.CliEngine()
+engine._dir = tempfile.mkdtemp(prefix="lfgate-cli-")
+child = engine._child = SlowToDie()
+engine.unload()
+print(os.path.isdir(engine._dir), child.proc.poll() is not None)
+"""
+
+
+def test_a_cli_that_outlives_close_is_killed_and_its_temp_dir_removed(box_python):
+    done = subprocess.run([box_python, "-c", SLOW_TO_DIE, str(ROOT / "remote")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "True"], "temp dir removed, child ended"
 
 
 @pytest.mark.parametrize("mode", ["cli", "script"])
@@ -322,6 +387,7 @@ def test_one_shot_prints_exactly_one_json_object(box_python, tiny, mode):
     # The same job on stdin (how a caller keeps message text out of argv).
     piped = subprocess.run([box_python, str(WRAPPERS[mode]), "-"], input=json.dumps(job),
                            capture_output=True, text=True, timeout=300)
+    assert piped.returncode == 0, piped.stderr[-2000:]
     assert json.loads(piped.stdout) == reply  # greedy: the same reply
 
 
@@ -354,18 +420,3 @@ def test_a_loads_params_are_no_defaults_for_later_turns(served):
     else:  # the CLI's flags are the turn's own: a restart without the load's max_new_tokens
         restarted = [e["message"] for e in before if e.get("code") == wp.INFO_CLI_RESTARTED]
         assert restarted and "max_new_tokens" in restarted[0]
-
-
-def test_the_rate_counts_tokens_after_the_first(served):
-    one, _ = served.chat("one-token", [user("Hello")], {"temperature": 0, "max_new_tokens": 1})
-    assert one["event"] == "done", one
-    many, _ = served.chat("many-tokens", [user("Hello")], GREEDY)
-    if served.mode == "script":
-        assert one["usage"]["completion_tokens"] == 1 and one["timing"]["tokens_per_s"] is None
-        tokens, timing = many["usage"]["completion_tokens"], many["timing"]
-        assert tokens == GREEDY["max_new_tokens"]
-        assert timing["tokens_per_s"] >= (tokens - 1) / (timing["total_ms"] / 1000) > 0
-    else:  # the CLI counts no tokens: chunks that arrived, the same way
-        assert "tokens_per_s" not in many["timing"] and "usage" not in many
-        rate = many["timing"]["chunks_per_s"]
-        assert rate is None or rate > 0
