@@ -35,6 +35,26 @@ def shared(box_python, tiny, tmp_path_factory):
     wrapper.kill()
 
 
+@pytest.fixture(scope="module")
+def solo(box_python, tmp_path_factory):
+    """solo(): a script wrapper for the tests whose first step is a load of their own (the
+    reference ChatModel of one adapter, a merged adapter, a base to put adapters on): that
+    load replaces whatever an earlier test had loaded, so one process serves them all, and
+    LlamaFactory's import (some 6.5 CPU seconds) is paid once. Started again if it died."""
+    folder = tmp_path_factory.mktemp("solo")
+    started: list[WrapperProcess] = []
+
+    def get() -> WrapperProcess:
+        if not started or not started[-1].running():
+            started.append(WrapperProcess(box_python, "script",
+                                          folder / f"spy-{len(started)}.jsonl"))
+        return started[-1].settle()
+
+    yield get
+    for wrapper in started:
+        wrapper.kill()
+
+
 def ask(wrapper: WrapperProcess, turn_id: str, adapter: str | None, template: str | None = None,
         *, messages: list[dict] = ASK, params: dict = GREEDY) -> dict:
     """One chat naming its adapter (None: the base) and template; its `done`."""
@@ -59,7 +79,7 @@ def test_hello_offers_adapters_in_script_mode_only(shared, box_python, tmp_path)
 
 
 def test_one_base_serves_base_and_three_adapters_as_merged_chat_models_would(
-        shared, box_python, tiny, tmp_path):
+        shared, solo, tiny):
     cases = [(None, None), ("adapter", None), ("adapter2", None), ("adapter3", "default")]
     served = {}
     for index, (adapter, template) in enumerate(cases):
@@ -74,15 +94,12 @@ def test_one_base_serves_base_and_three_adapters_as_merged_chat_models_would(
     replies = {done["content"] for done in served.values()}
     assert len(replies) == 4, "base and three adapters must answer differently"
 
-    reference = WrapperProcess(box_python, "script", tmp_path / "ref.jsonl")
-    try:
-        for index, (adapter, template) in enumerate(cases):
-            ready = reference.load(spec(tiny, adapter, template), GREEDY)
-            assert ready["event"] == "ready", ready
-            done, _ = reference.chat(f"r{index}", ASK, GREEDY)
-            assert done["content"] == served[(adapter, template)]["content"], (adapter, template)
-    finally:
-        reference.kill()
+    reference = solo()
+    for index, (adapter, template) in enumerate(cases):
+        ready = reference.load(spec(tiny, adapter, template), GREEDY)
+        assert ready["event"] == "ready", ready
+        done, _ = reference.chat(f"r{index}", ASK, GREEDY)
+        assert done["content"] == served[(adapter, template)]["content"], (adapter, template)
 
 
 def test_least_recently_used_adapter_is_put_away_at_the_bound(shared, tiny):
@@ -119,49 +136,43 @@ def test_an_unknown_template_is_a_clear_error(shared):
     assert error["event"] == "error" and "no-such-template" in error["message"]
 
 
-def test_a_wrapper_with_a_merged_adapter_refuses_another(box_python, tiny, tmp_path):
-    wrapper = WrapperProcess(box_python, "script", tmp_path / "spy.jsonl")
-    try:
-        assert wrapper.load(spec(tiny, "adapter"), GREEDY)["event"] == "ready"
-        wrapper.send({"op": "chat", "id": "x", "messages": ASK, "params": GREEDY,
-                      "adapter": tiny["adapter2"]})
-        error, _ = wrapper.until("done", "error")
-        assert error["code"] == wp.E_NOT_SUPPORTED
-        # Naming the adapter it holds is fine (the gateway does so for every turn).
-        wrapper.send({"op": "chat", "id": "y", "messages": ASK, "params": GREEDY,
-                      "adapter": tiny["adapter"]})
-        done, _ = wrapper.until("done", "error")
-        assert done["event"] == "done", done
-    finally:
-        wrapper.kill()
+def test_a_wrapper_with_a_merged_adapter_refuses_another(solo, tiny):
+    wrapper = solo()
+    assert wrapper.load(spec(tiny, "adapter"), GREEDY)["event"] == "ready"
+    wrapper.send({"op": "chat", "id": "x", "messages": ASK, "params": GREEDY,
+                  "adapter": tiny["adapter2"]})
+    error, _ = wrapper.until("done", "error")
+    assert error["code"] == wp.E_NOT_SUPPORTED
+    # Naming the adapter it holds is fine (the gateway does so for every turn).
+    wrapper.send({"op": "chat", "id": "y", "messages": ASK, "params": GREEDY,
+                  "adapter": tiny["adapter"]})
+    done, _ = wrapper.until("done", "error")
+    assert done["event"] == "done", done
 
 
 @pytest.mark.parametrize("first", [True, False], ids=["first-adapter", "later-adapter"])
-def test_an_adapter_for_another_base_fails_and_leaves_the_model_as_it_was(
-        box_python, tiny, tmp_path, first):
+def test_an_adapter_for_another_base_fails_and_leaves_the_model_as_it_was(solo, tiny, first):
     """`other_adapter` was trained on `other_base`, whose shapes differ from `base`'s. Its
     failed load must leave nothing behind: the base and the adapters already on it answer as
     before, whether it was to be the first adapter (the PeftModel being made) or a later one."""
-    wrapper = WrapperProcess(box_python, "script", tmp_path / "spy.jsonl")
-    try:
-        wrapper.send({"op": "load", "model": spec(tiny, None), "timeout_s": 300})
-        ready, _ = wrapper.until("ready", "error", timeout=320)
-        assert ready["event"] == "ready", ready
-        before = {"base": ask(wrapper, "b0", None)["content"]}
-        if not first:
-            before["adapter"] = ask(wrapper, "a0", tiny["adapter"])["content"]
-        wrapper.send({"op": "chat", "id": "bad", "messages": ASK, "params": GREEDY,
-                      "adapter": tiny["other_adapter"]})
-        error, _ = wrapper.until("done", "error")
-        assert error["event"] == "error" and error["code"] == wp.E_ADAPTER_MISMATCH, error
-        assert ask(wrapper, "b1", None)["content"] == before["base"]
-        if not first:
-            assert ask(wrapper, "a1", tiny["adapter"])["content"] == before["adapter"]
-        done = ask(wrapper, "a2", tiny["adapter2"])  # a good one still loads
-        assert [a["path"] for a in done["held"]["adapters"]][-1] == tiny["adapter2"]
-        assert tiny["other_adapter"] not in [a["path"] for a in done["held"]["adapters"]]
-    finally:
-        wrapper.kill()
+    wrapper = solo()
+    wrapper.send({"op": "load", "model": spec(tiny, None), "timeout_s": 300})
+    ready, _ = wrapper.until("ready", "error", timeout=320)
+    assert ready["event"] == "ready", ready
+    assert ready["held"]["adapters"] == [], ready  # a base of its own: no adapter on it yet
+    before = {"base": ask(wrapper, "b0", None)["content"]}
+    if not first:
+        before["adapter"] = ask(wrapper, "a0", tiny["adapter"])["content"]
+    wrapper.send({"op": "chat", "id": "bad", "messages": ASK, "params": GREEDY,
+                  "adapter": tiny["other_adapter"]})
+    error, _ = wrapper.until("done", "error")
+    assert error["event"] == "error" and error["code"] == wp.E_ADAPTER_MISMATCH, error
+    assert ask(wrapper, "b1", None)["content"] == before["base"]
+    if not first:
+        assert ask(wrapper, "a1", tiny["adapter"])["content"] == before["adapter"]
+    done = ask(wrapper, "a2", tiny["adapter2"])  # a good one still loads
+    assert [a["path"] for a in done["held"]["adapters"]][-1] == tiny["adapter2"]
+    assert tiny["other_adapter"] not in [a["path"] for a in done["held"]["adapters"]]
 
 
 def test_stop_and_history_work_for_an_adapter_on_a_shared_base(shared, tiny):

@@ -18,13 +18,23 @@ LATER = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "He
          {"role": "user", "content": "Tell me about the sea."}]
 
 
-@pytest.fixture
-def shared(box_python, tiny, tmp_path):
-    wrapper = WrapperProcess(box_python, "script", tmp_path / "spy.jsonl")
+@pytest.fixture(scope="module")
+def loaded(box_python, tiny, tmp_path_factory):
+    """One script wrapper holding the base for the module (its start and load, LlamaFactory's
+    import among them, cost some 8 CPU seconds): every test here ends every row it starts."""
+    wrapper = WrapperProcess(box_python, "script",
+                             tmp_path_factory.mktemp("batch") / "spy.jsonl")
     ready = wrapper.load({"base_model_path": tiny["base"], "template": tiny["template"]})
     assert ready["event"] == "ready", ready
     yield wrapper
     wrapper.kill()
+
+
+@pytest.fixture
+def shared(loaded):
+    """The module's wrapper, with nothing an earlier test left unread."""
+    assert loaded.running(), "".join(loaded.stderr[-40:])
+    return loaded.settle()
 
 
 def run_batch(wrapper: WrapperProcess, rows: list[dict], params: dict,

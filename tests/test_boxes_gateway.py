@@ -23,6 +23,10 @@ from tests.ui_rig import start_real_gateway
 pytestmark = pytest.mark.box
 
 GREEDY = {"temperature": 0, "max_new_tokens": 16}
+# How often the gateway reads each box's status, and tries a box that is down again: what a
+# box that comes back waits for at most. Each reading is a round trip and a Python started on
+# the box; at 0.5 s the two boxes' readings took 0.3 to 0.7 of a core the whole module long.
+STATUS_INTERVAL_S = "3"
 MESSAGE = "Hello, how are you today?"
 
 
@@ -40,7 +44,7 @@ def gateway(sshd, second_sshd, box_python, tiny, tmp_path_factory):
     section = {**second_sshd.settings_env(), "ADAPTER_PATH": tiny["adapter2"]}
     boxes.write_text("[b]\n" + "".join(f"{k}={v}\n" for k, v in section.items()))
     process = start_real_gateway(sshd, box_python, tiny, folder, env={
-        "BOX_NAME": "a", "BOXES": str(boxes), "BOX_STATUS_INTERVAL": "0.5",
+        "BOX_NAME": "a", "BOXES": str(boxes), "BOX_STATUS_INTERVAL": STATUS_INTERVAL_S,
         "SSH_KEEPALIVE_INTERVAL": "1", "SSH_KEEPALIVE_COUNT_MAX": "2"})
     yield process
     process.stop()
@@ -95,6 +99,10 @@ def test_both_boxes_are_listed_with_their_status_and_models(gateway, sshd, secon
 def test_each_box_answers_its_own_models_and_compare_puts_them_side_by_side(
         gateway, sshd, second_sshd):
     a_before, b_before = generate_calls(sshd), generate_calls(second_sshd)
+    # The second box loads its model meanwhile: a load generates nothing, and the chat there
+    # waits for it. (A load a chat starts is the next test's: after the box comes back.)
+    load = gateway.http.post("/api/models/b:default/load")
+    assert load.status_code == 202, load.text
     on_a = ask(gateway, "default")
     assert (generate_calls(sshd), generate_calls(second_sshd)) == (a_before + 1, b_before)
     on_b = ask(gateway, "b:default")

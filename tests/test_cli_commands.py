@@ -27,7 +27,7 @@ from lfgate.remote.wrapper_protocol import PROTOCOL_VERSION, WRAPPER_VERSION
 from tests.gateway_process import LFGATE, GatewayProcess, sse_events
 from tests.rig.ports import free_port, wait_listening
 from tests.rig.terminal import CTRL_C, CTRL_D, ENTER, Terminal
-from tests.ui_rig import SCRIPTED_ADAPTER, SCRIPTED_BASE, scripted_env
+from tests.ui_rig import SCRIPTED_ADAPTER, SCRIPTED_BASE, scripted_env, start_scripted_gateway
 
 ECHO = f"from {Path(SCRIPTED_BASE).name} + {Path(SCRIPTED_ADAPTER).name}: "
 LONG_START = "This is sentence 1 of a very long scripted reply."
@@ -42,9 +42,34 @@ def lfgate(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.Comple
                           stdin=None if stdin is not None else subprocess.DEVNULL)
 
 
+@pytest.fixture(scope="module")
+def shared_scripted_gateway(tmp_path_factory: pytest.TempPathFactory
+                            ) -> Iterator[GatewayProcess]:
+    gateway = start_scripted_gateway(tmp_path_factory.mktemp("scripted-gateway"))
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture
+def scripted_gateway(shared_scripted_gateway: GatewayProcess) -> GatewayProcess:
+    """`lfgate serve` on the scripted box double (`default` = base + adapter, `base`), one for
+    the module's tests that only read it and add chats of their own (each test sees only the
+    chats it made: new_chats), rather than a gateway started for each."""
+    gateway = shared_scripted_gateway
+    gateway.earlier_chats = {c["id"] for c in gateway.http.get("/api/chats").json()["chats"]}
+    return gateway
+
+
+def new_chats(gateway: GatewayProcess) -> list[dict[str, Any]]:
+    """The chats this test made on the gateway (on a shared one, those made before it are
+    not this test's)."""
+    earlier = getattr(gateway, "earlier_chats", set())
+    return [c for c in gateway.http.get("/api/chats").json()["chats"] if c["id"] not in earlier]
+
+
 def the_chat(gateway: GatewayProcess) -> dict[str, Any]:
-    """The gateway's only chat, with its messages."""
-    [summary] = gateway.http.get("/api/chats").json()["chats"]
+    """The test's only chat on the gateway, with its messages."""
+    [summary] = new_chats(gateway)
     return gateway.http.get(f"/api/chats/{summary['id']}").json()
 
 
@@ -146,7 +171,7 @@ def test_an_unknown_model_is_one_line_naming_the_models(scripted_gateway, tmp_pa
     assert result.returncode == 1
     assert result.stderr == (f"lfgate: the gateway at {scripted_gateway.url} has no model "
                              "'defualt'; it has: default, base (`lfgate models` lists them)\n")
-    assert scripted_gateway.http.get("/api/chats").json()["chats"] == []
+    assert new_chats(scripted_gateway) == []
 
 
 def test_interactive_chat_keeps_its_history_and_ctrl_c_stops_a_reply(

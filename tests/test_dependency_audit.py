@@ -78,7 +78,10 @@ class _OSVHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def osv() -> Iterator[StandInOSV]:
     server = StandInOSV()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for the loop to look at its flag: every 0.5 s by default, half a
+    # second of each test's teardown.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
     thread.start()
     yield server
     server.shutdown()

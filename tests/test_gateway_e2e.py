@@ -97,6 +97,25 @@ def test_multi_turn_and_non_streaming(gateway, sshd):
         assert seen[1] == {"role": "assistant", "content": reply["content"]}
 
 
+# Test order (one gateway per mode for the module): this one before the tests that change
+# the CLI's settings (stop, reattach: a restart of llamafactory-cli each) and before
+# test_load_status_unload, whose unload of `base` ends the script wrapper serving `default`
+# too; so each reload the link drop costs is the only one here. Any order passes.
+def test_reconnects_after_the_ssh_connection_is_killed(gateway, sshd):
+    done, _ = gateway.chat({"message": "before", "params": SHORT})
+    assert done["finish_reason"] in ("stop", "length")
+    assert sshd.drop_connections() >= 1
+    deadline = time.monotonic() + 30
+    # The health that says the link is down (the box monitor may reconnect right after).
+    while (health := gateway.http.get("/api/health").json())["remote"]["connected"]:
+        assert time.monotonic() < deadline, "the gateway did not notice the dropped link"
+        time.sleep(0.2)
+    assert health["remote"]["error"]
+    done, events = gateway.chat({"message": "after", "params": SHORT})
+    assert done.get("finish_reason") in ("stop", "length"), events
+    assert gateway.http.get("/api/health").json()["remote"]["connected"] is True
+
+
 def test_stop_ends_the_reply_on_the_box(gateway, sshd):
     stream = gateway.stream({"message": LONG_PROMPT, "params": LONG})
     meta = next(stream)[1]
@@ -176,21 +195,6 @@ def test_load_status_unload(gateway):
     assert done["content"] is not None
     assert gateway.http.post("/api/models/base/unload").json()["status"] == "unloaded"
     assert gateway.http.get("/api/models/nope/status").status_code == 404
-
-
-def test_reconnects_after_the_ssh_connection_is_killed(gateway, sshd):
-    done, _ = gateway.chat({"message": "before", "params": SHORT})
-    assert done["finish_reason"] in ("stop", "length")
-    assert sshd.drop_connections() >= 1
-    deadline = time.monotonic() + 30
-    # The health that says the link is down (the box monitor may reconnect right after).
-    while (health := gateway.http.get("/api/health").json())["remote"]["connected"]:
-        assert time.monotonic() < deadline, "the gateway did not notice the dropped link"
-        time.sleep(0.2)
-    assert health["remote"]["error"]
-    done, events = gateway.chat({"message": "after", "params": SHORT})
-    assert done.get("finish_reason") in ("stop", "length"), events
-    assert gateway.http.get("/api/health").json()["remote"]["connected"] is True
 
 
 def test_wrapper_was_uploaded_to_a_versioned_folder(gateway):

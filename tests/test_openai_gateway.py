@@ -41,18 +41,36 @@ def client(gateway):
                          max_retries=0)
 
 
-def direct_reply(box_python, tmp_path, spec: dict, params: dict) -> str:
-    """What a ChatModel loaded with this model alone answers to the conversation."""
-    reference = WrapperProcess(box_python, "script", tmp_path / "spy.jsonl")
-    try:
-        ready = reference.load({"base_model_path": spec["base_model_path"],
-                                "adapter_path": spec["adapter_path"],
-                                "template": spec["template"]}, params)
-        assert ready["event"] == "ready", ready
-        done, _ = reference.chat("ref", CONVERSATION, {**params, "system": SYSTEM})
-        return done["content"]
-    finally:
-        reference.kill()
+def direct_reply(reference: WrapperProcess, spec: dict, params: dict) -> str:
+    """What a ChatModel loaded with this model alone answers to the conversation (the
+    load replaces whatever `reference`, a script wrapper, held before)."""
+    ready = reference.load({"base_model_path": spec["base_model_path"],
+                            "adapter_path": spec["adapter_path"],
+                            "template": spec["template"]}, params)
+    assert ready["event"] == "ready", ready
+    done, _ = reference.chat("ref", CONVERSATION, {**params, "system": SYSTEM})
+    return done["content"]
+
+
+def check_sdk_reply(client, reference: WrapperProcess, model: str, messages: list[dict],
+                    spec: dict) -> None:
+    """The SDK's whole and streamed replies agree, and equal the reference's."""
+    whole = client.chat.completions.create(model=model, messages=messages,
+                                           temperature=0, max_tokens=24)
+    stream = client.chat.completions.create(model=model, messages=messages,
+                                            temperature=0, max_tokens=24, stream=True,
+                                            stream_options={"include_usage": True})
+    chunks = list(stream)
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    content = whole.choices[0].message.content
+    assert content and streamed == content, model
+    assert whole.choices[0].finish_reason in ("stop", "length")
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-2].choices[0].finish_reason == whole.choices[0].finish_reason
+    assert chunks[-1].usage == whole.usage
+    assert whole.usage.prompt_tokens > 10 and 0 < whole.usage.completion_tokens <= 24
+    greedy = {"temperature": 0, "max_new_tokens": 24}
+    assert content == direct_reply(reference, spec, greedy), model
 
 
 def test_the_sdk_lists_and_chats_with_the_base_and_a_checkpoint(gateway, client, box_python,
@@ -62,23 +80,13 @@ def test_the_sdk_lists_and_chats_with_the_base_and_a_checkpoint(gateway, client,
     assert client.models.retrieve(CHECKPOINT).parent == "base"
     specs = {m["id"]: m for m in gateway.http.get("/api/models").json()["models"]}
     messages = [{"role": "system", "content": SYSTEM}, *CONVERSATION]
-    for model in ("base", CHECKPOINT):
-        whole = client.chat.completions.create(model=model, messages=messages,
-                                               temperature=0, max_tokens=24)
-        stream = client.chat.completions.create(model=model, messages=messages,
-                                                temperature=0, max_tokens=24, stream=True,
-                                                stream_options={"include_usage": True})
-        chunks = list(stream)
-        streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        content = whole.choices[0].message.content
-        assert content and streamed == content, model
-        assert whole.choices[0].finish_reason in ("stop", "length")
-        assert chunks[0].choices[0].delta.role == "assistant"
-        assert chunks[-2].choices[0].finish_reason == whole.choices[0].finish_reason
-        assert chunks[-1].usage == whole.usage
-        assert whole.usage.prompt_tokens > 10 and 0 < whole.usage.completion_tokens <= 24
-        greedy = {"temperature": 0, "max_new_tokens": 24}
-        assert content == direct_reply(box_python, tmp_path, specs[model], greedy), model
+    # One reference process for both models: LlamaFactory's import is paid once.
+    reference = WrapperProcess(box_python, "script", tmp_path / "spy.jsonl")
+    try:
+        for model in ("base", CHECKPOINT):
+            check_sdk_reply(client, reference, model, messages, specs[model])
+    finally:
+        reference.kill()
     # Both served by one process holding the base once.
     (shared,) = [s for s in gateway.http.get("/api/models").json()["serving"] if s["shared"]]
     assert shared["held"]["base_loads"] == 1

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "remote"))
 
 from tests.rig.fake_wrappers.scripted_wrapper import NOTICE_MESSAGE
 from tests.test_ui_rig import stream_until_deltas
+from tests.ui_rig import start_scripted_gateway
 
 from wrapper_serve import rate_per_s
 
@@ -25,6 +26,15 @@ from wrapper_serve import rate_per_s
 ])
 def test_rate_counts_what_came_after_the_first_over_first_to_last(count, first, last, rate):
     assert rate_per_s(count, first, last) == rate
+
+
+@pytest.fixture(scope="module")
+def shared_gateway(tmp_path_factory):
+    """`lfgate serve` on the scripted box double, for the tests whose chats need no gateway
+    of their own (not the first chat's load: test_a_one_chunk_reply... needs a fresh one)."""
+    gateway = start_scripted_gateway(tmp_path_factory.mktemp("gateway"))
+    yield gateway
+    gateway.stop()
 
 
 def _last_reply(gateway, chat_id: str) -> dict:
@@ -47,8 +57,8 @@ def test_a_one_chunk_reply_has_no_rate_and_a_long_one_has_one(scripted_gateway):
     assert timing["tokens_per_s"] >= (tokens - 1) / (timing["total_ms"] / 1000) > 0
 
 
-def test_a_stopped_reply_counts_only_what_arrived(make_scripted_gateway):
-    gateway = make_scripted_gateway(delay_s=0.02)
+def test_a_stopped_reply_counts_only_what_arrived(shared_gateway):
+    gateway = shared_gateway  # the double's own pace: 0.02 s a chunk
     meta, texts, stream = stream_until_deltas(gateway, {"message": "a long story"}, 10)
     gateway.http.post(f"/api/chat/{meta['turn_id']}/stop")
     events = list(stream)
@@ -73,9 +83,9 @@ def test_a_stop_is_stored_at_once_even_before_the_first_token(make_scripted_gate
     assert reply["status"] == "stopped" and reply["content"] == ""
 
 
-def test_the_box_notices_about_a_reply_are_kept_with_it(scripted_gateway):
-    _, events = scripted_gateway.chat({"message": "show the notice"})
+def test_the_box_notices_about_a_reply_are_kept_with_it(shared_gateway):
+    _, events = shared_gateway.chat({"message": "show the notice"})
     assert ("info", {"code": "cli_restarted", "message": NOTICE_MESSAGE}) in events
-    reply = _last_reply(scripted_gateway, events[0][1]["chat_id"])
+    reply = _last_reply(shared_gateway, events[0][1]["chat_id"])
     assert reply["provenance"]["notices"] == [{"code": "cli_restarted",
                                                "message": NOTICE_MESSAGE}]

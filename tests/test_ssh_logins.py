@@ -242,17 +242,59 @@ async def test_the_agent_logs_in_with_no_key_path(tmp_path, agent, monkeypatch):
 # --- ProxyJump -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def jump_pair(tmp_path):
+def two_sshd(folder_of) -> list[TestSSHD]:
     """Two sshd: a jump host and the box behind it (both on 127.0.0.1 here)."""
-    servers = []
-    for name in ("jump", "box"):
-        folder = tmp_path / name
-        folder.mkdir()
-        servers.append(TestSSHD(folder))
+    return [TestSSHD(folder_of(name)) for name in ("jump", "box")]
+
+
+@pytest.fixture
+def own_jump_pair(tmp_path):
+    """A jump host and a box of the test's own, for a test that changes one of them."""
+    def folder_of(name: str) -> Path:
+        (tmp_path / name).mkdir()
+        return tmp_path / name
+
+    servers = two_sshd(folder_of)
     yield servers
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_jump_pair(tmp_path_factory):
+    servers = two_sshd(tmp_path_factory.mktemp)
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def sessions(server: TestSSHD) -> list[str]:
+    """The per-connection sshd processes of `server` (its listener's children)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1]
+                                            .split()[1]) == server.proc.pid:
+                found.append(entry.name)
+        except OSError:  # it ended meanwhile
+            continue
+    return found
+
+
+@pytest.fixture
+def jump_pair(shared_jump_pair):
+    """A jump host and the box behind it, shared by the module's tests that change neither:
+    each starts once the sessions before it have ended (so their last log lines are
+    written), and reads the logs from there on (`new_log`)."""
+    for server in shared_jump_pair:
+        wait_for("the sessions of the tests before to end", lambda s=server: not sessions(s))
+        server.log_start = server.log.stat().st_size
+    return shared_jump_pair
+
+
+def new_log(server: TestSSHD) -> str:
+    """What the server logged since the test started (all of it, for a server of its own)."""
+    return server.log.read_bytes()[getattr(server, "log_start", 0):].decode(errors="replace")
 
 
 def jump_config(tmp_path: Path, jump: TestSSHD, box: TestSSHD, inline: bool) -> Path:
@@ -290,11 +332,11 @@ async def test_a_proxyjump_chain_from_the_ssh_config(tmp_path, jump_pair, inline
         assert (await box.run_program(STATUS, {}, 30))["load_avg"]
         assert await box.round_trip_s() > 0
     accepted = f"Accepted publickey for {jump.user}"
-    assert jump.log.read_text().count(accepted) == 1, "the jump host logged us in once"
-    assert target.log.read_text().count(accepted) == 1
+    assert new_log(jump).count(accepted) == 1, "the jump host logged us in once"
+    assert new_log(target).count(accepted) == 1
     # Closing the box closes the hop too.
     wait_for("the jump host's session to end",
-             lambda: f"Disconnected from user {jump.user}" in jump.log.read_text())
+             lambda: f"Disconnected from user {jump.user}" in new_log(jump))
 
 
 @pytest.mark.parametrize("unknown", ["jump", "box"])
@@ -308,12 +350,12 @@ async def test_an_unknown_host_key_on_the_way_is_refused_by_name(tmp_path, jump_
     assert fingerprint(stranger.host_key.with_suffix(".pub")) in refused.value.message
     assert f"ssh-keyscan -p {stranger.port} 127.0.0.1" in refused.value.hint
     assert ("the jump host lfgate-jump" in refused.value.message) == (unknown == "jump")
-    assert "Accepted" not in target.log.read_text()
+    assert "Accepted" not in new_log(target)
     assert not box.connected
 
 
-async def test_a_jump_host_that_refuses_our_key_is_named(tmp_path, jump_pair):
-    jump, target = jump_pair
+async def test_a_jump_host_that_refuses_our_key_is_named(tmp_path, own_jump_pair):
+    jump, target = own_jump_pair
     keygen(tmp_path / "stranger")
     (jump.folder / "authorized_keys").write_text(
         (tmp_path / "stranger.pub").read_text())  # the jump host no longer takes our key

@@ -96,6 +96,15 @@ def wait_for(read: Any, what: str, timeout_s: float = READY_S) -> Any:
     raise AssertionError(f"never happened: {what}")
 
 
+@pytest.fixture(scope="module")
+def running_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """An LF Gate that only holds its port, for the tests of a port an LF Gate serves: one
+    for the module (it stops cleanly at the end, checked then)."""
+    running = start_scripted_gateway(tmp_path_factory.mktemp("running"))
+    yield running
+    assert running.stop(), running.log.read_text()[-3000:]
+
+
 @pytest.fixture
 def held_port() -> Iterator[int]:
     """A port this test process listens on (not an LF Gate)."""
@@ -120,21 +129,19 @@ def test_a_taken_port_is_one_line_naming_its_holder_and_how_to_move(tmp_path, he
     assert not (tmp_path / "lfgate.db").exists()  # nothing was started
 
 
-def test_a_port_an_lf_gate_serves_says_so(tmp_path):
-    running = start_scripted_gateway(tmp_path / "running")
-    try:
-        result = serve(tmp_path, {"BASE_MODEL_PATH": "/m", "LFGATE_DATA_DIR": str(tmp_path)},
-                       "--port", str(running.port))
-        line = one_line(result)
-        assert result.returncode == 1
-        assert line.startswith(f"lfgate: port {running.port} on 127.0.0.1 is taken by an LF "
-                               f"Gate already running there (http://127.0.0.1:{running.port}/): "
-                               "open that one, stop it, or choose another port"), line
-    finally:
-        assert running.stop()
+def test_a_port_an_lf_gate_serves_says_so(tmp_path, running_gateway):
+    running = running_gateway
+    result = serve(tmp_path, {"BASE_MODEL_PATH": "/m", "LFGATE_DATA_DIR": str(tmp_path)},
+                   "--port", str(running.port))
+    line = one_line(result)
+    assert result.returncode == 1
+    assert line.startswith(f"lfgate: port {running.port} on 127.0.0.1 is taken by an LF "
+                           f"Gate already running there (http://127.0.0.1:{running.port}/): "
+                           "open that one, stop it, or choose another port"), line
 
 
-async def test_the_doctor_checks_the_gateways_port(tmp_path, monkeypatch, held_port):
+async def test_the_doctor_checks_the_gateways_port(tmp_path, monkeypatch, held_port,
+                                                   running_gateway):
     local = {"BASE_MODEL_PATH": "/m", "LFGATE_DATA_DIR": str(tmp_path / "data")}
     taken = check(await run_doctor(tmp_path / "taken", monkeypatch,
                                    {**local, "GATEWAY_PORT": str(held_port)}),
@@ -151,16 +158,13 @@ async def test_the_doctor_checks_the_gateways_port(tmp_path, monkeypatch, held_p
     assert (free_check["status"], free_check["found"]) == (
         "pass", f"127.0.0.1:{free} is free for `lfgate serve`")
 
-    running = start_scripted_gateway(tmp_path / "running")
-    try:
-        served = check(await run_doctor(tmp_path / "served", monkeypatch,
-                                        {**local, "GATEWAY_PORT": str(running.port)}),
-                       "Configuration", "port")
-        assert served["status"] == "pass", served
-        assert served["found"].startswith(f"127.0.0.1:{running.port} is served by an LF Gate "
-                                          "already running there"), served
-    finally:
-        assert running.stop()
+    running = running_gateway
+    served = check(await run_doctor(tmp_path / "served", monkeypatch,
+                                    {**local, "GATEWAY_PORT": str(running.port)}),
+                   "Configuration", "port")
+    assert served["status"] == "pass", served
+    assert served["found"].startswith(f"127.0.0.1:{running.port} is served by an LF Gate "
+                                      "already running there"), served
 
 
 # --- 6. SSH keys with SSH_HOST empty ------------------------------------------------------

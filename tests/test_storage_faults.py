@@ -30,6 +30,7 @@ import pytest
 
 from lfgate.storage.faults import LOCK_WAIT_S
 from tests.gateway_process import GatewayProcess, sse_events
+from tests.rig.waiting import wait_until
 from tests.test_models_api import eventually
 from tests.ui_rig import start_scripted_gateway
 
@@ -124,17 +125,6 @@ def refused_clearly(response: httpx.Response, elapsed_s: float, code: str, *word
     assert not [leak for leak in LEAKS if leak in response.text], response.text
     assert elapsed_s < HANG_S, elapsed_s
     return detail["message"]
-
-
-def wait_until(check, what: str, timeout_s: float = 30) -> Any:
-    """Wait on state: `check()` until it returns something true, or fail saying `what`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if result := check():
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s:g} s")
-        time.sleep(0.05)
 
 
 def stored_rows(db_path: Path, chat_id: str) -> list[tuple[str, str, str]]:

@@ -7,12 +7,20 @@ from __future__ import annotations
 import math
 import re
 import signal
+from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests.gateway_process import GatewayProcess
-from tests.ui_rig import SCRIPTED_ADAPTER
+from tests.rig.waiting import wait_until
+from tests.ui_rig import (
+    FAST_PACE_S,
+    SCRIPTED_ADAPTER,
+    on_shared,
+    set_pace,
+    shared_scripted_gateway,
+)
 
 expect.set_options(timeout=20_000)
 
@@ -48,11 +56,13 @@ def wait_reply_done(page: Page, count: int | None = None, timeout: float = 20_00
 
 def wait_for_polls(page: Page) -> None:
     """Until the page has polled /api/health and /api/models once more and rendered what
-    they said (state to wait on, instead of a sleep past the poll interval)."""
-    for path in ("/api/health", "/api/models"):
-        with page.expect_response(lambda response, path=path: response.url.endswith(path),
-                                  timeout=15_000):
-            pass
+    they said (state to wait on, instead of a sleep past the poll interval). Both waited
+    for at once, from now: the two polls run on their own timers, in either order."""
+    with (page.expect_response(lambda response: response.url.endswith("/api/health"),
+                               timeout=15_000),
+          page.expect_response(lambda response: response.url.endswith("/api/models"),
+                               timeout=15_000)):
+        pass
     page.evaluate("() => new Promise((done) => requestAnimationFrame(() => done()))")
 
 
@@ -80,6 +90,20 @@ def current_chat(page: Page, gateway: GatewayProcess) -> dict:
     return gateway.http.get(f"/api/chats/{chat_id}").json()
 
 
+@pytest.fixture(scope="module")
+def shared_gateway_process(tmp_path_factory: pytest.TempPathFactory
+                           ) -> Iterator[GatewayProcess]:
+    with shared_scripted_gateway(tmp_path_factory.mktemp("ui") / "gateway") as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def shared_gateway(shared_gateway_process: GatewayProcess) -> Iterator[GatewayProcess]:
+    """The module's scripted gateway (tests/ui_rig.py shared_scripted_gateway), for tests
+    that only look at chats of their own."""
+    yield from on_shared(shared_gateway_process)
+
+
 def test_send_and_see_a_streamed_markdown_reply(page: Page, make_scripted_gateway) -> None:
     gateway = make_scripted_gateway(delay_s=0.06)
     open_page(page, gateway)
@@ -98,6 +122,7 @@ def test_send_and_see_a_streamed_markdown_reply(page: Page, make_scripted_gatewa
     expect(streaming.locator("pre code")).to_contain_text("def greet")
     assert "```" not in streaming.locator(".markdown").inner_text()
     assert streaming.locator(".hljs-keyword").count() == 0  # highlighting waits for the end
+    set_pace(gateway, FAST_PACE_S)  # seen mid-stream: the rest at once
 
     wait_reply_done(page, 1)
     reply = page.locator(LAST_REPLY)
@@ -129,8 +154,9 @@ def test_send_and_see_a_streamed_markdown_reply(page: Page, make_scripted_gatewa
     assert page.js_errors == []
 
 
-def test_stop_mid_reply_with_the_button_and_with_esc(page: Page, make_scripted_gateway) -> None:
-    gateway = make_scripted_gateway(delay_s=0.03)
+def test_stop_mid_reply_with_the_button_and_with_esc(page: Page, shared_gateway) -> None:
+    gateway = shared_gateway
+    set_pace(gateway, 0.03)  # 400 chunks: about 12 s to press Stop in
     open_page(page, gateway)
     send(page, "Tell me a long story")
     expect(page.locator(LAST_REPLY)).to_contain_text("sentence 3")
@@ -205,7 +231,8 @@ def test_sidebar_create_rename_search_archive_delete(page: Page, scripted_gatewa
     assert page.js_errors == []
 
 
-def test_regenerate_edit_and_branch_arrows(page: Page, scripted_gateway) -> None:
+def test_regenerate_edit_and_branch_arrows(page: Page, shared_gateway) -> None:
+    scripted_gateway = shared_gateway
     open_page(page, scripted_gateway)
     send(page, "hello")
     wait_reply_done(page, 1)
@@ -294,8 +321,10 @@ def test_a_model_that_fails_to_load_shows_the_box_message(page: Page,
     expect(failure).to_contain_text("base did not load")
 
 
-def test_unload_frees_the_model_on_the_box(page: Page, make_scripted_gateway) -> None:
-    gateway = make_scripted_gateway(load_s=0.5)
+def test_unload_frees_the_model_on_the_box(page: Page, shared_gateway) -> None:
+    # Shared: the other tests on this gateway expect no model loaded, nor unloaded (their
+    # first message loads it again).
+    gateway = shared_gateway
     open_page(page, gateway)
     send(page, "load it")
     wait_reply_done(page, 1)
@@ -330,9 +359,10 @@ def test_import_a_chat_from_json_and_refuse_a_bad_file(page: Page, scripted_gate
 
 
 def test_shortcut_for_a_new_chat_and_the_scroll_to_bottom_button(page: Page,
-                                                                 scripted_gateway) -> None:
+                                                                 shared_gateway) -> None:
     page.set_viewport_size({"width": 700, "height": 500})
-    open_page(page, scripted_gateway)
+    open_page(page, shared_gateway)
+    set_pace(shared_gateway, FAST_PACE_S)  # only its height counts here, not its pace
     send(page, "a long one")  # about 2,000 characters: taller than this window
     wait_reply_done(page, 1)
     page.locator(".conversation").evaluate("box => box.scrollTo(0, 0)")
@@ -346,8 +376,8 @@ def test_shortcut_for_a_new_chat_and_the_scroll_to_bottom_button(page: Page,
     expect(page.locator("#message")).to_be_focused()
 
 
-def test_reload_keeps_the_chat_and_the_unsent_text(page: Page, scripted_gateway) -> None:
-    open_page(page, scripted_gateway)
+def test_reload_keeps_the_chat_and_the_unsent_text(page: Page, shared_gateway) -> None:
+    open_page(page, shared_gateway)
     send(page, "remember me")
     wait_reply_done(page, 1)
     page.fill("#message", "half-written thought\nwith two lines")
@@ -362,8 +392,8 @@ def test_reload_keeps_the_chat_and_the_unsent_text(page: Page, scripted_gateway)
     assert page.js_errors == []
 
 
-def test_model_output_renders_inert(page: Page, scripted_gateway) -> None:
-    open_page(page, scripted_gateway)
+def test_model_output_renders_inert(page: Page, shared_gateway) -> None:
+    open_page(page, shared_gateway)
     send(page, "xss please")
     wait_reply_done(page, 1)
     reply = page.locator(REPLY)
@@ -382,8 +412,9 @@ def test_model_output_renders_inert(page: Page, scripted_gateway) -> None:
 
 
 def test_thinking_block_is_open_while_thinking_and_closed_when_done(
-        page: Page, make_scripted_gateway) -> None:
-    gateway = make_scripted_gateway(delay_s=0.2)
+        page: Page, shared_gateway) -> None:
+    gateway = shared_gateway
+    set_pace(gateway, 0.2)  # the thinking streams for seconds: checked while it does
     open_page(page, gateway)
     page.check("text=Thinking")  # saved on the chat as enable_thinking
     send(page, "think about it")
@@ -397,6 +428,7 @@ def test_thinking_block_is_open_while_thinking_and_closed_when_done(
                 splitThinking('<think>plan</thi', { final: false }).thinking,
                 splitThinking('Hi <thi', { final: true }).answer]; }""")
     assert held == ["Hi ", "plan", "Hi <thi"]  # held back only while streaming
+    set_pace(gateway, FAST_PACE_S)
     wait_reply_done(page, 1)
     expect(block.locator("summary")).to_have_text("Thinking")
     expect(block).to_have_count(1)
@@ -408,8 +440,8 @@ def test_thinking_block_is_open_while_thinking_and_closed_when_done(
 
 
 def test_box_errors_and_429_are_shown_and_nothing_typed_is_lost(page: Page,
-                                                                scripted_gateway) -> None:
-    open_page(page, scripted_gateway)
+                                                                shared_gateway) -> None:
+    open_page(page, shared_gateway)
     send(page, "please raise an error")
     wait_reply_done(page, 1)
     alert = page.locator(f"{REPLY} .notice.error")
@@ -441,6 +473,11 @@ def test_a_dropped_stream_keeps_what_arrived_and_retries(page: Page, tmp_path,
     open_page(page, gateway)
     send(page, "a long story please")
     expect(page.locator(LAST_REPLY)).to_contain_text("sentence 2")
+    chat_id = current_chat(page, gateway)["id"]
+    # Killed once the database holds the first sentence (saved once a second: on a loaded
+    # machine the page had shown two sentences while the last save held "This is ").
+    wait_until(lambda: "sentence 1 of" in gateway.http.get(f"/api/chats/{chat_id}")
+               .json()["messages"][-1]["content"], "the first sentence stored")
     gateway.proc.send_signal(signal.SIGKILL)  # the gateway dies mid-reply
     gateway.proc.wait()
     reply = page.locator(LAST_REPLY)
@@ -467,7 +504,8 @@ def test_a_dropped_stream_keeps_what_arrived_and_retries(page: Page, tmp_path,
     assert sorted(statuses) == ["complete", "interrupted", "stopped"]
 
 
-def test_parameters_are_saved_per_chat_and_used(page: Page, scripted_gateway) -> None:
+def test_parameters_are_saved_per_chat_and_used(page: Page, shared_gateway) -> None:
+    scripted_gateway = shared_gateway
     open_page(page, scripted_gateway)
     page.click("text=Parameters")
     drawer = page.locator("[role='dialog'][aria-label='Generation settings']")
@@ -500,9 +538,9 @@ def test_parameters_are_saved_per_chat_and_used(page: Page, scripted_gateway) ->
     assert page.js_errors == []
 
 
-def test_narrow_screen_and_dark_theme(make_page, scripted_gateway) -> None:
+def test_narrow_screen_and_dark_theme(make_page, shared_gateway) -> None:
     page = make_page(viewport={"width": 375, "height": 740}, color_scheme="dark")
-    open_page(page, scripted_gateway)
+    open_page(page, shared_gateway)
     sidebar = page.locator("nav[aria-label='Chats']")
     expect(sidebar).not_to_be_visible()
     send(page, "small screen")

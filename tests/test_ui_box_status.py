@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.gateway_process import GatewayProcess
 from tests.rig.sshd import TestSSHD
 from tests.test_ui import (
     LAST_REPLY,
@@ -25,7 +27,7 @@ from tests.test_ui import (
     send,
     wait_reply_done,
 )
-from tests.ui_rig import stand_in_nvidia_smi
+from tests.ui_rig import on_shared, shared_scripted_gateway, stand_in_nvidia_smi
 
 WIDE = {"width": 1280, "height": 800}
 PHONE = {"width": 375, "height": 740}
@@ -182,11 +184,26 @@ def test_run_doctor_from_a_load_error_and_from_a_failed_reply(page: Page,
     assert page.js_errors == []
 
 
+@pytest.fixture(scope="module")
+def gpu_gateway_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    folder = tmp_path_factory.mktemp("ui-gpus")
+    tools = stand_in_nvidia_smi(folder / "tools")
+    with shared_scripted_gateway(folder / "gateway", env={
+            "PATH": f"{tools}:{os.environ['PATH']}", **FAST}) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def gpu_gateway(gpu_gateway_process: GatewayProcess) -> Iterator[GatewayProcess]:
+    """A scripted gateway whose box has the stand-in `nvidia-smi` (two A100s), shared by the
+    viewports' runs of the test below: each loads the same models in a chat of its own."""
+    yield from on_shared(gpu_gateway_process)
+
+
 @pytest.mark.parametrize("viewport", [WIDE, PHONE], ids=["1280px", "375px"])
-def test_the_header_shows_each_gpu_and_the_box_in_detail(make_page, make_scripted_gateway,
-                                                         tmp_path, viewport) -> None:
-    tools = stand_in_nvidia_smi(tmp_path / "tools")
-    gateway = make_scripted_gateway(env={"PATH": f"{tools}:{os.environ['PATH']}", **FAST})
+def test_the_header_shows_each_gpu_and_the_box_in_detail(make_page, gpu_gateway,
+                                                         viewport) -> None:
+    gateway = gpu_gateway
     page = make_page(viewport=viewport)
     open_app(page, gateway.url)
     pill = page.locator(PILL)

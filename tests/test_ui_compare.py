@@ -11,6 +11,7 @@ import io
 import itertools
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,16 @@ from tests.rig.cut_proxy import CutProxy
 from tests.rig.saves_tree import make_saves
 from tests.test_streams import long_reply
 from tests.test_ui import MODELS, SEND, open_page, send, wait_for_polls
-from tests.ui_rig import SCRIPTED_BASE, errors_but_network, record_streamed, streamed
+from tests.ui_rig import (
+    FAST_PACE_S,
+    SCRIPTED_BASE,
+    errors_but_network,
+    on_shared,
+    record_streamed,
+    set_pace,
+    shared_scripted_gateway,
+    streamed,
+)
 
 expect.set_options(timeout=20_000)
 
@@ -39,20 +49,38 @@ QUESTION = ("which one are you, and what were you trained on, and how would you 
             "yourself to somebody who has never met a fine-tuned model before")
 
 
+@pytest.fixture(scope="module")
+def shared_gateway_process(tmp_path_factory: pytest.TempPathFactory
+                           ) -> Iterator[GatewayProcess]:
+    folder = tmp_path_factory.mktemp("ui-compare")
+    make_saves(folder / "saves", SCRIPTED_BASE)
+    with shared_scripted_gateway(folder / "gateway",
+                                 env={"ADAPTER_DIRS": str(folder / "saves")}) as gateway:
+        yield gateway
+
+
 @pytest.fixture
-def gateway(make_scripted_gateway, tmp_path: Path) -> GatewayProcess:
+def gateway(shared_gateway_process: GatewayProcess) -> Iterator[GatewayProcess]:
+    """A scripted gateway on a saves tree, shared by the module's tests that only look at
+    compares of their own (tests/ui_rig.py shared_scripted_gateway)."""
+    yield from on_shared(shared_gateway_process)
+
+
+@pytest.fixture
+def own_gateway(make_scripted_gateway, tmp_path: Path) -> GatewayProcess:
+    """The same, for this test alone: it reads what the whole gateway holds (the
+    leaderboard)."""
     saves = tmp_path / "saves"
     make_saves(saves, SCRIPTED_BASE)
     return make_scripted_gateway(env={"ADAPTER_DIRS": str(saves)})
 
 
 @pytest.fixture
-def slow_gateway(make_scripted_gateway, tmp_path: Path) -> GatewayProcess:
+def slow_gateway(gateway: GatewayProcess) -> GatewayProcess:
     """The same, its long replies paced (400 chunks, about 12 s): a page can leave and come
     back mid-reply."""
-    saves = tmp_path / "saves"
-    make_saves(saves, SCRIPTED_BASE)
-    return make_scripted_gateway(env={"ADAPTER_DIRS": str(saves)}, delay_s=0.03)
+    set_pace(gateway, 0.03)
+    return gateway
 
 
 def column(page: Page, letter: str) -> Locator:
@@ -116,11 +144,8 @@ def column_texts(chat: dict) -> list[list[str]]:
     return columns
 
 
-def test_a_compare_of_three_models_streams_three_columns(page: Page, make_scripted_gateway,
-                                                         tmp_path: Path) -> None:
-    saves = tmp_path / "saves"
-    make_saves(saves, SCRIPTED_BASE)
-    gateway = make_scripted_gateway(env={"ADAPTER_DIRS": str(saves)}, delay_s=0.2)
+def test_a_compare_of_three_models_streams_three_columns(page: Page, gateway) -> None:
+    set_pace(gateway, 0.2)
     start_compare(page, gateway, ["default", "base", A])
     expect(page.locator("button[aria-label='Add a column']")).to_be_enabled()
     # Long enough that the replies stream for seconds (about 40 chunks 0.2 s apart): the
@@ -134,6 +159,7 @@ def test_a_compare_of_three_models_streams_three_columns(page: Page, make_script
     expect(page.locator(STOP_ALL)).to_be_visible()
     expect(page.locator(".cmp-mode-name")).to_have_text("batch")
     expect(page.locator(".cmp-mode")).to_contain_text("One generate call")
+    set_pace(gateway, FAST_PACE_S)  # seen streaming: the rest at once
     wait_compare_done(page, 1)
 
     for letter, model in zip("ABC", ["default", "base", A], strict=True):
@@ -183,6 +209,7 @@ def test_stop_one_column_and_the_others_go_on_then_stop_all(page: Page, gateway)
     expect(cell(page, 1, "C")).to_contain_text("sentence 20")
     expect(cell(page, 1, "C").locator("button[aria-label='Stop column C']")).to_be_visible()
     assert "sentence 20" not in cell(page, 1, "B").inner_text()
+    set_pace(gateway, FAST_PACE_S)  # the others' rest at once
     wait_compare_done(page, 1)
     expect(cell(page, 1, "B").locator(".notice.stopped")).to_have_text("Stopped")
     statuses = {m["provenance"]["slot"]: m for m in stored(page, gateway)["messages"]
@@ -192,6 +219,7 @@ def test_stop_one_column_and_the_others_go_on_then_stop_all(page: Page, gateway)
     assert len(statuses[1]["content"]) < len(statuses[0]["content"]) / 2
     expect(cell(page, 1, "A").locator(".notice")).to_have_count(0)
 
+    set_pace(gateway, None)
     send(page, "another long one")
     expect(cell(page, 2, "A")).to_contain_text("sentence 2")
     page.click(STOP_ALL)
@@ -247,6 +275,7 @@ def test_a_reload_mid_compare_follows_every_column_to_its_stored_end(
     page.reload()  # both columns go on on the box; the page follows each again
     expect(page.locator(f"{CELL}[aria-busy='true']")).to_have_count(2)
     expect(page.locator(STOP_ALL)).to_be_visible()
+    set_pace(gateway, FAST_PACE_S)  # followed again: the rest need not take seconds
     wait_compare_done(page, 1)
     chat = stored(page, gateway)
     assert len([m for m in chat["messages"] if m["role"] == "assistant"]) == 2  # once each
@@ -256,6 +285,7 @@ def test_a_reload_mid_compare_follows_every_column_to_its_stored_end(
     assert_columns_as_stored(page, 1, first, growing=False)
 
     # Stop all, on a compare the page picked up after a reload.
+    set_pace(gateway, 0.03)
     send(page, "and another long one")
     for letter in "AB":
         expect(cell(page, 2, letter)).to_contain_text("sentence 3")
@@ -300,6 +330,7 @@ def test_a_dropped_connection_mid_compare_reattaches_every_column(
         expect(page.locator(STOP_ALL)).to_be_visible()
         proxy.allow()  # the next try gets through: the compare's stream, from each column's id
         expect(page.locator(f"{CELL} .reconnecting")).to_have_count(0)
+        set_pace(gateway, FAST_PACE_S)  # reattached: the rest streams on, at once
         wait_compare_done(page, 1)
         first = replies_of_turn(stored(page, gateway), 1)
         assert [m["status"] for m in first] == ["complete", "complete"]
@@ -466,7 +497,8 @@ def vote_on_compares(gateway: GatewayProcess, models: list[str], winners: list[s
 
 
 def test_the_leaderboard_shows_ratings_after_votes_and_downloads_csv(page: Page,
-                                                                     gateway) -> None:
+                                                                     own_gateway) -> None:
+    gateway = own_gateway
     # A beats default four times, loses twice, ties twice: six decisive votes each, enough
     # for an interval.
     vote_on_compares(gateway, ["default", A], ["1", "1", "0", "tie"] * 2)
@@ -514,9 +546,10 @@ def test_the_leaderboard_shows_ratings_after_votes_and_downloads_csv(page: Page,
 
 
 def test_one_vote_is_too_few_for_an_interval_and_every_column_says_what_it_counts(
-        page: Page, gateway) -> None:
+        page: Page, own_gateway) -> None:
     """Issue 23: one vote showed a 95% interval of "1218–1218", and a newcomer could not
     read "Votes 1, W 2"."""
+    gateway = own_gateway
     vote_on_compares(gateway, ["default", A, B100], ["1"])  # one vote, B best of three
     page.goto(f"{gateway.url}/#/leaderboard")
     board = page.locator("main[aria-label='Leaderboard']")
@@ -578,6 +611,7 @@ def test_the_word_diff_marks_the_words_that_differ(page: Page, gateway) -> None:
 
 def test_synced_scroll_moves_the_columns_together(page: Page, gateway) -> None:
     start_compare(page, gateway, ["default", A])
+    set_pace(gateway, FAST_PACE_S)  # only the replies' height counts here, not their pace
     send(page, "a long one, please")
     wait_compare_done(page, 1)
     boxes = page.locator(f"{TURN} .cmp-scroll")
@@ -647,6 +681,7 @@ def expect_latest_turn_in_view(page: Page, *, through_polls: bool = False) -> No
 def test_a_compare_chat_opens_on_its_latest_turn(page: Page, gateway) -> None:
     """Issue 23: a compare chat opened scrolled to its end (the vote, the tally), so a tall
     last turn had its message and the start of its replies out of sight."""
+    set_pace(gateway, FAST_PACE_S)  # a tall turn is wanted, not a slow one
     gateway.http.post("/api/models/refresh")
     chat = {}
     for message in ("a short one first", "and now a long one, please"):
@@ -692,16 +727,24 @@ def add_long_run(saves: Path) -> None:
         f"finetuning_type: lora\nmodel_name_or_path: {SCRIPTED_BASE}\ntemplate: qwen\n")
 
 
+@pytest.fixture(scope="module")
+def long_ids_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """A scripted gateway on the saves tree and a run with a long name (read only)."""
+    folder = tmp_path_factory.mktemp("ui-compare-long-ids")
+    make_saves(folder / "saves", SCRIPTED_BASE)
+    add_long_run(folder / "saves")
+    with shared_scripted_gateway(folder / "gateway",
+                                 env={"ADAPTER_DIRS": str(folder / "saves")}) as gateway:
+        yield gateway
+
+
 @pytest.mark.parametrize("viewport", [{"width": 1280, "height": 800}, PHONE],
                          ids=["1280", "375"])
-def test_long_model_ids_are_whole_in_the_column_pickers(make_page, make_scripted_gateway,
-                                                         tmp_path: Path, viewport) -> None:
+def test_long_model_ids_are_whole_in_the_column_pickers(make_page, long_ids_gateway,
+                                                         viewport) -> None:
     """Issue 23: four columns cut a long id to its first letters (its run and step squeezed
     it out, and spilled over the column's other controls); the list cut the run's name."""
-    saves = tmp_path / "saves"
-    make_saves(saves, SCRIPTED_BASE)
-    add_long_run(saves)
-    gateway = make_scripted_gateway(env={"ADAPTER_DIRS": str(saves)})
+    gateway = long_ids_gateway
     page = make_page(viewport=viewport)
     open_page(page, gateway)
     if page.locator("button[aria-label='Show chats']").is_visible():  # a phone

@@ -4,9 +4,12 @@ one row on a phone and on a laptop."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.gateway_process import GatewayProcess
 from tests.rig.saves_tree import make_saves
 from tests.test_ui import (
     MODEL,
@@ -19,12 +22,26 @@ from tests.test_ui import (
     send,
     wait_reply_done,
 )
-from tests.ui_rig import SCRIPTED_BASE
+from tests.ui_rig import SCRIPTED_BASE, on_shared, shared_scripted_gateway
 
 EXPORT = "button[aria-label='Export chat']"
 MENU = "[role='menu'][aria-label='Export as']"
 DRAWER = "[role='dialog'][aria-label='Generation settings']"
 PHONE = {"width": 375, "height": 740}
+
+
+@pytest.fixture(scope="module")
+def shared_gateway_process(tmp_path_factory: pytest.TempPathFactory
+                           ) -> Iterator[GatewayProcess]:
+    with shared_scripted_gateway(tmp_path_factory.mktemp("ui-controls") / "gateway") as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def scripted_gateway(shared_gateway_process: GatewayProcess) -> Iterator[GatewayProcess]:
+    """Here the module's scripted gateway (tests/ui_rig.py shared_scripted_gateway): each
+    test looks at a chat of its own only."""
+    yield from on_shared(shared_gateway_process)
 
 
 def chat_with_a_reply(page: Page, gateway) -> None:
@@ -159,6 +176,9 @@ def test_the_drawer_leaves_the_composer_free_and_escape_closes_it(make_page, scr
     stop = page.locator(STOP)
     expect(stop).to_be_visible()
     assert on_top(stop)
+    # Pressed once the gateway has named the reply (its first words are on screen): before
+    # that, the page can only drop its request, and the reply goes on on the box.
+    expect(page.locator(f"{REPLY}[aria-busy='true']")).to_contain_text("sentence 1")
     stop.click()
     wait_reply_done(page, 2)
     assert current_chat(page, scripted_gateway)["messages"][-1]["status"] == "stopped"

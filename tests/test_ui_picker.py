@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.gateway_process import GatewayProcess
 from tests.rig.saves_tree import make_saves
 from tests.test_ui import (
     LAST_REPLY,
@@ -29,6 +31,7 @@ from tests.test_ui import (
     send,
     wait_reply_done,
 )
+from tests.ui_rig import on_shared, shared_scripted_gateway
 
 SEARCH = "input[aria-label='Search models']"
 PHONE = {"width": 375, "height": 740}
@@ -54,6 +57,23 @@ def saves(tmp_path: Path) -> Path:
 def gateway(make_scripted_gateway, saves: Path, tmp_path: Path):
     """A scripted gateway whose ADAPTER_DIRS are the saves tree and a folder that is missing."""
     return make_scripted_gateway(env={"ADAPTER_DIRS": f"{saves},{tmp_path / 'no-such-saves'}"})
+
+
+@pytest.fixture(scope="module")
+def shared_gateway_process(tmp_path_factory: pytest.TempPathFactory
+                           ) -> Iterator[GatewayProcess]:
+    folder = tmp_path_factory.mktemp("ui-picker")
+    make_saves(folder / "saves", "/models/tiny-base")
+    dirs = f"{folder / 'saves'},{folder / 'no-such-saves'}"
+    with shared_scripted_gateway(folder / "gateway", env={"ADAPTER_DIRS": dirs}) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def shared_gateway(shared_gateway_process: GatewayProcess) -> Iterator[GatewayProcess]:
+    """The same, shared by the module's tests that neither change its saves tree nor look at
+    what is loaded before they load it (tests/ui_rig.py shared_scripted_gateway)."""
+    yield from on_shared(shared_gateway_process)
 
 
 def shown_ids(page: Page) -> list[str]:
@@ -121,7 +141,9 @@ def test_the_picker_lists_the_tree_by_box_base_and_run(page: Page, gateway) -> N
     assert page.js_errors == []
 
 
-def test_search_filters_and_the_keys_work_as_in_a_quick_pick(page: Page, gateway) -> None:
+def test_search_filters_and_the_keys_work_as_in_a_quick_pick(page: Page,
+                                                            shared_gateway) -> None:
+    gateway = shared_gateway
     open_page(page, gateway)
     trigger = page.locator(MODEL)
     trigger.focus()
@@ -193,7 +215,9 @@ def test_search_filters_and_the_keys_work_as_in_a_quick_pick(page: Page, gateway
     assert page.js_errors == []
 
 
-def test_a_chosen_checkpoint_answers_and_the_chat_remembers_it(page: Page, gateway) -> None:
+def test_a_chosen_checkpoint_answers_and_the_chat_remembers_it(page: Page,
+                                                              shared_gateway) -> None:
+    gateway = shared_gateway
     open_page(page, gateway)
     pick_model(page, A20)
     expect(page.locator(".model-status")).to_contain_text("Ready")
@@ -283,7 +307,9 @@ def test_a_chat_whose_model_went_stays_readable_and_says_so(page: Page, gateway,
     assert page.js_errors == []
 
 
-def test_on_a_phone_the_popover_fits_and_a_row_can_be_chosen(make_page, gateway) -> None:
+def test_on_a_phone_the_popover_fits_and_a_row_can_be_chosen(make_page,
+                                                            shared_gateway) -> None:
+    gateway = shared_gateway
     page = make_page(viewport=PHONE, has_touch=True)
     open_page(page, gateway)
     open_picker(page)
@@ -309,7 +335,8 @@ def test_on_a_phone_the_popover_fits_and_a_row_can_be_chosen(make_page, gateway)
     assert page.js_errors == []
 
 
-def test_each_run_with_a_curve_has_its_sparkline(page: Page, gateway) -> None:
+def test_each_run_with_a_curve_has_its_sparkline(page: Page, shared_gateway) -> None:
+    gateway = shared_gateway
     open_page(page, gateway)
     open_picker(page)
     runs = page.locator(f"{MODELS} .pick-run")

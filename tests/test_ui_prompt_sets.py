@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import re
+from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -19,7 +20,13 @@ from playwright.sync_api import Locator, Page, expect
 from tests.gateway_process import GatewayProcess
 from tests.rig.saves_tree import make_saves
 from tests.test_ui import MODELS, open_page
-from tests.ui_rig import SCRIPTED_BASE
+from tests.ui_rig import (
+    FAST_PACE_S,
+    SCRIPTED_BASE,
+    on_shared,
+    set_pace,
+    shared_scripted_gateway,
+)
 
 expect.set_options(timeout=20_000)
 
@@ -49,8 +56,27 @@ def shown(value: float | None) -> str:
     return str(Decimal(value).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
 
 
+@pytest.fixture(scope="module")
+def shared_gateway_process(tmp_path_factory: pytest.TempPathFactory
+                           ) -> Iterator[GatewayProcess]:
+    folder = tmp_path_factory.mktemp("ui-sets")
+    make_saves(folder / "saves", SCRIPTED_BASE)
+    with shared_scripted_gateway(folder / "gateway",
+                                 env={"ADAPTER_DIRS": str(folder / "saves")}) as gateway:
+        yield gateway
+
+
 @pytest.fixture
-def gateway(make_scripted_gateway, tmp_path: Path) -> GatewayProcess:
+def gateway(shared_gateway_process: GatewayProcess) -> Iterator[GatewayProcess]:
+    """A scripted gateway on a saves tree, shared by the module's tests that only look at
+    sets and runs of their own (tests/ui_rig.py shared_scripted_gateway)."""
+    yield from on_shared(shared_gateway_process)
+
+
+@pytest.fixture
+def own_gateway(make_scripted_gateway, tmp_path: Path) -> GatewayProcess:
+    """The same, for this test alone: it reads what the whole gateway holds (every set, the
+    leaderboard)."""
     saves = tmp_path / "saves"
     make_saves(saves, SCRIPTED_BASE)
     return make_scripted_gateway(env={"ADAPTER_DIRS": str(saves)})
@@ -140,7 +166,8 @@ def run_of(gateway: GatewayProcess, run_id: str) -> dict:
 
 
 def test_a_file_with_references_is_added_and_a_bad_one_names_its_line(page: Page,
-                                                                      gateway) -> None:
+                                                                      own_gateway) -> None:
+    gateway = own_gateway
     open_sets(page, gateway)
     expect(page.locator(".board-empty")).to_contain_text("No prompt sets yet")
     records = [{"prompt": "What is LoRA?", "reference": "A low-rank adapter."},
@@ -303,6 +330,7 @@ def test_stop_mid_run_then_resume_asks_only_what_was_left(page: Page, gateway) -
 
     page.click("button[aria-label='Resume the run']")
     expect(page.locator(".run-head .run-status")).to_have_text("running")
+    set_pace(gateway, FAST_PACE_S)  # resumed: the long replies need not take seconds now
     wait_run(page, "complete", 10)
     after = run_of(gateway, run_id)
     assert after["status"] == "complete"
@@ -326,7 +354,9 @@ def test_stop_mid_run_then_resume_asks_only_what_was_left(page: Page, gateway) -
     assert page.js_errors == []
 
 
-def test_votes_count_in_the_leaderboard_and_the_run_exports(page: Page, gateway) -> None:
+def test_votes_count_in_the_leaderboard_and_the_run_exports(page: Page,
+                                                             own_gateway) -> None:
+    gateway = own_gateway
     prompts = ["first question to judge", "second question to judge"]
     open_sets(page, gateway)
     add_set(page, "judge.jsonl", jsonl([{"prompt": p, "reference": echo(A, p)}

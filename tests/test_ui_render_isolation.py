@@ -9,11 +9,14 @@ reply and every message after it were gone; a 1,000-level nested list took 7.4 s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from playwright.sync_api import Page, Route, expect
 
 from tests.gateway_process import GatewayProcess
 from tests.test_ui import REPLY, SEND, open_page, send, wait_reply_done
+from tests.ui_rig import on_shared, shared_scripted_gateway
 
 NOTE = ".render-note"
 PLAIN = ".plain-text"
@@ -23,6 +26,22 @@ DEEP_MATH = "$$" + "{" * 5000 + "x$$"
 # Nothing guards `\left` nesting before rendering: KaTeX's own stack overflows, and the
 # renderer's catch has to show it (the class of input that throws, beyond the known ones).
 UNGUARDED_THROW = "$$" + "\\left(" * 5000 + "x" + "\\right)" * 5000 + "$$"
+
+
+@pytest.fixture(scope="module")
+def shared_gateway_process(tmp_path_factory: pytest.TempPathFactory
+                           ) -> Iterator[GatewayProcess]:
+    # Replies a millisecond a chunk: the long echo of a loop streams in many pieces, fast.
+    with shared_scripted_gateway(tmp_path_factory.mktemp("ui-render") / "gateway",
+                                 delay_s=0.001) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def scripted_gateway(shared_gateway_process: GatewayProcess) -> Iterator[GatewayProcess]:
+    """Here the module's scripted gateway (tests/ui_rig.py shared_scripted_gateway): each
+    test imports or writes a chat of its own and opens it."""
+    yield from on_shared(shared_gateway_process)
 
 
 def nested_list(levels: int) -> str:
@@ -156,11 +175,11 @@ def test_a_message_that_throws_outside_markdown_shows_alone_as_plain_text(
 
 
 def test_a_reply_streaming_into_a_loop_turns_to_plain_text_and_the_chat_goes_on(
-        page: Page, make_scripted_gateway) -> None:
+        page: Page, scripted_gateway) -> None:
     """issue 24 finding 8, live: the reply grows past the nesting the page renders while it
     streams; it goes on as plain text with the note, the reply before it stays rendered, and
     the next turn renders as Markdown again."""
-    gateway = make_scripted_gateway(delay_s=0.001)
+    gateway = scripted_gateway
     open_page(page, gateway)
     send(page, "**hello** there")
     wait_reply_done(page, 1)
@@ -179,13 +198,13 @@ def test_a_reply_streaming_into_a_loop_turns_to_plain_text_and_the_chat_goes_on(
 
 
 def test_a_render_over_the_time_budget_goes_plain_until_asked(page: Page,
-                                                              make_scripted_gateway) -> None:
+                                                              scripted_gateway) -> None:
     """issue 24 finding 8, the time guard: once rendering a growing reply took longer than the
     budget, the rest of it shows as plain text instead of stalling the page on every piece,
     and "Render anyway" renders it. The budget is set below any render's time (-1 ms), for
     texts of any length, so every render counts as slow whatever this machine's speed:
     nothing here is timed."""
-    gateway = make_scripted_gateway(delay_s=0.001)
+    gateway = scripted_gateway
     open_page(page, gateway)
     page.evaluate("async () => { Object.assign((await import('./markdown.js')).renderLimits,"
                   " { budgetMs: -1, slowMinChars: 1 }); }")

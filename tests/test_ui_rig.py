@@ -8,14 +8,30 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests import ui_rig
-from tests.ui_rig import SCRIPTED_ADAPTER, SCRIPTED_BASE
+from tests.gateway_process import GatewayProcess
+from tests.ui_rig import SCRIPTED_ADAPTER, SCRIPTED_BASE, on_shared, shared_scripted_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def shared_gateway_process(tmp_path_factory: pytest.TempPathFactory
+                           ) -> Iterator[GatewayProcess]:
+    with shared_scripted_gateway(tmp_path_factory.mktemp("ui-rig") / "gateway") as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def scripted_gateway(shared_gateway_process: GatewayProcess) -> Iterator[GatewayProcess]:
+    """Here the module's scripted gateway (tests/ui_rig.py shared_scripted_gateway): each
+    test reads the chats it made itself (the newest, right after it made it)."""
+    yield from on_shared(shared_gateway_process)
 
 
 def stream_until_deltas(gateway, body: dict, count: int) -> tuple[dict, list[str], object]:

@@ -39,6 +39,10 @@ VIEWPORT = {"width": 1200, "height": 800}
 SCRIPTED_BASE = "/models/tiny-base"
 SCRIPTED_ADAPTER = "/runs/tiny-adapter"
 PLAYWRIGHT_LOOP = pytest.StashKey["PlaywrightLoop"]()  # the session's guard, on config.stash
+PACE_FILE = "scripted-pace"  # in the gateway's folder: see set_pace
+# A long reply's rest once a test has checked what it needed mid-stream: 400 chunks in about
+# a second, still hundreds of renders on the page (tests count texts shown as it grew).
+FAST_PACE_S = 0.002
 
 
 def scripted_env(folder: Path, *, base_model_path: str = SCRIPTED_BASE,
@@ -55,16 +59,55 @@ def scripted_env(folder: Path, *, base_model_path: str = SCRIPTED_BASE,
     # Always set: "" is the double's default, and a developer's own value stays out.
     env["LFGATE_SCRIPTED_LOAD_S"] = "" if load_s is None else str(load_s)
     env["LFGATE_SCRIPTED_DELAY_S"] = "" if delay_s is None else str(delay_s)
+    # Read by the double before every chunk, written by set_pace (none: the delay above).
+    env["LFGATE_SCRIPTED_PACE_FILE"] = str(folder / PACE_FILE)
     return env
 
 
 def start_scripted_gateway(folder: Path, *, port: int | None = None,
                            env: dict[str, str] | None = None, **options: Any) -> GatewayProcess:
     """A gateway on the scripted box. Same `folder` and `port` as a stopped one: a restart
-    with the same database at the same URL. `options` go to scripted_env; `env` wins."""
+    with the same database at the same URL. `options` go to scripted_env; `env` wins.
+    `gateway.pace_file` is its box's pace (set_pace)."""
     folder.mkdir(parents=True, exist_ok=True)
-    return GatewayProcess({**scripted_env(folder, **options), **(env or {})}, folder,
-                          port=port)
+    gateway = GatewayProcess({**scripted_env(folder, **options), **(env or {})}, folder,
+                             port=port)
+    gateway.pace_file = folder / PACE_FILE
+    return gateway
+
+
+def set_pace(gateway: GatewayProcess, seconds: float | None) -> None:
+    """The scripted box's wait before each chunk from now on, replies under way included
+    (None: its LFGATE_SCRIPTED_DELAY_S again). A test paces a long reply while it checks it
+    mid-stream (the budget it had before), then lets the rest come at FAST_PACE_S instead of
+    waiting out seconds of it. Written whole (a rename), so the box never reads half of it."""
+    path: Path = gateway.pace_file
+    staged = path.with_name(path.name + ".new")
+    staged.write_text("" if seconds is None else repr(float(seconds)))
+    os.replace(staged, path)
+
+
+@contextlib.contextmanager
+def shared_scripted_gateway(folder: Path, **options: Any) -> Iterator[GatewayProcess]:
+    """A scripted gateway for the tests of one module that only add chats (sets, runs) of
+    their own and open the page on a new chat or on one of theirs: starting one per test
+    was a second or more each. Tests that restart the gateway, need other settings, or look
+    at what the whole gateway holds (the chat list, the leaderboard, what is loaded) start
+    their own. Use it through on_shared."""
+    gateway = start_scripted_gateway(folder, **options)
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+def on_shared(gateway: GatewayProcess) -> Iterator[GatewayProcess]:
+    """One test's turn on a shared gateway (a function-scoped fixture yields from it): its
+    box at the gateway's own pace to begin with, and whatever reply a test left running
+    (one that failed before its Stop) hurried to its end after it, not into the next test."""
+    set_pace(gateway, None)
+    yield gateway
+    set_pace(gateway, 0)
 
 
 def stand_in_nvidia_smi(folder: Path) -> Path:

@@ -94,6 +94,17 @@ class WrapperProcess:
                 return event, seen
             seen.append(event)
 
+    def settle(self, timeout: float = 60) -> WrapperProcess:
+        """Read and drop every event sent so far (up to the pong of a ping of its own): a
+        wrapper that tests share hands the next one no event an earlier one left unread."""
+        mark = f"settle-{time.monotonic_ns()}"
+        self.send({"op": "ping", "id": mark})
+        deadline = time.monotonic() + timeout
+        while True:
+            pong, _ = self.until("pong", timeout=max(0.1, deadline - time.monotonic()))
+            if pong.get("id") == mark:
+                return self
+
     def load(self, model: dict[str, Any], params: dict | None = None) -> dict[str, Any]:
         self.send({"op": "load", "model": model, "params": params or {}, "timeout_s": 300})
         event, _ = self.until("ready", "error", timeout=320)
@@ -121,6 +132,9 @@ class WrapperProcess:
         if self.proc.stdin and not self.proc.stdin.closed:
             self.proc.stdin.close()
         return self.proc.wait(timeout=timeout)
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
 
     def kill(self) -> None:
         if self.proc.poll() is None:

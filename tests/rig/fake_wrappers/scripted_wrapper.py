@@ -19,9 +19,13 @@ Replies, by what the last user message contains (case-insensitive, first match w
 
 Environment: LFGATE_SCRIPTED_LOAD_S (load time, default 0.3), LFGATE_SCRIPTED_DELAY_S (per
 chunk, default 0.02), CHAT_MODE (the mode its hello reports, default "script"; the gateway
-refuses a wrapper whose mode differs from its own). A base path containing "broken" fails to
-load with model_not_found naming the path (an adapter path with "broken": adapter_not_found).
-Paths are otherwise never checked, so any strings do.
+refuses a wrapper whose mode differs from its own), LFGATE_SCRIPTED_PACE_FILE (optional: a
+file read before every chunk; while it holds a number, that is the wait before each chunk
+instead of LFGATE_SCRIPTED_DELAY_S, for replies under way too. A test paces a reply while it
+checks it mid-stream, then lets the rest come at once; missing or empty: the delay above).
+A base path containing "broken" fails to load with model_not_found naming the path (an
+adapter path with "broken": adapter_not_found). Paths are otherwise never checked, so any
+strings do.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ ERROR_MESSAGE = "scripted failure: the box ran out of memory"
 NOTICE_TRIGGER = "notice"
 STALL_TRIGGER = "stall"
 STALL_MOST_S = 600.0
+PACE_FILE_ENV = "LFGATE_SCRIPTED_PACE_FILE"
 NOTICE_MESSAGE = "generation settings changed (temperature): restarted llamafactory-cli (0.3 s)"
 
 CODE_REPLY = """## Scripted code sample
@@ -161,11 +166,27 @@ class ScriptedEngine:
         self.load_seconds: float | None = None
         self._load_s = _env_seconds("LFGATE_SCRIPTED_LOAD_S", 0.3)
         self._delay_s = _env_seconds("LFGATE_SCRIPTED_DELAY_S", 0.02)
+        self._pace_file = os.environ.get(PACE_FILE_ENV, "").strip()
         self._model: dict[str, Any] | None = None
         self.base_loads = 0
         self.weight_bytes: int | None = None
         self._adapters: set[str] = set()
         self.offers_adapters = self.mode == "script"  # a CLI-mode box has none per chat
+
+    def pace(self) -> float:
+        """Seconds to wait before the next chunk: the pace file's number, if it holds one
+        now, else LFGATE_SCRIPTED_DELAY_S."""
+        if self._pace_file:
+            try:
+                raw = Path(self._pace_file).read_text().strip()
+            except OSError:  # not written (yet): the delay
+                raw = ""
+            if raw:
+                try:
+                    return max(0.0, float(raw))
+                except ValueError:
+                    wrapper_serve.log(f"{self._pace_file} holds {raw!r}, not seconds")
+        return self._delay_s
 
     @property
     def serves_adapters(self) -> bool:
@@ -240,7 +261,7 @@ class ScriptedEngine:
             str(params.get("system", "")).split())
         sent: list[str] = []
         for piece in pieces:
-            if turn.cancelled.wait(self._delay_s):
+            if turn.cancelled.wait(self.pace()):
                 return ChatOutcome("".join(sent), wp.FINISH_STOPPED, len(sent),
                                    prompt_tokens=prompt)
             if limit is not None and len(sent) >= limit:
@@ -266,7 +287,7 @@ class ScriptedEngine:
         ended = [False] * len(turns)
         step = 0
         while not all(ended):
-            time.sleep(self._delay_s)
+            time.sleep(self.pace())
             for index, (turn, pieces) in enumerate(zip(turns, scripts, strict=True)):
                 if ended[index]:
                     continue
