@@ -318,6 +318,10 @@ class CliEngine:
         if "seed" in turn.params:
             turn.emit_info(wp.INFO_PARAM_IGNORED, "seed: llamafactory-cli chat takes no seed, "
                            "so this reply is sampled as usual (script mode honours it)")
+        if turn.tools:
+            turn.emit_info(wp.INFO_PARAM_IGNORED, "tools: llamafactory-cli chat takes no "
+                           "tools, so the model answered without them (script mode formats "
+                           "them with the template and returns its calls)")
         self._child.send(_typed(text))
         content, finish = self._stream_reply(turn)
         self._held = [*turn.messages, {"role": "assistant", "content": content}]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import json
 import os
 import sys
 import threading
@@ -60,6 +61,48 @@ class _GenerationRecord:
         eos = getattr(generation_config, "eos_token_id", None)
         eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         self.hit_eos = bool(len(generated)) and int(generated[-1]) in eos_ids
+
+
+_PROBE_NAME = "lfgate_probe_function"
+
+
+def tool_call_marker(template: Any) -> str:
+    """Where a call begins in this template's tool format: the text its function formatter
+    puts before a call's name, up to the call's JSON (`<tool_call>` for qwen, `Action:` for
+    the default template, `{"` where a call is bare JSON). "" when the format starts with
+    the name itself (glm4): then a reply that offers tools is held whole."""
+    try:
+        slots = template.format_function.apply(
+            content=json.dumps([{"name": _PROBE_NAME, "arguments": {}}]))
+    except Exception:  # a template without a tool format
+        return ""
+    text = "".join(slot for slot in slots if isinstance(slot, str))
+    at = text.find(_PROBE_NAME)
+    if at < 0:
+        return ""
+    prefix = text[:at].lstrip()
+    brace = prefix.find("{")
+    if brace == 0:
+        return '{"'
+    if brace > 0:
+        prefix = prefix[:brace]
+    return prefix.strip()
+
+
+def tool_calls_in(template: Any, text: str) -> list[dict[str, str]] | None:
+    """The calls the template's own parser finds in a reply, or None (words)."""
+    try:
+        found = template.extract_tool(text)
+    except Exception:  # a parser that trips on odd text: the reply is words
+        return None
+    if not isinstance(found, list) or not found:
+        return None
+    calls = []
+    for call in found:
+        arguments = call.arguments if isinstance(call.arguments, str) else json.dumps(
+            call.arguments, ensure_ascii=False)
+        calls.append({"name": str(call.name), "arguments": arguments})
+    return calls
 
 
 def _tensor_bytes(tensors: Any) -> int:
@@ -179,6 +222,7 @@ class ScriptEngine:
     """
 
     mode = "script"
+    takes_tools = True  # protocol 5: the template formats them and parses the calls
 
     def __init__(self) -> None:
         self.load_seconds: float | None = None
@@ -387,7 +431,12 @@ class ScriptEngine:
         watcher = threading.Thread(target=self._forward_cancel, args=(turn,), daemon=True)
         watcher.start()
         parts: list[str] = []
+        tools = json.dumps(turn.tools, ensure_ascii=False) if turn.tools else None
+        if tools is not None and template is not None:
+            turn.hold_tool_calls(tool_call_marker(template))
         try:
+            if tools is not None:
+                kwargs["tools"] = tools
             stream = self._chat_model.stream_chat(
                 turn.messages, system=params.get("system"), **kwargs)
             # After a cancel, keep reading: generation stops within one step, and a stream
@@ -412,8 +461,11 @@ class ScriptEngine:
         tokens = record.completion_tokens
         if turn.cancelled.is_set() and tokens is not None:
             tokens = record.tokens_before_cancel  # what the user got of a stopped reply
+        calls = None
+        if tools is not None and template is not None and not turn.cancelled.is_set():
+            calls = tool_calls_in(template, "".join(parts))
         return ChatOutcome("".join(parts), finish, tokens, record.first_token_at,
-                           record.last_token_at, record.prompt_tokens)
+                           record.last_token_at, record.prompt_tokens, calls)
 
     # -- several chats in one generate call (protocol 4) ----------------------------------
 

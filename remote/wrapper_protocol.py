@@ -15,12 +15,15 @@ from typing import Any
 # 2: adapters on a loaded base, chosen per chat (load_adapter, ...).
 # 3: params `stop` and `seed`; done's usage carries prompt_tokens.
 # 4: chat_batch: several chats (rows) answered by one generate call on the loaded base.
-PROTOCOL_VERSION = 4
-WRAPPER_VERSION = "0.4.0"
+# 5: tool calls: chat's `tools`, the roles `function` and `observation` in messages, done's
+#    `tool_calls`.
+PROTOCOL_VERSION = 5
+WRAPPER_VERSION = "0.5.0"
 
 # Commands (gateway -> wrapper).
 OP_LOAD = "load"  # {"op", "model": ModelSpec, "params"?, "timeout_s"?, "max_adapters"?}
-OP_CHAT = "chat"  # {"op", "id", "messages", "params"?, "adapter"?: path|null, "template"?}
+# {"op", "id", "messages", "params"?, "adapter"?: path|null, "template"?, "tools"?}
+OP_CHAT = "chat"
 OP_CANCEL = "cancel"  # {"op", "id"}
 OP_UNLOAD = "unload"  # {"op"}
 OP_PING = "ping"  # {"op", "id"?}
@@ -39,7 +42,8 @@ EV_LOADING = "loading"  # {"event", "model"}
 EV_READY = "ready"  # {"event", "load_seconds", "model", "held"}
 EV_DELTA = "delta"  # {"event", "id", "text"}
 EV_INFO = "info"  # {"event", "id"?, "code", "message"}: something the user should know
-EV_DONE = "done"  # {"event", "id", "content", "finish_reason", "timing", "usage"?, "held"}
+# {"event", "id", "content", "finish_reason", "timing", "usage"?, "held"?, "tool_calls"?}
+EV_DONE = "done"
 EV_ERROR = "error"  # {"event", "id"?, "code", "message", "hint"}
 EV_PONG = "pong"  # {"event", "id"?, "state", "held"}
 EV_UNLOADED = "unloaded"  # {"event"}
@@ -49,6 +53,7 @@ EV_ADAPTER_UNLOADED = "adapter_unloaded"  # {"event", "id"?, "path", "held"}
 # What a wrapper can do beyond protocol 1 (hello's "features").
 FEATURE_ADAPTERS = "adapters"  # serves a loaded base's adapters per chat (script mode, LoRA)
 FEATURE_BATCH = "batch"  # answers chat_batch (script mode, Hugging Face engine)
+FEATURE_TOOLS = "tools"  # formats a chat's tools and parses the calls (script mode)
 
 # finish_reason values in EV_DONE.
 FINISH_STOP = "stop"  # the model ended its reply
@@ -60,6 +65,18 @@ INFO_CLI_RESTARTED = "cli_restarted"  # CLI mode: settings changed, the CLI was 
 INFO_CONTEXT_RESET = "context_reset"  # the model no longer holds earlier turns of this chat
 INFO_MESSAGE_ADJUSTED = "message_adjusted"  # CLI mode: text changed so the CLI accepts it
 INFO_PARAM_IGNORED = "param_ignored"  # a parameter this engine cannot honour (CLI mode: seed)
+
+# Roles in a chat's messages, as LlamaFactory's templates name them: `function` is the
+# assistant's tool call(s) (content: a JSON list of {"name", "arguments"}), `observation` a
+# tool's result handed back. Turns alternate: user or observation, then assistant or function.
+ROLE_USER, ROLE_ASSISTANT = "user", "assistant"
+ROLE_FUNCTION, ROLE_OBSERVATION = "function", "observation"
+ASKING_ROLES = (ROLE_USER, ROLE_OBSERVATION)  # at even places, and last
+ANSWERING_ROLES = (ROLE_ASSISTANT, ROLE_FUNCTION)  # at odd places
+# Tools a chat offers the model: function definitions ({"name", "description"?,
+# "parameters"?}), formatted by the template's own tool format (script mode).
+MAX_TOOLS = 128
+MAX_TOOLS_CHARS = 256_000
 
 # Generation parameters a chat may set; `system` and `enable_thinking` travel with them.
 GEN_PARAM_TYPES: dict[str, tuple[type, ...]] = {
@@ -163,7 +180,7 @@ EVENT_FIELDS: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
     EV_INFO: {"id": (False, _OPTIONAL_TEXT), "code": (True, (str,)), "message": (True, (str,))},
     EV_DONE: {"id": (True, (str,)), "content": (True, (str,)), "finish_reason": (True, (str,)),
               "timing": (True, (dict,)), "usage": (False, (dict,)), "batch": (False, (dict,)),
-              "held": (False, (dict,))},
+              "held": (False, (dict,)), "tool_calls": (False, (list,))},
     EV_ERROR: {"id": (False, _OPTIONAL_TEXT), "code": (False, _OPTIONAL_TEXT),
                "message": (False, _OPTIONAL_TEXT), "hint": (False, _OPTIONAL_TEXT)},
     EV_PONG: {"id": (False, _OPTIONAL_TEXT), "held": (False, (dict,))},
@@ -200,6 +217,12 @@ def event_problem(event: Any) -> str | None:
             for key, number in value.items():
                 if isinstance(number, bool) or not isinstance(number, _OPTIONAL_NUMBER):
                     return f"{name}: \"{field}.{key}\" must be a number or null"
+        if field == "tool_calls":
+            for index, call in enumerate(value):
+                if not isinstance(call, dict) or not all(
+                        isinstance(call.get(key), str) for key in ("name", "arguments")):
+                    return (f"{name}: \"tool_calls[{index}]\" must be an object with string "
+                            "\"name\" and \"arguments\"")
     return None
 
 
@@ -270,7 +293,8 @@ def check_stop(value: list[Any]) -> list[str]:
 
 
 def check_messages(messages: Any) -> list[dict[str, str]]:
-    """A chat history: user/assistant turns ending with a user message."""
+    """A chat history: turns alternating (user or observation, then assistant or function),
+    ending with a user message or a tool's result (observation)."""
     if not isinstance(messages, list) or not messages:
         raise WrapperError(E_BAD_REQUEST, "messages must be a non-empty list")
     checked = []
@@ -278,19 +302,38 @@ def check_messages(messages: Any) -> list[dict[str, str]]:
         if not isinstance(message, dict):
             raise WrapperError(E_BAD_REQUEST, f"messages[{index}] must be an object")
         role, content = message.get("role"), message.get("content")
-        expected = "user" if index % 2 == 0 else "assistant"
-        if role != expected:
+        expected = ASKING_ROLES if index % 2 == 0 else ANSWERING_ROLES
+        if role not in expected:
             raise WrapperError(
                 E_BAD_REQUEST,
-                f"messages[{index}].role must be {expected!r} (turns alternate, starting with "
-                "the user; the system prompt goes in params.system)",
+                f"messages[{index}].role must be {' or '.join(map(repr, expected))} (turns "
+                "alternate, starting with the user; the system prompt goes in params.system)",
             )
         if not isinstance(content, str):
             raise WrapperError(E_BAD_REQUEST, f"messages[{index}].content must be a string")
         checked.append({"role": role, "content": content})
-    if checked[-1]["role"] != "user":
-        raise WrapperError(E_BAD_REQUEST, "the last message must be the user's")
+    if checked[-1]["role"] not in ASKING_ROLES:
+        raise WrapperError(E_BAD_REQUEST, "the last message must be the user's (or a tool's "
+                           "result)")
     return checked
+
+
+def check_tools(tools: Any) -> list[dict[str, Any]] | None:
+    """The function definitions a chat offers (None or [] for none): objects with a
+    string `name`, at most MAX_TOOLS of them, MAX_TOOLS_CHARS as JSON."""
+    if tools is None or tools == []:
+        return None
+    if not isinstance(tools, list) or len(tools) > MAX_TOOLS:
+        raise WrapperError(E_BAD_REQUEST, f"tools must be a list of at most {MAX_TOOLS} "
+                           "function definitions")
+    for index, tool in enumerate(tools):
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str) \
+                or not tool["name"]:
+            raise WrapperError(E_BAD_REQUEST, f"tools[{index}] must be an object with a "
+                               "non-empty string name")
+    if len(json.dumps(tools, ensure_ascii=False)) > MAX_TOOLS_CHARS:
+        raise WrapperError(E_BAD_REQUEST, f"tools are over {MAX_TOOLS_CHARS} characters")
+    return tools
 
 
 _MODEL_DEFAULTS: dict[str, Any] = {

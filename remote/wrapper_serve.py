@@ -37,6 +37,9 @@ class ChatOutcome(NamedTuple):
     first_token_at: float | None = None  # time.monotonic() of the first and last token, where
     last_token_at: float | None = None  # the engine sees tokens (else chunk times are used)
     prompt_tokens: int | None = None  # where the engine counts tokens
+    # The calls the template's tool format parsed out of the reply ({"name", "arguments":
+    # a JSON text}), when the chat offered tools; None: a reply in words.
+    tool_calls: list[dict[str, str]] | None = None
 
 
 class StopScanner:
@@ -81,6 +84,41 @@ def rate_per_s(count: int | None, first_at: float | None, last_at: float | None
     return round((count - 1) / (last_at - first_at), 1)
 
 
+class ToolCallGate:
+    """A reply to a chat that offers tools, on its way out: text streams as it comes while
+    it is plain words; from the template's tool-call marker on (`<tool_call>` for qwen,
+    `Action:` for the default template) it is held until the reply ends, when it is either a
+    call (never shown as text) or words after all (sent then). The tail of a chunk that
+    could begin the marker waits for the next one, so a marker split between chunks is
+    caught. Without a marker (a template whose calls start with the name), all is held."""
+
+    def __init__(self, marker: str) -> None:
+        self._marker = marker
+        self._pending = ""
+        self.holding = not marker
+
+    def feed(self, text: str) -> str:
+        """What of the reply so far can be shown now."""
+        self._pending += text
+        if self.holding:
+            return ""
+        at = self._pending.find(self._marker)
+        if at >= 0:
+            shown, self._pending = self._pending[:at], self._pending[at:]
+            self.holding = True
+            return shown
+        keep = next((n for n in range(min(len(self._marker) - 1, len(self._pending)), 0, -1)
+                     if self._marker.startswith(self._pending[-n:])), 0)
+        shown = self._pending[:len(self._pending) - keep]
+        self._pending = self._pending[len(shown):]
+        return shown
+
+    def flush(self) -> str:
+        """The held text, as words (it was no call)."""
+        held, self._pending = self._pending, ""
+        return held
+
+
 class Turn:
     """One chat request being answered: its input, its cancel flag and its timing."""
 
@@ -104,6 +142,12 @@ class Turn:
         stops = params.get("stop")
         self._stop = StopScanner(stops) if stops else None
         self._sent: list[str] = []
+        self.tools: list[dict[str, Any]] | None = None  # protocol 5: offered to the model
+        self._gate: ToolCallGate | None = None
+
+    def hold_tool_calls(self, marker: str) -> None:
+        """The engine formats this turn's tools: text from `marker` on may be a call."""
+        self._gate = ToolCallGate(marker)
 
     @property
     def stop_matched(self) -> bool:
@@ -115,12 +159,15 @@ class Turn:
             text = self._stop.feed(text)
             if self._stop.matched:
                 self.cancelled.set()  # the engine stops generating as for a cancel
+        if self._gate is not None:
+            text = self._gate.feed(text)
         self._send_text(text)
 
     def finish_text(self, outcome: ChatOutcome) -> tuple[str, str]:
         """The reply's content and finish reason once the engine is done: with stop
         strings or stopped, what was sent (held-back text going out now unless stopped)."""
         if self.stop_matched:
+            self._flush_gate(outcome)
             return "".join(self._sent), wp.FINISH_STOP
         if self.cancelled.is_set():
             # A stopped reply is what the user saw: the engine's own decode of its tokens
@@ -128,8 +175,17 @@ class Turn:
             return "".join(self._sent), wp.FINISH_STOPPED
         finish = outcome.finish_reason
         if self._stop is not None:
-            self._send_text(self._stop.flush())
+            tail = self._stop.flush()
+            self._send_text(self._gate.feed(tail) if self._gate is not None else tail)
+        if self._gate is not None:
+            self._flush_gate(outcome)
+            return "".join(self._sent), finish
         return ("".join(self._sent) if self._stop is not None else outcome.content), finish
+
+    def _flush_gate(self, outcome: ChatOutcome) -> None:
+        """Held text that was no tool call goes out as words; a call's text never does."""
+        if self._gate is not None and not outcome.tool_calls:
+            self._send_text(self._gate.flush())
 
     def _send_text(self, text: str) -> None:
         if not text:
@@ -463,6 +519,8 @@ class WrapperServer:
         features = [wp.FEATURE_ADAPTERS] if offers else []
         if offers and hasattr(self._engine, "chat_batch"):
             features.append(wp.FEATURE_BATCH)
+        if getattr(self._engine, "takes_tools", False):
+            features.append(wp.FEATURE_TOOLS)
         self._wire.send({
             "event": wp.EV_HELLO,
             "protocol": wp.PROTOCOL_VERSION,
@@ -606,6 +664,7 @@ class WrapperServer:
             raise wp.WrapperError(wp.E_BAD_REQUEST, "chat needs a string id")
         turn = Turn(turn_id, wp.check_messages(command.get("messages")),
                     wp.check_params(command.get("params")), self._wire.send)
+        turn.tools = wp.check_tools(command.get("tools"))
         if self._state == "ready":
             self._choose(turn, command)
         with self._lock:
@@ -647,6 +706,8 @@ class WrapperServer:
             done["held"] = self.held()
         if batch is not None:
             done["batch"] = batch
+        if outcome.tool_calls and finish != wp.FINISH_STOPPED:
+            done["tool_calls"] = outcome.tool_calls
         return done
 
     def _chat_batch(self, command: dict[str, Any]) -> None:

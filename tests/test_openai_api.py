@@ -117,7 +117,11 @@ async def test_the_sdk_streams_and_stops_at_a_stop_string(tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("extra, param", [
     ({"n": 2}, "n"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+    ({"tools": [{"type": "function"}]}, "tools[0]"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}}],
+      "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
+    ({"tool_choice": "required"}, "tool_choice"),  # with no tools to call
+    ({"functions": [{"name": "f", "parameters": {}}]}, "functions"),
     ({"logprobs": True}, "logprobs"),
     ({"presence_penalty": 0.5}, "presence_penalty"),
     ({"response_format": {"type": "json_object"}}, "response_format"),
@@ -180,6 +184,91 @@ async def test_turns_are_taken_as_clients_send_them(tmp_path, monkeypatch):
             {"role": "user", "content": "hello"}])
         assert greeted.choices[0].message.content == (
             "Echo #2 from tiny-base + no adapter: hello")
+
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city now",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}
+# Open WebUI (0.10 on) sends its built-in tools with every message, and no tool_choice.
+MANY_TOOLS = [{"type": "function", "function": {
+    "name": f"builtin_{index}", "description": f"built-in tool {index}",
+    "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}}
+    for index in range(28)]
+
+
+async def test_a_tool_call_comes_back_in_openais_shape_whole_and_streamed(tmp_path,
+                                                                          monkeypatch):
+    """Issue 25, tool calls: the box's call (qwen's <tool_call> format, parsed there) is a
+    `tool_calls` entry with finish_reason tool_calls; streamed, the words before it stream as
+    they come and the call's own text never shows as content."""
+    from tests.rig.fake_wrappers.scripted_wrapper import TOOL_ARGUMENTS, TOOL_LEAD
+
+    ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+    async with Client(gateway(tmp_path, monkeypatch)) as http:
+        whole = await sdk(http).chat.completions.create(model="default", messages=ask,
+                                                        tools=[WEATHER])
+        choice = whole.choices[0]
+        assert choice.finish_reason == "tool_calls"
+        assert choice.message.content == TOOL_LEAD
+        [call] = choice.message.tool_calls
+        assert call.type == "function" and call.id.startswith("call_")
+        assert call.function.name == "get_weather"
+        assert json.loads(call.function.arguments) == TOOL_ARGUMENTS
+
+        stream = await sdk(http).chat.completions.create(model="default", messages=ask,
+                                                         tools=[WEATHER], stream=True)
+        chunks = [c async for c in stream]
+        words = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert words == TOOL_LEAD and "<tool_call>" not in words
+        calls = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or []]
+        assert [(d.index, d.function.name, json.loads(d.function.arguments)) for d in calls] \
+            == [(0, "get_weather", TOOL_ARGUMENTS)]
+        assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+        # The call and its result sent back: the box gets them as the template's function
+        # and observation turns, and answers from the result.
+        result = await sdk(http).chat.completions.create(model="default", tools=[WEATHER],
+                                                         messages=[
+            *ask, {"role": "assistant", "content": None, "tool_calls": [{
+                "id": call.id, "type": "function", "function": {
+                    "name": "get_weather", "arguments": call.function.arguments}}]},
+            {"role": "tool", "tool_call_id": call.id, "content": '{"temperature": 21}'}])
+        assert result.choices[0].finish_reason == "stop"
+        assert result.choices[0].message.content == 'The tool said: {"temperature": 21}'
+        assert result.choices[0].message.tool_calls is None
+
+
+async def test_tools_never_fail_a_request_the_model_answers_in_words(tmp_path, monkeypatch):
+    """Open WebUI at its defaults: every message offers its ~28 built-in tools. A reply in
+    words is a reply; tool_choice none offers no tools at all (as vLLM)."""
+    async with Client(gateway(tmp_path, monkeypatch)) as http:
+        reply = await sdk(http).chat.completions.create(model="default", messages=HI,
+                                                        tools=MANY_TOOLS)
+        assert reply.choices[0].message.content == ECHO
+        assert reply.choices[0].finish_reason == "stop"
+        assert reply.choices[0].message.tool_calls is None
+        unoffered = await sdk(http).chat.completions.create(
+            model="default", tools=[WEATHER], tool_choice="none",
+            messages=[{"role": "user", "content": "What is the weather in Paris?"}])
+        assert unoffered.choices[0].message.tool_calls is None
+        assert "Echo #1" in unoffered.choices[0].message.content
+        one = await sdk(http).chat.completions.create(
+            model="default", tools=[*MANY_TOOLS, WEATHER], parallel_tool_calls=False,
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            messages=[{"role": "user", "content": "What is the weather in Paris?"}])
+        assert [c.function.name for c in one.choices[0].message.tool_calls] == ["get_weather"]
+
+
+async def test_cli_mode_answers_a_request_with_tools_in_words(tmp_path, monkeypatch):
+    """llamafactory-cli chat takes no tools: the model answers without them (the box says
+    so in the reply's notices), never a failed request."""
+    async with Client(gateway(tmp_path, monkeypatch, "cli")) as http:
+        reply = await sdk(http).chat.completions.create(
+            model="default", tools=[WEATHER],
+            messages=[{"role": "user", "content": "What is the weather in Paris?"}])
+        assert reply.choices[0].message.tool_calls is None
+        assert "Echo #1" in reply.choices[0].message.content
 
 
 async def test_an_unknown_model_is_a_404_in_openais_shape(tmp_path, monkeypatch):
@@ -376,14 +465,13 @@ async def test_each_v1_refusal_is_one_log_line_with_its_reason(tmp_path, monkeyp
     async with Client(gateway(tmp_path, monkeypatch, gateway_token="s3cret-token")) as http:
         auth = {"Authorization": "Bearer s3cret-token"}
         await http.post("/v1/chat/completions", headers=auth, json={
-            "model": "default", "messages": HI, "tools": [{"type": "function", "function": {
-                "name": "f", "parameters": {}}}]})
+            "model": "default", "messages": HI, "logprobs": True})
         await http.get("/v1/models", headers={"Authorization": "Bearer wrong"})
         await http.post("/v1/chat/completions", headers=auth,
                         json={"model": "nope", "messages": HI})
         lines = [r.getMessage() for r in caplog.records if " /v1/" in r.getMessage()]
         assert lines[0].startswith("POST /v1/chat/completions 400 unsupported_parameter: "
-                                   "tools is not supported"), lines
+                                   "logprobs=True is not supported"), lines
         assert lines[1].startswith("GET /v1/models 401 invalid_api_key: "), lines
         assert "wrong" not in lines[1]  # what the client sent as a key is never logged
         assert lines[2].startswith("POST /v1/chat/completions 404 unknown_model: "), lines

@@ -176,6 +176,36 @@ def test_the_rate_counts_tokens_after_the_first(served):
         assert rate is None or rate > 0
 
 
+WEATHER = {"name": "get_weather", "description": "The weather in a city now",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+
+
+def test_tools_reach_the_template_in_script_mode_and_are_named_in_cli_mode(served):
+    """Protocol 5: a chat's tools go to ChatModel as LlamaFactory's own API passes them (one
+    JSON text, formatted by the template's tool format); a model that is no tool-use
+    fine-tune (this random one) answers in words, never an error. The CLI takes no tools:
+    it says so. A tool's result handed back (an observation turn) is a turn like any."""
+    done, events = served.chat("tools", [user("What is the weather in Paris?")], GREEDY,
+                               tools=[WEATHER])
+    assert done["event"] == "done" and "tool_calls" not in done, done
+    observed, _ = served.chat("observed", [
+        user("What is the weather in Paris?"),
+        {"role": "function", "content": json.dumps([{"name": "get_weather",
+                                                     "arguments": {"city": "Paris"}}])},
+        {"role": "observation", "content": '{"temperature": 21}'}], GREEDY, tools=[WEATHER])
+    assert observed["event"] == "done", observed
+    if served.mode == "script":
+        assert "tools" in served.hello["features"]
+        calls = served.spied()[-2:]
+        assert [json.loads(c["kwargs"]["tools"]) for c in calls] == [[WEATHER], [WEATHER]]
+        assert [m["role"] for m in calls[-1]["messages"]] == ["user", "function",
+                                                              "observation"]
+    else:
+        assert "tools" not in served.hello["features"]
+        ignored = [e["message"] for e in events if e.get("code") == wp.INFO_PARAM_IGNORED]
+        assert ignored and ignored[0].startswith("tools: llamafactory-cli chat takes no tools")
+
+
 def test_cancel_stops_generation_and_the_next_turn_works(served):
     # Greedy: the tiny model's reply to this runs to max_new_tokens, so it cannot end by
     # itself before the cancel lands (sampled, it sometimes did).

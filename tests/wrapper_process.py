@@ -110,9 +110,11 @@ class WrapperProcess:
         event, _ = self.until("ready", "error", timeout=320)
         return event
 
-    def chat(self, turn_id: str, messages: list[dict], params: dict | None = None
-             ) -> tuple[dict[str, Any], list[dict]]:
-        self.send({"op": "chat", "id": turn_id, "messages": messages, "params": params or {}})
+    def chat(self, turn_id: str, messages: list[dict], params: dict | None = None,
+             **fields: Any) -> tuple[dict[str, Any], list[dict]]:
+        """One chat; `fields` go in the command as they are (tools, adapter, template)."""
+        self.send({"op": "chat", "id": turn_id, "messages": messages, "params": params or {},
+                   **fields})
         return self.until("done", "error")
 
     def spied(self) -> list[dict[str, Any]]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from lfgate.remote import wrapper_protocol as wp
+
 MAX_LINES = 200
 MAX_LINE_CHARS = 2000
 
@@ -17,7 +19,9 @@ class StderrRing:
         self._lines: deque[str] = deque(maxlen=max_lines)
 
     def add(self, line: str) -> None:
-        line = line.rstrip("\r\n")
+        # Kept as text a store can keep: these lines reach error messages that are saved
+        # with a reply (a NUL, a lone surrogate: U+FFFD), whatever the box printed.
+        line = wp.as_text(line.rstrip("\r\n"))
         if line.strip():
             self._lines.append(line[:MAX_LINE_CHARS])
 

@@ -15,6 +15,9 @@ Replies, by what the last user message contains (case-insensitive, first match w
   "unstorable" text holding a NUL and an unpaired surrogate (a byte-level tokenizer has a token
           for NUL; PostgreSQL cannot store one)
   "notice" an `info` event first (cli_restarted, as CLI mode sends one), then the echo
+  "weather" with tools offered (script mode): TOOL_LEAD in words, then a call of the first
+          tool in qwen's tool format (<tool_call>...</tool_call>), parsed as a call
+  a tool's result (the last message an observation): "The tool said: <its content>"
   else    "Echo #<user turn> from <base> + <adapter or 'no adapter'>: <message>"
 
 Environment: LFGATE_SCRIPTED_LOAD_S (load time, default 0.3), LFGATE_SCRIPTED_DELAY_S (per
@@ -31,7 +34,9 @@ strings do.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -65,6 +70,11 @@ STALL_TRIGGER = "stall"
 STALL_MOST_S = 600.0
 PACE_FILE_ENV = "LFGATE_SCRIPTED_PACE_FILE"
 NOTICE_MESSAGE = "generation settings changed (temperature): restarted llamafactory-cli (0.3 s)"
+TOOL_TRIGGER = "weather"
+TOOL_LEAD = "Let me look that up. "
+TOOL_MARKER = "<tool_call>"
+TOOL_ARGUMENTS = {"city": "Paris"}
+TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.S)
 
 CODE_REPLY = """## Scripted code sample
 
@@ -172,6 +182,7 @@ class ScriptedEngine:
         self.weight_bytes: int | None = None
         self._adapters: set[str] = set()
         self.offers_adapters = self.mode == "script"  # a CLI-mode box has none per chat
+        self.takes_tools = self.mode == "script"  # as the real engines: CLI mode has none
 
     def pace(self) -> float:
         """Seconds to wait before the next chunk: the pace file's number, if it holds one
@@ -241,6 +252,12 @@ class ScriptedEngine:
                                ("code", CODE_REPLY), ("unstorable", UNSTORABLE_REPLY)):
             if trigger in lowered:
                 return chunks_of(reply), False
+        if messages[-1]["role"] == wp.ROLE_OBSERVATION:
+            return chunks_of(f"The tool said: {message}"), False
+        if turn is not None and turn.tools and self.takes_tools and TOOL_TRIGGER in lowered:
+            call = {"name": turn.tools[0]["name"], "arguments": TOOL_ARGUMENTS}
+            return chunks_of(f"{TOOL_LEAD}{TOOL_MARKER}\n{json.dumps(call)}\n</tool_call>"), \
+                False
         turn_number = sum(1 for m in messages if m["role"] == "user")
         label = model_label(self._model, turn)
         return chunks_of(f"Echo #{turn_number} from {label}: {message}"), False
@@ -256,6 +273,10 @@ class ScriptedEngine:
         pieces, fails = self.script(turn.messages, turn)
         if NOTICE_TRIGGER in turn.messages[-1]["content"].lower():
             turn.emit_info(wp.INFO_CLI_RESTARTED, NOTICE_MESSAGE)
+        if turn.tools and self.takes_tools:
+            turn.hold_tool_calls(TOOL_MARKER)
+        elif turn.tools:
+            turn.emit_info(wp.INFO_PARAM_IGNORED, "tools: llamafactory-cli chat takes no tools")
         # One chunk counts as one token, one word of the prompt as one prompt token.
         prompt = sum(len(m["content"].split()) for m in turn.messages) + len(
             str(params.get("system", "")).split())
@@ -271,7 +292,12 @@ class ScriptedEngine:
             sent.append(piece)
         if fails:
             raise wp.WrapperError(wp.E_GENERATION_FAILED, ERROR_MESSAGE)
-        return ChatOutcome("".join(sent), wp.FINISH_STOP, len(sent), prompt_tokens=prompt)
+        calls = None
+        if turn.tools and self.takes_tools:
+            calls = [{"name": found["name"], "arguments": json.dumps(found["arguments"])}
+                     for found in map(json.loads, TOOL_CALL.findall("".join(sent)))] or None
+        return ChatOutcome("".join(sent), wp.FINISH_STOP, len(sent), prompt_tokens=prompt,
+                           tool_calls=calls)
 
     def chat_batch(self, turns: list[Turn], params: dict[str, Any],
                    on_done: Any = None) -> list[ChatOutcome]:

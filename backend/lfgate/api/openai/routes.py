@@ -56,13 +56,15 @@ async def chat_completions(body: ChatCompletionIn, turns: TurnsDep, settings: Se
                            set(ChatCompletionIn.model_fields),
                            cli_mode=registry.settings_for(body.model).chat_mode == "cli")
     check_limits(body, settings)
-    if not request.messages[-1]["content"].strip():  # the last message is the user's
+    last = request.messages[-1]
+    if last["role"] == "user" and not last["content"].strip():
         where = f"messages[{len(body.messages) - 1}].content"
         raise BadParameter(f"{where} is empty or whitespace only: there is nothing to answer",
                            param=where)
     turn = await turns.start_messages(messages=request.messages, model=request.model,
-                                      params=request.params, store=settings.store_api_chats)
-    completion = Completion(turn, request.model)
+                                      params=request.params, store=settings.store_api_chats,
+                                      tools=request.tools)
+    completion = Completion(turn, request.model, parallel_tool_calls=request.parallel_tool_calls)
     headers = {"X-LFGate-Turn-Id": turn.id,
                **({"X-LFGate-Chat-Id": turn.chat_id} if turn.chat_id else {})}
     if body.stream:

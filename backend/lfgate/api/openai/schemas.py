@@ -19,8 +19,8 @@ class StreamOptions(BaseModel):
 
 
 class ChatCompletionIn(BaseModel):
-    # Extra fields are kept for the service to judge: ignored (user, metadata, ...),
-    # refused with their name (tools, n > 1, ...), or unknown (refused).
+    # Extra fields are kept for the service to judge: ignored (user, metadata, ...), read
+    # there (tools, tool_choice, ...), refused with their name (n > 1, ...), or unknown.
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, max_length=200)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,10 +30,12 @@ def box_error_status(code: str | None) -> int:
     return BOX_ERROR_STATUS.get(code or "", 503)
 
 
-def finish_reason(box_finish: str) -> str:
-    """The box's stop/length; a reply stopped from the gateway (not by the client) ended
-    where it was stopped, which OpenAI's clients know only as "stop"."""
-    return "length" if box_finish == wp.FINISH_LENGTH else "stop"
+def finish_reason(done: dict[str, Any]) -> str:
+    """The box's stop/length, or tool_calls; a reply stopped from the gateway (not by the
+    client) ended where it was stopped, which OpenAI's clients know only as "stop"."""
+    if done.get("tool_calls"):
+        return "tool_calls"
+    return "length" if done["finish_reason"] == wp.FINISH_LENGTH else "stop"
 
 
 def usage(done: dict[str, Any]) -> dict[str, int] | None:
@@ -60,11 +63,21 @@ class Completion:
 
     turn: Turn
     model: str
+    parallel_tool_calls: bool = True  # False: a reply's first call only
     created: int = field(default_factory=lambda: int(time.time()))
 
     @property
     def id(self) -> str:
         return f"chatcmpl-{self.turn.id}"
+
+    def tool_calls(self, done: dict[str, Any]) -> list[dict[str, Any]]:
+        """The reply's calls in OpenAI's shape, each with an id of its own."""
+        calls = done.get("tool_calls") or []
+        if not self.parallel_tool_calls:
+            calls = calls[:1]
+        return [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+                 "function": {"name": call["name"], "arguments": call["arguments"]}}
+                for call in calls]
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None,
               include_usage: bool = False) -> dict[str, Any]:
@@ -79,13 +92,16 @@ class Completion:
         return chunk
 
     def whole(self, done: dict[str, Any]) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": done["content"],
+                                   "refusal": None}
+        if calls := self.tool_calls(done):
+            message["tool_calls"] = calls
+            message["content"] = done["content"] or None  # as OpenAI sends a call alone
         return {
             "id": self.id, "object": "chat.completion", "created": self.created,
             "model": self.model, "system_fingerprint": FINGERPRINT,
-            "choices": [{"index": 0, "message": {"role": "assistant",
-                                                 "content": done["content"], "refusal": None},
-                         "logprobs": None, "finish_reason": finish_reason(
-                             done["finish_reason"])}],
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": finish_reason(done)}],
             "usage": usage(done),
         }
 
@@ -105,8 +121,13 @@ class Completion:
                 if name == "delta":
                     yield _data(self.chunk({"content": data["text"]}, None, include_usage))
                 elif name == "done":
-                    yield _data(self.chunk({}, finish_reason(data["finish_reason"]),
-                                           include_usage))
+                    # Calls come whole, after the words: the box holds a call's text until
+                    # the template's parser has read it (as vLLM's parsers send a call's
+                    # name and arguments once they are sure of them).
+                    for index, call in enumerate(self.tool_calls(data)):
+                        yield _data(self.chunk({"tool_calls": [{"index": index, **call}]},
+                                               None, include_usage))
+                    yield _data(self.chunk({}, finish_reason(data), include_usage))
                     if include_usage:
                         last = self.chunk({}, None, include_usage)
                         last["choices"], last["usage"] = [], usage(data)

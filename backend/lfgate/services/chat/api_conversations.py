@@ -15,6 +15,10 @@ import json
 from lfgate.storage.chat_store import ChatRecord, ChatStore, MessageRecord
 
 API_SOURCE = "api"
+# A chat holds the user's and the assistant's messages: a tool call (LlamaFactory's
+# `function` turn) is kept as the assistant's, its JSON as the text; a tool's result
+# (`observation`) as the user's.
+STORED_ROLE = {"function": "assistant", "observation": "user"}
 
 
 def thread_digest(system: str | None, messages: list[dict[str, str]]) -> str:
@@ -44,5 +48,6 @@ class ApiConversations:
         for message in prior:
             path.append(await self._store.add_message(
                 chat_id=chat.id, parent_id=path[-1].id if path else None,
-                role=message["role"], content=message["content"]))
+                role=STORED_ROLE.get(message["role"], message["role"]),
+                content=message["content"]))
         return chat, path

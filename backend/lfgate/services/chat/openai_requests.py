@@ -1,15 +1,18 @@
 """An OpenAI chat-completions request as a turn: its messages as the wrapper takes them
-(the system prompt apart, user and assistant alternating) and its settings as generation
-parameters.
+(the system prompt apart, turns alternating as LlamaFactory's templates take them: user or
+a tool's result, then the assistant's words or its tool calls), its tools as function
+definitions, and its settings as generation parameters.
 
 Fields a client sends that change nothing here (`user`, `metadata`, ...) are accepted; a
-field that would change the answer and that the box cannot honour (`n` > 1, `tools`,
-`logprobs`, images, penalties, ...) is refused with a BadParameter naming it, so nobody gets
-an answer computed differently from what they asked for.
+field that would change the answer and that the box cannot honour (`n` > 1, `logprobs`,
+images, penalties, ...) is refused with a BadParameter naming it, so nobody gets an answer
+computed differently from what they asked for.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -18,14 +21,14 @@ from lfgate.remote import wrapper_protocol as wp
 from lfgate.services.errors import BadParameter
 
 # Accepted and ignored: they change nothing about the reply.
-IGNORED = frozenset({"user", "metadata", "store", "service_tier", "parallel_tool_calls",
-                     "prediction", "prompt_cache_key", "safety_identifier", "stream_options"})
+IGNORED = frozenset({"user", "metadata", "store", "service_tier", "prediction",
+                     "prompt_cache_key", "safety_identifier", "stream_options"})
+# Read here, not generation parameters: tools and how they may be called.
+TOOL_FIELDS = frozenset({"tools", "tool_choice", "parallel_tool_calls"})
 # Accepted only at a value that changes nothing (what clients send by default); anything
 # else would change the answer in a way this box cannot honour.
 NEUTRAL: dict[str, tuple[Any, ...]] = {
     "n": (None, 1),
-    "tools": (None, []),
-    "tool_choice": (None, "none", "auto"),
     "functions": (None, []),
     "function_call": (None, "none", "auto"),
     "logprobs": (None, False),
@@ -42,10 +45,9 @@ NEUTRAL: dict[str, tuple[Any, ...]] = {
 }
 WHY_NOT: dict[str, str] = {
     "n": "one choice per request; send the request n times (or use compare)",
-    "tools": "tool calling is not supported by this gateway",
-    "tool_choice": "tool calling is not supported by this gateway",
-    "functions": "function calling is not supported by this gateway",
-    "function_call": "function calling is not supported by this gateway",
+    "functions": "the deprecated functions field is not supported; send tools instead",
+    "function_call": "the deprecated function_call field is not supported; send tool_choice "
+                     "instead",
     "logprobs": "log probabilities are not returned by LlamaFactory's chat engine",
     "top_logprobs": "log probabilities are not returned by LlamaFactory's chat engine",
     "logit_bias": "LlamaFactory's chat engine takes no logit bias",
@@ -59,14 +61,25 @@ WHY_NOT: dict[str, str] = {
     "web_search_options": "no web search here",
 }
 SYSTEM_ROLES = ("system", "developer")
+# OpenAI's roles as LlamaFactory's templates name them; each turn is asking (user, a tool's
+# result) or answering (the assistant's words, its tool calls), and the two alternate.
+ROLES = {"user": wp.ROLE_USER, "assistant": wp.ROLE_ASSISTANT, "tool": wp.ROLE_OBSERVATION,
+         "function": wp.ROLE_OBSERVATION}
+ASKING = frozenset(wp.ASKING_ROLES)
 logger = logging.getLogger("lfgate")
 
 
 @dataclass(frozen=True)
 class TurnRequest:
     model: str
-    messages: list[dict[str, str]]  # user/assistant, alternating, ending with the user's
+    # Alternating: user or observation (a tool's result), then assistant or function (its
+    # calls, as JSON); ending with a user message or a tool's result.
+    messages: list[dict[str, str]]
     params: dict[str, Any]  # generation parameters as GenParams has them (system included)
+    # Function definitions the model is offered ({"name", "description"?, "parameters"?}),
+    # None for none; `parallel_tool_calls` False: only a reply's first call is returned.
+    tools: list[dict[str, Any]] | None = None
+    parallel_tool_calls: bool = True
 
 
 def _text(content: Any, where: str) -> str:
@@ -89,14 +102,58 @@ def _text(content: Any, where: str) -> str:
     return "\n".join(texts)
 
 
+def _calls(message: dict[str, Any], where: str) -> str:
+    """An assistant message's tool calls as LlamaFactory's `function` turn holds them: a
+    JSON list of {"name", "arguments"}, the arguments as an object where they parse (the
+    template's formatter encodes them itself; a JSON text would be encoded twice)."""
+    calls = message.get("tool_calls")
+    if not isinstance(calls, list) or not calls:
+        raise BadParameter(f"{where}.tool_calls must be a non-empty list",
+                           param=f"{where}.tool_calls")
+    listed = []
+    for index, call in enumerate(calls):
+        at = f"{where}.tool_calls[{index}]"
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise BadParameter(f"{at} must be an object with function.name",
+                               param=f"{at}.function")
+        arguments = function.get("arguments", "{}")
+        if isinstance(arguments, str):
+            with contextlib.suppress(ValueError):  # else kept as the text the model wrote
+                arguments = json.loads(arguments or "{}")
+        listed.append({"name": function["name"], "arguments": arguments})
+    return json.dumps(listed, ensure_ascii=False)
+
+
+def _turn(message: Any, where: str) -> tuple[str, str]:
+    """One non-system message as (LlamaFactory role, text)."""
+    if not isinstance(message, dict):
+        raise BadParameter(f"{where} must be an object", param=where)
+    role = message.get("role")
+    if role not in ROLES:
+        raise BadParameter(f"{where}.role is {role!r}: one of system, developer, user, "
+                           "assistant, tool", param=f"{where}.role")
+    if role == "assistant" and message.get("tool_calls"):
+        if message.get("content"):
+            logger.info("/v1: %s holds words and tool calls; the template's function turn "
+                        "holds the calls only", where)
+        return wp.ROLE_FUNCTION, _calls(message, where)
+    if role == "assistant" and message.get("function_call"):
+        raise BadParameter(f"{where}.function_call is deprecated and not supported: send "
+                           "tool_calls", param=f"{where}.function_call")
+    content = message.get("content")
+    return ROLES[role], "" if content is None and role == "assistant" else _text(content, where)
+
+
 def _messages(raw: list[Any]) -> tuple[str | None, list[dict[str, str]]]:
-    """The messages as clients send them, as the wrapper takes them (user and assistant
-    alternating, starting with the user's, ending with the user's):
+    """The messages as clients send them, as the wrapper takes them (asking and answering
+    turns alternating, starting with an asking one, ending with one):
 
     - system (and developer) messages, wherever they are, make the system prompt, in order
       (one after the conversation began is logged: it is moved to the front);
-    - consecutive messages of one role are one turn, their texts joined by a blank line
-      (Open WebUI, after a failed reply, sends two user messages in a row; OpenAI takes them);
+    - consecutive messages on one side are one turn, their texts joined by a blank line
+      (Open WebUI, after a failed reply, sends two user messages in a row; OpenAI takes them;
+      a reply's tool results, one `tool` message per call, are one observation);
     - a conversation that opens with the assistant's message gets an empty user turn before
       it (a greeting a client shows first).
     """
@@ -104,33 +161,93 @@ def _messages(raw: list[Any]) -> tuple[str | None, list[dict[str, str]]]:
     turns: list[dict[str, str]] = []
     for index, message in enumerate(raw):
         where = f"messages[{index}]"
-        if not isinstance(message, dict):
-            raise BadParameter(f"{where} must be an object", param=where)
-        role = message.get("role")
-        if role in SYSTEM_ROLES:
+        if isinstance(message, dict) and message.get("role") in SYSTEM_ROLES:
             if turns:
                 logger.info("/v1: %s is a %s message after the conversation began; it is "
-                            "part of the system prompt", where, role)
+                            "part of the system prompt", where, message.get("role"))
             system.append(_text(message.get("content"), where))
             continue
-        if role in ("tool", "function") or message.get("tool_calls") or message.get(
-                "function_call"):
-            raise BadParameter(f"{where}: tool calling is not supported by this gateway",
-                               param=where)
-        if role not in ("user", "assistant"):
-            raise BadParameter(f"{where}.role is {role!r}: one of system, developer, user, "
-                               "assistant", param=f"{where}.role")
-        text = _text(message.get("content"), where)
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"] = f"{turns[-1]['content']}\n\n{text}"
-        elif not turns and role == "assistant":
-            turns += [{"role": "user", "content": ""}, {"role": role, "content": text}]
+        role, text = _turn(message, where)
+        if turns and (turns[-1]["role"] in ASKING) == (role in ASKING):
+            turns[-1] = _joined(turns[-1], role, text)
+        elif not turns and role not in ASKING:
+            turns += [{"role": wp.ROLE_USER, "content": ""}, {"role": role, "content": text}]
         else:
             turns.append({"role": role, "content": text})
-    if not turns or turns[-1]["role"] != "user":
-        raise BadParameter("messages: the last message must be the user's (there is "
-                           "nothing to answer)", param="messages")
+    if not turns or turns[-1]["role"] not in ASKING:
+        raise BadParameter("messages: the last message must be the user's or a tool's "
+                           "result (there is nothing to answer)", param="messages")
     return ("\n\n".join(system) if system else None), turns
+
+
+def _joined(before: dict[str, str], role: str, text: str) -> dict[str, str]:
+    """Two messages on one side as one turn. Tool calls win over words (a function turn is
+    calls only); a tool's result and the user's words keep the first one's role."""
+    if before["role"] == wp.ROLE_FUNCTION or role == wp.ROLE_FUNCTION:
+        if before["role"] == role:  # two messages of calls: one list
+            calls = json.loads(before["content"]) + json.loads(text)
+            return {"role": role, "content": json.dumps(calls, ensure_ascii=False)}
+        return before if before["role"] == wp.ROLE_FUNCTION else {"role": role, "content": text}
+    separator = "\n" if before["role"] == role == wp.ROLE_OBSERVATION else "\n\n"
+    return {"role": before["role"], "content": f"{before['content']}{separator}{text}"}
+
+
+def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, bool]:
+    """The function definitions the model is offered, after tool_choice: `none` offers none
+    (as vLLM does), a named function offers that one alone; `auto` and `required` offer them
+    all. The Hugging Face engine cannot force a call: `required` and a named function are
+    honoured as far as the model follows them (docs/openai.md)."""
+    tools = body.get("tools")
+    if tools is None or tools == []:
+        if body.get("tool_choice") not in (None, "none", "auto"):
+            raise BadParameter("tool_choice needs tools", param="tool_choice")
+        return None, True
+    if not isinstance(tools, list) or len(tools) > wp.MAX_TOOLS:
+        raise BadParameter(f"tools must be a list of at most {wp.MAX_TOOLS} tools",
+                           param="tools")
+    functions = []
+    for index, tool in enumerate(tools):
+        at = f"tools[{index}]"
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function" \
+                or not isinstance(function, dict):
+            raise BadParameter(f"{at} must be {{\"type\": \"function\", \"function\": {{...}}}}",
+                               param=at)
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            raise BadParameter(f"{at}.function.name must be a non-empty string",
+                               param=f"{at}.function.name")
+        if "parameters" in function and not isinstance(function["parameters"], dict):
+            raise BadParameter(f"{at}.function.parameters must be a JSON Schema object",
+                               param=f"{at}.function.parameters")
+        functions.append({key: function[key] for key in ("name", "description", "parameters")
+                          if function.get(key) is not None})
+    choice = body.get("tool_choice")
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise BadParameter("parallel_tool_calls must be true or false",
+                           param="parallel_tool_calls")
+    if choice in (None, "auto", "required"):
+        if choice == "required":
+            logger.info("/v1: tool_choice=required: the tools are offered; the Hugging Face "
+                        "engine cannot force a call")
+    elif choice == "none":
+        functions = []
+    elif isinstance(choice, dict) and choice.get("type") == "function" \
+            and isinstance(choice.get("function"), dict):
+        wanted = choice["function"].get("name")
+        functions = [f for f in functions if f["name"] == wanted]
+        if not functions:
+            raise BadParameter(f"tool_choice names {wanted!r}, which is not in tools",
+                               param="tool_choice")
+    else:
+        raise BadParameter("tool_choice must be none, auto, required or "
+                           "{\"type\": \"function\", \"function\": {\"name\": ...}}",
+                           param="tool_choice")
+    if len(json.dumps(functions, ensure_ascii=False)) > wp.MAX_TOOLS_CHARS:
+        raise BadParameter(f"tools are over {wp.MAX_TOOLS_CHARS} characters as JSON",
+                           param="tools")
+    return functions or None, parallel is not False
 
 
 def _stop(value: Any) -> list[str] | None:
@@ -161,7 +278,7 @@ def _thinking(body: dict[str, Any]) -> bool | None:
 def turn_request(body: dict[str, Any], known: set[str], *, cli_mode: bool) -> TurnRequest:
     """`body` is the validated request (field types checked), `known` the fields its schema
     names; anything else is a field we do not know, refused like OpenAI refuses it."""
-    unknown = sorted(set(body) - known - IGNORED - set(NEUTRAL))
+    unknown = sorted(set(body) - known - IGNORED - TOOL_FIELDS - set(NEUTRAL))
     if unknown:
         raise BadParameter(f"unrecognized request argument supplied: {unknown[0]}",
                            param=unknown[0], code="unknown_parameter")
@@ -176,6 +293,7 @@ def turn_request(body: dict[str, Any], known: set[str], *, cli_mode: bool) -> Tu
                            "no seed); CHAT_MODE=script honours it", param="seed",
                            code="unsupported_parameter")
     system, messages = _messages(body["messages"])
+    tools, parallel = _tools(body)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     params: dict[str, Any] = {
         "temperature": body.get("temperature"), "top_p": body.get("top_p"),
@@ -184,4 +302,5 @@ def turn_request(body: dict[str, Any], known: set[str], *, cli_mode: bool) -> Tu
         "enable_thinking": _thinking(body), "system": system,
     }
     return TurnRequest(body["model"], messages,
-                       {key: value for key, value in params.items() if value is not None})
+                       {key: value for key, value in params.items() if value is not None},
+                       tools, parallel)

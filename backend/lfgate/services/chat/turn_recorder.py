@@ -45,6 +45,8 @@ class Turn:
     text: list[str] = field(default_factory=list)
     notices: list[dict[str, str]] = field(default_factory=list)  # the box's `info` events
     tags: dict[str, Any] = field(default_factory=dict)  # kept in its provenance (a compare slot)
+    # Function definitions offered to the model (protocol 5; an OpenAI request's `tools`).
+    tools: list[dict[str, Any]] | None = None
     ttft_ms: float | None = None
     saved_at: float = field(default_factory=time.monotonic)
     ended: bool = False  # its done or error event is out: a stream ends with exactly one
@@ -125,9 +127,11 @@ class TurnRecorder:
                 done["usage"] = box_event["usage"]
             if "batch" in box_event:
                 done["batch"] = box_event["batch"]
+            if box_event.get("tool_calls"):
+                done["tool_calls"] = box_event["tool_calls"]
         provenance = {**self.provenance(turn, params), "finish_reason": finish_reason,
-                      **{k: done[k] for k in ("timing", "box_timing", "usage", "batch")
-                         if k in done}}
+                      **{k: done[k] for k in ("timing", "box_timing", "usage", "batch",
+                                              "tool_calls") if k in done}}
         status = "stopped" if finish_reason == wp.FINISH_STOPPED else "complete"
         digest = None
         if turn.thread is not None and status == "complete":  # its next request finds it

@@ -172,7 +172,8 @@ class ChatTurns:
                                      new_text=None)
 
     async def start_messages(self, *, messages: list[dict[str, str]], model: str,
-                             params: dict[str, Any], store: bool) -> Turn:
+                             params: dict[str, Any], store: bool,
+                             tools: list[dict[str, Any]] | None = None) -> Turn:
         """A whole conversation sent at once (the OpenAI API): answered as sent. With
         `store`, kept as a chat: one whose history ends with a reply this gateway gave is
         continued, anything else becomes a new chat holding the history it came with."""
@@ -180,15 +181,16 @@ class ChatTurns:
             spec = self._registry.get(model).spec
             if not store:
                 turn = Turn(id=new_id(), chat_id=None, model=model, spec=spec,
-                            exclusive=False)
+                            exclusive=False, tools=tools)
             else:
-                first = next(m["content"] for m in messages if m["role"] == "user")
+                first = next((m["content"] for m in messages if m["role"] == "user"),
+                             messages[-1]["content"])
                 chat, path = await self._conversations.place(
                     model=model, system=params.get("system"), title=title_from(first),
                     messages=messages)
                 _, reply = await self._add_exchange(chat.id, path, messages[-1]["content"])
                 turn = Turn(id=reply.id, chat_id=chat.id, model=model, spec=spec,
-                            exclusive=False, thread=messages)
+                            exclusive=False, thread=messages, tools=tools)
             self.launch(turn, messages, params)
         return turn
 
@@ -431,7 +433,7 @@ class ChatTurns:
                      params: dict[str, Any], choice: dict[str, Any] | None) -> None:
         assert turn.session is not None
         idle = self._registry.settings_for(turn.model).chat_timeout
-        events = turn.session.chat(turn.id, messages, params, choice, idle)
+        events = turn.session.chat(turn.id, messages, params, choice, idle, tools=turn.tools)
         async with contextlib.aclosing(events):  # left early (a failed save): the box stops
             async for event in events:
                 await self._recorder.on_event(turn, event, params)
