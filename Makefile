@@ -32,7 +32,8 @@ setup-dev: $(VENV)/.installed-dev
 # The box: LlamaFactory in its own venv (cached), and the tiny generated model.
 box:
 	@BOX_PY="$$($(TIMED) 'demo box (LlamaFactory venv)' bash tests/rig/box_env.sh)" && \
-	  $(TIMED) "tiny model" bash tests/rig/tiny_model.sh "$$BOX_PY" >/dev/null
+	  TINY="$$($(TIMED) "tiny model" bash tests/rig/tiny_model.sh "$$BOX_PY")" && \
+	  $(TIMED) "trained adapters" bash tests/rig/train_adapters.sh "$$BOX_PY" "$$TINY" >/dev/null
 
 # With a .env: the configured box. Without one: the local demo box with the tiny model, its
 # chats kept apart from a real gateway's (LFGATE_DATA_DIR under ~/.local/share/lfgate/demo,
@@ -45,8 +46,9 @@ run: setup
 	  echo "make run: no .env here, so the local demo box serves a tiny random model" >&2; \
 	  BOX_PY="$$($(TIMED) 'demo box (LlamaFactory venv)' bash tests/rig/box_env.sh)" && \
 	  TINY="$$($(TIMED) 'tiny model' bash tests/rig/tiny_model.sh "$$BOX_PY")" && \
+	  TRAINED="$$($(TIMED) 'trained adapters' bash tests/rig/train_adapters.sh "$$BOX_PY" "$$TINY")" && \
 	  SSH_HOST= REMOTE_PYTHON="$$BOX_PY" BASE_MODEL_PATH="$$TINY/base" \
-	  ADAPTER_PATH="$$TINY/adapter" ADAPTER_DIRS="$$TINY/saves" TEMPLATE=qwen \
+	  ADAPTER_PATH="$$TRAINED/words" ADAPTER_DIRS="$$TINY/saves,$$TRAINED" TEMPLATE=qwen \
 	  LFGATE_DATA_DIR="$$HOME/.local/share/lfgate/demo" DATABASE_URL= \
 	  exec $(VENV)/bin/lfgate serve; \
 	fi

@@ -79,6 +79,14 @@ def tiny(box_python: str) -> dict[str, str]:
     return {**paths, "template": info["template"]}
 
 
+@pytest.fixture(scope="session")
+def trained(box_python: str, tiny: dict[str, str]) -> dict[str, Any]:
+    """LoRA adapters trained on the tiny base (tests/rig/train_adapters.sh): trained.json, with
+    adapters.words and adapters.tool, each a path and cases (messages, tools, the exact answer)."""
+    folder = Path(_rig("train_adapters.sh", box_python, str(Path(tiny["base"]).parent)))
+    return json.loads((folder / "trained.json").read_text())
+
+
 def spied_sshd(folder: Path):
     """A real OpenSSH server on 127.0.0.1 whose sessions load the test spy (its records in
     `server.spy`)."""
