@@ -340,8 +340,9 @@ class ScriptEngine:
                 raise wp.WrapperError(wp.E_BAD_REQUEST, f"template {name!r}: {exc}") from exc
             if len(tokenizer) != len(base_tokenizer):
                 raise wp.WrapperError(
-                    wp.E_NOT_SUPPORTED, f"template {name!r} needs tokens this model does not "
-                    "have; load the model with that template instead")
+                    wp.E_TEMPLATE_UNUSABLE, f"template {name!r} needs special tokens the "
+                    f"loaded base's tokenizer does not have ({len(tokenizer) - len(base_tokenizer)}"
+                    " more)")
             self._templates[name] = (tokenizer, template)
         return self._templates[name]
 

@@ -110,6 +110,7 @@ E_LOAD_FAILED = "load_failed"
 E_GENERATION_FAILED = "generation_failed"
 E_CLI_EXITED = "cli_exited"
 E_NOT_SUPPORTED = "not_supported"
+E_TEMPLATE_UNUSABLE = "template_unusable"  # the template needs tokens the tokenizer lacks
 E_ENGINE_MISSING = "engine_missing"  # INFER_BACKEND=vllm/sglang without that package
 
 ERROR_HINTS: dict[str, str] = {
@@ -140,12 +141,21 @@ ERROR_HINTS: dict[str, str] = {
     "words.",
     E_CLI_EXITED: "llamafactory-cli exited; the message has its last output. The next "
     "message restarts it.",
+    E_TEMPLATE_UNUSABLE: "The template this model names needs special tokens the loaded "
+    "base's tokenizer does not have, so no reply can be made with it: chat with the base's "
+    "own template (set this run's template, or TEMPLATE), or load a base whose tokenizer "
+    "has them.",
     E_NOT_SUPPORTED: "This wrapper serves one model as it was loaded (CLI mode, a merged "
     "adapter, or another engine); load the adapter as its own model.",
     E_ENGINE_MISSING: "INFER_BACKEND=vllm or sglang runs LlamaFactory's vLLM or SGLang engine, "
     "which must be installed beside LlamaFactory in the box's Python (`pip install vllm`, or "
     "`pip install \"sglang[all]\"`; both need GPUs), or set INFER_BACKEND=huggingface.",
 }
+
+# Errors of a model that cannot answer as it is (the same files give the same error): the
+# gateway lists it unusable with the reason, and /v1 refuses it with a 400 (never a status a
+# client retries) until its files change or it is loaded again on purpose.
+MODEL_UNUSABLE_CODES = frozenset({E_TEMPLATE_UNUSABLE, E_ADAPTER_MISMATCH})
 
 
 class WrapperError(Exception):

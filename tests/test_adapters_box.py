@@ -136,6 +136,19 @@ def test_an_unknown_template_is_a_clear_error(shared):
     assert error["event"] == "error" and "no-such-template" in error["message"]
 
 
+def test_a_template_whose_tokens_the_tokenizer_lacks_is_named_as_such(shared):
+    """llama3's template needs <|eot_id|> and more, which the tiny (qwen) tokenizer lacks:
+    no reply can be made with it, which the gateway must not pass off as the box being
+    unavailable (a 503 the SDKs retry): its own code, and a hint that says what to do."""
+    shared.send({"op": "chat", "id": "tokens", "messages": ASK, "params": GREEDY,
+                 "adapter": None, "template": "llama3"})
+    error, _ = shared.until("done", "error")
+    assert error["event"] == "error" and error["code"] == wp.E_TEMPLATE_UNUSABLE, error
+    assert "'llama3' needs special tokens" in error["message"]
+    assert error["hint"] == wp.ERROR_HINTS[wp.E_TEMPLATE_UNUSABLE]
+    assert ask(shared, "after-tokens", None)["content"]  # the base still answers
+
+
 def test_a_wrapper_with_a_merged_adapter_refuses_another(solo, tiny):
     wrapper = solo()
     assert wrapper.load(spec(tiny, "adapter"), GREEDY)["event"] == "ready"

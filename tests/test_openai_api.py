@@ -53,6 +53,42 @@ async def test_models_lists_every_usable_model_by_id(tmp_path, monkeypatch, save
             await sdk(http).models.retrieve("no-such-model")
 
 
+async def test_a_model_that_can_never_answer_is_unusable_with_its_reason(tmp_path,
+                                                                         monkeypatch):
+    """Issue 25 (usable means answers): run b was trained with a template whose special
+    tokens the base's tokenizer lacks. Its first request is a 400 naming why (a 503 was
+    retried three times by the SDK for a failure that never clears); from then on it is
+    listed unusable with that reason (left out of /v1/models), its status keeps the error,
+    and a request is refused at once, also with a 400. Asking to load it again tries again."""
+    make_saves(tmp_path / "saves", BASE, other_template="needs-tokens")
+    model = "tiny--lora--sft-b"
+    async with Client(gateway(tmp_path, monkeypatch,
+                              adapter_dirs=str(tmp_path / "saves"))) as http:
+        await http.post("/api/models/refresh")
+        assert model in {m.id async for m in sdk(http).models.list()}
+        with pytest.raises(openai.BadRequestError) as first:
+            await sdk(http).chat.completions.create(model=model, messages=HI)
+        assert first.value.code == "template_unusable"
+        assert "needs special tokens" in first.value.message
+        assert "chat with the base's own template" in first.value.message  # the hint
+
+        assert model not in {m.id async for m in sdk(http).models.list()}
+        listed = by_id((await http.get("/api/models")).json())[model]
+        assert listed["usable"] is False and "needs special tokens" in listed["problems"][0]
+        status = (await http.get(f"/api/models/{model}/status")).json()
+        assert status["status"] == "error" and "needs special tokens" in status["error"]
+        with pytest.raises(openai.BadRequestError) as again:
+            await sdk(http).chat.completions.create(model=model, messages=HI)
+        assert again.value.code == "model_unusable" and "needs special tokens" in \
+            again.value.message
+        # The others answer as before; a load asked for on purpose tries it again.
+        ok = await sdk(http).chat.completions.create(model="tiny--lora--sft-a", messages=HI)
+        assert ok.choices[0].message.content
+        retried = await http.post(f"/api/models/{model}/load")
+        assert retried.status_code == 202, retried.text
+        assert model in {m.id async for m in sdk(http).models.list()}
+
+
 async def test_a_whole_completion_has_openais_shape_and_usage(tmp_path, monkeypatch):
     async with Client(gateway(tmp_path, monkeypatch)) as http:
         reply = await sdk(http).chat.completions.create(

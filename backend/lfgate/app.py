@@ -230,8 +230,9 @@ def create_app(settings: Settings) -> FastAPI:
         headers = ({"Retry-After": str(exc.retry_after_s)}
                    if isinstance(exc, TooManyTurns) else None)
         if is_v1(request):
-            return openai_error(exc.status_code, exc.message, code=exc.code,
-                                param=getattr(exc, "param", None), headers=headers)
+            return openai_error(getattr(exc, "v1_status_code", exc.status_code), exc.message,
+                                code=exc.code, param=getattr(exc, "param", None),
+                                headers=headers)
         detail = {"code": exc.code, "message": exc.message}
         if getattr(exc, "line", None) is not None:  # a prompt-set file: the line at fault
             detail["line"] = exc.line

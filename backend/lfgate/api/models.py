@@ -46,8 +46,8 @@ def _model(entry: ModelEntry, fleet: BoxFleet) -> ModelOut:
         base_model_path=spec.base_model_path,
         adapter_path=spec.adapter_path, template=spec.template,
         finetuning_type=spec.finetuning_type, status=entry.status,
-        error=None if error is None else error.message, usable=spec.usable,
-        problems=list(spec.problems), warnings=[*spec.warnings, *([fit] if fit else [])],
+        error=None if error is None else error.message, usable=entry.usable,
+        problems=list(entry.problems), warnings=[*spec.warnings, *([fit] if fit else [])],
         shared_base=fleet.registry.shares_base(spec), **_load_facts(entry),
         **({} if facts is None else {
             "run": facts.run, "run_path": facts.run_path, "step": facts.step,
@@ -93,7 +93,7 @@ async def refresh_models(fleet: FleetDep) -> ModelsOut:
 async def load_model(model_id: str, fleet: FleetDep) -> ModelStatusOut:
     """Starts the load (even one that looks too big: the estimate is rough) and warns."""
     fit = fleet.fit_warning(fleet.registry.get(model_id))
-    return _status(fleet.registry.start_load(model_id), [fit] if fit else [])
+    return _status(fleet.registry.start_load(model_id, again=True), [fit] if fit else [])
 
 
 @router.get("/{model_id}/status")

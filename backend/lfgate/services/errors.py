@@ -34,10 +34,15 @@ class BadTurnRequest(ServiceError):
 
 
 class ModelUnusable(ServiceError):
-    """A model that is listed (so users see it and why) but cannot be chosen."""
+    """A model that is listed (so users see it and why) but cannot be chosen. /v1 answers
+    it with a 400: OpenAI's SDKs retry a 409, and this does not clear by retrying."""
 
     status_code = 409
+    v1_status_code = 400
     code = "model_unusable"
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(f"{message} ({hint})" if hint else message)
 
 
 class TooManyTurns(ServiceError):

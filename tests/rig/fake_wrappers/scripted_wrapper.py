@@ -18,6 +18,8 @@ Replies, by what the last user message contains (case-insensitive, first match w
   "weather" with tools offered (script mode): TOOL_LEAD in words, then a call of the first
           tool in qwen's tool format (<tool_call>...</tool_call>), parsed as a call
   a tool's result (the last message an observation): "The tool said: <its content>"
+A chat whose template contains "needs-tokens" fails with template_unusable (a template whose
+special tokens the base's tokenizer lacks, as the real script engine finds it).
   else    "Echo #<user turn> from <base> + <adapter or 'no adapter'>: <message>"
 
 Environment: LFGATE_SCRIPTED_LOAD_S (load time, default 0.3), LFGATE_SCRIPTED_DELAY_S (per
@@ -70,6 +72,7 @@ STALL_TRIGGER = "stall"
 STALL_MOST_S = 600.0
 PACE_FILE_ENV = "LFGATE_SCRIPTED_PACE_FILE"
 NOTICE_MESSAGE = "generation settings changed (temperature): restarted llamafactory-cli (0.3 s)"
+UNUSABLE_TEMPLATE = "needs-tokens"
 TOOL_TRIGGER = "weather"
 TOOL_LEAD = "Let me look that up. "
 TOOL_MARKER = "<tool_call>"
@@ -267,6 +270,9 @@ class ScriptedEngine:
             raise wp.WrapperError(wp.E_NOT_LOADED, "no model is loaded")
         params = turn.params
         limit = params.get("max_new_tokens")  # one chunk counts as one token
+        if turn.template and UNUSABLE_TEMPLATE in turn.template:
+            raise wp.WrapperError(wp.E_TEMPLATE_UNUSABLE, f"template {turn.template!r} needs "
+                                  "special tokens the loaded base's tokenizer does not have")
         if STALL_TRIGGER in turn.messages[-1]["content"].lower():
             turn.cancelled.wait(STALL_MOST_S)
             return ChatOutcome("", wp.FINISH_STOPPED, 0)

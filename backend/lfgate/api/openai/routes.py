@@ -40,7 +40,7 @@ async def list_models(registry: RegistryDep, started: StartedDep) -> ModelListOu
     """Every model that can be chosen: bases, runs and checkpoints (broken ones are left
     out; GET /api/models lists them with their reasons)."""
     return ModelListOut(data=[_card(entry, started) for entry in registry.entries()
-                              if entry.spec.usable])
+                              if entry.usable])
 
 
 @router.get("/models/{model_id:path}")

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from lfgate.box.errors import BoxError
 from lfgate.box.session import WrapperSession
 from lfgate.remote import wrapper_protocol as wp
 from lfgate.services.chat.api_conversations import thread_digest
@@ -146,6 +147,10 @@ class TurnRecorder:
         the wrapper killed) keeps what arrived as `interrupted`, as a gateway that died
         mid-reply leaves it; any other error is the reply's `error`."""
         turn.error = error
+        if error.get("code") in wp.MODEL_UNUSABLE_CODES:  # it would fail the same way again
+            self._registry.refuse(turn.model, BoxError(
+                str(error.get("message") or error["code"]), hint=str(error.get("hint") or ""),
+                code=str(error["code"])))
         cut_off = error.get("code") in CUT_OFF_CODES and turn.text
         await self.save(turn, content="".join(turn.text),
                         status="interrupted" if cut_off else "error",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from lfgate.box.errors import BoxError
 from lfgate.box_list import ID_SEPARATOR
 from lfgate.config import Settings
 from lfgate.services.errors import UnknownModel
@@ -47,8 +48,12 @@ class FleetRegistry:
     def usable(self, model_id: str) -> ModelEntry:
         return self.of(model_id).usable(model_id)
 
-    def start_load(self, model_id: str, params: dict[str, Any] | None = None) -> ModelEntry:
-        return self.of(model_id).start_load(model_id, params)
+    def start_load(self, model_id: str, params: dict[str, Any] | None = None, *,
+                   again: bool = False) -> ModelEntry:
+        return self.of(model_id).start_load(model_id, params, again=again)
+
+    def refuse(self, model_id: str, error: BoxError) -> None:
+        self.of(model_id).refuse(model_id, error)
 
     async def ready_session(self, model_id: str, params: dict[str, Any]) -> Served:
         return await self.of(model_id).ready_session(model_id, params)

@@ -93,6 +93,18 @@ class ModelEntry:
     # its base was not loaded yet then (its wait was the base's load, then its own).
     adapter_asked: float | None = None
     waited_for_base: bool = False
+    # A reply failed in a way that will not clear (wp.MODEL_UNUSABLE_CODES): the model is
+    # unusable, with this reason, until its files change or a load is asked for again.
+    refused: BoxError | None = None
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """Why it cannot be chosen: the listing's problems, and a refusal the box gave."""
+        return (*self.spec.problems, *([self.refused.message] if self.refused else []))
+
+    @property
+    def usable(self) -> bool:
+        return not self.problems
 
     @property
     def shared_adapter(self) -> bool:
@@ -102,6 +114,8 @@ class ModelEntry:
     @property
     def status(self) -> ModelStatus:
         self.slot.refresh()
+        if self.refused is not None:
+            return "error"
         if not self.shared_adapter or self.slot.status != "ready":
             return self.slot.status
         if self.adapter_task is not None and not self.adapter_task.done():
@@ -113,6 +127,8 @@ class ModelEntry:
 
     @property
     def error(self) -> BoxError | None:
+        if self.refused is not None:
+            return self.refused
         if self.shared_adapter and self.slot.status == "ready":
             return self.adapter_error
         return self.slot.error
@@ -260,6 +276,8 @@ class ModelRegistry:
             old = self._entries.get(spec.id)
             slot = self._slot_for(spec)
             if old is not None and old.slot is slot:
+                if old.spec != spec:  # its files changed: a refusal may no longer hold
+                    old.refused = None
                 old.spec = spec
                 entries[spec.id] = old
             else:
@@ -285,17 +303,29 @@ class ModelRegistry:
     def usable(self, model_id: str) -> ModelEntry:
         """The entry, if it can be chosen; a broken adapter says why it cannot."""
         entry = self.get(model_id)
-        if entry.spec.problems:
+        if entry.problems:
             raise ModelUnusable(f"model {model_id!r} cannot be used: "
-                                + "; ".join(entry.spec.problems))
+                                + "; ".join(entry.problems), hint=entry.refused
+                                and entry.refused.hint)
         return entry
+
+    def refuse(self, model_id: str, error: BoxError) -> None:
+        """A reply of this model failed in a way that will not clear: it is unusable, with
+        the box's reason, until its files change or a load is asked for (start_load)."""
+        entry = self._entries.get(model_id)
+        if entry is not None:
+            entry.refused = error
 
     # -- loading ---------------------------------------------------------------------------
 
-    def start_load(self, model_id: str, params: dict[str, Any] | None = None) -> ModelEntry:
+    def start_load(self, model_id: str, params: dict[str, Any] | None = None, *,
+                   again: bool = False) -> ModelEntry:
         """Load in the background. `params` are those of the chat that asks: in CLI mode they
         become llamafactory-cli's start-up flags, so its first reply needs no restart. They
-        are no defaults for later turns (each turn sends all of its own)."""
+        are no defaults for later turns (each turn sends all of its own). `again`: a user
+        asks for it, so a refusal the box gave (`refuse`) is tried once more."""
+        if again:
+            self.get(model_id).refused = None
         entry = self.usable(model_id)
         slot = entry.slot
         slot.refresh()
