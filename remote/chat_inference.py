@@ -105,6 +105,35 @@ def tool_calls_in(template: Any, text: str) -> list[dict[str, str]] | None:
     return calls
 
 
+def context_window(model: Any, model_spec: dict[str, Any]) -> int | None:
+    """How many tokens the model can attend to: its config's max_position_embeddings,
+    or LlamaFactory's cutoff_len when the model is loaded with a smaller one."""
+    config = getattr(model, "config", None)
+    window = getattr(config, "max_position_embeddings", None)
+    cutoff = (model_spec.get("extra_args") or {}).get("cutoff_len")
+    limits = [n for n in (window, cutoff) if isinstance(n, int) and n > 0]
+    return min(limits) if limits else None
+
+
+def fit_context(window: int | None, prompt_tokens: int, kwargs: dict[str, Any],
+                default_new_tokens: int | None) -> None:
+    """Refuse a prompt the window cannot hold, as OpenAI and vLLM do, rather than let the
+    model run past its positions (a 37,776-token prompt was answered by a 512-position model);
+    without an asked-for max_new_tokens, the reply may use what the window has left."""
+    if window is None:
+        return
+    asked = kwargs.get("max_new_tokens")
+    if prompt_tokens >= window or (asked is not None and prompt_tokens + asked > window):
+        wanted = f"{prompt_tokens} in the messages" + (
+            f" and {asked} asked for the reply" if asked is not None else "")
+        raise wp.WrapperError(wp.E_CONTEXT_TOO_LONG, f"this model's context window is {window} "
+                              f"tokens, but the request needs {prompt_tokens + (asked or 0)} "
+                              f"({wanted})")
+    if asked is None and (default_new_tokens is None
+                          or prompt_tokens + default_new_tokens > window):
+        kwargs["max_new_tokens"] = window - prompt_tokens
+
+
 def _tensor_bytes(tensors: Any) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
@@ -435,6 +464,7 @@ class ScriptEngine:
         tools = json.dumps(turn.tools, ensure_ascii=False) if turn.tools else None
         if tools is not None and template is not None:
             turn.hold_tool_calls(tool_call_marker(template))
+        self._fit_context(turn.messages, params.get("system"), tools, kwargs)
         try:
             if tools is not None:
                 kwargs["tools"] = tools
@@ -468,6 +498,21 @@ class ScriptEngine:
         return ChatOutcome("".join(parts), finish, tokens, record.first_token_at,
                            record.last_token_at, record.prompt_tokens, calls)
 
+    def _fit_context(self, messages: list[dict[str, str]], system: str | None,
+                     tools: str | None, kwargs: dict[str, Any]) -> None:
+        """The prompt as the engine will build it (the selected template and tokenizer),
+        counted and held against the model's window (fit_context)."""
+        engine = self._chat_model.engine
+        template, tokenizer = getattr(engine, "template", None), getattr(engine, "tokenizer",
+                                                                          None)
+        window = context_window(getattr(engine, "model", None), self._model_spec)
+        if template is None or tokenizer is None or window is None:
+            return  # vLLM / SGLang check it themselves
+        prompt, _ = template.encode_oneturn(
+            tokenizer, [*messages, {"role": "assistant", "content": ""}], system, tools)
+        default = (getattr(engine, "generating_args", None) or {}).get("max_new_tokens")
+        fit_context(window, len(prompt), kwargs, default)
+
     # -- several chats in one generate call (protocol 4) ----------------------------------
 
     def chat_batch(self, turns: list[Turn], params: dict[str, Any],
@@ -499,6 +544,9 @@ class ScriptEngine:
                     None, None, dict(kwargs))
             finally:
                 template.enable_thinking = thinking
+            # Over the window: refused (the whole batch, as any failure before generation).
+            fit_context(context_window(engine.model, self._model_spec),
+                        int(gen_kwargs["inputs"].shape[-1]), dict(kwargs), None)
             rows.append(_BatchRow(turn, tokenizer, gen_kwargs, params, on_done))
         width = max(row.prompt.shape[-1] for row in rows)
         pad_id = rows[0].tokenizer.pad_token_id

@@ -106,6 +106,7 @@ E_ADAPTER_MISMATCH = "adapter_mismatch"
 E_OUT_OF_MEMORY = "out_of_memory"
 E_TIMEOUT = "timeout"
 E_MESSAGE_TOO_LONG = "message_too_long"
+E_CONTEXT_TOO_LONG = "context_length_exceeded"  # OpenAI's code: prompt + reply over the window
 E_LOAD_FAILED = "load_failed"
 E_GENERATION_FAILED = "generation_failed"
 E_CLI_EXITED = "cli_exited"
@@ -134,6 +135,8 @@ ERROR_HINTS: dict[str, str] = {
     "lower max_new_tokens, or use a quantised or smaller model.",
     E_TIMEOUT: "The box did not answer in time: raise CHAT_TIMEOUT, or check the box's "
     "load (nvidia-smi, free -h).",
+    E_CONTEXT_TOO_LONG: "Shorten the conversation (a new chat, or fewer earlier turns) or ask "
+    "for fewer new tokens (max_new_tokens / max_tokens).",
     E_MESSAGE_TOO_LONG: "Shorten the message, or use CHAT_MODE=script, which has no "
     "terminal line limit.",
     E_LOAD_FAILED: "LlamaFactory could not load the model; the message has its last words.",

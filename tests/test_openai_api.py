@@ -89,6 +89,24 @@ async def test_a_model_that_can_never_answer_is_unusable_with_its_reason(tmp_pat
         assert model in {m.id async for m in sdk(http).models.list()}
 
 
+async def test_a_prompt_over_the_window_is_a_400_naming_both_numbers(tmp_path, monkeypatch):
+    """Issue 25 (context limits): the box refuses what its window cannot hold (counted with
+    its own tokenizer and template; tests/test_wrappers_box.py has the real count) and /v1
+    answers as OpenAI does: 400 context_length_exceeded, never a 200 of a truncated prompt."""
+    from tests.rig.fake_wrappers.scripted_wrapper import OVERFLOW_MESSAGE
+
+    async with Client(gateway(tmp_path, monkeypatch)) as http:
+        for stream in (False, True):
+            with pytest.raises(openai.BadRequestError) as error:
+                await sdk(http).chat.completions.create(
+                    model="default", stream=stream,
+                    messages=[{"role": "user", "content": "overflow " * 50}])
+            assert error.value.code == "context_length_exceeded"
+            assert OVERFLOW_MESSAGE in error.value.message
+        ok = await sdk(http).chat.completions.create(model="default", messages=HI)
+        assert ok.choices[0].message.content == ECHO
+
+
 async def test_a_whole_completion_has_openais_shape_and_usage(tmp_path, monkeypatch):
     async with Client(gateway(tmp_path, monkeypatch)) as http:
         reply = await sdk(http).chat.completions.create(

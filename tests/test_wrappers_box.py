@@ -293,6 +293,29 @@ def test_script_mode_params_apply_per_call(spare, tiny):
     assert adapter_reply["content"] != base_reply["content"], "the adapter changes replies"
 
 
+def test_a_prompt_over_the_window_is_refused_naming_both_numbers(spare, tiny):
+    """The window is the model's max_position_embeddings or LlamaFactory's cutoff_len (96
+    here; "Hello" with qwen's default system prompt is 66 tokens of the tiny tokenizer); the
+    prompt is counted as the engine builds it (template, system prompt, tools).
+    Over it, or with max_new_tokens that would run past it: context_length_exceeded, before
+    anything is generated. Within it, a reply as usual."""
+    wrapper = spare("script")
+    spec = model_spec(tiny) | {"extra_args": {"cutoff_len": 96}}
+    assert wrapper.load(spec)["event"] == "ready"
+    error, _ = wrapper.chat("long", [user("Tell me about the sea. " * 40)], GREEDY)
+    assert error["event"] == "error" and error["code"] == wp.E_CONTEXT_TOO_LONG, error
+    assert error["message"].startswith("this model's context window is 96 tokens, but the "
+                                       "request needs ")
+    assert int(error["message"].split("needs ")[1].split(" ")[0]) > 96
+    asked, _ = wrapper.chat("asked", [user("Hello")], {"max_new_tokens": 60})
+    assert asked["code"] == wp.E_CONTEXT_TOO_LONG and "and 60 asked for the reply" in \
+        asked["message"], asked
+    done, _ = wrapper.chat("fits", [user("Hello")], {"temperature": 0})
+    assert done["event"] == "done", done
+    prompt = done["usage"]["prompt_tokens"]
+    assert prompt + done["usage"]["completion_tokens"] <= 96  # the rest of the window, at most
+
+
 @pytest.mark.parametrize("mode", ["cli", "script"])
 @pytest.mark.parametrize("case, code", [
     ("missing_model", wp.E_MODEL_NOT_FOUND),

@@ -29,7 +29,7 @@ ENV_FILE = ".env"  # read from the current directory, as users run `lfgate serve
 # same name (hparams/model_args.py: VllmArguments, SGLangArguments). 0.9.5 also parses
 # `sglang_config` but its SGLang engine never reads it, so it is not offered.
 ENGINE_ARGS: dict[str, tuple[str, ...]] = {
-    "huggingface": (),
+    "huggingface": ("cutoff_len",),
     "vllm": ("vllm_maxlen", "vllm_gpu_util", "vllm_enforce_eager", "vllm_max_lora_rank",
              "vllm_config"),
     "sglang": ("sglang_maxlen", "sglang_mem_fraction", "sglang_tp_size", "sglang_lora_backend"),
@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     # LlamaFactory's own engine arguments for INFER_BACKEND=vllm / sglang (multi-GPU serving
     # and memory), named as LlamaFactory 0.9.5 names them; empty: LlamaFactory's default (not
     # sent). Only the selected engine's are sent (ENGINE_ARGS, Settings.engine_args).
+    # huggingface: the context window in tokens (LlamaFactory's cutoff_len); empty: the
+    # model's max_position_embeddings. A longer prompt is refused (context_length_exceeded).
+    cutoff_len: int | None = Field(default=None, ge=1)
     vllm_maxlen: int | None = Field(default=None, ge=1)
     vllm_gpu_util: float | None = Field(default=None, gt=0, le=1)
     vllm_enforce_eager: bool | None = None

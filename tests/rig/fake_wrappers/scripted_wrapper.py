@@ -18,6 +18,8 @@ Replies, by what the last user message contains (case-insensitive, first match w
   "weather" with tools offered (script mode): TOOL_LEAD in words, then a call of the first
           tool in qwen's tool format (<tool_call>...</tool_call>), parsed as a call
   a tool's result (the last message an observation): "The tool said: <its content>"
+"overflow" in the last message: context_length_exceeded (OVERFLOW_MESSAGE), as the real
+script engine refuses a prompt its window cannot hold.
 A chat whose template contains "needs-tokens" fails with template_unusable (a template whose
 special tokens the base's tokenizer lacks, as the real script engine finds it).
   else    "Echo #<user turn> from <base> + <adapter or 'no adapter'>: <message>"
@@ -73,6 +75,9 @@ STALL_MOST_S = 600.0
 PACE_FILE_ENV = "LFGATE_SCRIPTED_PACE_FILE"
 NOTICE_MESSAGE = "generation settings changed (temperature): restarted llamafactory-cli (0.3 s)"
 UNUSABLE_TEMPLATE = "needs-tokens"
+OVERFLOW_TRIGGER = "overflow"
+OVERFLOW_MESSAGE = ("this model's context window is 512 tokens, but the request needs 37776 "
+                    "(37776 in the messages)")
 TOOL_TRIGGER = "weather"
 TOOL_LEAD = "Let me look that up. "
 TOOL_MARKER = "<tool_call>"
@@ -270,6 +275,8 @@ class ScriptedEngine:
             raise wp.WrapperError(wp.E_NOT_LOADED, "no model is loaded")
         params = turn.params
         limit = params.get("max_new_tokens")  # one chunk counts as one token
+        if OVERFLOW_TRIGGER in turn.messages[-1]["content"].lower():
+            raise wp.WrapperError(wp.E_CONTEXT_TOO_LONG, OVERFLOW_MESSAGE)
         if turn.template and UNUSABLE_TEMPLATE in turn.template:
             raise wp.WrapperError(wp.E_TEMPLATE_UNUSABLE, f"template {turn.template!r} needs "
                                   "special tokens the loaded base's tokenizer does not have")

@@ -21,6 +21,10 @@ from lfgate.services.models.registry import ModelEntry
 
 OWNER = "lfgate"
 OPEN_WAIT_S = 20.0  # a streamed request waits this long for the box before its headers
+# ... and then this long for its first text: a refusal the box makes before any (a prompt
+# over the window) comes within milliseconds; a request queued behind another's reply (the
+# box answers one at a time) gets its headers then and waits in the stream.
+ANSWER_WAIT_S = 2.0
 
 
 # GATEWAY_TOKEN, when set, is checked before any of these by lfgate.api.guards.auth (as for /api);
@@ -68,11 +72,15 @@ async def chat_completions(body: ChatCompletionIn, turns: TurnsDep, settings: Se
     headers = {"X-LFGate-Turn-Id": turn.id,
                **({"X-LFGate-Chat-Id": turn.chat_id} if turn.chat_id else {})}
     if body.stream:
-        # A box that cannot serve answers with a status code, not a stream that fails; but
-        # a load that takes longer than OPEN_WAIT_S streams on (keep-alives, then the reply
-        # or an error object), so clients' read time-outs do not fire during a long load.
+        # A box that cannot serve, or refuses the request before any text (a prompt over the
+        # window), answers with a status code, not a stream that fails; but a load that
+        # takes longer than OPEN_WAIT_S streams on (keep-alives, then the reply or an error
+        # object), so clients' read time-outs do not fire meanwhile.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(turn.opened.wait(), OPEN_WAIT_S)
+        if turn.opened.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(turn.answering.wait(), ANSWER_WAIT_S)
         if turn.error is not None and not turn.text:
             return _box_error(turn.error, headers)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -37,6 +37,10 @@ class Turn:
     # Set once the box is serving the turn or has failed it: an API that must answer a box
     # that is down with a status code waits for this before it starts a stream.
     opened: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set at its first text or its end: what a streamed API request waits for before its
+    # headers, so a refusal the box makes before any text (a prompt over the model's window)
+    # is a status code, as OpenAI answers it, rather than an error inside a 200 stream.
+    answering: asyncio.Event = field(default_factory=asyncio.Event)
     error: dict[str, Any] | None = None
     started: float = field(default_factory=time.monotonic)
     finished: bool = False
@@ -56,6 +60,8 @@ class Turn:
         self.log.append(name, data)
         if name in ("done", "error"):
             self.ended = True
+        if name in ("delta", "done", "error"):
+            self.answering.set()
 
 
     def elapsed_ms(self) -> float:
