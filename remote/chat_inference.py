@@ -27,6 +27,8 @@ from wrapper_serve import ChatOutcome, Turn
 
 _GENERATE_EXIT_WAIT_S = 5.0  # after the stream ends, how long `generate` may take to return
 _GEN_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty")
+# Honoured by our own hook on `generate` (LlamaFactory's engine passes none of them on).
+SAMPLING_KEYS = ("presence_penalty", "frequency_penalty", "logit_bias", "min_p")
 
 
 class _GenerationRecord:
@@ -63,7 +65,7 @@ class _GenerationRecord:
         self.hit_eos = bool(len(generated)) and int(generated[-1]) in eos_ids
 
 
-_PROBE_NAME = "lfgate_probe_function"
+_PROBE_NAME = "tool_call_marker_probe"
 
 
 def tool_call_marker(template: Any) -> str:
@@ -132,6 +134,56 @@ def fit_context(window: int | None, prompt_tokens: int, kwargs: dict[str, Any],
     if asked is None and (default_new_tokens is None
                           or prompt_tokens + default_new_tokens > window):
         kwargs["max_new_tokens"] = window - prompt_tokens
+
+
+def check_bias_ids(params: dict[str, Any], model: Any) -> None:
+    """A logit_bias token id outside the model's vocabulary is a bad request (OpenAI's
+    answer too), said before anything is generated."""
+    config = getattr(model, "config", None)
+    vocab = getattr(config, "vocab_size", None)
+    outside = sorted(int(t) for t in params.get("logit_bias") or {}
+                     if isinstance(vocab, int) and int(t) >= vocab)
+    if outside:
+        raise wp.WrapperError(wp.E_BAD_REQUEST, f"logit_bias: token id {outside[0]} is not in "
+                              f"this model's vocabulary (ids 0 to {vocab - 1})")
+
+
+def sampling_processors(params: dict[str, Any], prompt_len: int) -> list[Any]:
+    """Logits processors for OpenAI's presence_penalty, frequency_penalty and logit_bias
+    (LlamaFactory's chat engine takes none of them): counted over the reply's tokens only,
+    the prompt's left out, as OpenAI and vLLM count them."""
+    import torch
+    from transformers import LogitsProcessor
+
+    presence = float(params.get("presence_penalty") or 0)
+    frequency = float(params.get("frequency_penalty") or 0)
+    bias = {int(token): value for token, value in (params.get("logit_bias") or {}).items()}
+
+    class _Penalties(LogitsProcessor):
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            reply = input_ids[:, prompt_len:]
+            if reply.shape[-1]:
+                counts = torch.zeros_like(scores).scatter_add_(
+                    1, reply, torch.ones_like(reply, dtype=scores.dtype))
+                scores = scores - frequency * counts - presence * (counts > 0).to(scores.dtype)
+            return scores
+
+    class _Bias(LogitsProcessor):
+        def __init__(self) -> None:
+            self.ids = torch.tensor(list(bias), dtype=torch.long)
+            self.values = torch.tensor(list(bias.values()))
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            scores = scores.clone()
+            scores[:, self.ids.to(scores.device)] += self.values.to(scores.device, scores.dtype)
+            return scores
+
+    processors: list[Any] = []
+    if presence or frequency:
+        processors.append(_Penalties())
+    if bias:
+        processors.append(_Bias())
+    return processors
 
 
 def _tensor_bytes(tensors: Any) -> int:
@@ -266,6 +318,7 @@ class ScriptEngine:
         self._named = 0
         self._templates: dict[str, tuple[Any, Any]] = {}  # name -> (tokenizer, template)
         self._hooked = False  # `generate` is ours (the Hugging Face engine only)
+        self._sampling: dict[str, Any] = {}  # the turn's SAMPLING_KEYS, for the hook
 
     @property
     def serves_adapters(self) -> bool:
@@ -425,6 +478,7 @@ class ScriptEngine:
             record = self._record
             criteria = list(kwargs.get("stopping_criteria") or [])
             kwargs["stopping_criteria"] = StoppingCriteriaList([*criteria, _Cancelled(record)])
+            self._add_sampling(kwargs, self._sampling)
             try:
                 output = original(*args, **kwargs)
                 record.observe(kwargs.get("inputs", kwargs.get("input_ids")), output,
@@ -465,6 +519,11 @@ class ScriptEngine:
         if tools is not None and template is not None:
             turn.hold_tool_calls(tool_call_marker(template))
         self._fit_context(turn.messages, params.get("system"), tools, kwargs)
+        self._sampling = {key: params[key] for key in SAMPLING_KEYS if key in params}
+        if self._sampling and not self._hooked:
+            raise wp.WrapperError(wp.E_NOT_SUPPORTED, f"{', '.join(self._sampling)}: only the "
+                                  "Hugging Face engine takes them here")
+        check_bias_ids(self._sampling, getattr(self._chat_model.engine, "model", None))
         try:
             if tools is not None:
                 kwargs["tools"] = tools
@@ -481,6 +540,7 @@ class ScriptEngine:
                                                  wp.E_GENERATION_FAILED) from exc
         finally:
             self._cancel.set()  # also ends the watcher
+            self._sampling = {}
             if template is not None:
                 template.enable_thinking = thinking_default
         if self._hooked:  # else nothing ever sets it: vLLM / SGLang have no such thread
@@ -512,6 +572,23 @@ class ScriptEngine:
             tokenizer, [*messages, {"role": "assistant", "content": ""}], system, tools)
         default = (getattr(engine, "generating_args", None) or {}).get("max_new_tokens")
         fit_context(window, len(prompt), kwargs, default)
+
+    @staticmethod
+    def _add_sampling(kwargs: dict[str, Any], params: dict[str, Any]) -> None:
+        """A generate call's kwargs with the turn's OpenAI sampling parameters (version 5):
+        min_p on its generation config, the penalties and logit_bias as logits processors."""
+        from transformers import LogitsProcessorList
+
+        if not params:
+            return
+        if params.get("min_p") is not None and kwargs.get("generation_config") is not None:
+            kwargs["generation_config"] = copy.deepcopy(kwargs["generation_config"])
+            kwargs["generation_config"].min_p = float(params["min_p"])
+        prompt = kwargs.get("inputs", kwargs.get("input_ids"))
+        added = sampling_processors(params, int(prompt.shape[-1]) if prompt is not None else 0)
+        if added:
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [*(kwargs.get("logits_processor") or []), *added])
 
     # -- several chats in one generate call (protocol 4) ----------------------------------
 
@@ -581,6 +658,9 @@ class ScriptEngine:
             from transformers import set_seed
 
             set_seed(params["seed"])
+        # The batch's sampling parameters, added by the hook on generate (as for one chat).
+        self._sampling = {key: params[key] for key in SAMPLING_KEYS if key in params}
+        check_bias_ids(self._sampling, model)
         self._cancel.clear()
         self._record = _GenerationRecord()
         with torch.inference_mode():

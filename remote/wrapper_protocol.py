@@ -89,7 +89,18 @@ GEN_PARAM_TYPES: dict[str, tuple[type, ...]] = {
     "enable_thinking": (bool,),
     "stop": (list,),  # up to MAX_STOP strings: the reply ends before the first one it makes
     "seed": (int,),  # sampling seed, where the engine honours it (script mode)
+    # Version 5, script mode (logits processors on the Hugging Face engine), as OpenAI and
+    # vLLM define them: each token's logit less presence_penalty once it appears in the reply
+    # and frequency_penalty per time it does; logit_bias adds to given token ids ({"id":
+    # bias}); min_p drops tokens below min_p times the likeliest one's probability.
+    "presence_penalty": (int, float),
+    "frequency_penalty": (int, float),
+    "logit_bias": (dict,),
+    "min_p": (int, float),
 }
+# Parameters llamafactory-cli chat cannot take: refused in CLI mode (the gateway says so).
+SCRIPT_ONLY_PARAMS = ("seed", "presence_penalty", "frequency_penalty", "logit_bias", "min_p")
+MAX_LOGIT_BIAS = 300  # token ids in one logit_bias, as OpenAI allows
 MAX_STOP = 4
 MAX_STOP_CHARS = 256
 
@@ -292,8 +303,22 @@ def check_params(params: Any) -> dict[str, Any]:
             raise WrapperError(E_BAD_REQUEST, f"parameter {key!r} must be {names}")
         if key == "stop":
             value = check_stop(value)
+        if key == "logit_bias":
+            value = check_logit_bias(value)
         checked[key] = value
     return checked
+
+
+def check_logit_bias(value: dict[Any, Any]) -> dict[str, float]:
+    """{token id (a decimal string, as JSON keys are): bias from -100 to 100}."""
+    if len(value) > MAX_LOGIT_BIAS:
+        raise WrapperError(E_BAD_REQUEST, f"logit_bias takes at most {MAX_LOGIT_BIAS} tokens")
+    for key, bias in value.items():
+        if not (isinstance(key, str) and key.isdigit()) or isinstance(bias, bool) \
+                or not isinstance(bias, (int, float)) or not -100 <= bias <= 100:
+            raise WrapperError(E_BAD_REQUEST, "logit_bias maps token ids (\"1234\") to biases "
+                               "from -100 to 100")
+    return {key: float(bias) for key, bias in value.items()}
 
 
 def check_stop(value: list[Any]) -> list[str]:

@@ -177,7 +177,8 @@ async def test_the_sdk_streams_and_stops_at_a_stop_string(tmp_path, monkeypatch)
     ({"tool_choice": "required"}, "tool_choice"),  # with no tools to call
     ({"functions": [{"name": "f", "parameters": {}}]}, "functions"),
     ({"logprobs": True}, "logprobs"),
-    ({"presence_penalty": 0.5}, "presence_penalty"),
+    ({"presence_penalty": 3}, "presence_penalty"),  # OpenAI's range is -2 to 2
+    ({"logit_bias": {"the": 5}}, "logit_bias"),  # token ids, not words
     ({"response_format": {"type": "json_object"}}, "response_format"),
     ({"temprature": 0.2}, "temprature"),  # a typo is refused, not ignored
     ({"temperature": "hot"}, "temperature"),
@@ -492,6 +493,18 @@ async def test_cli_mode_refuses_a_seed_it_cannot_honour(tmp_path, monkeypatch):
         with pytest.raises(openai.BadRequestError) as error:
             await sdk(http).chat.completions.create(model="default", messages=HI, seed=3)
         assert error.value.param == "seed" and "CLI mode" in error.value.message
+        for extra in ({"presence_penalty": 0.5}, {"frequency_penalty": 1},
+                      {"logit_bias": {"42": 3}}, {"min_p": 0.1}):
+            with pytest.raises(openai.BadRequestError) as error:
+                await sdk(http).chat.completions.create(model="default", messages=HI,
+                                                        extra_body=extra)
+            [name] = extra
+            assert error.value.param == name and "CLI mode" in error.value.message
+        # At the value that changes nothing, what clients send by default: accepted.
+        neutral = await sdk(http).chat.completions.create(
+            model="default", messages=HI, presence_penalty=0, frequency_penalty=0,
+            logit_bias={})
+        assert neutral.choices[0].message.content == ECHO
         reply = await sdk(http).chat.completions.create(model="default", messages=HI)
         assert reply.choices[0].message.content == ECHO
 

@@ -293,6 +293,66 @@ def test_script_mode_params_apply_per_call(spare, tiny):
     assert adapter_reply["content"] != base_reply["content"], "the adapter changes replies"
 
 
+# The processors alone, on the box's Python (torch): scores of 4 tokens, a prompt of 2
+# tokens (ids 3, 3: never counted) and a reply so far of 0, 0, 1.
+PROCESSORS = r"""
+import sys, torch
+sys.path.insert(0, sys.argv[1])
+from chat_inference import sampling_processors
+
+ids = torch.tensor([[3, 3, 0, 0, 1]])
+def run(params):
+    scores = torch.zeros((1, 4))
+    for processor in sampling_processors(params, prompt_len=2):
+        scores = processor(ids, scores)
+    return scores[0].tolist()
+
+print(run({"presence_penalty": 0.5}))
+print(run({"frequency_penalty": 1.0}))
+print(run({"presence_penalty": 1.0, "frequency_penalty": 0.5, "logit_bias": {"2": 7.0}}))
+print(run({}))
+"""
+
+
+def test_penalties_and_logit_bias_count_as_openai_defines_them(box_python):
+    """OpenAI's definition: a token's logit less presence_penalty once it appears in the
+    reply, less frequency_penalty per time it does; the prompt's tokens do not count;
+    logit_bias is added as given."""
+    done = subprocess.run([box_python, "-c", PROCESSORS, str(ROOT / "remote")],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [
+        [-0.5, -0.5, 0.0, 0.0],
+        [-2.0, -1.0, 0.0, 0.0],
+        [-2.0, -1.5, 7.0, 0.0],
+        [0.0, 0.0, 0.0, 0.0],
+    ]
+
+
+def test_sampling_parameters_reach_the_real_model(spare, tiny):
+    """Through the wrapper and the real model: a logit_bias of 100 makes every greedy token
+    the one it names; a frequency penalty changes a greedy reply that repeats itself; an id
+    outside the vocabulary is a bad request before anything is generated; min_p samples."""
+    wrapper = spare("script")
+    assert wrapper.load(model_spec(tiny, adapter=None))["event"] == "ready"
+    vocab = json.loads((Path(tiny["base"]) / "tokenizer.json").read_text())["model"]["vocab"]
+    greedy = {"temperature": 0, "max_new_tokens": 24}
+
+    def reply(turn_id: str, params: dict) -> str:
+        done, _ = wrapper.chat(turn_id, [user("Hello")], params)
+        assert done["event"] == "done", done
+        return done["content"]
+
+    assert reply("bias", greedy | {"logit_bias": {str(vocab["x"]): 100}}) == "x" * 24
+    plain = reply("plain", greedy)
+    assert len(set(plain)) < len(plain), "the tiny model's greedy reply repeats itself"
+    assert reply("penalised", greedy | {"frequency_penalty": 2}) != plain
+    outside, _ = wrapper.chat("outside", [user("Hello")], {"logit_bias": {"99999999": 1}})
+    assert outside["code"] == wp.E_BAD_REQUEST and "not in this model's vocabulary" in \
+        outside["message"]
+    reply("min-p", {"temperature": 1, "min_p": 0.5, "max_new_tokens": 4, "seed": 1})
+
+
 def test_a_prompt_over_the_window_is_refused_naming_both_numbers(spare, tiny):
     """The window is the model's max_position_embeddings or LlamaFactory's cutoff_len (96
     here; "Hello" with qwen's default system prompt is 66 tokens of the tiny tokenizer); the

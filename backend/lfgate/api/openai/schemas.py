@@ -34,6 +34,12 @@ class ChatCompletionIn(BaseModel):
     max_completion_tokens: NewTokens = None
     stop: Any = None  # a string or up to 4; checked where the message can say which
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    # Script mode: logits processors on the box (OpenAI's ranges; min_p is vLLM's).
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = Field(
+        default=None, max_length=300)
+    min_p: float | None = Field(default=None, ge=0, le=1)
     # LlamaFactory's own knobs, as extra body fields (the openai SDK's `extra_body`).
     top_k: int | None = Field(default=None, ge=0, le=MAX_TOP_K)
     repetition_penalty: float | None = Field(default=None, gt=0, le=10)

@@ -33,9 +33,6 @@ NEUTRAL: dict[str, tuple[Any, ...]] = {
     "function_call": (None, "none", "auto"),
     "logprobs": (None, False),
     "top_logprobs": (None, 0),
-    "logit_bias": (None, {}),
-    "presence_penalty": (None, 0, 0.0),
-    "frequency_penalty": (None, 0, 0.0),
     "response_format": (None, {"type": "text"}),
     "modalities": (None, ["text"]),
     "audio": (None,),
@@ -50,10 +47,8 @@ WHY_NOT: dict[str, str] = {
                      "instead",
     "logprobs": "log probabilities are not returned by LlamaFactory's chat engine",
     "top_logprobs": "log probabilities are not returned by LlamaFactory's chat engine",
-    "logit_bias": "LlamaFactory's chat engine takes no logit bias",
-    "presence_penalty": "use repetition_penalty (an extra body field) instead",
-    "frequency_penalty": "use repetition_penalty (an extra body field) instead",
-    "response_format": "structured output is not supported; only {\"type\": \"text\"}",
+    "response_format": "only {\"type\": \"text\"} (structured output needs constrained "
+                       "decoding, which LlamaFactory's chat engine lacks)",
     "modalities": "text only",
     "audio": "text only",
     "reasoning_effort": "use enable_thinking (an extra body field) instead",
@@ -286,12 +281,21 @@ def turn_request(body: dict[str, Any], known: set[str], *, cli_mode: bool) -> Tu
         if name in body and body[name] not in neutral:
             value = body[name]
             shown = name if isinstance(value, (list, dict)) else f"{name}={value!r}"
-            raise BadParameter(f"{shown} is not supported: {WHY_NOT[name]}",
+            if name == "response_format" and isinstance(value, dict):
+                # OpenAI's own wording, which LangChain recognises (it then suggests
+                # with_structured_output(method="function_calling"), which works here).
+                shown = f"'response_format' of type {str(value.get('type'))!r}"
+            raise BadParameter(f"{shown} is not supported with this model: {WHY_NOT[name]}",
                                param=name, code="unsupported_parameter")
-    if cli_mode and body.get("seed") is not None:
-        raise BadParameter("seed is not supported in CLI mode (llamafactory-cli chat takes "
-                           "no seed); CHAT_MODE=script honours it", param="seed",
-                           code="unsupported_parameter")
+    for name in wp.SCRIPT_ONLY_PARAMS:
+        if cli_mode and body.get(name) not in (None, {}, 0, 0.0):
+            raise BadParameter(f"{name} is not supported in CLI mode (llamafactory-cli chat "
+                               f"takes no {name}); CHAT_MODE=script honours it", param=name,
+                               code="unsupported_parameter")
+    bias = body.get("logit_bias") or {}
+    if any(not token.isdigit() for token in bias):
+        raise BadParameter("logit_bias maps token ids (\"1234\") to biases",
+                           param="logit_bias")
     system, messages = _messages(body["messages"])
     tools, parallel = _tools(body)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
@@ -300,6 +304,10 @@ def turn_request(body: dict[str, Any], known: set[str], *, cli_mode: bool) -> Tu
         "top_k": body.get("top_k"), "repetition_penalty": body.get("repetition_penalty"),
         "max_new_tokens": max_tokens, "seed": body.get("seed"), "stop": _stop(body.get("stop")),
         "enable_thinking": _thinking(body), "system": system,
+        # Zero is no penalty: not sent, so a CLI-mode box or a batch sees nothing new.
+        "presence_penalty": body.get("presence_penalty") or None,
+        "frequency_penalty": body.get("frequency_penalty") or None,
+        "logit_bias": bias or None, "min_p": body.get("min_p") or None,
     }
     return TurnRequest(body["model"], messages,
                        {key: value for key, value in params.items() if value is not None},
