@@ -2,7 +2,9 @@
 asyncssh -> the real OpenSSH sshd -> the script-mode wrapper -> the real LlamaFactory, with
 adapters trained by LlamaFactory itself on the tiny base (tests/rig/train_adapters.sh):
 `tool` calls get_weather in the qwen template's tool format and answers from the tool's
-result; `words` answers a few prompts in plain words. Their exact answers are asserted."""
+result; `words` answers a few prompts in plain words. Their exact answers are asserted.
+LangChain (`langchain-openai`) is driven against the same gateway: bind_tools and an agent
+loop with a Python tool, whole and streamed; with_structured_output's methods."""
 
 from __future__ import annotations
 
@@ -10,6 +12,11 @@ import json
 
 import openai
 import pytest
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.tools import tool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_openai import ChatOpenAI
+from pydantic import BaseModel
 
 from tests.ui_rig import start_real_gateway
 
@@ -120,3 +127,128 @@ def test_a_model_that_is_no_tool_fine_tune_answers_in_words(client, trained):
                                                  tools=tools, **GREEDY)
         assert offered.choices[0].finish_reason in ("stop", "length")
         assert offered.choices[0].message.tool_calls is None
+
+
+# LangChain (langchain-openai) as a real client: bind_tools, an agent loop, structured output.
+
+def weather_cases(trained) -> list[dict]:
+    """Each city the tool adapter was trained on: the question, the tool as the training
+    offered it, the call it answers with, the tool's result and the trained answer to it."""
+    found = []
+    for case in trained["adapters"]["tool"]["cases"]:
+        if case["messages"][-1]["role"] != "observation":
+            continue
+        question, function, observation = case["messages"]
+        found.append({"question": question["content"], "tools": case["tools"],
+                      "call": json.loads(function["content"])[0],
+                      "result": observation["content"], "answer": case["answer"]})
+    assert found
+    return found
+
+
+def weather_tool(trained):
+    """get_weather as a LangChain tool: a Python function answering with the trained results.
+    Its schema is the trained one as given (the JSON text the adapter's prompt held, key order
+    included): the schema `@tool` derives from a signature orders its keys otherwise
+    (properties, required, type), and this tiny adapter knows its training prompt only."""
+    cities = weather_cases(trained)
+    spec = json.loads(cities[0]["tools"])[0]
+    results = {case["call"]["arguments"]["city"]: case["result"] for case in cities}
+
+    @tool(spec["name"], description=spec["description"], args_schema=spec["parameters"])
+    def get_weather(city: str) -> str:
+        """Get the current weather in a city."""
+        return results[city]
+
+    return get_weather
+
+
+@pytest.fixture(scope="module")
+def langchain_chat(gateway):
+    return ChatOpenAI(base_url=f"{gateway.url}/v1", api_key="any", model="default",
+                      temperature=0, max_retries=0, timeout=300, max_tokens=96)
+
+
+def streamed(runnable, messages) -> AIMessage:
+    """A streamed reply as LangChain clients take one: its AIMessageChunks added up."""
+    chunks = list(runnable.stream(messages))
+    assert chunks
+    whole = chunks[0]
+    for chunk in chunks[1:]:
+        whole += chunk
+    return whole
+
+
+def test_langchain_tool_schema_is_the_trained_one(trained):
+    get_weather = weather_tool(trained)
+    sent = convert_to_openai_tool(get_weather)
+    assert sent["type"] == "function"
+    assert json.dumps([sent["function"]], ensure_ascii=False) == \
+        weather_cases(trained)[0]["tools"]
+
+
+@pytest.mark.parametrize("mode", ["invoke", "stream"])
+def test_langchain_agent_loop_runs_the_python_tool_and_answers(langchain_chat, trained, mode):
+    """bind_tools, then the agent loop by hand: the reply's tool_calls are run by the Python
+    tool, its ToolMessage goes back, and the adapter answers from it, exactly as trained.
+    Streamed, the call comes as tool_call_chunks that add up to the same call."""
+    get_weather = weather_tool(trained)
+    llm = langchain_chat.bind_tools([get_weather])
+    for case in weather_cases(trained):
+        messages: list = [HumanMessage(case["question"])]
+        for _ in range(3):
+            reply = llm.invoke(messages) if mode == "invoke" else streamed(llm, messages)
+            messages.append(reply)
+            if not reply.tool_calls:
+                break
+            messages.extend(get_weather.invoke(call) for call in reply.tool_calls)
+        _asked, called, result, answer = messages  # one call, one answer: no more rounds
+        assert isinstance(called, AIMessage) and called.content == ""
+        assert [(c["name"], c["args"]) for c in called.tool_calls] == [
+            (case["call"]["name"], case["call"]["arguments"])]
+        assert called.tool_calls[0]["id"].startswith("call_")
+        assert not called.invalid_tool_calls
+        assert called.response_metadata["finish_reason"] == "tool_calls"
+        if mode == "stream":
+            assert [(c["name"], json.loads(c["args"]), c["id"])
+                    for c in called.tool_call_chunks] == [
+                (case["call"]["name"], case["call"]["arguments"], called.tool_calls[0]["id"])]
+        assert isinstance(result, ToolMessage)
+        assert result.content == case["result"]
+        assert result.tool_call_id == called.tool_calls[0]["id"]
+        assert isinstance(answer, AIMessage)
+        assert answer.content == case["answer"]
+        assert not answer.tool_calls and not answer.invalid_tool_calls
+        assert answer.response_metadata["finish_reason"] == "stop"
+
+
+class Weather(BaseModel):
+    city: str
+
+
+@pytest.mark.parametrize("method", [None, "json_mode"])
+def test_langchain_structured_output_by_response_format_is_a_clear_400(langchain_chat, trained,
+                                                                        method):
+    """with_structured_output's default method (json_schema) and json_mode send
+    response_format, which is refused with a 400 naming it: openai.BadRequestError, never
+    a 5xx or a reply that is no JSON."""
+    structured = langchain_chat.with_structured_output(
+        Weather, **({"method": method} if method else {}))
+    with pytest.raises(openai.BadRequestError) as refused:
+        structured.invoke(weather_cases(trained)[0]["question"])
+    error = refused.value
+    assert error.status_code == 400
+    assert error.param == "response_format"
+    assert error.code == "unsupported_parameter"
+    assert "response_format" in error.message
+
+
+def test_langchain_structured_output_by_function_calling_is_the_tools_arguments(
+        langchain_chat, trained):
+    """method="function_calling" goes by tools (tool_choice naming the function,
+    parallel_tool_calls false): with the schema the adapter was trained to call, the
+    structured output is the call's arguments."""
+    for case in weather_cases(trained):
+        spec = json.loads(case["tools"])[0]
+        structured = langchain_chat.with_structured_output(spec, method="function_calling")
+        assert structured.invoke(case["question"]) == case["call"]["arguments"]
