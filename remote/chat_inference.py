@@ -202,6 +202,71 @@ def _strip_adapter_layers(model: Any) -> None:
             setattr(parent, child, module.get_base_layer())
 
 
+def _scored(tokenizer: Any, logits: Any, token: int, top: int | None
+            ) -> tuple[int, float, dict[str, float] | None]:
+    """A token's log probability under `logits` (the step's, unprocessed) and its `top`
+    likeliest alternatives by their text."""
+    import torch
+
+    logprobs = torch.log_softmax(logits, dim=-1)
+    alternatives = None
+    if top:
+        values, indices = torch.topk(logprobs, top)
+        alternatives = {}
+        for value, index in zip(values.tolist(), indices.tolist(), strict=True):
+            # Likeliest first: two tokens that decode alike keep the likelier's value.
+            alternatives.setdefault(tokenizer.decode([int(index)]), float(value))
+    return token, float(logprobs[token]), alternatives
+
+
+def _legacy_logprobs(tokenizer: Any, scored: list[tuple[int, float | None, Any]]
+                     ) -> dict[str, Any]:
+    """OpenAI's legacy completions shape: each token's text, log probability, likeliest
+    alternatives and where it starts in the returned text (the echoed prompt first)."""
+    tokens = [tokenizer.decode([token]) for token, _, _ in scored]
+    offsets, at = [], 0
+    for token in tokens:
+        offsets.append(at)
+        at += len(token)
+    return {"tokens": tokens, "token_logprobs": [lp for _, lp, _ in scored],
+            "top_logprobs": [alt for _, _, alt in scored], "text_offset": offsets}
+
+
+class _TextStreamer:
+    """A transformers streamer for one row of raw text: the prompt once, then each new
+    token, decoded as it comes (a character cut between tokens waits for its rest)."""
+
+    def __init__(self, tokenizer: Any, turn: Turn) -> None:
+        self._tokenizer, self._turn = tokenizer, turn
+        self._prompt_seen = False
+        self._ids: list[int] = []
+        self._shown = 0
+        self.first_at: float | None = None
+        self.last_at: float | None = None
+
+    def put(self, value: Any) -> None:
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        self.last_at = time.monotonic()
+        self.first_at = self.first_at or self.last_at
+        self._ids.extend(int(t) for t in value.reshape(-1).tolist())
+        self._show(final=False)
+
+    def end(self) -> None:
+        self._show(final=True)
+
+    def _show(self, final: bool) -> None:
+        if self._turn.cancelled.is_set():
+            return
+        text = self._tokenizer.decode(self._ids, skip_special_tokens=True)
+        if not final and text.endswith("\ufffd"):
+            return
+        if len(text) > self._shown:
+            self._turn.emit_text(text[self._shown:])
+            self._shown = len(text)
+
+
 class _BatchRow:
     """One row of a batch: its turn, its tokens so far, and what it has streamed."""
 
@@ -572,6 +637,95 @@ class ScriptEngine:
             tokenizer, [*messages, {"role": "assistant", "content": ""}], system, tools)
         default = (getattr(engine, "generating_args", None) or {}).get("max_new_tokens")
         fit_context(window, len(prompt), kwargs, default)
+
+    # -- raw text (protocol 5: /v1/completions) --------------------------------------------
+
+    def complete(self, turn: Turn) -> ChatOutcome:
+        """Continue raw text, no template (OpenAI's legacy completions, as vLLM serves them):
+        the prompt's tokens (text tokenized as the tokenizer does by default, or token ids as
+        given), with the turn's adapter; up to max_new_tokens more (0: none), streamed;
+        with `echo`, the prompt's tokens scored by one forward pass (the first has no
+        log probability); with `logprobs`, each token's log probability and its likeliest
+        alternatives. Log probabilities are the model's own, before any sampling setting."""
+        import torch
+        from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+
+        if self._chat_model is None:
+            raise wp.WrapperError(wp.E_NOT_LOADED, "no model is loaded")
+        assert turn.completion is not None
+        prompt, echo, top = (turn.completion["prompt"], turn.completion["echo"],
+                             turn.completion["logprobs"])
+        params = turn.params
+        self._select(turn)
+        engine = self._chat_model.engine
+        tokenizer, model = engine.tokenizer, engine.model
+        ids = list(prompt) if isinstance(prompt, list) else tokenizer(prompt)["input_ids"]
+        vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+        if isinstance(vocab, int) and max(ids) >= vocab:
+            raise wp.WrapperError(wp.E_BAD_REQUEST, f"prompt: token id {max(ids)} is not in "
+                                  f"this model's vocabulary (ids 0 to {vocab - 1})")
+        echoed = (prompt if isinstance(prompt, str) else tokenizer.decode(ids)) if echo else ""
+        new_tokens = int(params.get("max_new_tokens", 16))
+        fit_context(context_window(model, self._model_spec), len(ids),
+                    {"max_new_tokens": new_tokens}, None)
+        if "seed" in params:
+            from transformers import set_seed
+
+            set_seed(params["seed"])
+        device = next(model.parameters()).device
+        inputs = torch.tensor([ids], device=device)
+        scored: list[tuple[int, float | None, dict[str, float] | None]] = []
+        first_at = last_at = None
+        if echo:
+            turn.emit_echo(echoed)
+            with torch.inference_mode():
+                logits = model(input_ids=inputs).logits[0].float()
+            scored.append((ids[0], None, None))
+            for position, token in enumerate(ids[1:]):
+                scored.append(_scored(tokenizer, logits[position], token, top))
+        made: list[int] = []
+        hit_eos = False
+        if new_tokens > 0:
+            eos = tokenizer.eos_token_id
+            config = GenerationConfig(
+                max_new_tokens=new_tokens, do_sample=bool(params.get("temperature")),
+                temperature=params.get("temperature") or None, top_p=params.get("top_p"),
+                top_k=params.get("top_k"), repetition_penalty=params.get("repetition_penalty"),
+                eos_token_id=eos, pad_token_id=tokenizer.pad_token_id
+                if tokenizer.pad_token_id is not None else eos,
+                output_logits=True, return_dict_in_generate=True)
+            streamer = _TextStreamer(tokenizer, turn)
+
+            class _Stopped(StoppingCriteria):
+                def __call__(self, input_ids: Any, scores: Any, **_: Any) -> Any:
+                    return turn.cancelled.is_set()
+
+            self._sampling = {key: params[key] for key in SAMPLING_KEYS if key in params}
+            self._cancel.clear()
+            self._record = _GenerationRecord()
+            try:
+                with torch.inference_mode():
+                    out = model.generate(input_ids=inputs,
+                                         attention_mask=torch.ones_like(inputs),
+                                         generation_config=config, streamer=streamer,
+                                         stopping_criteria=StoppingCriteriaList([_Stopped()]))
+            except Exception as exc:
+                raise wrapper_serve.unexpected_error(exc, wp.E_GENERATION_FAILED) from exc
+            finally:
+                self._cancel.set()
+                self._sampling = {}
+            made = [int(t) for t in out.sequences[0, len(ids):]]
+            hit_eos = bool(made) and made[-1] == eos
+            if hit_eos:
+                made = made[:-1]
+            for step, token in enumerate(made):
+                scored.append(_scored(tokenizer, out.logits[step][0].float(), token, top))
+            first_at, last_at = streamer.first_at, streamer.last_at
+        text = echoed + tokenizer.decode(made, skip_special_tokens=True)
+        logprobs = _legacy_logprobs(tokenizer, scored) if top is not None else None
+        finish = wp.FINISH_STOP if hit_eos or new_tokens == 0 else wp.FINISH_LENGTH
+        return ChatOutcome(text, finish, len(made) + (1 if hit_eos else 0), first_at,
+                           last_at, len(ids), logprobs=logprobs)
 
     @staticmethod
     def _add_sampling(kwargs: dict[str, Any], params: dict[str, Any]) -> None:

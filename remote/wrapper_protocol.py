@@ -16,13 +16,15 @@ from typing import Any
 # 3: params `stop` and `seed`; done's usage carries prompt_tokens.
 # 4: chat_batch: several chats (rows) answered by one generate call on the loaded base.
 # 5: tool calls: chat's `tools`, the roles `function` and `observation` in messages, done's
-#    `tool_calls`.
+#    `tool_calls`; OpenAI's sampling parameters; a chat's `completion` (raw text, echo and
+#    log probabilities: /v1/completions) and done's `logprobs`.
 PROTOCOL_VERSION = 5
 WRAPPER_VERSION = "0.5.0"
 
 # Commands (gateway -> wrapper).
 OP_LOAD = "load"  # {"op", "model": ModelSpec, "params"?, "timeout_s"?, "max_adapters"?}
-# {"op", "id", "messages", "params"?, "adapter"?: path|null, "template"?, "tools"?}
+# {"op", "id", "messages", "params"?, "adapter"?: path|null, "template"?, "tools"?,
+#  "completion"?: {"prompt": text | [token ids], "echo"?, "logprobs"?}}
 OP_CHAT = "chat"
 OP_CANCEL = "cancel"  # {"op", "id"}
 OP_UNLOAD = "unload"  # {"op"}
@@ -54,6 +56,8 @@ EV_ADAPTER_UNLOADED = "adapter_unloaded"  # {"event", "id"?, "path", "held"}
 FEATURE_ADAPTERS = "adapters"  # serves a loaded base's adapters per chat (script mode, LoRA)
 FEATURE_BATCH = "batch"  # answers chat_batch (script mode, Hugging Face engine)
 FEATURE_TOOLS = "tools"  # formats a chat's tools and parses the calls (script mode)
+FEATURE_COMPLETE = "complete"  # continues raw text, with log probabilities (script mode)
+MAX_TOP_LOGPROBS = 20  # alternatives per token a completion may ask for (OpenAI's bound)
 
 # finish_reason values in EV_DONE.
 FINISH_STOP = "stop"  # the model ended its reply
@@ -204,7 +208,8 @@ EVENT_FIELDS: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
     EV_INFO: {"id": (False, _OPTIONAL_TEXT), "code": (True, (str,)), "message": (True, (str,))},
     EV_DONE: {"id": (True, (str,)), "content": (True, (str,)), "finish_reason": (True, (str,)),
               "timing": (True, (dict,)), "usage": (False, (dict,)), "batch": (False, (dict,)),
-              "held": (False, (dict,)), "tool_calls": (False, (list,))},
+              "held": (False, (dict,)), "tool_calls": (False, (list,)),
+              "logprobs": (False, (dict,))},
     EV_ERROR: {"id": (False, _OPTIONAL_TEXT), "code": (False, _OPTIONAL_TEXT),
                "message": (False, _OPTIONAL_TEXT), "hint": (False, _OPTIONAL_TEXT)},
     EV_PONG: {"id": (False, _OPTIONAL_TEXT), "held": (False, (dict,))},
@@ -354,6 +359,31 @@ def check_messages(messages: Any) -> list[dict[str, str]]:
         raise WrapperError(E_BAD_REQUEST, "the last message must be the user's (or a tool's "
                            "result)")
     return checked
+
+
+def check_completion(value: Any) -> dict[str, Any] | None:
+    """A chat that continues raw text rather than a conversation (version 5, /v1/completions):
+    `prompt` (text, or token ids), `echo` (the prompt's tokens are scored and returned too),
+    `logprobs` (None: none; n: each token's log probability and its n likeliest
+    alternatives, 0 to MAX_TOP_LOGPROBS)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - {"prompt", "echo", "logprobs"}:
+        raise WrapperError(E_BAD_REQUEST, "completion must be {prompt, echo?, logprobs?}")
+    prompt = value.get("prompt")
+    ids = isinstance(prompt, list) and prompt and all(
+        isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in prompt)
+    if not (isinstance(prompt, str) and prompt) and not ids:
+        raise WrapperError(E_BAD_REQUEST, "completion.prompt must be non-empty text or a "
+                           "list of token ids")
+    echo, top = value.get("echo", False), value.get("logprobs")
+    if not isinstance(echo, bool):
+        raise WrapperError(E_BAD_REQUEST, "completion.echo must be true or false")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int)
+                            or not 0 <= top <= MAX_TOP_LOGPROBS):
+        raise WrapperError(E_BAD_REQUEST, f"completion.logprobs must be 0 to "
+                           f"{MAX_TOP_LOGPROBS}")
+    return {"prompt": prompt, "echo": echo, "logprobs": top}
 
 
 def check_tools(tools: Any) -> list[dict[str, Any]] | None:

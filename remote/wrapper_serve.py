@@ -40,6 +40,9 @@ class ChatOutcome(NamedTuple):
     # The calls the template's tool format parsed out of the reply ({"name", "arguments":
     # a JSON text}), when the chat offered tools; None: a reply in words.
     tool_calls: list[dict[str, str]] | None = None
+    # A completion's log probabilities (OpenAI's legacy shape: tokens, token_logprobs,
+    # top_logprobs, text_offset), when asked for.
+    logprobs: dict[str, Any] | None = None
 
 
 class StopScanner:
@@ -143,7 +146,13 @@ class Turn:
         self._stop = StopScanner(stops) if stops else None
         self._sent: list[str] = []
         self.tools: list[dict[str, Any]] | None = None  # protocol 5: offered to the model
+        self.completion: dict[str, Any] | None = None  # protocol 5: raw text to continue
         self._gate: ToolCallGate | None = None
+
+    def emit_echo(self, text: str) -> None:
+        """A completion's echoed prompt: sent as it is (stop strings and tool calls are the
+        reply's matter, not the prompt's)."""
+        self._send_text(text)
 
     def hold_tool_calls(self, marker: str) -> None:
         """The engine formats this turn's tools: text from `marker` on may be a call."""
@@ -521,6 +530,8 @@ class WrapperServer:
             features.append(wp.FEATURE_BATCH)
         if getattr(self._engine, "takes_tools", False):
             features.append(wp.FEATURE_TOOLS)
+        if hasattr(self._engine, "complete"):
+            features.append(wp.FEATURE_COMPLETE)
         self._wire.send({
             "event": wp.EV_HELLO,
             "protocol": wp.PROTOCOL_VERSION,
@@ -665,6 +676,7 @@ class WrapperServer:
         turn = Turn(turn_id, wp.check_messages(command.get("messages")),
                     wp.check_params(command.get("params")), self._wire.send)
         turn.tools = wp.check_tools(command.get("tools"))
+        turn.completion = wp.check_completion(command.get("completion"))
         if self._state == "ready":
             self._choose(turn, command)
         with self._lock:
@@ -677,9 +689,14 @@ class WrapperServer:
                 outcome = ChatOutcome("", wp.FINISH_STOPPED)
             elif self._state != "ready":
                 raise wp.WrapperError(wp.E_NOT_LOADED, "no model is loaded")
+            elif turn.completion is not None and not hasattr(self._engine, "complete"):
+                raise wp.WrapperError(wp.E_NOT_SUPPORTED, "this wrapper answers conversations "
+                                      "only (llamafactory-cli chat applies the template); "
+                                      "script mode continues raw text")
             else:
                 self._state = "busy"
-                outcome = self._engine.chat(turn)
+                outcome = (self._engine.complete(turn) if turn.completion is not None
+                           else self._engine.chat(turn))
         finally:
             with self._lock:
                 self._current.pop(turn_id, None)
@@ -708,6 +725,8 @@ class WrapperServer:
             done["batch"] = batch
         if outcome.tool_calls and finish != wp.FINISH_STOPPED:
             done["tool_calls"] = outcome.tool_calls
+        if outcome.logprobs is not None:
+            done["logprobs"] = outcome.logprobs
         return done
 
     def _chat_batch(self, command: dict[str, Any]) -> None:

@@ -340,7 +340,7 @@ async def test_an_unknown_model_is_a_404_in_openais_shape(tmp_path, monkeypatch)
             "not_found_error"
         # Any method: a POST to a path no route serves is a 404 naming it (it was a 405 from
         # the page's static files), a known path asked with another method a 405.
-        for method, path in (("POST", "/v1/completions"), ("PUT", "/v1/x"),
+        for method, path in (("POST", "/v1/embeddings"), ("PUT", "/v1/x"),
                              ("POST", "/api/nothing")):
             unknown = await http.request(method, path, json={})
             assert unknown.status_code == 404, unknown.text
@@ -507,6 +507,21 @@ async def test_cli_mode_refuses_a_seed_it_cannot_honour(tmp_path, monkeypatch):
         assert neutral.choices[0].message.content == ECHO
         reply = await sdk(http).chat.completions.create(model="default", messages=HI)
         assert reply.choices[0].message.content == ECHO
+
+
+async def test_cli_mode_refuses_completions_by_name(tmp_path, monkeypatch):
+    """llamafactory-cli chat always applies the chat template: raw text cannot be continued
+    there, which the 400 says (script mode serves /v1/completions: test_tool_calls_box)."""
+    async with Client(gateway(tmp_path, monkeypatch, mode="cli")) as http:
+        with pytest.raises(openai.BadRequestError) as error:
+            await sdk(http).completions.create(model="default", prompt="Once upon")
+        assert error.value.param == "prompt" and "CLI mode" in error.value.message
+        for bad, param in (({"prompt": [[]]}, "prompt"), ({"prompt": "x", "n": 2}, "n"),
+                           ({"prompt": "x", "suffix": "y"}, "suffix"),
+                           ({"prompt": "x", "logprobs": 21}, "logprobs")):
+            answer = await http.post("/v1/completions", json={"model": "default", **bad})
+            assert answer.status_code == 400 and answer.json()["error"]["param"] == param, \
+                answer.text
 
 
 async def test_an_oversized_body_is_a_413_in_openais_shape(tmp_path, monkeypatch):

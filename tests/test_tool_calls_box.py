@@ -252,3 +252,37 @@ def test_langchain_structured_output_by_function_calling_is_the_tools_arguments(
         spec = json.loads(case["tools"])[0]
         structured = langchain_chat.with_structured_output(spec, method="function_calling")
         assert structured.invoke(case["question"]) == case["call"]["arguments"]
+
+
+def test_completions_continue_raw_text_and_score_it_for_harnesses(client, gateway):
+    """/v1/completions over the real path (issue 25, item 4): raw text continued with no
+    template, as vLLM serves it. lm-eval's loglikelihood request (token ids, echo,
+    max_tokens 1, logprobs 1) scores the prompt's tokens; a greedy continuation's tokens
+    are the likeliest at each step; several prompts are one choice each; streamed, the
+    text comes in chunks and the log probabilities with the last."""
+    made = client.completions.create(model="base", prompt="The quick brown fox",
+                                     max_tokens=5, temperature=0, logprobs=2)
+    [choice] = made.choices
+    assert choice.finish_reason in ("length", "stop") and made.object == "text_completion"
+    assert made.usage.completion_tokens == len(choice.logprobs.tokens) <= 5
+    for chosen, top in zip(choice.logprobs.token_logprobs, choice.logprobs.top_logprobs,
+                           strict=True):
+        assert chosen == pytest.approx(max(top.values()), abs=1e-5)
+
+    scored = client.completions.create(model="base", prompt=[[40, 41, 42, 43]], echo=True,
+                                       max_tokens=1, temperature=0, logprobs=1)
+    logprobs = scored.choices[0].logprobs
+    assert len(logprobs.token_logprobs) == 5 and logprobs.token_logprobs[0] is None
+    assert all(lp <= 0 for lp in logprobs.token_logprobs[1:])
+    assert scored.usage.prompt_tokens == 4
+
+    two = client.completions.create(model="default", prompt=["Hello", "The sky"],
+                                    max_tokens=3, temperature=0)
+    assert [c.index for c in two.choices] == [0, 1]
+    streamed = list(client.completions.create(model="base", prompt="The quick brown fox",
+                                              max_tokens=5, temperature=0, logprobs=2,
+                                              stream=True))
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == choice.text
+    assert streamed[-1].choices[0].finish_reason == choice.finish_reason
+    assert streamed[-1].choices[0].logprobs.token_logprobs == pytest.approx(
+        choice.logprobs.token_logprobs, abs=1e-5)

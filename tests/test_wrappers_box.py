@@ -353,6 +353,50 @@ def test_sampling_parameters_reach_the_real_model(spare, tiny):
     reply("min-p", {"temperature": 1, "min_p": 0.5, "max_new_tokens": 4, "seed": 1})
 
 
+def test_a_completion_continues_raw_text_and_scores_it_as_the_model_does(spare, tiny):
+    """Protocol 5's completion (/v1/completions): raw text, no template. The log
+    probabilities of what it generated greedily are the likeliest at each step, and are
+    what scoring the same text again (echo, no new tokens: lm-eval's loglikelihood) gives
+    for those tokens, by one forward pass; token ids work as a prompt as text does."""
+    wrapper = spare("script")
+    assert wrapper.load(model_spec(tiny))["event"] == "ready"
+    greedy = {"temperature": 0, "max_new_tokens": 5}
+    made, events = wrapper.chat("raw", [user("")], greedy,
+                                completion={"prompt": "The quick brown fox", "logprobs": 2})
+    assert made["event"] == "done", made
+    logprobs = made["logprobs"]
+    assert len(logprobs["tokens"]) == made["usage"]["completion_tokens"] == 5
+    tokenizer = json.loads((Path(tiny["base"]) / "tokenizer.json").read_text())
+    specials = {added["content"] for added in tokenizer["added_tokens"]}
+    # The text leaves special tokens out (as vLLM's does); the tokens name every one.
+    assert "".join(t for t in logprobs["tokens"] if t not in specials) == made["content"] \
+        == joined(events)
+    for chosen, top in zip(logprobs["token_logprobs"], logprobs["top_logprobs"], strict=True):
+        # Two alternatives by their text (two byte tokens that decode alike are one key)
+        assert 1 <= len(top) <= 2 and chosen == pytest.approx(max(top.values()), abs=1e-5)
+
+    # Scored again: the prompt as token ids ("fox") and five "x" made under a logit_bias
+    # (log probabilities are the model's own, before any sampling setting), then that whole
+    # text echoed with no new tokens: the same five values, by one forward pass.
+    vocab = tokenizer["model"]["vocab"]
+    fox, x = [vocab[c] for c in "fox"], vocab["x"]
+    forced, _ = wrapper.chat("forced", [user("")], greedy | {"logit_bias": {str(x): 100}},
+                             completion={"prompt": fox, "logprobs": 1})
+    assert forced["content"] == "xxxxx" and forced["logprobs"]["tokens"] == ["x"] * 5
+    echoed, _ = wrapper.chat("echo", [user("")], greedy | {"max_new_tokens": 0},
+                             completion={"prompt": fox + [x] * 5, "echo": True, "logprobs": 1})
+    assert echoed["event"] == "done" and echoed["content"] == "foxxxxxx", echoed
+    scored = echoed["logprobs"]
+    assert scored["tokens"] == ["f", "o", "x", "x", "x", "x", "x", "x"]
+    assert scored["token_logprobs"][0] is None and scored["top_logprobs"][0] is None
+    assert scored["text_offset"] == list(range(8))
+    assert scored["token_logprobs"][-5:] == pytest.approx(forced["logprobs"]["token_logprobs"],
+                                                          abs=1e-3)
+    outside, _ = wrapper.chat("outside", [user("")], greedy,
+                              completion={"prompt": [10**9], "logprobs": 0})
+    assert outside["code"] == wp.E_BAD_REQUEST and "vocabulary" in outside["message"]
+
+
 def test_a_prompt_over_the_window_is_refused_naming_both_numbers(spare, tiny):
     """The window is the model's max_position_embeddings or LlamaFactory's cutoff_len (96
     here; "Hello" with qwen's default system prompt is 66 tokens of the tiny tokenizer); the

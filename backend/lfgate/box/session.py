@@ -172,18 +172,22 @@ class WrapperSession:
     async def chat(self, turn_id: str, messages: list[dict[str, str]],
                    params: dict[str, Any], choice: dict[str, Any] | None = None,
                    idle_timeout_s: float | None = None,
-                   tools: list[dict[str, Any]] | None = None) -> AsyncIterator[dict[str, Any]]:
+                   tools: list[dict[str, Any]] | None = None,
+                   completion: dict[str, Any] | None = None
+                   ) -> AsyncIterator[dict[str, Any]]:
         """The turn's events (info, delta, then done or error). Leaving early cancels it.
         `choice` names the adapter (None: the base) and template on a shared base; `tools`
-        are the function definitions offered to the model (protocol 5). A turn the box says
-        nothing about for `idle_timeout_s` is cancelled there and fails."""
+        are the function definitions offered to the model, `completion` raw text to continue
+        instead of the messages (protocol 5). A turn the box says nothing about for
+        `idle_timeout_s` is cancelled there and fails."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._routes[turn_id] = queue
         finished = False
         try:
             await self._send({"op": wp.OP_CHAT, "id": turn_id, "messages": messages,
                               "params": params, **(choice or {}),
-                              **({"tools": tools} if tools else {})})
+                              **({"tools": tools} if tools else {}),
+                              **({"completion": completion} if completion else {})})
             while not finished:
                 event = await _next(queue, idle_timeout_s)
                 finished = event["event"] in _TURN_END

@@ -12,11 +12,20 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from lfgate.api.deps import RegistryDep, SettingsDep, StartedDep, TurnsDep
 from lfgate.api.guards.limits import check_limits
 from lfgate.api.openai.errors import openai_error
-from lfgate.api.openai.schemas import ChatCompletionIn, ModelCardOut, ModelListOut
+from lfgate.api.openai.schemas import (
+    ChatCompletionIn,
+    CompletionIn,
+    ModelCardOut,
+    ModelListOut,
+)
 from lfgate.api.openai.stream import Completion, box_error_status, error_object
+from lfgate.api.openai.text_completion import TextCompletion
 from lfgate.api.sse import SSE_HEADERS, STREAMED, final_event
+from lfgate.services.chat.completion_requests import completion_request
 from lfgate.services.chat.openai_requests import turn_request
-from lfgate.services.errors import BadParameter, TooManyTurns
+from lfgate.services.chat.turn_recorder import Turn
+from lfgate.services.chat.turns import ChatTurns
+from lfgate.services.errors import BadParameter, TooManyTurns, UnknownTurn
 from lfgate.services.models.registry import ModelEntry
 
 OWNER = "lfgate"
@@ -91,6 +100,52 @@ async def chat_completions(body: ChatCompletionIn, turns: TurnsDep, settings: Se
     if name == "error":
         return _box_error(data, headers)
     return JSONResponse(completion.whole(data), headers=headers)
+
+
+@router.post("/completions", response_model=None, responses=STREAMED)
+async def completions(body: CompletionIn, turns: TurnsDep, settings: SettingsDep,
+                      registry: RegistryDep) -> StreamingResponse | JSONResponse:
+    """OpenAI's legacy completions: each prompt (text or token ids) continued as raw text,
+    no chat template, with `echo` and `logprobs` (lm-eval's loglikelihood); script mode."""
+    request = completion_request(
+        body.model_dump(exclude_unset=True), set(CompletionIn.model_fields),
+        cli_mode=registry.settings_for(body.model).chat_mode == "cli")
+    check_limits(body, settings)
+    started = [await turns.start_completion(
+        model=request.model, params=request.params,
+        completion={"prompt": prompt, "echo": request.echo, "logprobs": request.logprobs})
+        for prompt in request.prompts]
+    answer = TextCompletion(started, request.model)
+    headers = {"X-LFGate-Turn-Id": started[0].id}
+    if body.stream:
+        first = started[0]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(first.opened.wait(), OPEN_WAIT_S)
+        if first.opened.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(first.answering.wait(), ANSWER_WAIT_S)
+        if first.error is not None and not first.text:
+            await _stop_all(turns, started[1:])
+            return _box_error(first.error, headers)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(answer.stream(turns, include_usage),
+                                 media_type="text/event-stream",
+                                 headers={**SSE_HEADERS, **headers})
+    dones = []
+    for index, turn in enumerate(started):
+        name, data = await final_event(turn)
+        if name == "error":  # the request fails whole, as OpenAI's does: the rest stop
+            await _stop_all(turns, started[index + 1:])
+            return _box_error(data, headers)
+        dones.append(data)
+    return JSONResponse(answer.whole(dones), headers=headers)
+
+
+async def _stop_all(turns: ChatTurns, started: list[Turn]) -> None:
+    """The other prompts of a request that failed: stopped (those that ended already, too)."""
+    for turn in started:
+        with contextlib.suppress(UnknownTurn):
+            await turns.stop(turn.id)
 
 
 def _box_error(error: dict[str, object], headers: dict[str, str]) -> JSONResponse:

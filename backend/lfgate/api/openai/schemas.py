@@ -47,6 +47,31 @@ class ChatCompletionIn(BaseModel):
     chat_template_kwargs: dict[str, Any] | None = None
 
 
+class CompletionIn(BaseModel):
+    """OpenAI's legacy completions (/v1/completions): raw text continued, no template."""
+
+    model_config = ConfigDict(extra="allow")  # judged by completion_requests, as for chat
+
+    model: str = Field(min_length=1, max_length=200)
+    prompt: Any  # text, texts, token ids or lists of them (checked where it can be named)
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    echo: StrictBool = False
+    logprobs: int | None = Field(default=None, ge=0, le=20)
+    max_tokens: Annotated[int | None, Field(ge=0), Limit.NEW_TOKENS] = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    stop: Any = None
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    top_k: int | None = Field(default=None, ge=0, le=MAX_TOP_K)
+    repetition_penalty: float | None = Field(default=None, gt=0, le=10)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = Field(
+        default=None, max_length=300)
+    min_p: float | None = Field(default=None, ge=0, le=1)
+
+
 class ModelCardOut(BaseModel):
     id: str
     object: Literal["model"] = "model"

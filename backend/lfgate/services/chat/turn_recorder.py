@@ -52,6 +52,8 @@ class Turn:
     tags: dict[str, Any] = field(default_factory=dict)  # kept in its provenance (a compare slot)
     # Function definitions offered to the model (protocol 5; an OpenAI request's `tools`).
     tools: list[dict[str, Any]] | None = None
+    # Raw text to continue (protocol 5's completion: /v1/completions), not a conversation.
+    completion: dict[str, Any] | None = None
     ttft_ms: float | None = None
     saved_at: float = field(default_factory=time.monotonic)
     ended: bool = False  # its done or error event is out: a stream ends with exactly one
@@ -136,6 +138,8 @@ class TurnRecorder:
                 done["batch"] = box_event["batch"]
             if box_event.get("tool_calls"):
                 done["tool_calls"] = box_event["tool_calls"]
+            if box_event.get("logprobs") is not None:
+                done["logprobs"] = box_event["logprobs"]
         provenance = {**self.provenance(turn, params), "finish_reason": finish_reason,
                       **{k: done[k] for k in ("timing", "box_timing", "usage", "batch",
                                               "tool_calls") if k in done}}

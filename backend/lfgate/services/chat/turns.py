@@ -194,6 +194,18 @@ class ChatTurns:
             self.launch(turn, messages, params)
         return turn
 
+    async def start_completion(self, *, model: str, completion: dict[str, Any],
+                               params: dict[str, Any]) -> Turn:
+        """Raw text continued, no template (/v1/completions): never stored as a chat (it is
+        no conversation). `completion` is protocol 5's {prompt, echo, logprobs}."""
+        with self.placing(model):
+            spec = self._registry.get(model).spec
+            turn = Turn(id=new_id(), chat_id=None, model=model, spec=spec, exclusive=False,
+                        completion=completion)
+            # The protocol's messages stay valid; the wrapper continues the prompt instead.
+            self.launch(turn, [{"role": "user", "content": ""}], params)
+        return turn
+
     def unstored_turn(self, model: str, tags: dict[str, Any]) -> Turn:
         """A turn kept by its caller rather than in a chat (a prompt set's cell), run by
         `launch` or `launch_batch`; its caller holds its place (`placing`) until then."""
@@ -433,7 +445,8 @@ class ChatTurns:
                      params: dict[str, Any], choice: dict[str, Any] | None) -> None:
         assert turn.session is not None
         idle = self._registry.settings_for(turn.model).chat_timeout
-        events = turn.session.chat(turn.id, messages, params, choice, idle, tools=turn.tools)
+        events = turn.session.chat(turn.id, messages, params, choice, idle, tools=turn.tools,
+                                   completion=turn.completion)
         async with contextlib.aclosing(events):  # left early (a failed save): the box stops
             async for event in events:
                 await self._recorder.on_event(turn, event, params)
