@@ -28,7 +28,7 @@ from wrapper_serve import ChatOutcome, Turn
 _GENERATE_EXIT_WAIT_S = 5.0  # after the stream ends, how long `generate` may take to return
 _GEN_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty")
 # Honoured by our own hook on `generate` (LlamaFactory's engine passes none of them on).
-SAMPLING_KEYS = ("presence_penalty", "frequency_penalty", "logit_bias", "min_p")
+SAMPLING_KEYS = ("presence_penalty", "frequency_penalty", "logit_bias", "min_p", "logprobs")
 
 
 class _GenerationRecord:
@@ -43,6 +43,8 @@ class _GenerationRecord:
         self.tokens_before_cancel = 0  # counted per generation step, until a stop
         self.first_token_at: float | None = None
         self.last_token_at: float | None = None
+        self.reply_ids: list[int] = []  # what generate made (eos included), when observed
+        self.logits: Any = None  # per step, when asked for (chat logprobs)
 
     def step(self, cancelled: bool) -> None:
         """One generation step made one token; those after a stop never reach the user."""
@@ -60,6 +62,8 @@ class _GenerationRecord:
         self.prompt_tokens = int(prompt.shape[-1])
         generated = sequences[0, prompt.shape[-1]:]
         self.completion_tokens = int(generated.shape[-1])
+        self.reply_ids = [int(t) for t in generated]
+        self.logits = getattr(output, "logits", None)
         eos = getattr(generation_config, "eos_token_id", None)
         eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         self.hit_eos = bool(len(generated)) and int(generated[-1]) in eos_ids
@@ -217,6 +221,27 @@ def _scored(tokenizer: Any, logits: Any, token: int, top: int | None
             # Likeliest first: two tokens that decode alike keep the likelier's value.
             alternatives.setdefault(tokenizer.decode([int(index)]), float(value))
     return token, float(logprobs[token]), alternatives
+
+
+def _chat_logprobs(tokenizer: Any, record: _GenerationRecord, top: int, shown: int
+                   ) -> dict[str, Any]:
+    """OpenAI's chat shape, {"content": [{token, logprob, bytes, top_logprobs}]}, for the
+    reply's tokens: its end-of-turn token left out, and none past the text the reply kept
+    (a stop string cuts it)."""
+    content, length = [], 0
+    for step, token in enumerate(record.reply_ids[:len(record.logits)]):
+        if length >= shown and step:
+            break
+        _, logprob, alternatives = _scored(tokenizer, record.logits[step][0].float(), token,
+                                           max(top, 1))
+        text = tokenizer.decode([token], skip_special_tokens=True)
+        if not text and step == len(record.reply_ids) - 1 and record.hit_eos:
+            break  # the end-of-turn token: not part of the reply
+        length += len(text)
+        content.append({"token": text, "logprob": logprob, "bytes": list(text.encode()),
+                        "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())}
+                                         for t, v in list((alternatives or {}).items())[:top]]})
+    return {"content": content}
 
 
 def _legacy_logprobs(tokenizer: Any, scored: list[tuple[int, float | None, Any]]
@@ -544,6 +569,8 @@ class ScriptEngine:
             criteria = list(kwargs.get("stopping_criteria") or [])
             kwargs["stopping_criteria"] = StoppingCriteriaList([*criteria, _Cancelled(record)])
             self._add_sampling(kwargs, self._sampling)
+            if self._sampling.get("logprobs") is not None:  # the raw logits of each step
+                kwargs.update(output_logits=True, return_dict_in_generate=True)
             try:
                 output = original(*args, **kwargs)
                 record.observe(kwargs.get("inputs", kwargs.get("input_ids")), output,
@@ -620,8 +647,12 @@ class ScriptEngine:
         calls = None
         if tools is not None and template is not None and not turn.cancelled.is_set():
             calls = tool_calls_in(template, "".join(parts))
+        logprobs = None
+        if params.get("logprobs") is not None and record.logits is not None:
+            logprobs = _chat_logprobs(self._chat_model.engine.tokenizer, record,
+                                      params["logprobs"], len("".join(parts)))
         return ChatOutcome("".join(parts), finish, tokens, record.first_token_at,
-                           record.last_token_at, record.prompt_tokens, calls)
+                           record.last_token_at, record.prompt_tokens, calls, logprobs)
 
     def _fit_context(self, messages: list[dict[str, str]], system: str | None,
                      tools: str | None, kwargs: dict[str, Any]) -> None:

@@ -101,9 +101,13 @@ GEN_PARAM_TYPES: dict[str, tuple[type, ...]] = {
     "frequency_penalty": (int, float),
     "logit_bias": (dict,),
     "min_p": (int, float),
+    # Chat log probabilities (version 5): each reply token's, and this many likeliest
+    # alternatives (0 to MAX_TOP_LOGPROBS); done's `logprobs` is OpenAI's chat shape.
+    "logprobs": (int,),
 }
 # Parameters llamafactory-cli chat cannot take: refused in CLI mode (the gateway says so).
-SCRIPT_ONLY_PARAMS = ("seed", "presence_penalty", "frequency_penalty", "logit_bias", "min_p")
+SCRIPT_ONLY_PARAMS = ("seed", "presence_penalty", "frequency_penalty", "logit_bias", "min_p",
+                      "logprobs")
 MAX_LOGIT_BIAS = 300  # token ids in one logit_bias, as OpenAI allows
 MAX_STOP = 4
 MAX_STOP_CHARS = 256
@@ -310,6 +314,9 @@ def check_params(params: Any) -> dict[str, Any]:
             value = check_stop(value)
         if key == "logit_bias":
             value = check_logit_bias(value)
+        if key == "logprobs" and not 0 <= value <= MAX_TOP_LOGPROBS:
+            raise WrapperError(E_BAD_REQUEST, f"parameter 'logprobs' must be 0 to "
+                               f"{MAX_TOP_LOGPROBS} (alternatives per token)")
         checked[key] = value
     return checked
 

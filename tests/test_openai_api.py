@@ -176,7 +176,7 @@ async def test_the_sdk_streams_and_stops_at_a_stop_string(tmp_path, monkeypatch)
       "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
     ({"tool_choice": "required"}, "tool_choice"),  # with no tools to call
     ({"functions": [{"name": "f", "parameters": {}}]}, "functions"),
-    ({"logprobs": True}, "logprobs"),
+    ({"top_logprobs": 3}, "top_logprobs"),  # without logprobs: true
     ({"presence_penalty": 3}, "presence_penalty"),  # OpenAI's range is -2 to 2
     ({"logit_bias": {"the": 5}}, "logit_bias"),  # token ids, not words
     ({"response_format": {"type": "json_object"}}, "response_format"),
@@ -547,13 +547,13 @@ async def test_each_v1_refusal_is_one_log_line_with_its_reason(tmp_path, monkeyp
     async with Client(gateway(tmp_path, monkeypatch, gateway_token="s3cret-token")) as http:
         auth = {"Authorization": "Bearer s3cret-token"}
         await http.post("/v1/chat/completions", headers=auth, json={
-            "model": "default", "messages": HI, "logprobs": True})
+            "model": "default", "messages": HI, "n": 2})
         await http.get("/v1/models", headers={"Authorization": "Bearer wrong"})
         await http.post("/v1/chat/completions", headers=auth,
                         json={"model": "nope", "messages": HI})
         lines = [r.getMessage() for r in caplog.records if " /v1/" in r.getMessage()]
         assert lines[0].startswith("POST /v1/chat/completions 400 unsupported_parameter: "
-                                   "logprobs=True is not supported"), lines
+                                   "n=2 is not supported with this model"), lines
         assert lines[1].startswith("GET /v1/models 401 invalid_api_key: "), lines
         assert "wrong" not in lines[1]  # what the client sent as a key is never logged
         assert lines[2].startswith("POST /v1/chat/completions 404 unknown_model: "), lines

@@ -9,6 +9,7 @@ loop with a Python tool, whole and streamed; with_structured_output's methods.""
 from __future__ import annotations
 
 import json
+import warnings
 
 import openai
 import pytest
@@ -32,6 +33,8 @@ def gateway(sshd, box_python, tiny, trained, tmp_path_factory):
                                  env={"ADAPTER_PATH": adapters["tool"]["path"],
                                       "ADAPTER_DIRS": str(adapters["words"]["path"]).rsplit(
                                           "/", 1)[0], "RESCAN_INTERVAL": "0"})
+    # The first scan of ADAPTER_DIRS runs in the background: done before any test lists.
+    assert process.http.post("/api/models/refresh", timeout=120).status_code == 200
     yield process
     process.stop()
 
@@ -234,9 +237,13 @@ def test_langchain_structured_output_by_response_format_is_a_clear_400(langchain
     a 5xx or a reply that is no JSON."""
     structured = langchain_chat.with_structured_output(
         Weather, **({"method": method} if method else {}))
-    with pytest.raises(openai.BadRequestError) as refused:
+    with pytest.raises(openai.BadRequestError) as refused, warnings.catch_warnings(
+            record=True) as told:
+        warnings.simplefilter("always")
         structured.invoke(weather_cases(trained)[0]["question"])
     error = refused.value
+    if method is None:  # json_schema: our message is OpenAI's, so LangChain says what works
+        assert any('method="function_calling"' in str(w.message) for w in told), told
     assert error.status_code == 400
     assert error.param == "response_format"
     assert error.code == "unsupported_parameter"
@@ -286,3 +293,30 @@ def test_completions_continue_raw_text_and_score_it_for_harnesses(client, gatewa
     assert streamed[-1].choices[0].finish_reason == choice.finish_reason
     assert streamed[-1].choices[0].logprobs.token_logprobs == pytest.approx(
         choice.logprobs.token_logprobs, abs=1e-5)
+
+
+def test_chat_logprobs_are_the_models_own_for_each_reply_token(client, trained):
+    """logprobs / top_logprobs on chat (issue 25, item 4): each token of the reply with its
+    log probability and alternatives, whole and with the stream's last chunk. The words
+    adapter on a prompt it was trained on: greedy, so each token is its step's likeliest,
+    and confident (it learned the answer)."""
+    ids = {m.id for m in client.models.list()}
+    words = next(i for i in ids if i.endswith("words"))
+    case = cases(trained, "words", calls=False)[0]
+    whole = client.chat.completions.create(model=words, messages=case["messages"],
+                                           logprobs=True, top_logprobs=2, **GREEDY)
+    choice = whole.choices[0]
+    assert choice.message.content == case["answer"]
+    content = choice.logprobs.content
+    assert "".join(t.token for t in content) == case["answer"]
+    for token in content:
+        assert len(token.top_logprobs) <= 2 and token.bytes == list(token.token.encode())
+        assert token.logprob == pytest.approx(max(t.logprob for t in token.top_logprobs),
+                                              abs=1e-5)
+    assert sum(t.logprob for t in content) / len(content) > -0.5  # it learned the answer
+    chunks = list(client.chat.completions.create(model=words, messages=case["messages"],
+                                                 logprobs=True, stream=True, **GREEDY))
+    last = next(c for c in chunks if c.choices and c.choices[0].finish_reason)
+    assert [t.logprob for t in last.choices[0].logprobs.content] == pytest.approx(
+        [t.logprob for t in content], abs=1e-5)
+    assert all(t.top_logprobs == [] for t in last.choices[0].logprobs.content)

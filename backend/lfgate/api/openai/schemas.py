@@ -40,6 +40,8 @@ class ChatCompletionIn(BaseModel):
     logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = Field(
         default=None, max_length=300)
     min_p: float | None = Field(default=None, ge=0, le=1)
+    logprobs: StrictBool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     # LlamaFactory's own knobs, as extra body fields (the openai SDK's `extra_body`).
     top_k: int | None = Field(default=None, ge=0, le=MAX_TOP_K)
     repetition_penalty: float | None = Field(default=None, gt=0, le=10)

@@ -83,11 +83,12 @@ class Completion:
                 for call in calls]
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None,
-              include_usage: bool = False) -> dict[str, Any]:
+              include_usage: bool = False, logprobs: dict[str, Any] | None = None
+              ) -> dict[str, Any]:
         chunk: dict[str, Any] = {
             "id": self.id, "object": "chat.completion.chunk", "created": self.created,
             "model": self.model, "system_fingerprint": FINGERPRINT,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None,
+            "choices": [{"index": 0, "delta": delta, "logprobs": logprobs,
                          "finish_reason": finish}],
         }
         if include_usage:
@@ -103,7 +104,7 @@ class Completion:
         return {
             "id": self.id, "object": "chat.completion", "created": self.created,
             "model": self.model, "system_fingerprint": FINGERPRINT,
-            "choices": [{"index": 0, "message": message, "logprobs": None,
+            "choices": [{"index": 0, "message": message, "logprobs": done.get("logprobs"),
                          "finish_reason": finish_reason(done)}],
             "usage": usage(done),
         }
@@ -130,7 +131,10 @@ class Completion:
                     for index, call in enumerate(self.tool_calls(data)):
                         yield _data(self.chunk({"tool_calls": [{"index": index, **call}]},
                                                None, include_usage))
-                    yield _data(self.chunk({}, finish_reason(data), include_usage))
+                    # Log probabilities, asked for, come whole with the last chunk (the
+                    # box reads them once generation has ended).
+                    yield _data(self.chunk({}, finish_reason(data), include_usage,
+                                           data.get("logprobs")))
                     if include_usage:
                         last = self.chunk({}, None, include_usage)
                         last["choices"], last["usage"] = [], usage(data)

@@ -31,8 +31,6 @@ NEUTRAL: dict[str, tuple[Any, ...]] = {
     "n": (None, 1),
     "functions": (None, []),
     "function_call": (None, "none", "auto"),
-    "logprobs": (None, False),
-    "top_logprobs": (None, 0),
     "response_format": (None, {"type": "text"}),
     "modalities": (None, ["text"]),
     "audio": (None,),
@@ -45,8 +43,6 @@ WHY_NOT: dict[str, str] = {
     "functions": "the deprecated functions field is not supported; send tools instead",
     "function_call": "the deprecated function_call field is not supported; send tool_choice "
                      "instead",
-    "logprobs": "log probabilities are not returned by LlamaFactory's chat engine",
-    "top_logprobs": "log probabilities are not returned by LlamaFactory's chat engine",
     "response_format": "only {\"type\": \"text\"} (structured output needs constrained "
                        "decoding, which LlamaFactory's chat engine lacks)",
     "modalities": "text only",
@@ -296,6 +292,8 @@ def turn_request(body: dict[str, Any], known: set[str], *, cli_mode: bool) -> Tu
     if any(not token.isdigit() for token in bias):
         raise BadParameter("logit_bias maps token ids (\"1234\") to biases",
                            param="logit_bias")
+    if body.get("top_logprobs") and not body.get("logprobs"):
+        raise BadParameter("top_logprobs needs logprobs: true", param="top_logprobs")
     system, messages = _messages(body["messages"])
     tools, parallel = _tools(body)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
@@ -308,6 +306,8 @@ def turn_request(body: dict[str, Any], known: set[str], *, cli_mode: bool) -> Tu
         "presence_penalty": body.get("presence_penalty") or None,
         "frequency_penalty": body.get("frequency_penalty") or None,
         "logit_bias": bias or None, "min_p": body.get("min_p") or None,
+        # The box's `logprobs`: alternatives per token (0: the chosen token's alone).
+        "logprobs": (body.get("top_logprobs") or 0) if body.get("logprobs") else None,
     }
     return TurnRequest(body["model"], messages,
                        {key: value for key, value in params.items() if value is not None},
