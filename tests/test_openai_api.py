@@ -170,7 +170,7 @@ async def test_the_sdk_streams_and_stops_at_a_stop_string(tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize("extra, param", [
-    ({"n": 2}, "n"),
+    ({"n": 9}, "n"),  # choices are rows of one batch: at most 8
     ({"tools": [{"type": "function"}]}, "tools[0]"),
     ({"tools": [{"type": "function", "function": {"name": "f"}}],
       "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
@@ -292,6 +292,30 @@ async def test_a_tool_call_comes_back_in_openais_shape_whole_and_streamed(tmp_pa
         assert result.choices[0].finish_reason == "stop"
         assert result.choices[0].message.content == 'The tool said: {"temperature": 21}'
         assert result.choices[0].message.tool_calls is None
+
+
+async def test_n_choices_come_back_each_with_its_index_whole_and_streamed(tmp_path,
+                                                                         monkeypatch):
+    """n > 1 (issue 25, item 4): the replies are rows of one batch on the shared base, each
+    a choice with its index; streamed, their chunks interleave as the rows make them."""
+    async with Client(gateway(tmp_path, monkeypatch)) as http:
+        whole = await sdk(http).chat.completions.create(model="default", messages=HI, n=3)
+        assert [c.index for c in whole.choices] == [0, 1, 2]
+        assert all(c.message.content == ECHO and c.finish_reason == "stop"
+                   for c in whole.choices)
+        stream = await sdk(http).chat.completions.create(model="default", messages=HI, n=2,
+                                                         stream=True,
+                                                         stream_options={"include_usage": True})
+        chunks = [c async for c in stream]
+        texts = {0: "", 1: ""}
+        for chunk in chunks:
+            for choice in chunk.choices:
+                texts[choice.index] += choice.delta.content or ""
+        assert texts == {0: ECHO, 1: ECHO}
+        finished = [c.choices[0].index for c in chunks if c.choices and
+                    c.choices[0].finish_reason]
+        assert sorted(finished) == [0, 1]
+        assert chunks[-1].usage.completion_tokens == 2 * whole.usage.completion_tokens / 3
 
 
 async def test_tools_never_fail_a_request_the_model_answers_in_words(tmp_path, monkeypatch):
@@ -547,13 +571,13 @@ async def test_each_v1_refusal_is_one_log_line_with_its_reason(tmp_path, monkeyp
     async with Client(gateway(tmp_path, monkeypatch, gateway_token="s3cret-token")) as http:
         auth = {"Authorization": "Bearer s3cret-token"}
         await http.post("/v1/chat/completions", headers=auth, json={
-            "model": "default", "messages": HI, "n": 2})
+            "model": "default", "messages": HI, "modalities": ["audio"]})
         await http.get("/v1/models", headers={"Authorization": "Bearer wrong"})
         await http.post("/v1/chat/completions", headers=auth,
                         json={"model": "nope", "messages": HI})
         lines = [r.getMessage() for r in caplog.records if " /v1/" in r.getMessage()]
         assert lines[0].startswith("POST /v1/chat/completions 400 unsupported_parameter: "
-                                   "n=2 is not supported with this model"), lines
+                                   "modalities is not supported with this model"), lines
         assert lines[1].startswith("GET /v1/models 401 invalid_api_key: "), lines
         assert "wrong" not in lines[1]  # what the client sent as a key is never logged
         assert lines[2].startswith("POST /v1/chat/completions 404 unknown_model: "), lines

@@ -320,3 +320,18 @@ def test_chat_logprobs_are_the_models_own_for_each_reply_token(client, trained):
     assert [t.logprob for t in last.choices[0].logprobs.content] == pytest.approx(
         [t.logprob for t in content], abs=1e-5)
     assert all(t.top_logprobs == [] for t in last.choices[0].logprobs.content)
+
+
+def test_n_greedy_choices_are_rows_of_one_batch_that_answer_alike(client, sshd, trained):
+    """n = 3 on the words adapter (a shared base): one generate call with three rows (the
+    box's spy counts them), each the trained answer (greedy), each a choice with its index."""
+    words = next(m.id for m in client.models.list() if m.id.endswith("words"))
+    case = cases(trained, "words", calls=False)[0]
+    calls = sshd.spy.with_name(sshd.spy.name + ".generate.jsonl")
+    seen = len(calls.read_text().splitlines()) if calls.exists() else 0
+    reply = client.chat.completions.create(model=words, messages=case["messages"], n=3,
+                                           **GREEDY)
+    assert [(c.index, c.message.content) for c in reply.choices] == [
+        (index, case["answer"]) for index in range(3)]
+    made = [json.loads(line) for line in calls.read_text().splitlines()[seen:]]
+    assert [call["rows"] for call in made] == [3]

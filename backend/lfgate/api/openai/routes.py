@@ -74,10 +74,12 @@ async def chat_completions(body: ChatCompletionIn, turns: TurnsDep, settings: Se
         where = f"messages[{len(body.messages) - 1}].content"
         raise BadParameter(f"{where} is empty or whitespace only: there is nothing to answer",
                            param=where)
-    turn = await turns.start_messages(messages=request.messages, model=request.model,
-                                      params=request.params, store=settings.store_api_chats,
-                                      tools=request.tools)
-    completion = Completion(turn, request.model, parallel_tool_calls=request.parallel_tool_calls)
+    started = await turns.start_messages(
+        messages=request.messages, model=request.model, params=request.params,
+        store=settings.store_api_chats and request.n == 1, tools=request.tools, n=request.n)
+    turn = started[0]
+    completion = Completion(started, request.model,
+                            parallel_tool_calls=request.parallel_tool_calls)
     headers = {"X-LFGate-Turn-Id": turn.id,
                **({"X-LFGate-Chat-Id": turn.chat_id} if turn.chat_id else {})}
     if body.stream:
@@ -91,15 +93,20 @@ async def chat_completions(body: ChatCompletionIn, turns: TurnsDep, settings: Se
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(turn.answering.wait(), ANSWER_WAIT_S)
         if turn.error is not None and not turn.text:
+            await _stop_all(turns, started[1:])
             return _box_error(turn.error, headers)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(completion.stream(turns, include_usage),
                                  media_type="text/event-stream",
                                  headers={**SSE_HEADERS, **headers})
-    name, data = await final_event(turn)
-    if name == "error":
-        return _box_error(data, headers)
-    return JSONResponse(completion.whole(data), headers=headers)
+    dones = []
+    for index, each in enumerate(started):
+        name, data = await final_event(each)
+        if name == "error":  # the request fails whole, as OpenAI's does: the rest stop
+            await _stop_all(turns, started[index + 1:])
+            return _box_error(data, headers)
+        dones.append(data)
+    return JSONResponse(completion.whole(dones), headers=headers)
 
 
 @router.post("/completions", response_model=None, responses=STREAMED)

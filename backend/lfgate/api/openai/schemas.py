@@ -28,6 +28,8 @@ class ChatCompletionIn(BaseModel):
     messages: Annotated[list[Any], Limit.MESSAGE_CHARS] = Field(min_length=1, max_length=10_000)
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
+    # Choices: rows of one generate call where the model rides on a shared base.
+    n: int | None = Field(default=None, ge=1, le=8)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     max_tokens: NewTokens = None

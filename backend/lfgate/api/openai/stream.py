@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -62,16 +63,16 @@ def error_object(error: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class Completion:
-    """One request's answer, however it is sent."""
+    """One request's answer, however it is sent: one choice per turn (`n` of them)."""
 
-    turn: Turn
+    turns: list[Turn]
     model: str
     parallel_tool_calls: bool = True  # False: a reply's first call only
     created: int = field(default_factory=lambda: int(time.time()))
 
     @property
     def id(self) -> str:
-        return f"chatcmpl-{self.turn.id}"
+        return f"chatcmpl-{self.turns[0].id}"
 
     def tool_calls(self, done: dict[str, Any]) -> list[dict[str, Any]]:
         """The reply's calls in OpenAI's shape, each with an id of its own."""
@@ -83,65 +84,119 @@ class Completion:
                 for call in calls]
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None,
-              include_usage: bool = False, logprobs: dict[str, Any] | None = None
-              ) -> dict[str, Any]:
+              include_usage: bool = False, logprobs: dict[str, Any] | None = None,
+              index: int = 0) -> dict[str, Any]:
         chunk: dict[str, Any] = {
             "id": self.id, "object": "chat.completion.chunk", "created": self.created,
             "model": self.model, "system_fingerprint": FINGERPRINT,
-            "choices": [{"index": 0, "delta": delta, "logprobs": logprobs,
+            "choices": [{"index": index, "delta": delta, "logprobs": logprobs,
                          "finish_reason": finish}],
         }
         if include_usage:
             chunk["usage"] = None
         return chunk
 
-    def whole(self, done: dict[str, Any]) -> dict[str, Any]:
+    def choice(self, index: int, done: dict[str, Any]) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": done["content"],
                                    "refusal": None}
         if calls := self.tool_calls(done):
             message["tool_calls"] = calls
             message["content"] = done["content"] or None  # as OpenAI sends a call alone
+        return {"index": index, "message": message, "logprobs": done.get("logprobs"),
+                "finish_reason": finish_reason(done)}
+
+    def whole(self, dones: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "id": self.id, "object": "chat.completion", "created": self.created,
             "model": self.model, "system_fingerprint": FINGERPRINT,
-            "choices": [{"index": 0, "message": message, "logprobs": done.get("logprobs"),
-                         "finish_reason": finish_reason(done)}],
-            "usage": usage(done),
+            "choices": [self.choice(index, done) for index, done in enumerate(dones)],
+            "usage": summed_usage(dones),
         }
 
     async def stream(self, turns: ChatTurns, include_usage: bool) -> AsyncIterator[str]:
-        """The SSE body: a first chunk with the role, one per piece of text, a last with the
-        finish reason (then, asked for, one with the usage), then [DONE]. A box error after
-        the stream began is an `error` object, as OpenAI's clients expect."""
-        yield _data(self.chunk({"role": "assistant", "content": ""}, None, include_usage))
-        # An OpenAI client cannot reattach: its leaving stops the reply on the box.
-        async with contextlib.aclosing(turn_events(self.turn, turns,
-                                                   stop_on_leave=True)) as events:
-            async for item in events:
+        """The SSE body: per choice a first chunk with the role, one per piece of text, a
+        last with the finish reason; the choices' chunks as they come (n > 1: interleaved,
+        each with its index); then, asked for, one with the usage, then [DONE]. A box error
+        after the stream began is an `error` object, as OpenAI's clients expect."""
+        for index in range(len(self.turns)):
+            yield _data(self.chunk({"role": "assistant", "content": ""}, None, include_usage,
+                                   index=index))
+        dones: list[dict[str, Any]] = []
+        async with contextlib.aclosing(_merged(self.turns, turns)) as events:
+            async for index, item in events:
                 if item is None:
                     yield ": keep-alive\n\n"
                     continue
                 _, (name, data) = item
                 if name == "delta":
-                    yield _data(self.chunk({"content": data["text"]}, None, include_usage))
+                    yield _data(self.chunk({"content": data["text"]}, None, include_usage,
+                                           index=index))
                 elif name == "done":
+                    dones.append(data)
                     # Calls come whole, after the words: the box holds a call's text until
                     # the template's parser has read it (as vLLM's parsers send a call's
                     # name and arguments once they are sure of them).
-                    for index, call in enumerate(self.tool_calls(data)):
-                        yield _data(self.chunk({"tool_calls": [{"index": index, **call}]},
-                                               None, include_usage))
+                    for number, call in enumerate(self.tool_calls(data)):
+                        yield _data(self.chunk({"tool_calls": [{"index": number, **call}]},
+                                               None, include_usage, index=index))
                     # Log probabilities, asked for, come whole with the last chunk (the
                     # box reads them once generation has ended).
                     yield _data(self.chunk({}, finish_reason(data), include_usage,
-                                           data.get("logprobs")))
-                    if include_usage:
-                        last = self.chunk({}, None, include_usage)
-                        last["choices"], last["usage"] = [], usage(data)
-                        yield _data(last)
+                                           data.get("logprobs"), index=index))
                 elif name == "error":
                     yield _data(error_object(data))
+        if include_usage and dones:
+            last = self.chunk({}, None, include_usage)
+            last["choices"], last["usage"] = [], summed_usage(dones)
+            yield _data(last)
         yield DONE_LINE
+
+
+def summed_usage(dones: list[dict[str, Any]]) -> dict[str, int] | None:
+    """Tokens of every choice together; the prompt counted once (one prompt, n replies)."""
+    counted = [usage(done) for done in dones]
+    if not counted or None in counted:
+        return None
+    completion = sum(c["completion_tokens"] for c in counted if c)
+    prompt = counted[0]["prompt_tokens"] if counted[0] else 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
+
+
+async def _merged(started: list[Turn], turns: ChatTurns
+                  ) -> AsyncIterator[tuple[int, Any]]:
+    """The events of several turns as they come, each with its turn's index; keep-alives
+    (None) only while none has anything. An OpenAI client cannot reattach: its leaving
+    stops every reply on the box."""
+    if len(started) == 1:
+        async with contextlib.aclosing(turn_events(started[0], turns,
+                                                   stop_on_leave=True)) as events:
+            async for item in events:
+                yield 0, item
+        return
+    queue: asyncio.Queue[tuple[int, Any] | None] = asyncio.Queue()
+
+    async def pump(index: int, turn: Turn) -> None:
+        async with contextlib.aclosing(turn_events(turn, turns, stop_on_leave=True)) as events:
+            async for item in events:
+                await queue.put((index, item))
+
+    tasks = [asyncio.create_task(pump(i, t), name=f"choice {i} of {t.id}")
+             for i, t in enumerate(started)]
+    ending = asyncio.gather(*tasks)
+    ending.add_done_callback(lambda _: queue.put_nowait(None))
+    try:
+        while (item := await queue.get()) is not None:
+            yield item
+        await ending  # a pump's failure is this stream's
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if not ending.done():
+            ending.cancel()
+        with contextlib.suppress(BaseException):
+            await ending
 
 
 def _data(payload: dict[str, Any]) -> str:

@@ -20,7 +20,8 @@ COMPLETION_NEUTRAL: dict[str, tuple[Any, ...]] = {
     "response_format": NEUTRAL["response_format"],
 }
 COMPLETION_WHY_NOT = {
-    "n": WHY_NOT["n"], "best_of": "one completion per prompt",
+    "n": "one completion per prompt (send the prompt n times)",
+    "best_of": "one completion per prompt",
     "suffix": "no fill-in-the-middle", "response_format": WHY_NOT["response_format"],
 }
 

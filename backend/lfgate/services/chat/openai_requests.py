@@ -28,7 +28,6 @@ TOOL_FIELDS = frozenset({"tools", "tool_choice", "parallel_tool_calls"})
 # Accepted only at a value that changes nothing (what clients send by default); anything
 # else would change the answer in a way this box cannot honour.
 NEUTRAL: dict[str, tuple[Any, ...]] = {
-    "n": (None, 1),
     "functions": (None, []),
     "function_call": (None, "none", "auto"),
     "response_format": (None, {"type": "text"}),
@@ -39,7 +38,6 @@ NEUTRAL: dict[str, tuple[Any, ...]] = {
     "web_search_options": (None,),
 }
 WHY_NOT: dict[str, str] = {
-    "n": "one choice per request; send the request n times (or use compare)",
     "functions": "the deprecated functions field is not supported; send tools instead",
     "function_call": "the deprecated function_call field is not supported; send tool_choice "
                      "instead",
@@ -71,6 +69,7 @@ class TurnRequest:
     # None for none; `parallel_tool_calls` False: only a reply's first call is returned.
     tools: list[dict[str, Any]] | None = None
     parallel_tool_calls: bool = True
+    n: int = 1  # replies (choices) to the conversation
 
 
 def _text(content: Any, where: str) -> str:
@@ -311,4 +310,4 @@ def turn_request(body: dict[str, Any], known: set[str], *, cli_mode: bool) -> Tu
     }
     return TurnRequest(body["model"], messages,
                        {key: value for key, value in params.items() if value is not None},
-                       tools, parallel)
+                       tools, parallel, body.get("n") or 1)

@@ -173,10 +173,14 @@ class ChatTurns:
 
     async def start_messages(self, *, messages: list[dict[str, str]], model: str,
                              params: dict[str, Any], store: bool,
-                             tools: list[dict[str, Any]] | None = None) -> Turn:
-        """A whole conversation sent at once (the OpenAI API): answered as sent. With
-        `store`, kept as a chat: one whose history ends with a reply this gateway gave is
-        continued, anything else becomes a new chat holding the history it came with."""
+                             tools: list[dict[str, Any]] | None = None, n: int = 1
+                             ) -> list[Turn]:
+        """A whole conversation sent at once (the OpenAI API): answered as sent, `n` times
+        (OpenAI's `n`; each reply a choice). With `store` (and one reply), kept as a chat:
+        one whose history ends with a reply this gateway gave is continued, anything else
+        becomes a new chat holding the history it came with."""
+        if n > 1:
+            return self._start_choices(messages, model, params, tools, n)
         with self.placing(model):
             spec = self._registry.get(model).spec
             if not store:
@@ -192,7 +196,23 @@ class ChatTurns:
                 turn = Turn(id=reply.id, chat_id=chat.id, model=model, spec=spec,
                             exclusive=False, thread=messages, tools=tools)
             self.launch(turn, messages, params)
-        return turn
+        return [turn]
+
+    def _start_choices(self, messages: list[dict[str, str]], model: str,
+                       params: dict[str, Any], tools: list[dict[str, Any]] | None, n: int
+                       ) -> list[Turn]:
+        """n replies to one conversation, not stored: rows of one generate call where the
+        model rides on a shared base (each row samples on its own), else n turns."""
+        with self.placing(*[model] * n):
+            entry = self._registry.get(model)
+            started = [Turn(id=new_id(), chat_id=None, model=model, spec=entry.spec,
+                            exclusive=False, tools=tools) for _ in range(n)]
+            if entry.slot.shared and not tools:  # a batch takes no tools (protocol 5)
+                self.launch_batch(started, [messages] * n, params)
+            else:
+                for turn in started:
+                    self.launch(turn, messages, params)
+        return started
 
     async def start_completion(self, *, model: str, completion: dict[str, Any],
                                params: dict[str, Any]) -> Turn:
