@@ -5,6 +5,8 @@
 #   gateway.txt  the gateway (pyproject.toml) and what installs it (build.in): `make run`
 #   dev.txt      the same plus the test tools (the dev extra), held to gateway.txt's versions
 #   box.txt      the demo and test box: the real LlamaFactory (box.in), `make box`
+#   lm-eval.txt  lm-evaluation-harness for the evaluation tests (lm-eval.in,
+#                tests/rig/lm_eval_env.sh), held to box.txt's versions (its tokenizer)
 # The gateway and dev locks are universal (any OS, Python >= 3.11); box.txt too, but its torch
 # is a CUDA build on Linux, as PyPI serves it.
 set -euo pipefail
@@ -16,3 +18,5 @@ common=(--universal --generate-hashes --python-version 3.11 --upgrade --quiet
 "$uv" pip compile "${common[@]}" pyproject.toml requirements/build.in --extra dev \
   --constraint requirements/gateway.txt -o requirements/dev.txt
 "$uv" pip compile "${common[@]}" requirements/box.in -o requirements/box.txt
+"$uv" pip compile "${common[@]}" requirements/lm-eval.in --constraint requirements/box.txt \
+  -o requirements/lm-eval.txt
