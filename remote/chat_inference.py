@@ -671,7 +671,26 @@ class ScriptEngine:
 
     # -- raw text (protocol 5: /v1/completions) --------------------------------------------
 
-    def complete(self, turn: Turn) -> ChatOutcome:
+    def continue_reply(self, turn: Turn) -> ChatOutcome:
+        """A conversation that ends with the assistant's words (vLLM's
+        continue_final_message; Open WebUI's "continue"): the prompt the template builds
+        for it, with the reply's own end left off, continued as raw text until the
+        template's stop tokens. The reply is what comes after those words."""
+        engine = self._chat_model.engine
+        self._select(turn)
+        template, tokenizer = engine.template, engine.tokenizer
+        system = turn.params.get("system")
+        tools = json.dumps(turn.tools, ensure_ascii=False) if turn.tools else None
+        prompt, answer = template.encode_oneturn(tokenizer, turn.messages, system, tools)
+        _, closing = template.encode_oneturn(
+            tokenizer, [*turn.messages[:-1], {"role": "assistant", "content": ""}], system,
+            tools)
+        if closing and answer[-len(closing):] == closing:
+            answer = answer[:-len(closing)]
+        turn.completion = {"prompt": prompt + answer, "echo": False, "logprobs": None}
+        return self.complete(turn, stop_ids=template.get_stop_token_ids(tokenizer))
+
+    def complete(self, turn: Turn, stop_ids: list[int] | None = None) -> ChatOutcome:
         """Continue raw text, no template (OpenAI's legacy completions, as vLLM serves them):
         the prompt's tokens (text tokenized as the tokenizer does by default, or token ids as
         given), with the turn's adapter; up to max_new_tokens more (0: none), streamed;
@@ -717,13 +736,14 @@ class ScriptEngine:
         made: list[int] = []
         hit_eos = False
         if new_tokens > 0:
-            eos = tokenizer.eos_token_id
+            eos = stop_ids or tokenizer.eos_token_id
             config = GenerationConfig(
                 max_new_tokens=new_tokens, do_sample=bool(params.get("temperature")),
                 temperature=params.get("temperature") or None, top_p=params.get("top_p"),
                 top_k=params.get("top_k"), repetition_penalty=params.get("repetition_penalty"),
                 eos_token_id=eos, pad_token_id=tokenizer.pad_token_id
-                if tokenizer.pad_token_id is not None else eos,
+                if tokenizer.pad_token_id is not None else (eos[0] if isinstance(eos, list)
+                                                            else eos),
                 output_logits=True, return_dict_in_generate=True)
             streamer = _TextStreamer(tokenizer, turn)
 
@@ -746,7 +766,7 @@ class ScriptEngine:
                 self._cancel.set()
                 self._sampling = {}
             made = [int(t) for t in out.sequences[0, len(ids):]]
-            hit_eos = bool(made) and made[-1] == eos
+            hit_eos = bool(made) and made[-1] in (eos if isinstance(eos, list) else [eos])
             if hit_eos:
                 made = made[:-1]
             for step, token in enumerate(made):

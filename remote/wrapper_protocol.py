@@ -342,9 +342,10 @@ def check_stop(value: list[Any]) -> list[str]:
     return list(dict.fromkeys(value))
 
 
-def check_messages(messages: Any) -> list[dict[str, str]]:
+def check_messages(messages: Any, *, may_continue: bool = False) -> list[dict[str, str]]:
     """A chat history: turns alternating (user or observation, then assistant or function),
-    ending with a user message or a tool's result (observation)."""
+    ending with a user message or a tool's result (observation); with `may_continue`
+    (version 5), or with the assistant's words, which the reply continues."""
     if not isinstance(messages, list) or not messages:
         raise WrapperError(E_BAD_REQUEST, "messages must be a non-empty list")
     checked = []
@@ -362,7 +363,8 @@ def check_messages(messages: Any) -> list[dict[str, str]]:
         if not isinstance(content, str):
             raise WrapperError(E_BAD_REQUEST, f"messages[{index}].content must be a string")
         checked.append({"role": role, "content": content})
-    if checked[-1]["role"] not in ASKING_ROLES:
+    if checked[-1]["role"] not in ASKING_ROLES and not (
+            may_continue and checked[-1]["role"] == ROLE_ASSISTANT):
         raise WrapperError(E_BAD_REQUEST, "the last message must be the user's (or a tool's "
                            "result)")
     return checked

@@ -673,7 +673,8 @@ class WrapperServer:
         turn_id = command.get("id")
         if not isinstance(turn_id, str) or not turn_id:
             raise wp.WrapperError(wp.E_BAD_REQUEST, "chat needs a string id")
-        turn = Turn(turn_id, wp.check_messages(command.get("messages")),
+        continues = hasattr(self._engine, "continue_reply")
+        turn = Turn(turn_id, wp.check_messages(command.get("messages"), may_continue=continues),
                     wp.check_params(command.get("params")), self._wire.send)
         turn.tools = wp.check_tools(command.get("tools"))
         turn.completion = wp.check_completion(command.get("completion"))
@@ -695,8 +696,12 @@ class WrapperServer:
                                       "script mode continues raw text")
             else:
                 self._state = "busy"
-                outcome = (self._engine.complete(turn) if turn.completion is not None
-                           else self._engine.chat(turn))
+                if turn.completion is not None:
+                    outcome = self._engine.complete(turn)
+                elif turn.messages[-1]["role"] == wp.ROLE_ASSISTANT:
+                    outcome = self._engine.continue_reply(turn)
+                else:
+                    outcome = self._engine.chat(turn)
         finally:
             with self._lock:
                 self._current.pop(turn_id, None)

@@ -189,8 +189,10 @@ async def test_the_sdk_streams_and_stops_at_a_stop_string(tmp_path, monkeypatch)
      "messages[0].content[1]"),
     ({"messages": [{"role": "user", "content": "a"}, {"role": "robot", "content": "b"}]},
      "messages[1].role"),
-    ({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
-     "messages"),
+    ({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": None,
+                    "tool_calls": [{"id": "c", "type": "function",
+                                    "function": {"name": "f", "arguments": "{}"}}]}]},
+     "messages"),  # ends with tool calls: their results must come back first
 ])
 async def test_what_cannot_be_honoured_is_a_400_naming_it(tmp_path, monkeypatch, extra, param):
     async with Client(gateway(tmp_path, monkeypatch)) as http:
@@ -348,6 +350,23 @@ async def test_cli_mode_answers_a_request_with_tools_in_words(tmp_path, monkeypa
             messages=[{"role": "user", "content": "What is the weather in Paris?"}])
         assert reply.choices[0].message.tool_calls is None
         assert "Echo #1" in reply.choices[0].message.content
+
+
+async def test_a_final_assistant_message_is_continued(tmp_path, monkeypatch):
+    """vLLM's continue_final_message, Open WebUI's "continue": a conversation that ends with
+    the assistant's words is continued from them (the real template's prompt is tested in
+    tests/test_wrappers_box.py); CLI mode says it cannot."""
+    from tests.rig.fake_wrappers.scripted_wrapper import CONTINUED
+
+    partial = [{"role": "user", "content": "Tell me a story"},
+               {"role": "assistant", "content": "Once upon a time"}]
+    async with Client(gateway(tmp_path, monkeypatch)) as http:
+        reply = await sdk(http).chat.completions.create(model="default", messages=partial)
+        assert reply.choices[0].message.content == CONTINUED
+    async with Client(gateway(tmp_path / "cli", monkeypatch, "cli")) as http:
+        with pytest.raises(openai.BadRequestError) as error:
+            await sdk(http).chat.completions.create(model="default", messages=partial)
+        assert error.value.param == "messages" and "CLI mode" in error.value.message
 
 
 async def test_an_unknown_model_is_a_404_in_openais_shape(tmp_path, monkeypatch):

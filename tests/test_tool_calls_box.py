@@ -335,3 +335,19 @@ def test_n_greedy_choices_are_rows_of_one_batch_that_answer_alike(client, sshd, 
         (index, case["answer"]) for index in range(3)]
     made = [json.loads(line) for line in calls.read_text().splitlines()[seen:]]
     assert [call["rows"] for call in made] == [3]
+
+
+def test_a_final_assistant_message_is_continued_from_its_words(client, trained):
+    """vLLM's continue_final_message over the real template: the words adapter, given the
+    first words of its trained answer as the assistant's message, continues with exactly
+    the rest of it (the prompt is the template's, the reply's own end left off)."""
+    words = next(m.id for m in client.models.list() if m.id.endswith("words"))
+    for case in cases(trained, "words", calls=False)[:2]:
+        # Cut between words, where its tokens were cut in training (" capital" is one).
+        said = case["answer"].split(" ")
+        begun = " ".join(said[:len(said) // 2])
+        reply = client.chat.completions.create(
+            model=words, messages=[*case["messages"], {"role": "assistant", "content": begun}],
+            **GREEDY)
+        assert begun + reply.choices[0].message.content == case["answer"]
+        assert reply.choices[0].finish_reason == "stop"

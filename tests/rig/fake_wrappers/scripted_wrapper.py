@@ -75,6 +75,7 @@ STALL_MOST_S = 600.0
 PACE_FILE_ENV = "LFGATE_SCRIPTED_PACE_FILE"
 NOTICE_MESSAGE = "generation settings changed (temperature): restarted llamafactory-cli (0.3 s)"
 UNUSABLE_TEMPLATE = "needs-tokens"
+CONTINUED = " and so the story goes on."  # a continued assistant message's reply
 OVERFLOW_TRIGGER = "overflow"
 OVERFLOW_MESSAGE = ("this model's context window is 512 tokens, but the request needs 37776 "
                     "(37776 in the messages)")
@@ -311,6 +312,16 @@ class ScriptedEngine:
                      for found in map(json.loads, TOOL_CALL.findall("".join(sent)))] or None
         return ChatOutcome("".join(sent), wp.FINISH_STOP, len(sent), prompt_tokens=prompt,
                            tool_calls=calls)
+
+    def continue_reply(self, turn: Turn) -> ChatOutcome:
+        """The assistant's last words continued: CONTINUED, at the usual pace."""
+        sent = []
+        for piece in chunks_of(CONTINUED):
+            if turn.cancelled.wait(self.pace()):
+                return ChatOutcome("".join(sent), wp.FINISH_STOPPED, len(sent))
+            turn.emit_text(piece)
+            sent.append(piece)
+        return ChatOutcome("".join(sent), wp.FINISH_STOP, len(sent))
 
     def chat_batch(self, turns: list[Turn], params: dict[str, Any],
                    on_done: Any = None) -> list[ChatOutcome]:

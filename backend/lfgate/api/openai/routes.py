@@ -76,7 +76,9 @@ async def chat_completions(body: ChatCompletionIn, turns: TurnsDep, settings: Se
                            param=where)
     started = await turns.start_messages(
         messages=request.messages, model=request.model, params=request.params,
-        store=settings.store_api_chats and request.n == 1, tools=request.tools, n=request.n)
+        # A continued reply is no new exchange: it is not stored as one.
+        store=settings.store_api_chats and request.n == 1 and not request.continues,
+        tools=request.tools, n=request.n)
     turn = started[0]
     completion = Completion(started, request.model,
                             parallel_tool_calls=request.parallel_tool_calls)

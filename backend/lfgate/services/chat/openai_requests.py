@@ -71,6 +71,11 @@ class TurnRequest:
     parallel_tool_calls: bool = True
     n: int = 1  # replies (choices) to the conversation
 
+    @property
+    def continues(self) -> bool:
+        """It ends with the assistant's words: the reply continues them."""
+        return self.messages[-1]["role"] == wp.ROLE_ASSISTANT
+
 
 def _text(content: Any, where: str) -> str:
     """A message's content: a string, or a list of text parts (joined by newlines)."""
@@ -145,7 +150,9 @@ def _messages(raw: list[Any]) -> tuple[str | None, list[dict[str, str]]]:
       (Open WebUI, after a failed reply, sends two user messages in a row; OpenAI takes them;
       a reply's tool results, one `tool` message per call, are one observation);
     - a conversation that opens with the assistant's message gets an empty user turn before
-      it (a greeting a client shows first).
+      it (a greeting a client shows first);
+    - one that ends with the assistant's words is continued from them (vLLM's
+      continue_final_message; Open WebUI's "continue").
     """
     system: list[str] = []
     turns: list[dict[str, str]] = []
@@ -164,9 +171,10 @@ def _messages(raw: list[Any]) -> tuple[str | None, list[dict[str, str]]]:
             turns += [{"role": wp.ROLE_USER, "content": ""}, {"role": role, "content": text}]
         else:
             turns.append({"role": role, "content": text})
-    if not turns or turns[-1]["role"] not in ASKING:
-        raise BadParameter("messages: the last message must be the user's or a tool's "
-                           "result (there is nothing to answer)", param="messages")
+    if not turns or turns[-1]["role"] == wp.ROLE_FUNCTION:
+        raise BadParameter("messages: the last message must be the user's, a tool's "
+                           "result, or the assistant's words to continue (not its tool "
+                           "calls: send their results)", param="messages")
     return ("\n\n".join(system) if system else None), turns
 
 
@@ -294,6 +302,11 @@ def turn_request(body: dict[str, Any], known: set[str], *, cli_mode: bool) -> Tu
     if body.get("top_logprobs") and not body.get("logprobs"):
         raise BadParameter("top_logprobs needs logprobs: true", param="top_logprobs")
     system, messages = _messages(body["messages"])
+    if cli_mode and messages[-1]["role"] == wp.ROLE_ASSISTANT:
+        raise BadParameter("messages: continuing the assistant's last message is not "
+                           "supported in CLI mode (llamafactory-cli chat answers typed "
+                           "messages); CHAT_MODE=script continues it", param="messages",
+                           code="unsupported_parameter")
     tools, parallel = _tools(body)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     params: dict[str, Any] = {
