@@ -121,6 +121,21 @@ def context_window(model: Any, model_spec: dict[str, Any]) -> int | None:
     return min(limits) if limits else None
 
 
+# The most tokens a template adds around a message, and around a conversation (its slots'
+# special tokens and words: "<|im_start|>user\n...<|im_end|>\n" is about 5).
+TEMPLATE_TOKENS_PER_MESSAGE = 32
+TEMPLATE_TOKENS_FIXED = 64
+
+
+def most_tokens(texts: list[str]) -> int:
+    """An upper bound on the prompt's tokens, without tokenizing (counting a 30k-token
+    history costs tens of milliseconds, and the engine tokenizes it again): a tokenizer
+    makes at most one token per byte (byte-level BPE; SentencePiece's byte fallback), twice
+    that allowing for word-boundary pieces, plus what the template adds."""
+    return (2 * sum(len(text.encode("utf-8", "surrogatepass")) for text in texts)
+            + TEMPLATE_TOKENS_PER_MESSAGE * len(texts) + TEMPLATE_TOKENS_FIXED)
+
+
 def fit_context(window: int | None, prompt_tokens: int, kwargs: dict[str, Any],
                 default_new_tokens: int | None) -> None:
     """Refuse a prompt the window cannot hold, as OpenAI and vLLM do, rather than let the
@@ -664,9 +679,14 @@ class ScriptEngine:
         window = context_window(getattr(engine, "model", None), self._model_spec)
         if template is None or tokenizer is None or window is None:
             return  # vLLM / SGLang check it themselves
+        default = (getattr(engine, "generating_args", None) or {}).get("max_new_tokens")
+        wanted = kwargs.get("max_new_tokens") or default or 0
+        texts = [m["content"] for m in messages] + [
+            system or getattr(template, "default_system", "") or "", tools or ""]
+        if most_tokens(texts) + wanted <= window:
+            return  # it fits whatever the tokenizer makes of it: no need to count
         prompt, _ = template.encode_oneturn(
             tokenizer, [*messages, {"role": "assistant", "content": ""}], system, tools)
-        default = (getattr(engine, "generating_args", None) or {}).get("max_new_tokens")
         fit_context(window, len(prompt), kwargs, default)
 
     # -- raw text (protocol 5: /v1/completions) --------------------------------------------
