@@ -167,8 +167,8 @@ ERROR_HINTS: dict[str, str] = {
     "base's tokenizer does not have, so no reply can be made with it: chat with the base's "
     "own template (set this run's template, or TEMPLATE), or load a base whose tokenizer "
     "has them.",
-    E_NOT_SUPPORTED: "This wrapper serves one model as it was loaded (CLI mode, a merged "
-    "adapter, or another engine); load the adapter as its own model.",
+    E_NOT_SUPPORTED: "This wrapper cannot do what was asked (CLI mode, a merged adapter, or "
+    "another engine): the message says what can; an adapter can be loaded as its own model.",
     E_ENGINE_MISSING: "INFER_BACKEND=vllm or sglang runs LlamaFactory's vLLM or SGLang engine, "
     "which must be installed beside LlamaFactory in the box's Python (`pip install vllm`, or "
     "`pip install \"sglang[all]\"`; both need GPUs), or set INFER_BACKEND=huggingface.",

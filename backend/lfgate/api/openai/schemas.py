@@ -57,7 +57,9 @@ class CompletionIn(BaseModel):
     model_config = ConfigDict(extra="allow")  # judged by completion_requests, as for chat
 
     model: str = Field(min_length=1, max_length=200)
-    prompt: Any  # text, texts, token ids or lists of them (checked where it can be named)
+    # Text, texts, token ids or lists of them (checked where it can be named); each text at
+    # most MAX_MESSAGE_CHARS (lfgate.api.guards.limits).
+    prompt: Annotated[Any, Limit.MESSAGE_CHARS] = None
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     echo: StrictBool = False

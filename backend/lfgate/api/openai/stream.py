@@ -24,7 +24,9 @@ DONE_LINE = "data: [DONE]\n\n"
 # error is the box being unable to serve (503), or, once a reply began, a failure in it.
 # `reply_failed`: the gateway's own failure under the reply (lfgate.services.chat.turns).
 # A model that cannot answer as it is (wp.MODEL_UNUSABLE_CODES): 400, which no SDK retries.
-BOX_ERROR_STATUS = {wp.E_BAD_REQUEST: 400, wp.E_MESSAGE_TOO_LONG: 400,
+# not_supported: the request asks what this wrapper cannot do (CLI mode, a merged adapter):
+# retrying cannot help either.
+BOX_ERROR_STATUS = {wp.E_BAD_REQUEST: 400, wp.E_MESSAGE_TOO_LONG: 400, wp.E_NOT_SUPPORTED: 400,
                     wp.E_CONTEXT_TOO_LONG: 400, wp.E_BUSY: 429,
                     wp.E_GENERATION_FAILED: 500, "reply_failed": 500,
                     **dict.fromkeys(wp.MODEL_UNUSABLE_CODES, 400)}
