@@ -708,6 +708,14 @@ class ScriptEngine:
         if closing and answer[-len(closing):] == closing:
             answer = answer[:-len(closing)]
         turn.completion = {"prompt": prompt + answer, "echo": False, "logprobs": None}
+        # A chat's defaults, not a completion's: what the engine would use for the reply.
+        defaults = getattr(engine, "generating_args", None) or {}
+        turn.params = {
+            "max_new_tokens": defaults.get("max_new_tokens"),
+            "temperature": defaults.get("temperature") if defaults.get("do_sample") else 0,
+            **{key: defaults.get(key) for key in ("top_p", "top_k", "repetition_penalty")},
+            **turn.params}
+        turn.params = {key: value for key, value in turn.params.items() if value is not None}
         return self.complete(turn, stop_ids=template.get_stop_token_ids(tokenizer))
 
     def complete(self, turn: Turn, stop_ids: list[int] | None = None) -> ChatOutcome:
@@ -735,6 +743,7 @@ class ScriptEngine:
             raise wp.WrapperError(wp.E_BAD_REQUEST, f"prompt: token id {max(ids)} is not in "
                                   f"this model's vocabulary (ids 0 to {vocab - 1})")
         echoed = (prompt if isinstance(prompt, str) else tokenizer.decode(ids)) if echo else ""
+        check_bias_ids(params, model)
         new_tokens = int(params.get("max_new_tokens", 16))
         fit_context(context_window(model, self._model_spec), len(ids),
                     {"max_new_tokens": new_tokens}, None)

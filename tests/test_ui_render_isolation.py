@@ -16,7 +16,7 @@ from playwright.sync_api import Page, Route, expect
 
 from tests.gateway_process import GatewayProcess
 from tests.test_ui import REPLY, SEND, open_page, send, wait_reply_done
-from tests.ui_rig import on_shared, shared_scripted_gateway
+from tests.ui_rig import on_shared, set_pace, shared_scripted_gateway
 
 NOTE = ".render-note"
 PLAIN = ".plain-text"
@@ -208,10 +208,15 @@ def test_a_render_over_the_time_budget_goes_plain_until_asked(page: Page,
     open_page(page, gateway)
     page.evaluate("async () => { Object.assign((await import('./markdown.js')).renderLimits,"
                   " { budgetMs: -1, slowMinChars: 1 }); }")
+    # Paced, so the page draws the reply while it grows: the guard is for a growing text (a
+    # loaded machine once drew the whole reply at once, as its first and only render).
+    set_pace(gateway, 0.2)
     send(page, "show code")
-    wait_reply_done(page, 1)
     note = reply(page, 0).locator(NOTE)
-    expect(note).to_contain_text("took too long")
+    expect(note).to_contain_text("took too long")  # while it streams
+    set_pace(gateway, 0)
+    wait_reply_done(page, 1)
+    expect(note).to_contain_text("took too long")  # and once it has ended
     expect(reply(page, 0).locator(".markdown pre")).to_have_count(0)
     expect(page.locator(SEND)).to_be_visible()
     note.get_by_role("button", name="Render anyway").click()

@@ -19,6 +19,7 @@ from pathlib import Path
 ENTER, CTRL_C, CTRL_D = "\r", "\x03", "\x04"
 ROWS, COLUMNS = 50, 200  # wide: readline wraps a long line with escape sequences
 WAIT_S = 120.0  # how long `expect` waits for what must come before calling it a failure
+EXITED_DRAIN_S = 2.0  # after the program's exit: the most its last output takes to arrive
 
 
 class Terminal:
@@ -44,8 +45,13 @@ class Terminal:
             process = subprocess.Popen(["setsid", "--ctty", *wrapper, *argv], stdin=child_end,
                                        stdout=child_end, stderr=child_end, cwd=cwd, env=env,
                                        close_fds=True)
-        finally:
+        except BaseException:
             os.close(child_end)
+            raise
+        # The program's end of the pty stays open here too until `close`: once the last
+        # holder closes it, reading ours fails (EIO) and output the kernel had not passed on
+        # yet is lost (a loaded machine lost a chat's last line, written just before exit).
+        self._child_end = child_end
         self._process = process
         self.pid, self.fd = process.pid, fd
         self.shown = ""  # everything the program wrote, \r dropped
@@ -56,7 +62,13 @@ class Terminal:
         os.write(self.fd, text.encode())
 
     def _read(self, until: float) -> bool:
-        """Take in what the program wrote; False once it has closed the terminal."""
+        """Take in what the program wrote; False once it has exited and everything it wrote
+        is in (what it wrote last reaches this end of the pty a moment after its exit)."""
+        if self._process.poll() is not None:
+            until = min(until, time.monotonic() + EXITED_DRAIN_S)
+            ready, _, _ = select.select([self.fd], [], [], max(0.0, until - time.monotonic()))
+            if not ready:
+                return False
         ready, _, _ = select.select([self.fd], [], [], max(0.0, until - time.monotonic()))
         if not ready:
             return True
@@ -97,3 +109,4 @@ class Terminal:
             self._process.wait()
             self.status = -signal.SIGKILL
         os.close(self.fd)
+        os.close(self._child_end)

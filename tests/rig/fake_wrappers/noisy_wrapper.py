@@ -3,11 +3,18 @@ drain stderr, the SSH channel would stall at its window and `hello` would never 
 
 import json
 import sys
+from pathlib import Path
+
+# The protocol's version from the repository's own definition (these run on this machine,
+# with the test's Python), so a new version needs no edit here.
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "remote"))
+from wrapper_protocol import PROTOCOL_VERSION
 
 for _ in range(5 * 1024):
     sys.stderr.write("x" * 1023 + "\n")
 sys.stderr.flush()
-print(json.dumps({"event": "hello", "protocol": 4, "wrapper": "noisy", "mode": "script",
+print(json.dumps({"event": "hello", "protocol": PROTOCOL_VERSION, "wrapper": "noisy",
+                  "mode": "script",
                   "python": "3", "pid": 0}), flush=True)
 for line in sys.stdin:
     command = json.loads(line)

@@ -3,8 +3,15 @@
 
 import json
 import sys
+from pathlib import Path
 
-print(json.dumps({"event": "hello", "protocol": 4, "wrapper": "off-protocol", "mode": "script",
+# The protocol's version from the repository's own definition (these run on this machine,
+# with the test's Python), so a new version needs no edit here.
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "remote"))
+from wrapper_protocol import PROTOCOL_VERSION
+
+print(json.dumps({"event": "hello", "protocol": PROTOCOL_VERSION, "wrapper": "off-protocol",
+                  "mode": "script",
                   "python": "3", "pid": 0}), flush=True)
 for line in sys.stdin:
     command = json.loads(line)

@@ -4,9 +4,10 @@ a tool's result, then the assistant's words or its tool calls), its tools as fun
 definitions, and its settings as generation parameters.
 
 Fields a client sends that change nothing here (`user`, `metadata`, ...) are accepted; a
-field that would change the answer and that the box cannot honour (`n` > 1, `logprobs`,
-images, penalties, ...) is refused with a BadParameter naming it, so nobody gets an answer
-computed differently from what they asked for.
+field that would change the answer and that the box cannot honour (images, structured
+output, and in CLI mode the script-only sampling parameters, ...) is refused with a
+BadParameter naming it, so nobody gets an answer computed differently from what they asked
+for (docs/openai.md's table says which, and what vLLM does).
 """
 
 from __future__ import annotations
@@ -192,9 +193,9 @@ def _joined(before: dict[str, str], role: str, text: str) -> dict[str, str]:
 
 def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, bool]:
     """The function definitions the model is offered, after tool_choice: `none` offers none
-    (as vLLM does), a named function offers that one alone; `auto` and `required` offer them
-    all. The Hugging Face engine cannot force a call: `required` and a named function are
-    honoured as far as the model follows them (docs/openai.md)."""
+    (the model does not see them), a named function offers that one alone; `auto` and
+    `required` offer them all. The Hugging Face engine cannot force a call: `required` and a
+    named function are honoured as far as the model follows them (docs/openai.md)."""
     tools = body.get("tools")
     if tools is None or tools == []:
         if body.get("tool_choice") not in (None, "none", "auto"):

@@ -202,12 +202,15 @@ class ChatTurns:
                        params: dict[str, Any], tools: list[dict[str, Any]] | None, n: int
                        ) -> list[Turn]:
         """n replies to one conversation, not stored: rows of one generate call where the
-        model rides on a shared base (each row samples on its own), else n turns."""
+        model rides on a shared base (each row samples on its own), else n turns. A batch
+        takes no tools, continues no reply and gives no log probabilities (protocol 5): a
+        request that needs them is n turns."""
         with self.placing(*[model] * n):
             entry = self._registry.get(model)
             started = [Turn(id=new_id(), chat_id=None, model=model, spec=entry.spec,
                             exclusive=False, tools=tools) for _ in range(n)]
-            if entry.slot.shared and not tools:  # a batch takes no tools (protocol 5)
+            if entry.slot.shared and not tools and "logprobs" not in params \
+                    and messages[-1]["role"] != wp.ROLE_ASSISTANT:
                 self.launch_batch(started, [messages] * n, params)
             else:
                 for turn in started:
