@@ -341,6 +341,37 @@ async def test_tools_never_fail_a_request_the_model_answers_in_words(tmp_path, m
         assert [c.function.name for c in one.choices[0].message.tool_calls] == ["get_weather"]
 
 
+async def test_a_page_chat_offers_its_tools_and_takes_the_tools_result_back(tmp_path,
+                                                                          monkeypatch):
+    """Issue 25, item 6 (the page's API): a chat's tools (its saved parameters, LlamaBoard's
+    JSON list) are offered to the model; a reply that calls one says so (tool_calls, kept in
+    its provenance), and the next message sent as the tool's result reaches the model as its
+    template's observation turn, after the call as its function turn. A compare of that
+    chat goes one model at a time (a batch takes no tools)."""
+    from tests.rig.fake_wrappers.scripted_wrapper import TOOL_ARGUMENTS, TOOL_LEAD
+
+    weather = WEATHER["function"]
+    async with Client(gateway(tmp_path, monkeypatch)) as http:
+        chat = (await http.post("/api/chats", json={"params": {"tools": [weather]}})).json()
+        asked = (await http.post("/api/chat", json={
+            "chat_id": chat["id"], "message": "What is the weather in Paris?",
+            "stream": False})).json()
+        assert asked["content"] == TOOL_LEAD
+        assert [(c["name"], json.loads(c["arguments"])) for c in asked["tool_calls"]] == [
+            ("get_weather", TOOL_ARGUMENTS)]
+        answered = (await http.post("/api/chat", json={
+            "chat_id": chat["id"], "message": '{"temperature": 21}', "tool_result": True,
+            "stream": False})).json()
+        assert answered["content"] == 'The tool said: {"temperature": 21}'
+        assert answered["tool_calls"] is None
+        messages = (await http.get(f"/api/chats/{chat['id']}")).json()["messages"]
+        assert messages[1]["provenance"]["tool_calls"][0]["name"] == "get_weather"
+        assert messages[1]["provenance"]["tools"] == [weather]
+        assert messages[2]["provenance"] == {"tool_result": True}
+        refused = await http.post("/api/chats", json={"params": {"tools": [{"name": ""}]}})
+        assert refused.status_code == 422 and "tools" in refused.text
+
+
 async def test_cli_mode_answers_a_request_with_tools_in_words(tmp_path, monkeypatch):
     """llamafactory-cli chat takes no tools: the model answers without them (the box says
     so in the reply's notices), never a failed request."""

@@ -26,7 +26,7 @@ async def chat(body: ChatIn, turns: TurnsDep, settings: SettingsDep
                ) -> StreamingResponse | ChatOut | JSONResponse:
     check_limits(body, settings)
     turn = await turns.start(message=body.message, chat_id=body.chat_id, model=body.model,
-                             params=body.params.given())
+                             params=body.params.given(), tool_result=body.tool_result)
     return await turn_response(turn, stream=body.stream)
 
 

@@ -52,6 +52,16 @@ Title = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_
 Moment = Annotated[datetime, AfterValidator(as_utc)]
 
 
+class ToolSpec(BaseModel):
+    """A function the model may call, as LlamaFactory's tool formats take it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str | None = Field(default=None, max_length=2000)
+    parameters: dict[str, Any] | None = None
+
+
 class GenParams(BaseModel):
     """Per-turn generation settings; unknown keys are refused so typos do not pass silently."""
 
@@ -68,6 +78,9 @@ class GenParams(BaseModel):
     stop: list[Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]] | None = Field(
         default=None, min_length=1, max_length=MAX_STOP)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)  # script mode honours it
+    # Function definitions offered to the model (LlamaBoard's tools JSON: name, description,
+    # parameters), formatted by its template's tool format; script mode (docs/api.md).
+    tools: list[ToolSpec] | None = Field(default=None, max_length=128)
 
     def given(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
@@ -81,6 +94,14 @@ class ChatIn(BaseModel):
     model: str = Field(default="default", max_length=200)
     params: GenParams = Field(default_factory=GenParams)
     stream: bool = True
+    # The message is the result of the tool calls of the reply before it: the model sees it
+    # as its template's observation turn (kept as a user message, marked so).
+    tool_result: StrictBool = False
+
+
+class ToolCallOut(BaseModel):
+    name: str
+    arguments: str  # JSON text, as the model wrote it
 
 
 class ChatOut(BaseModel):
@@ -89,6 +110,8 @@ class ChatOut(BaseModel):
     chat_id: str
     turn_id: str
     finish_reason: str
+    # The reply's calls of the chat's tools (script mode): answer with a tool_result message.
+    tool_calls: list[ToolCallOut] | None = None
 
 
 class RemoteOut(BaseModel):

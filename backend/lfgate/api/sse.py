@@ -100,4 +100,4 @@ async def turn_response(turn: Turn, *, stream: bool
         error = ErrorOut(code=data["code"], message=data["message"], hint=data.get("hint") or "")
         return JSONResponse(error.model_dump(), status_code=502)
     return ChatOut(content=data["content"], chat_id=turn.chat_id, turn_id=turn.id,
-                   finish_reason=data["finish_reason"])
+                   finish_reason=data["finish_reason"], tool_calls=data.get("tool_calls"))

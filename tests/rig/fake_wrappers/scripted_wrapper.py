@@ -17,7 +17,8 @@ Replies, by what the last user message contains (case-insensitive, first match w
   "notice" an `info` event first (cli_restarted, as CLI mode sends one), then the echo
   "weather" with tools offered (script mode): TOOL_LEAD in words, then a call of the first
           tool in qwen's tool format (<tool_call>...</tool_call>), parsed as a call
-  a tool's result (the last message an observation): "The tool said: <its content>"
+  a tool's result (the last message an observation): "The tool said: <its content>" after a
+          function turn (its call), "The tool said, uncalled: ..." otherwise
 "overflow" in the last message: context_length_exceeded (OVERFLOW_MESSAGE), as the real
 script engine refuses a prompt its window cannot hold.
 A chat whose template contains "needs-tokens" fails with template_unusable (a template whose
@@ -262,7 +263,9 @@ class ScriptedEngine:
             if trigger in lowered:
                 return chunks_of(reply), False
         if messages[-1]["role"] == wp.ROLE_OBSERVATION:
-            return chunks_of(f"The tool said: {message}"), False
+            # Says whether the call before it came as the template's function turn.
+            called = len(messages) > 1 and messages[-2]["role"] == wp.ROLE_FUNCTION
+            return chunks_of(f"The tool said{'' if called else ', uncalled'}: {message}"), False
         if turn is not None and turn.tools and self.takes_tools and TOOL_TRIGGER in lowered:
             call = {"name": turn.tools[0]["name"], "arguments": TOOL_ARGUMENTS}
             return chunks_of(f"{TOOL_LEAD}{TOOL_MARKER}\n{json.dumps(call)}\n</tool_call>"), \

@@ -118,7 +118,8 @@ class TurnRecorder:
             "shared_base": self._registry.shares_base(spec), **facts,
             "params": params, "wrapper_version": hello.get("wrapper"),
             "protocol": hello.get("protocol"),
-            **({"notices": turn.notices} if turn.notices else {}), **turn.tags,
+            **({"notices": turn.notices} if turn.notices else {}),
+            **({"tools": turn.tools} if turn.tools else {}), **turn.tags,
         }
 
     async def finish(self, turn: Turn, finish_reason: str, params: dict[str, Any],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -42,7 +43,38 @@ def title_from(message: str) -> str:
 
 
 def model_history(branch: list[MessageRecord]) -> list[dict[str, str]]:
-    return [{"role": m.role, "content": m.content} for m in branch]
+    """A branch as the wrapper takes it: a reply that made tool calls is the template's
+    `function` turn (its calls, as stored in its provenance), a message sent as a tool's
+    result its `observation` turn (protocol 5); the rest as stored. A provenance of another
+    shape (an import, an older gateway) is words."""
+    turns = []
+    for message in branch:
+        facts = message.provenance if isinstance(message.provenance, dict) else {}
+        calls = stored_calls(facts.get("tool_calls")) if message.role == "assistant" else None
+        if calls:
+            turns.append({"role": wp.ROLE_FUNCTION, "content": json.dumps(calls,
+                                                                          ensure_ascii=False)})
+        elif message.role == "user" and facts.get("tool_result") is True:
+            turns.append({"role": wp.ROLE_OBSERVATION, "content": message.content})
+        else:
+            turns.append({"role": message.role, "content": message.content})
+    return turns
+
+
+def stored_calls(value: Any) -> list[dict[str, Any]] | None:
+    """A reply's stored tool calls ({"name", "arguments": JSON text}) as a function turn
+    lists them (arguments as an object where they parse), or None."""
+    if not isinstance(value, list) or not value:
+        return None
+    calls = []
+    for call in value:
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+            return None
+        arguments = call.get("arguments", "{}")
+        with contextlib.suppress(ValueError, TypeError):
+            arguments = json.loads(arguments)
+        calls.append({"name": call["name"], "arguments": arguments})
+    return calls
 
 
 def meta_of(turn: Turn) -> dict[str, Any]:
@@ -139,15 +171,17 @@ class ChatTurns:
         return stored_end(reply), False
 
     async def start(self, *, message: str, chat_id: str | None, model: str,
-                    params: dict[str, Any]) -> Turn:
-        """A new message at the end of the chat's active branch (a new chat without an id)."""
+                    params: dict[str, Any], tool_result: bool = False) -> Turn:
+        """A new message at the end of the chat's active branch (a new chat without an id).
+        `tool_result`: the message is the result of the tool calls the reply before it made
+        (the model sees it as the template's observation turn)."""
         with self.placing(model):
             if chat_id is None:
                 chat = await self._store.create_chat(title=title_from(message), model=model)
             else:
                 chat = await self._store.get_chat(chat_id=chat_id)
             return await self._begin(chat, model, params, parent_id=chat.active_leaf_id,
-                                     new_text=message, retitle=True)
+                                     new_text=message, retitle=True, tool_result=tool_result)
 
     async def edit(self, *, chat_id: str, message_id: str, content: str, model: str,
                    params: dict[str, Any]) -> Turn:
@@ -240,6 +274,10 @@ class ChatTurns:
 
     def launch(self, turn: Turn, messages: list[dict[str, str]],
                 params: dict[str, Any]) -> None:
+        # A chat's tools (its saved parameters) are the turn's, not generation parameters.
+        params = dict(params)
+        turn.tools = turn.tools or params.pop("tools", None) or None
+        params.pop("tools", None)
         self._active[turn.id] = turn
         turn.task = asyncio.create_task(self._run(turn, messages, params),
                                         name=f"turn {turn.id}")
@@ -258,7 +296,12 @@ class ChatTurns:
 
     def launch_batch(self, turns: list[Turn], histories: list[list[dict[str, str]]],
                      params: dict[str, Any]) -> None:
-        """Turns whose models share one loaded base, answered by one generate call."""
+        """Turns whose models share one loaded base, answered by one generate call; with
+        tools (a chat's parameters), one by one (a batch takes none, protocol 5)."""
+        if params.get("tools"):
+            for turn, history in zip(turns, histories, strict=True):
+                self.launch(turn, history, params)
+            return
         task = asyncio.create_task(self._run_batch(turns, histories, params),
                                    name=f"batch {turns[0].id}")
         for turn in turns:
@@ -267,7 +310,7 @@ class ChatTurns:
 
     async def _begin(self, chat: ChatRecord, model: str, params: dict[str, Any], *,
                      parent_id: str | None, new_text: str | None,
-                     retitle: bool = False) -> Turn:
+                     retitle: bool = False, tool_result: bool = False) -> Turn:
         """Store the user's side (a new message under `parent_id`, or, with no new text,
         the existing user message `parent_id`), then an empty reply, then run the turn.
 
@@ -284,26 +327,29 @@ class ChatTurns:
                     and chat.title == DEFAULT_TITLE \
                     and not await self._store.messages(chat_id=chat.id):
                 await self._store.update_chat(chat_id=chat.id, title=title_from(new_text))
-            path, reply = await self._add_exchange(chat.id, path, new_text)
+            path, reply = await self._add_exchange(chat.id, path, new_text,
+                                                   tool_result=tool_result)
         except BaseException:
             self._busy.discard(chat.id)
             raise
-        # The chat's saved settings apply; what this request sets wins.
+        # The chat's saved settings apply; what this request sets wins. Its tools are the
+        # turn's, not generation parameters.
         params = {**chat.params, **({"system": chat.system} if chat.system else {}), **params}
         turn = Turn(id=reply.id, chat_id=chat.id, model=model,
                     spec=self._registry.get(model).spec)
         self.launch(turn, model_history(path), params)
         return turn
 
-    async def _add_exchange(self, chat_id: str, path: list[MessageRecord], text: str | None
+    async def _add_exchange(self, chat_id: str, path: list[MessageRecord], text: str | None,
+                            *, tool_result: bool = False
                             ) -> tuple[list[MessageRecord], MessageRecord]:
         """Under the branch `path`, the user's new message `text` (None: `path` already ends
-        with the user message to answer), then the empty reply to come. Returns the branch
-        up to that user message, and the reply."""
+        with the user message to answer; `tool_result`: it is a tool's result), then the
+        empty reply to come. Returns the branch up to that user message, and the reply."""
         if text is not None:
             path = [*path, await self._store.add_message(
                 chat_id=chat_id, parent_id=path[-1].id if path else None, role="user",
-                content=text)]
+                content=text, provenance={"tool_result": True} if tool_result else None)]
         reply = await self._store.add_message(chat_id=chat_id, parent_id=path[-1].id,
                                               role="assistant", content="", status="streaming")
         return path, reply

@@ -108,6 +108,8 @@ class Compares:
         compare_id = new_id()
         mode = serving_mode(self._registry, models)
         params = {**chat.params, **({"system": chat.system} if chat.system else {}), **params}
+        if mode == "batch" and params.get("tools"):  # a batch takes no tools (protocol 5)
+            mode = "sequential"
         leaves = [slot["leaf_id"] for slot in _columns(chat)]
         turns: list[Turn] = []
         histories: list[list[dict[str, str]]] = []
