@@ -292,7 +292,7 @@ function App({ onLogout }) {
     return playTurn(local, (lastId, signal) => followTurn(reply.id, lastId, signal));
   };
 
-  const send = async (text) => {
+  const send = async (text, { toolResult = false } = {}) => {
     if (turnRef.current?.running) return;
     let id = chatId;
     let open = chat;
@@ -323,7 +323,8 @@ function App({ onLogout }) {
         return;
       }
     }
-    await runTurn({ path: "api/chat", body: { message: text, chat_id: id, model },
+    await runTurn({ path: "api/chat",
+      body: { message: text, chat_id: id, model, ...(toolResult ? { tool_result: true } : {}) },
       anchorId: anchor, userText: text, chatKey: id, draftKey: chatId });
   };
   const regenerate = (message) => runTurn({
@@ -472,6 +473,9 @@ function App({ onLogout }) {
   }
   // The last reply failed: it says why, so no notice beside it says the same again.
   const lastReplyFailed = shown.at(-1)?.message.status === "error";
+  // The last reply called tools: the next message is their result (the composer says so).
+  const lastCalls = shown.at(-1)?.message.provenance?.tool_calls;
+  const toolCalled = !shown.at(-1)?.streaming && Array.isArray(lastCalls) && lastCalls.length > 0;
   // A reply stored as still streaming that this page is not streaming (a reload, another
   // tab, the chat opened again from the list): the page follows it (once: one that ended and
   // still reads as streaming is not followed again), as soon as no turn of its own runs.
@@ -596,7 +600,7 @@ function App({ onLogout }) {
             : modelGone ? `The model ${settings.model} is gone: pick another model above to send.`
             : modelUnusable ? `The model ${settings.model} cannot be used: pick another model above to send.` : null}
           thinking=${settings.params?.enable_thinking === true} onThinking=${setThinking}
-          onSend=${send} onStop=${stop} restore=${restore} />`}
+          onSend=${send} onStop=${stop} restore=${restore} toolCalled=${toolCalled} />`}
     </div>
     ${drawer && html`<${ParamsDrawer} settings=${settings} error=${drawerError}
       onClose=${() => setDrawer(false)}

@@ -514,7 +514,7 @@ def test_parameters_are_saved_per_chat_and_used(page: Page, shared_gateway) -> N
     expect(drawer.locator(".notice.error")).to_contain_text("Top k: a whole number")
     drawer.locator("input[aria-label='Top k']").fill("20")
     drawer.locator("input[aria-label='Temperature']").fill("0.3")
-    drawer.locator("textarea").fill("You are terse.")
+    drawer.get_by_label("System prompt").fill("You are terse.")
     drawer.locator("text=Save").click()
     expect(drawer).to_have_count(0)
     send(page, "with settings")

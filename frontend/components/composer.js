@@ -18,8 +18,11 @@ export function writeDraft(chatId, text) {
 
 export function Composer({ chatId, generating, disabled, unavailable, thinking, onThinking,
   onSend, onStop, restore, placeholder = "Message the model (Enter sends, Shift+Enter adds a line)",
-  stopLabel = "Stop generating" }) {
+  stopLabel = "Stop generating", toolCalled = false }) {
   const [text, setText] = useState(() => readDraft(chatId));
+  // The reply before made tool calls: what is sent next is their result, unless unticked.
+  const [asResult, setAsResult] = useState(toolCalled);
+  useEffect(() => setAsResult(toolCalled), [toolCalled, chatId]);
   const ref = useRef(null);
   useEffect(() => { setText(readDraft(chatId)); }, [chatId]);
   useEffect(() => { if (restore) setText(restore.text); }, [restore]);
@@ -37,7 +40,7 @@ export function Composer({ chatId, generating, disabled, unavailable, thinking, 
   };
   const send = () => {
     if (generating || disabled || unavailable || !text.trim()) return;
-    onSend(text);
+    onSend(text, { toolResult: toolCalled && asResult });
     setText("");
   };
   const onKeyDown = (event) => {
@@ -55,6 +58,11 @@ export function Composer({ chatId, generating, disabled, unavailable, thinking, 
         <input type="checkbox" checked=${thinking} onChange=${(e) => onThinking(e.target.checked)} />
         Thinking
       </label>
+      ${toolCalled && html`<label class="toggle tool-result-toggle"
+          title="The model sees this message as the result of the tool calls above">
+        <input type="checkbox" checked=${asResult} onChange=${(e) => setAsResult(e.target.checked)} />
+        Tool's result
+      </label>`}
       <span class="spacer"></span>
       ${unavailable && !generating && html`<span class="composer-why" id="send-why" role="status">${unavailable}</span>`}
       ${generating

@@ -204,6 +204,22 @@ function UnshownMessage({ message, streaming, error }) {
   </article>`;
 }
 
+/** The tool calls a reply made (its provenance's tool_calls), each as its name and its
+ *  arguments, pretty when they are JSON. Anything else there shows nothing. */
+function ToolCalls({ calls }) {
+  if (!Array.isArray(calls) || calls.length === 0) return null;
+  const pretty = (text) => {
+    try { return JSON.stringify(JSON.parse(text), null, 2); } catch { return String(text ?? ""); }
+  };
+  return html`<div class="tool-calls" role="group" aria-label="Tool calls">
+    ${calls.filter((call) => call && typeof call.name === "string").map((call) => html`
+      <div class="tool-call"><span class="tool-label">Calls</span> <code>${call.name}</code>
+        <pre>${pretty(call.arguments)}</pre></div>`)}
+    <p class="tool-hint">Send the tool's result as your next message: the model reads it as
+      the answer to this call.</p>
+  </div>`;
+}
+
 function MessageParts({ message, streaming = false, reconnecting = false, busy = false, branch,
   infos = [], onEdit, onRegenerate, onRetry }) {
   const [editing, setEditing] = useState(false);
@@ -222,8 +238,12 @@ function MessageParts({ message, streaming = false, reconnecting = false, busy =
       ? html`<${EditBox} initial=${message.content} onCancel=${() => setEditing(false)}
           onSubmit=${(text) => { setEditing(false); onEdit(text); }} />`
       : isUser
-        ? html`<div class="user-text">${message.content}</div>`
+        ? (message.provenance?.tool_result === true
+          ? html`<div class="user-text tool-result" aria-label="Tool result">
+              <span class="tool-label">Tool result</span><pre>${message.content}</pre></div>`
+          : html`<div class="user-text">${message.content}</div>`)
         : html`<${ReplyBody} content=${message.content} streaming=${streaming} />`}
+    ${!isUser && !streaming && html`<${ToolCalls} calls=${message.provenance?.tool_calls} />`}
     ${notices.map((notice) => html`<p class="notice info" title=${notice.code}>${notice.message}</p>`)}
     ${!streaming && STATUS_TEXT[message.status] && html`<p class=${`notice ${message.status}`}>${STATUS_TEXT[message.status]}</p>`}
     ${error && html`<div class="notice error" role="alert">

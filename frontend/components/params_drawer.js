@@ -1,5 +1,6 @@
 // The generation settings of a chat (system prompt, temperature, top_p, top_k,
-// max_new_tokens, repetition penalty). Saved on the chat, so every turn of it uses them.
+// max_new_tokens, repetition penalty) and its tools (a JSON list of functions, as LlamaBoard's
+// chat tab takes them). Saved on the chat, so every turn of it uses them.
 // Each number has a slider and a field that edit the same value, LlamaFactory's default
 // beside it and a reset; an empty value means the default (the chat then omits it).
 // A dialog beside the chat, never over its composer: focus goes into it when it opens, Esc
@@ -23,9 +24,32 @@ const FIELDS = [
 ];
 
 function toForm(settings) {
-  const form = { system: settings.system ?? "" };
+  const tools = settings.params?.tools;
+  const form = { system: settings.system ?? "", tools: tools ? JSON.stringify(tools, null, 2) : "" };
   for (const field of FIELDS) form[field.key] = String(settings.params?.[field.key] ?? "");
   return form;
+}
+
+const TOOLS_EXAMPLE = '[{"name": "get_weather", "description": "The weather in a city",\n'
+  + '  "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]';
+
+/** The tools field's text as the chat keeps it: a list of functions, each with a name; or a
+ *  sentence saying what is wrong with it. */
+function parseTools(text) {
+  if (!text.trim()) return { tools: null };
+  let tools;
+  try {
+    tools = JSON.parse(text);
+  } catch (error) {
+    return { problem: `Tools: not JSON (${String(error.message).split("\n")[0]})` };
+  }
+  if (!Array.isArray(tools)) tools = [tools];
+  // OpenAI's wrapping ({"type": "function", "function": {...}}) is taken too.
+  tools = tools.map((tool) => (tool?.type === "function" && tool.function ? tool.function : tool));
+  const bad = tools.findIndex((tool) => !tool || typeof tool !== "object" || Array.isArray(tool)
+    || typeof tool.name !== "string" || !tool.name);
+  if (bad >= 0) return { problem: `Tools: function ${bad + 1} needs a "name"` };
+  return { tools };
 }
 
 /** 1.0 for a float default (not "1"), so it reads as the setting's kind of number. */
@@ -115,6 +139,9 @@ export function ParamsDrawer({ settings, onSave, onClose, error }) {
   const save = (event) => {
     event.preventDefault();
     const params = { ...(settings.params ?? {}) };
+    const { tools, problem: toolsProblem } = parseTools(form.tools);
+    if (toolsProblem) { setProblem(toolsProblem); return; }
+    if (tools) params.tools = tools; else delete params.tools;
     for (const field of FIELDS) {
       const raw = String(form[field.key]).trim();
       if (raw === "") { delete params[field.key]; continue; }
@@ -141,6 +168,14 @@ export function ParamsDrawer({ settings, onSave, onClose, error }) {
       </label>
       ${FIELDS.map((field) => html`<${NumberSetting} key=${field.key} field=${field}
         value=${form[field.key]} onChange=${(value) => set(field.key, value)} />`)}
+      <label class="field">Tools
+        <textarea rows="5" class="code-input" value=${form.tools} placeholder=${TOOLS_EXAMPLE}
+          spellcheck="false" aria-describedby="tools-help"
+          onInput=${(e) => set("tools", e.target.value)}></textarea>
+      </label>
+      <p class="drawer-note" id="tools-help">Functions the model may call, as LlamaFactory's
+        function-call data has them (script mode). A reply that calls one shows the call; send
+        the tool's result back as the next message.</p>
       <p class="drawer-note">Defaults are LlamaFactory's; an empty field keeps the default.</p>
       ${(problem || error) && html`<p class="notice error" role="alert">${problem || error}</p>`}
       <div class="drawer-actions">

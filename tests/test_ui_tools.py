@@ -1,0 +1,52 @@
+"""Tools on the page (issue 25, item 6), in Chromium over the scripted box: a chat's tools
+are a JSON list in its settings (as LlamaBoard's chat tab takes them); a reply that calls one
+shows the call as a block; the next message goes as the tool's result, shown as such, and the
+model answers from it (the scripted box says it got the call and the result as its
+template's function and observation turns)."""
+
+from __future__ import annotations
+
+import json
+
+from playwright.sync_api import Page, expect
+
+from tests.rig.fake_wrappers.scripted_wrapper import TOOL_LEAD
+from tests.test_ui import LAST_REPLY, REPLY, current_chat, open_page, send, wait_reply_done
+
+WEATHER = {"name": "get_weather", "description": "The weather in a city",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+
+
+def test_a_chat_with_tools_shows_the_call_and_sends_the_tools_result(page: Page,
+                                                                     scripted_gateway) -> None:
+    open_page(page, scripted_gateway)
+    page.click("text=Parameters")
+    drawer = page.locator("[role='dialog'][aria-label='Generation settings']")
+    tools = drawer.get_by_label("Tools")
+    tools.fill("[{\"description\": \"no name\"}]")
+    drawer.locator("text=Save").click()
+    expect(drawer.locator(".notice.error")).to_contain_text('Tools: function 1 needs a "name"')
+    tools.fill(json.dumps([{"type": "function", "function": WEATHER}]))  # OpenAI's shape too
+    drawer.locator("text=Save").click()
+    expect(drawer).to_have_count(0)
+
+    send(page, "What is the weather in Paris?")
+    wait_reply_done(page, 1)
+    call = page.locator(LAST_REPLY).locator(".tool-calls")
+    expect(call.locator("code")).to_have_text("get_weather")
+    expect(call.locator("pre")).to_contain_text('"city": "Paris"')
+    expect(page.locator(LAST_REPLY).locator(".reply")).to_contain_text(TOOL_LEAD.strip())
+    result_toggle = page.get_by_label("Tool's result")
+    expect(result_toggle).to_be_checked()
+
+    send(page, '{"temperature": 21}')
+    wait_reply_done(page, 2)
+    expect(page.locator(".tool-result")).to_contain_text('{"temperature": 21}')
+    expect(page.locator(LAST_REPLY)).to_contain_text('The tool said: {"temperature": 21}')
+    expect(page.get_by_label("Tool's result")).to_have_count(0)  # no call to answer now
+    chat = current_chat(page, scripted_gateway)
+    assert chat["params"]["tools"] == [WEATHER]
+    assert [(m["provenance"] or {}).get("tool_result") for m in chat["messages"]
+            if m["role"] == "user"] == [None, True]
+    assert page.locator(REPLY).count() == 2
+    assert page.js_errors == []
