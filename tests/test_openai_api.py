@@ -370,6 +370,10 @@ async def test_a_page_chat_offers_its_tools_and_takes_the_tools_result_back(tmp_
         assert messages[2]["provenance"] == {"tool_result": True}
         refused = await http.post("/api/chats", json={"params": {"tools": [{"name": ""}]}})
         assert refused.status_code == 422 and "tools" in refused.text
+        exported = (await http.get(f"/api/chats/{chat['id']}/export",
+                                   params={"format": "md"})).text
+        assert '*Calls* get_weather with {"city": "Paris"}' in exported, exported
+        assert "## Tool result" in exported
 
 
 async def test_cli_mode_answers_a_request_with_tools_in_words(tmp_path, monkeypatch):

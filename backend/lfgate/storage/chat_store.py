@@ -382,7 +382,9 @@ def markdown(export: dict[str, Any], *, leaf_id: str | None = None) -> str:
         lines += ["**System:**", "", escape_html(chat["system"]), ""]
     for message in path:
         if message["role"] == "user":
-            lines += ["## User", "", escape_html(message["content"]), ""]
+            heading = "## Tool result" if facts_of(message).get("tool_result") is True \
+                else "## User"
+            lines += [heading, "", escape_html(message["content"]), ""]
             continue
         p = facts_of(message)
         source = text_fact(p, "adapter_path") or "base model only"
@@ -393,6 +395,13 @@ def markdown(export: dict[str, Any], *, leaf_id: str | None = None) -> str:
         if message["status"] != "complete":
             lines += [f"*[{html_text(str(message['status']))}]*", ""]
         lines += [escape_html(message["content"]), ""]
+        calls = p.get("tool_calls")
+        for call in calls if isinstance(calls, list) else []:
+            if isinstance(call, dict) and isinstance(call.get("name"), str):
+                arguments = call.get("arguments")
+                lines += [f"*Calls* {escape_html(call['name'])}"
+                          + (f" with {escape_html(arguments)}" if isinstance(arguments, str)
+                             else ""), ""]
     return "\n".join(lines)
 
 
