@@ -7,6 +7,9 @@
 #   box.txt      the demo and test box: the real LlamaFactory (box.in), `make box`
 #   lm-eval.txt  lm-evaluation-harness for the evaluation tests (lm-eval.in,
 #                tests/rig/lm_eval_env.sh), held to box.txt's versions (its tokenizer)
+#   open-webui.txt  Open WebUI for its compatibility test (open-webui.in,
+#                tests/rig/open_webui_env.sh): this platform and Python only, not held to
+#                box.txt (Open WebUI pins its own transformers)
 # The gateway and dev locks are universal (any OS, Python >= 3.11); box.txt too, but its torch
 # is a CUDA build on Linux, as PyPI serves it.
 set -euo pipefail
@@ -20,3 +23,5 @@ common=(--universal --generate-hashes --python-version 3.11 --upgrade --quiet
 "$uv" pip compile "${common[@]}" requirements/box.in -o requirements/box.txt
 "$uv" pip compile "${common[@]}" requirements/lm-eval.in --constraint requirements/box.txt \
   -o requirements/lm-eval.txt
+"$uv" pip compile --generate-hashes --python-version 3.11 --upgrade --quiet \
+  --custom-compile-command "make lock" requirements/open-webui.in -o requirements/open-webui.txt

@@ -41,7 +41,7 @@ def pins(lock: Path) -> dict[str, tuple[str, str | None, list[str]]]:
 
 
 def test_every_lock_pins_each_package_to_one_version_with_its_hashes():
-    for name in ("gateway.txt", "dev.txt", "box.txt", "lm-eval.txt"):
+    for name in ("gateway.txt", "dev.txt", "box.txt", "lm-eval.txt", "open-webui.txt"):
         locked = pins(LOCKS / name)
         assert len(locked) > 10, name
         unhashed = [pkg for pkg, (_, _, hashes) in locked.items() if not hashes]
