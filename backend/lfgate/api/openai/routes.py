@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -17,6 +19,7 @@ from lfgate.api.openai.schemas import (
     CompletionIn,
     ModelCardOut,
     ModelListOut,
+    StreamOptions,
 )
 from lfgate.api.openai.stream import Completion, box_error_status, error_object
 from lfgate.api.openai.text_completion import TextCompletion
@@ -84,31 +87,8 @@ async def chat_completions(body: ChatCompletionIn, turns: TurnsDep, settings: Se
                             parallel_tool_calls=request.parallel_tool_calls)
     headers = {"X-LFGate-Turn-Id": turn.id,
                **({"X-LFGate-Chat-Id": turn.chat_id} if turn.chat_id else {})}
-    if body.stream:
-        # A box that cannot serve, or refuses the request before any text (a prompt over the
-        # window), answers with a status code, not a stream that fails; but a load that
-        # takes longer than OPEN_WAIT_S streams on (keep-alives, then the reply or an error
-        # object), so clients' read time-outs do not fire meanwhile.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(turn.opened.wait(), OPEN_WAIT_S)
-        if turn.opened.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(turn.answering.wait(), ANSWER_WAIT_S)
-        if turn.error is not None and not turn.text:
-            await _stop_all(turns, started[1:])
-            return _box_error(turn.error, headers)
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(completion.stream(turns, include_usage),
-                                 media_type="text/event-stream",
-                                 headers={**SSE_HEADERS, **headers})
-    dones = []
-    for index, each in enumerate(started):
-        name, data = await final_event(each)
-        if name == "error":  # the request fails whole, as OpenAI's does: the rest stop
-            await _stop_all(turns, started[index + 1:])
-            return _box_error(data, headers)
-        dones.append(data)
-    return JSONResponse(completion.whole(dones), headers=headers)
+    return await _answer(body.stream, body.stream_options, started, turns, headers,
+                         completion.stream, completion.whole)
 
 
 @router.post("/completions", response_model=None, responses=STREAMED)
@@ -125,8 +105,22 @@ async def completions(body: CompletionIn, turns: TurnsDep, settings: SettingsDep
         completion={"prompt": prompt, "echo": request.echo, "logprobs": request.logprobs})
         for prompt in request.prompts]
     answer = TextCompletion(started, request.model)
-    headers = {"X-LFGate-Turn-Id": started[0].id}
-    if body.stream:
+    return await _answer(body.stream, body.stream_options, started, turns,
+                         {"X-LFGate-Turn-Id": started[0].id}, answer.stream, answer.whole)
+
+
+async def _answer(stream: bool, options: StreamOptions | None, started: list[Turn],
+                  turns: ChatTurns, headers: dict[str, str],
+                  streamed: Callable[[ChatTurns, bool], AsyncIterator[str]],
+                  whole: Callable[[list[dict[str, Any]]], dict[str, Any]]
+                  ) -> StreamingResponse | JSONResponse:
+    """The turns' answer, streamed or whole, for chat and completions alike. Streamed: a box
+    that cannot serve, or refuses the request before any text (a prompt over the window),
+    answers with a status code, not a stream that fails; but a load that takes longer than
+    OPEN_WAIT_S streams on (keep-alives, then the reply or an error object), so clients'
+    read time-outs do not fire meanwhile. Whole: one choice's error fails the request, as
+    OpenAI's does, and the other choices stop."""
+    if stream:
         first = started[0]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(first.opened.wait(), OPEN_WAIT_S)
@@ -136,18 +130,18 @@ async def completions(body: CompletionIn, turns: TurnsDep, settings: SettingsDep
         if first.error is not None and not first.text:
             await _stop_all(turns, started[1:])
             return _box_error(first.error, headers)
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(answer.stream(turns, include_usage),
+        include_usage = bool(options and options.include_usage)
+        return StreamingResponse(streamed(turns, include_usage),
                                  media_type="text/event-stream",
                                  headers={**SSE_HEADERS, **headers})
     dones = []
     for index, turn in enumerate(started):
         name, data = await final_event(turn)
-        if name == "error":  # the request fails whole, as OpenAI's does: the rest stop
+        if name == "error":
             await _stop_all(turns, started[index + 1:])
             return _box_error(data, headers)
         dones.append(data)
-    return JSONResponse(answer.whole(dones), headers=headers)
+    return JSONResponse(whole(dones), headers=headers)
 
 
 async def _stop_all(turns: ChatTurns, started: list[Turn]) -> None:
