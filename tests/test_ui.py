@@ -17,9 +17,9 @@ from tests.rig.waiting import wait_until
 from tests.ui_rig import (
     FAST_PACE_S,
     SCRIPTED_ADAPTER,
+    module_gateway,
     on_shared,
     set_pace,
-    shared_scripted_gateway,
 )
 
 expect.set_options(timeout=20_000)
@@ -90,11 +90,7 @@ def current_chat(page: Page, gateway: GatewayProcess) -> dict:
     return gateway.http.get(f"/api/chats/{chat_id}").json()
 
 
-@pytest.fixture(scope="module")
-def shared_gateway_process(tmp_path_factory: pytest.TempPathFactory
-                           ) -> Iterator[GatewayProcess]:
-    with shared_scripted_gateway(tmp_path_factory.mktemp("ui") / "gateway") as gateway:
-        yield gateway
+shared_gateway_process = module_gateway("ui")
 
 
 @pytest.fixture

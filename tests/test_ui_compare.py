@@ -26,6 +26,7 @@ from tests.ui_rig import (
     FAST_PACE_S,
     SCRIPTED_BASE,
     errors_but_network,
+    module_gateway,
     on_shared,
     record_streamed,
     set_pace,
@@ -49,14 +50,7 @@ QUESTION = ("which one are you, and what were you trained on, and how would you 
             "yourself to somebody who has never met a fine-tuned model before")
 
 
-@pytest.fixture(scope="module")
-def shared_gateway_process(tmp_path_factory: pytest.TempPathFactory
-                           ) -> Iterator[GatewayProcess]:
-    folder = tmp_path_factory.mktemp("ui-compare")
-    make_saves(folder / "saves", SCRIPTED_BASE)
-    with shared_scripted_gateway(folder / "gateway",
-                                 env={"ADAPTER_DIRS": str(folder / "saves")}) as gateway:
-        yield gateway
+shared_gateway_process = module_gateway("ui-compare", with_saves=True)
 
 
 @pytest.fixture

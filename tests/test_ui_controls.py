@@ -22,7 +22,7 @@ from tests.test_ui import (
     send,
     wait_reply_done,
 )
-from tests.ui_rig import SCRIPTED_BASE, on_shared, shared_scripted_gateway
+from tests.ui_rig import SCRIPTED_BASE, module_gateway, on_shared
 
 EXPORT = "button[aria-label='Export chat']"
 MENU = "[role='menu'][aria-label='Export as']"
@@ -30,11 +30,7 @@ DRAWER = "[role='dialog'][aria-label='Generation settings']"
 PHONE = {"width": 375, "height": 740}
 
 
-@pytest.fixture(scope="module")
-def shared_gateway_process(tmp_path_factory: pytest.TempPathFactory
-                           ) -> Iterator[GatewayProcess]:
-    with shared_scripted_gateway(tmp_path_factory.mktemp("ui-controls") / "gateway") as gateway:
-        yield gateway
+shared_gateway_process = module_gateway("ui-controls")
 
 
 @pytest.fixture

@@ -23,9 +23,9 @@ from tests.test_ui import MODELS, open_page
 from tests.ui_rig import (
     FAST_PACE_S,
     SCRIPTED_BASE,
+    module_gateway,
     on_shared,
     set_pace,
-    shared_scripted_gateway,
 )
 
 expect.set_options(timeout=20_000)
@@ -56,14 +56,7 @@ def shown(value: float | None) -> str:
     return str(Decimal(value).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
 
 
-@pytest.fixture(scope="module")
-def shared_gateway_process(tmp_path_factory: pytest.TempPathFactory
-                           ) -> Iterator[GatewayProcess]:
-    folder = tmp_path_factory.mktemp("ui-sets")
-    make_saves(folder / "saves", SCRIPTED_BASE)
-    with shared_scripted_gateway(folder / "gateway",
-                                 env={"ADAPTER_DIRS": str(folder / "saves")}) as gateway:
-        yield gateway
+shared_gateway_process = module_gateway("ui-sets", with_saves=True)
 
 
 @pytest.fixture

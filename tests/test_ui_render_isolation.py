@@ -16,7 +16,7 @@ from playwright.sync_api import Page, Route, expect
 
 from tests.gateway_process import GatewayProcess
 from tests.test_ui import REPLY, SEND, open_page, send, wait_reply_done
-from tests.ui_rig import on_shared, set_pace, shared_scripted_gateway
+from tests.ui_rig import module_gateway, on_shared, set_pace
 
 NOTE = ".render-note"
 PLAIN = ".plain-text"
@@ -28,13 +28,8 @@ DEEP_MATH = "$$" + "{" * 5000 + "x$$"
 UNGUARDED_THROW = "$$" + "\\left(" * 5000 + "x" + "\\right)" * 5000 + "$$"
 
 
-@pytest.fixture(scope="module")
-def shared_gateway_process(tmp_path_factory: pytest.TempPathFactory
-                           ) -> Iterator[GatewayProcess]:
-    # Replies a millisecond a chunk: the long echo of a loop streams in many pieces, fast.
-    with shared_scripted_gateway(tmp_path_factory.mktemp("ui-render") / "gateway",
-                                 delay_s=0.001) as gateway:
-        yield gateway
+# Replies a millisecond a chunk: the long echo of a loop streams in many pieces, fast.
+shared_gateway_process = module_gateway("ui-render", delay_s=0.001)
 
 
 @pytest.fixture

@@ -15,16 +15,17 @@ import pytest
 
 from tests import ui_rig
 from tests.gateway_process import GatewayProcess
-from tests.ui_rig import SCRIPTED_ADAPTER, SCRIPTED_BASE, on_shared, shared_scripted_gateway
+from tests.ui_rig import (
+    SCRIPTED_ADAPTER,
+    SCRIPTED_BASE,
+    module_gateway,
+    on_shared,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def shared_gateway_process(tmp_path_factory: pytest.TempPathFactory
-                           ) -> Iterator[GatewayProcess]:
-    with shared_scripted_gateway(tmp_path_factory.mktemp("ui-rig") / "gateway") as gateway:
-        yield gateway
+shared_gateway_process = module_gateway("ui-rig")
 
 
 @pytest.fixture

@@ -30,10 +30,10 @@ from tests.test_ui import (
 from tests.ui_rig import (
     FAST_PACE_S,
     errors_but_network,
+    module_gateway,
     on_shared,
     record_streamed,
     set_pace,
-    shared_scripted_gateway,
     streamed,
 )
 
@@ -41,14 +41,9 @@ LIVE = f"{REPLY}[aria-busy='true']"  # the reply streaming on the page
 RECONNECTING = f"{LAST_REPLY} >> .reconnecting"
 
 
-@pytest.fixture(scope="module")
-def shared_gateway_process(tmp_path_factory: pytest.TempPathFactory
-                           ) -> Iterator[GatewayProcess]:
-    # Long replies paced 30 ms a chunk (400 chunks: about 12 s), for the tests to reload, cut
-    # or close the page while one streams; each lets the rest come at once when it may.
-    with shared_scripted_gateway(tmp_path_factory.mktemp("ui-turns") / "gateway",
-                                 delay_s=0.03) as gateway:
-        yield gateway
+# Long replies paced 30 ms a chunk (400 chunks: about 12 s), for the tests to reload, cut or
+# close the page while one streams; each lets the rest come at once when it may.
+shared_gateway_process = module_gateway("ui-turns", delay_s=0.03)
 
 
 @pytest.fixture

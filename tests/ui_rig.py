@@ -101,6 +101,27 @@ def shared_scripted_gateway(folder: Path, **options: Any) -> Iterator[GatewayPro
         gateway.stop()
 
 
+def module_gateway(name: str, *, with_saves: bool = False, **options: Any) -> Any:
+    """A module-scoped fixture, to assign as the module's `shared_gateway_process`: its
+    scripted gateway (shared_scripted_gateway, `options` to scripted_env), in a folder named
+    `name`; `with_saves`: ADAPTER_DIRS is a saves tree of its own on the scripted base. A
+    function-scoped fixture of the module then yields from on_shared(it)."""
+    from tests.rig.saves_tree import make_saves
+
+    @pytest.fixture(scope="module")
+    def shared_gateway_process(tmp_path_factory: pytest.TempPathFactory
+                               ) -> Iterator[GatewayProcess]:
+        folder = tmp_path_factory.mktemp(name)
+        env = None
+        if with_saves:
+            make_saves(folder / "saves", SCRIPTED_BASE)
+            env = {"ADAPTER_DIRS": str(folder / "saves")}
+        with shared_scripted_gateway(folder / "gateway", env=env, **options) as gateway:
+            yield gateway
+
+    return shared_gateway_process
+
+
 def on_shared(gateway: GatewayProcess) -> Iterator[GatewayProcess]:
     """One test's turn on a shared gateway (a function-scoped fixture yields from it): its
     box at the gateway's own pace to begin with, and whatever reply a test left running
