@@ -9,9 +9,11 @@ import fcntl
 import os
 import pty
 import select
+import shutil
 import signal
 import struct
 import subprocess
+import sys
 import termios
 import time
 from pathlib import Path
@@ -85,9 +87,23 @@ class Terminal:
         while (at := self.shown.find(text, self._seen)) < 0:
             if time.monotonic() > deadline or not self._read(deadline):
                 raise AssertionError(f"never showed {text!r}; it showed:\n"
-                                     f"{self.shown[self._seen:][-3000:]}")
+                                     f"{self.shown[self._seen:][-3000:]}\n{self._where()}")
         before, self._seen = self.shown[self._seen:at + len(text)], at + len(text)
         return before
+
+    def _where(self) -> str:
+        """For a failure: whether the program still runs, and if so where each of its
+        threads is (py-spy, where installed): a program that went silent says why."""
+        code = self._process.poll()
+        if code is not None:
+            return f"--- it exited with status {code}"
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        try:
+            dump = subprocess.run([spy, "dump", "--pid", str(self.pid)], capture_output=True,
+                                  text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"--- it still runs (no stack: {exc})"
+        return f"--- it still runs; its stacks:\n{(dump.stdout + dump.stderr)[-4000:]}"
 
     def wait(self) -> int:
         """Its exit status, once it has exited (reading what it still shows meanwhile)."""
