@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TIMED := bash tests/rig/timed.sh
 
-.PHONY: setup setup-dev run test test-latest lock reliability-doc lint bench box vendor screenshots
+.PHONY: setup setup-dev run test test-latest lock lock-keep reliability-doc lint bench box vendor screenshots
 
 $(VENV)/bin/python:
 	@$(TIMED) "venv ($(VENV))" $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,10 @@ test: setup-dev box
 # Resolve every lock file in requirements/ anew, to the newest releases (requirements/lock.sh).
 lock: setup-dev
 	UV=$(VENV)/bin/uv bash requirements/lock.sh
+
+# The same, keeping every version already locked: what an input added or changed is resolved.
+lock-keep: setup-dev
+	UV=$(VENV)/bin/uv bash requirements/lock.sh --keep
 
 # The newest releases, unlocked, in a venv of their own (.venv-latest): what `make lock` would
 # bring. Not part of `make test`: CI runs it as its own labelled, non-gating step, so a release

@@ -10,12 +10,16 @@
 #   open-webui.txt  Open WebUI for its compatibility test (open-webui.in,
 #                tests/rig/open_webui_env.sh): this platform and Python only, not held to
 #                box.txt (Open WebUI pins its own transformers)
+# `lock.sh --keep` (`make lock-keep`): the same, but every version already in a lock stays;
+# only what an input added or changed is resolved (adding a package is not a refresh).
 # The gateway and dev locks are universal (any OS, Python >= 3.11); box.txt too, but its torch
 # is a CUDA build on Linux, as PyPI serves it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 uv=${UV:-.venv/bin/uv}
-common=(--universal --generate-hashes --python-version 3.11 --upgrade --quiet
+upgrade=(--upgrade)
+[[ "${1:-}" == --keep ]] && upgrade=()
+common=(--universal --generate-hashes --python-version 3.11 "${upgrade[@]}" --quiet
   --custom-compile-command "make lock")
 "$uv" pip compile "${common[@]}" pyproject.toml requirements/build.in -o requirements/gateway.txt
 "$uv" pip compile "${common[@]}" pyproject.toml requirements/build.in --extra dev \
@@ -23,5 +27,5 @@ common=(--universal --generate-hashes --python-version 3.11 --upgrade --quiet
 "$uv" pip compile "${common[@]}" requirements/box.in -o requirements/box.txt
 "$uv" pip compile "${common[@]}" requirements/lm-eval.in --constraint requirements/box.txt \
   -o requirements/lm-eval.txt
-"$uv" pip compile --generate-hashes --python-version 3.11 --upgrade --quiet \
+"$uv" pip compile --generate-hashes --python-version 3.11 "${upgrade[@]}" --quiet \
   --custom-compile-command "make lock" requirements/open-webui.in -o requirements/open-webui.txt
