@@ -23,12 +23,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import wrapper_protocol as wp
 import wrapper_serve
+from json_grammar import JsonGrammars, grammar_processor
 from wrapper_serve import ChatOutcome, Turn
 
 _GENERATE_EXIT_WAIT_S = 5.0  # after the stream ends, how long `generate` may take to return
 _GEN_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty")
 # Honoured by our own hook on `generate` (LlamaFactory's engine passes none of them on).
-SAMPLING_KEYS = ("presence_penalty", "frequency_penalty", "logit_bias", "min_p", "logprobs")
+SAMPLING_KEYS = ("presence_penalty", "frequency_penalty", "logit_bias", "min_p", "logprobs",
+                 "json_schema")
 
 
 class _GenerationRecord:
@@ -424,6 +426,9 @@ class ScriptEngine:
         self._templates: dict[str, tuple[Any, Any]] = {}  # name -> (tokenizer, template)
         self._hooked = False  # `generate` is ours (the Hugging Face engine only)
         self._sampling: dict[str, Any] = {}  # the turn's SAMPLING_KEYS, for the hook
+        self._grammars = JsonGrammars()
+        # The turn's json_schema compiled, one per row of its generate call (None: no schema).
+        self._schemas: list[Any] | None = None
 
     @property
     def serves_adapters(self) -> bool:
@@ -583,7 +588,7 @@ class ScriptEngine:
             record = self._record
             criteria = list(kwargs.get("stopping_criteria") or [])
             kwargs["stopping_criteria"] = StoppingCriteriaList([*criteria, _Cancelled(record)])
-            self._add_sampling(kwargs, self._sampling)
+            self._add_sampling(kwargs, self._sampling, self._schemas)
             if self._sampling.get("logprobs") is not None:  # the raw logits of each step
                 kwargs.update(output_logits=True, return_dict_in_generate=True)
             try:
@@ -631,6 +636,9 @@ class ScriptEngine:
             raise wp.WrapperError(wp.E_NOT_SUPPORTED, f"{', '.join(self._sampling)}: only the "
                                   "Hugging Face engine takes them here")
         check_bias_ids(self._sampling, getattr(self._chat_model.engine, "model", None))
+        tokenizer = self._chat_model.engine.tokenizer
+        self._schemas = self._compiled_schemas(params, [(tokenizer, list(
+            template.get_stop_token_ids(tokenizer)) if template is not None else [])])
         try:
             if tools is not None:
                 kwargs["tools"] = tools
@@ -647,7 +655,7 @@ class ScriptEngine:
                                                  wp.E_GENERATION_FAILED) from exc
         finally:
             self._cancel.set()  # also ends the watcher
-            self._sampling = {}
+            self._sampling, self._schemas = {}, None
             if template is not None:
                 template.enable_thinking = thinking_default
         if self._hooked:  # else nothing ever sets it: vLLM / SGLang have no such thread
@@ -731,6 +739,9 @@ class ScriptEngine:
         if self._chat_model is None:
             raise wp.WrapperError(wp.E_NOT_LOADED, "no model is loaded")
         assert turn.completion is not None
+        if "json_schema" in turn.params:  # a schema holds a whole reply, not raw text's rest
+            raise wp.WrapperError(wp.E_BAD_REQUEST, "json_schema holds a chat's whole reply: "
+                                  "not a completion, nor the rest of the assistant's words")
         prompt, echo, top = (turn.completion["prompt"], turn.completion["echo"],
                              turn.completion["logprobs"])
         params = turn.params
@@ -807,10 +818,34 @@ class ScriptEngine:
         return ChatOutcome(text, finish, len(made) + (1 if hit_eos else 0), first_at,
                            last_at, len(ids), logprobs=logprobs)
 
+    def _compiled_schemas(self, params: dict[str, Any],
+                          rows: list[tuple[Any, list[int]]]) -> list[Any] | None:
+        """The turn's json_schema (version 6) compiled for each row's tokenizer, before
+        anything is generated (a schema xgrammar cannot use is the request's fault), or None.
+        `rows`: each row's (tokenizer, the template's stop tokens, which end the JSON)."""
+        schema = params.get("json_schema")
+        if schema is None:
+            return None
+        model = self._chat_model.engine.model
+        output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") \
+            else None
+        width = int(output.weight.shape[0]) if output is not None \
+            else int(model.config.vocab_size)
+        compiled = []
+        for tokenizer, stop_ids in rows:
+            stops = list(stop_ids)
+            if tokenizer.eos_token_id is not None:
+                stops.append(int(tokenizer.eos_token_id))
+            compiled.append(self._grammars.compiled(schema, tokenizer, width, stops))
+        return compiled
+
     @staticmethod
-    def _add_sampling(kwargs: dict[str, Any], params: dict[str, Any]) -> None:
+    def _add_sampling(kwargs: dict[str, Any], params: dict[str, Any],
+                      schemas: list[Any] | None = None) -> None:
         """A generate call's kwargs with the turn's OpenAI sampling parameters (version 5):
-        min_p on its generation config, the penalties and logit_bias as logits processors."""
+        min_p on its generation config, the penalties and logit_bias as logits processors;
+        and its JSON schema (version 6), last, so the sampling warpers only ever see tokens
+        the schema allows."""
         from transformers import LogitsProcessorList
 
         if not params:
@@ -820,6 +855,8 @@ class ScriptEngine:
             kwargs["generation_config"].min_p = float(params["min_p"])
         prompt = kwargs.get("inputs", kwargs.get("input_ids"))
         added = sampling_processors(params, int(prompt.shape[-1]) if prompt is not None else 0)
+        if schemas:
+            added.append(grammar_processor(schemas))
         if added:
             kwargs["logits_processor"] = LogitsProcessorList(
                 [*(kwargs.get("logits_processor") or []), *added])
@@ -895,6 +932,8 @@ class ScriptEngine:
         # The batch's sampling parameters, added by the hook on generate (as for one chat).
         self._sampling = {key: params[key] for key in SAMPLING_KEYS if key in params}
         check_bias_ids(self._sampling, model)
+        self._schemas = self._compiled_schemas(params, [(row.tokenizer, row.eos_ids)
+                                                        for row in rows])
         self._cancel.clear()
         self._record = _GenerationRecord()
         with torch.inference_mode():
@@ -916,6 +955,7 @@ class ScriptEngine:
         self._cancel.set()
         self._chat_model = None
         self._peft, self._names, self._templates = None, {}, {}
+        self._grammars.clear()
         self._model_spec, self.weight_bytes = {}, None
         gc.collect()
         try:

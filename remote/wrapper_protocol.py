@@ -18,8 +18,9 @@ from typing import Any
 # 5: tool calls: chat's `tools`, the roles `function` and `observation` in messages, done's
 #    `tool_calls`; OpenAI's sampling parameters; a chat's `completion` (raw text, echo and
 #    log probabilities: /v1/completions) and done's `logprobs`.
-PROTOCOL_VERSION = 5
-WRAPPER_VERSION = "0.5.0"
+# 6: params `json_schema` (a reply held to a JSON schema: /v1's response_format).
+PROTOCOL_VERSION = 6
+WRAPPER_VERSION = "0.6.0"
 
 # Commands (gateway -> wrapper).
 OP_LOAD = "load"  # {"op", "model": ModelSpec, "params"?, "timeout_s"?, "max_adapters"?}
@@ -104,10 +105,14 @@ GEN_PARAM_TYPES: dict[str, tuple[type, ...]] = {
     # Chat log probabilities (version 5): each reply token's, and this many likeliest
     # alternatives (0 to MAX_TOP_LOGPROBS); done's `logprobs` is OpenAI's chat shape.
     "logprobs": (int,),
+    # Version 6: the reply is JSON valid against this schema ({"type": "object"}: any
+    # object, OpenAI's JSON mode), held to it token by token (xgrammar on the box).
+    "json_schema": (dict,),
 }
 # Parameters llamafactory-cli chat cannot take: refused in CLI mode (the gateway says so).
 SCRIPT_ONLY_PARAMS = ("seed", "presence_penalty", "frequency_penalty", "logit_bias", "min_p",
-                      "logprobs")
+                      "logprobs", "json_schema")
+MAX_JSON_SCHEMA_CHARS = 64_000
 MAX_LOGIT_BIAS = 300  # token ids in one logit_bias, as OpenAI allows
 MAX_STOP = 4
 MAX_STOP_CHARS = 256
@@ -314,6 +319,9 @@ def check_params(params: Any) -> dict[str, Any]:
             value = check_stop(value)
         if key == "logit_bias":
             value = check_logit_bias(value)
+        if key == "json_schema" and len(json.dumps(value)) > MAX_JSON_SCHEMA_CHARS:
+            raise WrapperError(E_BAD_REQUEST, f"parameter 'json_schema' is over "
+                               f"{MAX_JSON_SCHEMA_CHARS} characters as JSON")
         if key == "logprobs" and not 0 <= value <= MAX_TOP_LOGPROBS:
             raise WrapperError(E_BAD_REQUEST, f"parameter 'logprobs' must be 0 to "
                                f"{MAX_TOP_LOGPROBS} (alternatives per token)")

@@ -12,6 +12,7 @@ tests hold our keys and docs/engines.md to LlamaFactory 0.9.5's installed source
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -32,7 +33,9 @@ from tests.wrapper_process import ROOT, WrapperProcess
 sys.path.insert(0, str(ROOT / "remote"))
 from discover_adapters import scan
 
+import wrapper_protocol as box_protocol  # the box's own copy, as json_grammar raises it
 import wrapper_serve
+from json_grammar import JsonGrammars
 
 ENGINE_SPY = ROOT / "tests" / "rig" / "engine_spy"
 BOX_PATH = "/usr/bin:/bin"  # the wrappers' PATH in these tests, so the PATH they pass is exact
@@ -504,3 +507,13 @@ def test_the_env_examples_in_docs_engines_md_load_without_a_warning(tmp_path, mo
         settings = load_settings()
         assert (settings.infer_backend, settings.warnings) == (backend, [])
         assert settings.engine_args(), block
+
+
+def test_a_box_without_xgrammar_says_how_to_get_response_format():
+    """This venv has no xgrammar, as a box that never installed it: a schema is refused as
+    not supported (a 400 on /v1), with the command that fixes it."""
+    assert importlib.util.find_spec("xgrammar") is None
+    with pytest.raises(box_protocol.WrapperError) as refused:
+        JsonGrammars().compiled({"type": "object"}, tokenizer=None, vocab_size=10, stop_ids=[])
+    assert refused.value.code == wp.E_NOT_SUPPORTED
+    assert "pip install xgrammar" in refused.value.message

@@ -179,7 +179,9 @@ async def test_the_sdk_streams_and_stops_at_a_stop_string(tmp_path, monkeypatch)
     ({"top_logprobs": 3}, "top_logprobs"),  # without logprobs: true
     ({"presence_penalty": 3}, "presence_penalty"),  # OpenAI's range is -2 to 2
     ({"logit_bias": {"the": 5}}, "logit_bias"),  # token ids, not words
-    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"response_format": {"type": "structural_tag"}}, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+     "response_format.json_schema.schema"),
     ({"temprature": 0.2}, "temprature"),  # a typo is refused, not ignored
     ({"temperature": "hot"}, "temperature"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
@@ -572,7 +574,8 @@ async def test_cli_mode_refuses_a_seed_it_cannot_honour(tmp_path, monkeypatch):
             await sdk(http).chat.completions.create(model="default", messages=HI, seed=3)
         assert error.value.param == "seed" and "CLI mode" in error.value.message
         for extra in ({"presence_penalty": 0.5}, {"frequency_penalty": 1},
-                      {"logit_bias": {"42": 3}}, {"min_p": 0.1}):
+                      {"logit_bias": {"42": 3}}, {"min_p": 0.1},
+                      {"response_format": {"type": "json_object"}}):
             with pytest.raises(openai.BadRequestError) as error:
                 await sdk(http).chat.completions.create(model="default", messages=HI,
                                                         extra_body=extra)
@@ -581,7 +584,7 @@ async def test_cli_mode_refuses_a_seed_it_cannot_honour(tmp_path, monkeypatch):
         # At the value that changes nothing, what clients send by default: accepted.
         neutral = await sdk(http).chat.completions.create(
             model="default", messages=HI, presence_penalty=0, frequency_penalty=0,
-            logit_bias={})
+            logit_bias={}, response_format={"type": "text"})
         assert neutral.choices[0].message.content == ECHO
         reply = await sdk(http).chat.completions.create(model="default", messages=HI)
         assert reply.choices[0].message.content == ECHO

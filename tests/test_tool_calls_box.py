@@ -4,12 +4,13 @@ adapters trained by LlamaFactory itself on the tiny base (tests/rig/train_adapte
 `tool` calls get_weather in the qwen template's tool format and answers from the tool's
 result; `words` answers a few prompts in plain words. Their exact answers are asserted.
 LangChain (`langchain-openai`) is driven against the same gateway: bind_tools and an agent
-loop with a Python tool, whole and streamed; with_structured_output's methods."""
+loop with a Python tool, whole and streamed; with_structured_output's methods, json_schema
+held to its schema on the box (xgrammar)."""
 
 from __future__ import annotations
 
 import json
-import warnings
+from typing import Literal
 
 import openai
 import pytest
@@ -17,7 +18,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_openai import ChatOpenAI
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tests.ui_rig import start_real_gateway
 
@@ -229,25 +230,45 @@ class Weather(BaseModel):
     city: str
 
 
-@pytest.mark.parametrize("method", [None, "json_mode"])
-def test_langchain_structured_output_by_response_format_is_a_clear_400(langchain_chat, trained,
-                                                                        method):
-    """with_structured_output's default method (json_schema) and json_mode send
-    response_format, which is refused with a 400 naming it: openai.BadRequestError, never
-    a 5xx or a reply that is no JSON."""
-    structured = langchain_chat.with_structured_output(
-        Weather, **({"method": method} if method else {}))
-    with pytest.raises(openai.BadRequestError) as refused, warnings.catch_warnings(
-            record=True) as told:
-        warnings.simplefilter("always")
-        structured.invoke(weather_cases(trained)[0]["question"])
-    error = refused.value
-    if method is None:  # json_schema: our message is OpenAI's, so LangChain says what works
-        assert any('method="function_calling"' in str(w.message) for w in told), told
-    assert error.status_code == 400
-    assert error.param == "response_format"
-    assert error.code == "unsupported_parameter"
-    assert "response_format" in error.message
+class Pick(BaseModel):
+    color: Literal["red", "green", "blue"]
+    count: int = Field(ge=0, le=9)
+
+
+def test_langchain_structured_output_by_json_schema_is_held_to_the_schema(langchain_chat):
+    """with_structured_output's default method sends response_format json_schema: the box
+    holds the reply to it (xgrammar), so even the tool adapter, never trained on this,
+    answers with a Pick. Also as a JSON Schema dict, and streamed."""
+    assert isinstance(langchain_chat.with_structured_output(Pick).invoke("Pick one."), Pick)
+    as_dict = langchain_chat.with_structured_output(Pick.model_json_schema())
+    assert Pick.model_validate(as_dict.invoke("Pick one."))
+    chunks = list(langchain_chat.with_structured_output(Pick).stream("Pick again."))
+    assert isinstance(chunks[-1], Pick)
+
+
+def test_the_sdk_parses_a_reply_held_to_its_model_and_json_mode_is_an_object(client):
+    """The openai SDK's chat.completions.parse (strict json_schema from a pydantic model) on
+    the random base, sampled: only the constraint can make that a Pick. json_object: any
+    object, whole or streamed."""
+    for seed in range(3):
+        made = client.chat.completions.parse(
+            model="base", messages=[{"role": "user", "content": "Pick one."}],
+            response_format=Pick, temperature=1.0, seed=seed, max_tokens=40)
+        assert made.choices[0].finish_reason == "stop"
+        assert isinstance(made.choices[0].message.parsed, Pick)
+    whole = client.chat.completions.create(
+        model="base", messages=[{"role": "user", "content": "JSON, please."}],
+        response_format={"type": "json_object"}, temperature=0, max_tokens=200)
+    text = whole.choices[0].message.content
+    assert text.startswith("{")
+    if whole.choices[0].finish_reason == "stop":
+        assert isinstance(json.loads(text), dict)
+    streamed_text = "".join(
+        chunk.choices[0].delta.content or "" for chunk in client.chat.completions.create(
+            model="base", messages=[{"role": "user", "content": "JSON, please."}],
+            response_format={"type": "json_object"}, temperature=0, max_tokens=200,
+            stream=True) if chunk.choices)
+    assert streamed_text == text
 
 
 def test_langchain_structured_output_by_function_calling_is_the_tools_arguments(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lfgate.remote import wrapper_protocol as wp
-from lfgate.services.chat.openai_requests import IGNORED, NEUTRAL, WHY_NOT, _stop
+from lfgate.services.chat.openai_requests import IGNORED, _stop
 from lfgate.services.errors import BadParameter
 
 MAX_PROMPTS = 64  # prompts in one request (each is a turn of its own on the box)
@@ -17,12 +17,14 @@ DEFAULT_MAX_TOKENS = 16  # OpenAI's default for completions
 # change nothing unless set.
 COMPLETION_NEUTRAL: dict[str, tuple[Any, ...]] = {
     "n": (None, 1), "best_of": (None, 1), "suffix": (None, ""),
-    "response_format": NEUTRAL["response_format"],
+    "response_format": (None, {"type": "text"}),
 }
 COMPLETION_WHY_NOT = {
     "n": "one completion per prompt (send the prompt n times)",
     "best_of": "one completion per prompt",
-    "suffix": "no fill-in-the-middle", "response_format": WHY_NOT["response_format"],
+    "suffix": "no fill-in-the-middle",
+    "response_format": "a completion continues raw text; JSON mode and schemas are for chat "
+                       "completions",
 }
 
 

@@ -5,7 +5,7 @@ definitions, and its settings as generation parameters.
 
 Fields a client sends that change nothing here (`user`, `metadata`, ...) are accepted; a
 field that would change the answer and that the box cannot honour (images, structured
-output, and in CLI mode the script-only sampling parameters, ...) is refused with a
+output in CLI mode, the script-only sampling parameters there, ...) is refused with a
 BadParameter naming it, so nobody gets an answer computed differently from what they asked
 for (docs/openai.md's table says which, and what vLLM does).
 """
@@ -26,12 +26,13 @@ IGNORED = frozenset({"user", "metadata", "store", "service_tier", "prediction",
                      "prompt_cache_key", "safety_identifier", "stream_options"})
 # Read here, not generation parameters: tools and how they may be called.
 TOOL_FIELDS = frozenset({"tools", "tool_choice", "parallel_tool_calls"})
+# Read here: the reply's format (JSON mode and JSON schemas, held by xgrammar on the box).
+FORMAT_FIELDS = frozenset({"response_format"})
 # Accepted only at a value that changes nothing (what clients send by default); anything
 # else would change the answer in a way this box cannot honour.
 NEUTRAL: dict[str, tuple[Any, ...]] = {
     "functions": (None, []),
     "function_call": (None, "none", "auto"),
-    "response_format": (None, {"type": "text"}),
     "modalities": (None, ["text"]),
     "audio": (None,),
     "reasoning_effort": (None,),
@@ -42,8 +43,6 @@ WHY_NOT: dict[str, str] = {
     "functions": "the deprecated functions field is not supported; send tools instead",
     "function_call": "the deprecated function_call field is not supported; send tool_choice "
                      "instead",
-    "response_format": "only {\"type\": \"text\"} (structured output needs constrained "
-                       "decoding, which LlamaFactory's chat engine lacks)",
     "modalities": "text only",
     "audio": "text only",
     "reasoning_effort": "use enable_thinking (an extra body field) instead",
@@ -262,6 +261,38 @@ def _stop(value: Any) -> list[str] | None:
     return stops or None
 
 
+def response_schema(value: Any, *, cli_mode: bool) -> dict[str, Any] | None:
+    """The JSON schema OpenAI's response_format asks the reply to match: `json_object` is
+    any object (JSON mode), `json_schema` its `schema` (strict or not, the reply is held to
+    it: a valid reply is valid either way); `text` (the default) none."""
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None
+    if kind not in ("json_object", "json_schema"):
+        # OpenAI's own wording, which LangChain recognises.
+        raise BadParameter(f"'response_format' of type {str(kind)!r} is not supported with "
+                           "this model: text, json_object or json_schema",
+                           param="response_format", code="unsupported_parameter")
+    if cli_mode:
+        raise BadParameter(f"'response_format' of type {kind!r} is not supported in CLI mode "
+                           "(llamafactory-cli chat cannot hold a reply to a format); "
+                           "CHAT_MODE=script holds it", param="response_format",
+                           code="unsupported_parameter")
+    if kind == "json_object":
+        return {"type": "object"}
+    spec = value.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    if not isinstance(schema, dict):
+        raise BadParameter("response_format.json_schema.schema must be a JSON Schema object",
+                           param="response_format.json_schema.schema")
+    if len(json.dumps(schema, ensure_ascii=False)) > wp.MAX_JSON_SCHEMA_CHARS:
+        raise BadParameter(f"response_format's schema is over {wp.MAX_JSON_SCHEMA_CHARS} "
+                           "characters as JSON", param="response_format.json_schema.schema")
+    return schema
+
+
 def _thinking(body: dict[str, Any]) -> bool | None:
     """LlamaFactory's `enable_thinking`, as an extra field or in vLLM's chat_template_kwargs."""
     kwargs = body.get("chat_template_kwargs")
@@ -277,7 +308,7 @@ def _thinking(body: dict[str, Any]) -> bool | None:
 def turn_request(body: dict[str, Any], known: set[str], *, cli_mode: bool) -> TurnRequest:
     """`body` is the validated request (field types checked), `known` the fields its schema
     names; anything else is a field we do not know, refused like OpenAI refuses it."""
-    unknown = sorted(set(body) - known - IGNORED - TOOL_FIELDS - set(NEUTRAL))
+    unknown = sorted(set(body) - known - IGNORED - TOOL_FIELDS - FORMAT_FIELDS - set(NEUTRAL))
     if unknown:
         raise BadParameter(f"unrecognized request argument supplied: {unknown[0]}",
                            param=unknown[0], code="unknown_parameter")
@@ -285,10 +316,6 @@ def turn_request(body: dict[str, Any], known: set[str], *, cli_mode: bool) -> Tu
         if name in body and body[name] not in neutral:
             value = body[name]
             shown = name if isinstance(value, (list, dict)) else f"{name}={value!r}"
-            if name == "response_format" and isinstance(value, dict):
-                # OpenAI's own wording, which LangChain recognises (it then suggests
-                # with_structured_output(method="function_calling"), which works here).
-                shown = f"'response_format' of type {str(value.get('type'))!r}"
             raise BadParameter(f"{shown} is not supported with this model: {WHY_NOT[name]}",
                                param=name, code="unsupported_parameter")
     for name in wp.SCRIPT_ONLY_PARAMS:
@@ -321,6 +348,7 @@ def turn_request(body: dict[str, Any], known: set[str], *, cli_mode: bool) -> Tu
         "logit_bias": bias or None, "min_p": body.get("min_p") or None,
         # The box's `logprobs`: alternatives per token (0: the chosen token's alone).
         "logprobs": (body.get("top_logprobs") or 0) if body.get("logprobs") else None,
+        "json_schema": response_schema(body.get("response_format"), cli_mode=cli_mode),
     }
     return TurnRequest(body["model"], messages,
                        {key: value for key, value in params.items() if value is not None},
