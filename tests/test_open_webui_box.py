@@ -372,17 +372,13 @@ def owui_api(page: Page, url: str, path: str, body: dict) -> dict:
     return answer.json()
 
 
-@pytest.mark.skip(reason=(
-    "Open WebUI hands the gateway get_weather equal to the trained schema but with LangChain's "
-    "key order ({properties, required, type}; {description, type}), the gateway passes it to "
-    "LlamaFactory as sent, and the tool adapter, trained on the other order, writes "
-    "'<toooo<t.' instead of its tool call (issue 25)"))
 def test_the_tool_adapter_calls_get_weather_through_open_webui(page, open_webui, gateway, box,
                                                                trained):
     """The trained get_weather as a workspace tool of Open WebUI, attached to `tool`, whose
     built-in tools are turned off (Admin > Models > tool > Capabilities: Builtin Tools), so
-    its request carries exactly the trained schema. The adapter calls the tool, Open WebUI
-    runs it and hands back its result, and the adapter answers from it."""
+    its request carries the trained schema (in Open WebUI's key order, which the adapter's
+    training data holds too). The adapter calls the tool, Open WebUI runs it and hands back
+    its result, and the adapter answers from it."""
     trained_tools = json.loads(next(case for case in trained["adapters"]["tool"]["cases"]
                                     if case["tool_calls"])["tools"])
     open_chat(page, open_webui)
