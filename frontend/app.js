@@ -10,7 +10,7 @@ import { useDoctor } from "./state/doctor.js";
 import { useChatList } from "./state/chat_list.js";
 import { useCompare } from "./state/compare.js";
 import { indexTree, newestLeaf, pathTo, siblingsOf } from "./tree.js";
-import { basename, lossText } from "./format.js";
+import { basename, contextUse, lossText } from "./format.js";
 import { Sidebar } from "./components/sidebar.js";
 import { Message } from "./components/message.js";
 import { Composer, writeDraft } from "./components/composer.js";
@@ -476,6 +476,10 @@ function App({ onLogout }) {
   // The last reply called tools: the next message is their result (the composer says so).
   const lastCalls = shown.at(-1)?.message.provenance?.tool_calls;
   const toolCalled = !shown.at(-1)?.streaming && Array.isArray(lastCalls) && lastCalls.length > 0;
+  // How full the model's window was at the last reply (its prompt and its own tokens).
+  const context = contextUse([...shown].reverse()
+    .find((item) => item.message.role === "assistant" && item.message.provenance?.usage)
+    ?.message.provenance);
   // A reply stored as still streaming that this page is not streaming (a reload, another
   // tab, the chat opened again from the list): the page follows it (once: one that ended and
   // still reads as streaming is not followed again), as soon as no turn of its own runs.
@@ -600,7 +604,8 @@ function App({ onLogout }) {
             : modelGone ? `The model ${settings.model} is gone: pick another model above to send.`
             : modelUnusable ? `The model ${settings.model} cannot be used: pick another model above to send.` : null}
           thinking=${settings.params?.enable_thinking === true} onThinking=${setThinking}
-          onSend=${send} onStop=${stop} restore=${restore} toolCalled=${toolCalled} />`}
+          onSend=${send} onStop=${stop} restore=${restore} toolCalled=${toolCalled}
+          context=${context} />`}
     </div>
     ${drawer && html`<${ParamsDrawer} settings=${settings} error=${drawerError}
       onClose=${() => setDrawer(false)}

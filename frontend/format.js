@@ -117,6 +117,25 @@ export function provenanceText(provenance) {
   return lines.join("\n");
 }
 
+/** How much of the model's context window a reply used: {used, window} from its usage
+ *  (prompt and reply tokens, protocol 6's context_window), or null where the box did not
+ *  count (CLI mode, an older reply). */
+export function contextUse(provenance) {
+  const usage = provenance?.usage;
+  const window = usage?.context_window;
+  if (!Number.isInteger(window) || window <= 0 || !Number.isInteger(usage.prompt_tokens)) return null;
+  return { used: usage.prompt_tokens + (usage.completion_tokens ?? 0), window };
+}
+
+/** The note under a reply whose prompt left out the chat's earliest messages. */
+export function leftOutText(provenance) {
+  const count = provenance?.left_out;
+  if (!Number.isInteger(count) || count <= 0) return "";
+  const window = provenance.usage?.context_window;
+  return `The first ${count} message${count === 1 ? " was" : "s were"} left out of this reply's `
+    + `prompt: the chat is longer than the model's window${window ? ` (${window} tokens)` : ""}.`;
+}
+
 /** A duration in milliseconds: "120 ms", "1.4 s". */
 export function millis(value) {
   if (value == null) return "";

@@ -326,6 +326,8 @@ class _BatchRow:
         self._skip_special = getattr(gen_kwargs["generation_config"], "skip_special_tokens",
                                      True)
         self.ids: list[int] = []
+        # The row's own most tokens (what its window leaves it), where less than the batch's.
+        self.most: int | None = None
         self.shown = 0  # characters of the decoded text already streamed
         self.done = False
         self.hit_eos = False
@@ -347,6 +349,8 @@ class _BatchRow:
             return
         self.ids.append(token)
         self._show(final=False)
+        if self.most is not None and len(self.ids) >= self.most:
+            self._end()  # its window is full: the others go on
 
     def _end(self) -> None:
         """The row is over while others go on: its turn hears so now."""
@@ -630,7 +634,7 @@ class ScriptEngine:
         tools = json.dumps(turn.tools, ensure_ascii=False) if turn.tools else None
         if tools is not None and template is not None:
             turn.hold_tool_calls(tool_call_marker(template))
-        self._fit_context(turn.messages, params.get("system"), tools, kwargs)
+        self._fit_context(turn, params.get("system"), tools, kwargs)
         self._sampling = {key: params[key] for key in SAMPLING_KEYS if key in params}
         if self._sampling and not self._hooked:
             raise wp.WrapperError(wp.E_NOT_SUPPORTED, f"{', '.join(self._sampling)}: only the "
@@ -677,25 +681,38 @@ class ScriptEngine:
         return ChatOutcome("".join(parts), finish, tokens, record.first_token_at,
                            record.last_token_at, record.prompt_tokens, calls, logprobs)
 
-    def _fit_context(self, messages: list[dict[str, str]], system: str | None,
-                     tools: str | None, kwargs: dict[str, Any]) -> None:
-        """The prompt as the engine will build it (the selected template and tokenizer),
-        counted and held against the model's window (fit_context)."""
+    def _fit_context(self, turn: Turn, system: str | None, tools: str | None,
+                     kwargs: dict[str, Any], template: Any = None,
+                     tokenizer: Any = None) -> None:
+        """The prompt as the engine will build it (the selected template and tokenizer, or
+        a batch row's), counted and held against the model's window (fit_context). With
+        `fit` drop_oldest (version 6), the fewest earliest turns are left out first
+        (drop_to_fit), and `turn.left_out` says how many."""
         engine = self._chat_model.engine
-        template, tokenizer = getattr(engine, "template", None), getattr(engine, "tokenizer",
-                                                                          None)
+        template = template or getattr(engine, "template", None)
+        tokenizer = tokenizer or getattr(engine, "tokenizer", None)
         window = context_window(getattr(engine, "model", None), self._model_spec)
         if template is None or tokenizer is None or window is None:
             return  # vLLM / SGLang check it themselves
+        turn.context_window = window
         default = (getattr(engine, "generating_args", None) or {}).get("max_new_tokens")
         wanted = kwargs.get("max_new_tokens") or default or 0
-        texts = [m["content"] for m in messages] + [
+        texts = [m["content"] for m in turn.messages] + [
             system or getattr(template, "default_system", "") or "", tools or ""]
         if most_tokens(texts) + wanted <= window:
             return  # it fits whatever the tokenizer makes of it: no need to count
-        prompt, _ = template.encode_oneturn(
-            tokenizer, [*messages, {"role": "assistant", "content": ""}], system, tools)
-        fit_context(window, len(prompt), kwargs, default)
+
+        def tokens(messages: list[dict[str, str]]) -> int:
+            prompt, _ = template.encode_oneturn(
+                tokenizer, [*messages, {"role": "assistant", "content": ""}], system, tools)
+            return len(prompt)
+
+        if turn.fit == wp.FIT_DROP_OLDEST:
+            # Room for the reply: what was asked, else a quarter of the window at most.
+            room = kwargs.get("max_new_tokens") or min(default or 0, window // 4)
+            turn.left_out = wrapper_serve.drop_to_fit(turn.messages, tokens, window - room)
+            turn.messages = turn.messages[turn.left_out:]
+        fit_context(window, tokens(turn.messages), kwargs, default)
 
     # -- raw text (protocol 5: /v1/completions) --------------------------------------------
 
@@ -886,16 +903,18 @@ class ScriptEngine:
             if "enable_thinking" in params:
                 template.enable_thinking = params["enable_thinking"]
             try:
+                # Each row's prompt against the window, its earliest turns left out if the
+                # batch asks (version 6): a row's own template counts its own tokens.
+                fitted = dict(kwargs)
+                self._fit_context(turn, params.get("system"), None, fitted, template, tokenizer)
                 gen_kwargs, _ = HuggingfaceEngine._process_args(
                     engine.model, tokenizer, engine.processor, template,
                     engine.generating_args, turn.messages, params.get("system"), None, None,
                     None, None, dict(kwargs))
             finally:
                 template.enable_thinking = thinking
-            # Over the window: refused (the whole batch, as any failure before generation).
-            fit_context(context_window(engine.model, self._model_spec),
-                        int(gen_kwargs["inputs"].shape[-1]), dict(kwargs), None)
             rows.append(_BatchRow(turn, tokenizer, gen_kwargs, params, on_done))
+            rows[-1].most = fitted.get("max_new_tokens")
         width = max(row.prompt.shape[-1] for row in rows)
         pad_id = rows[0].tokenizer.pad_token_id
         if pad_id is None:

@@ -18,14 +18,16 @@ from typing import Any
 # 5: tool calls: chat's `tools`, the roles `function` and `observation` in messages, done's
 #    `tool_calls`; OpenAI's sampling parameters; a chat's `completion` (raw text, echo and
 #    log probabilities: /v1/completions) and done's `logprobs`.
-# 6: params `json_schema` (a reply held to a JSON schema: /v1's response_format).
+# 6: params `json_schema` (a reply held to a JSON schema: /v1's response_format); a chat's
+#    `fit` (drop_oldest: earliest turns left out of a prompt over the window) and done's
+#    `left_out` and `usage.context_window`.
 PROTOCOL_VERSION = 6
 WRAPPER_VERSION = "0.6.0"
 
 # Commands (gateway -> wrapper).
 OP_LOAD = "load"  # {"op", "model": ModelSpec, "params"?, "timeout_s"?, "max_adapters"?}
 # {"op", "id", "messages", "params"?, "adapter"?: path|null, "template"?, "tools"?,
-#  "completion"?: {"prompt": text | [token ids], "echo"?, "logprobs"?}}
+#  "completion"?: {"prompt": text | [token ids], "echo"?, "logprobs"?}, "fit"?}
 OP_CHAT = "chat"
 OP_CANCEL = "cancel"  # {"op", "id"}
 OP_UNLOAD = "unload"  # {"op"}
@@ -376,6 +378,20 @@ def check_messages(messages: Any, *, may_continue: bool = False) -> list[dict[st
         raise WrapperError(E_BAD_REQUEST, "the last message must be the user's (or a tool's "
                            "result)")
     return checked
+
+
+# A prompt over the model's window (version 6): refused (context_too_long, OpenAI's way),
+# or its earliest turns left out until it fits (the page's way: done says how many).
+FIT_REFUSE = "refuse"
+FIT_DROP_OLDEST = "drop_oldest"
+
+
+def check_fit(value: Any) -> str:
+    if value is None:
+        return FIT_REFUSE
+    if value not in (FIT_REFUSE, FIT_DROP_OLDEST):
+        raise WrapperError(E_BAD_REQUEST, f"fit must be {FIT_REFUSE!r} or {FIT_DROP_OLDEST!r}")
+    return value
 
 
 def check_completion(value: Any) -> dict[str, Any] | None:

@@ -122,6 +122,29 @@ class ToolCallGate:
         return held
 
 
+def drop_to_fit(messages: list[dict[str, str]], tokens: Callable[[list[dict[str, str]]], int],
+                most: int) -> int:
+    """How many messages to leave out from the start so the prompt is at most `most` tokens:
+    the fewest, cutting only before a user message (a tool's result never loses its call),
+    never the last. Binary search over the cuts (each count tokenizes the whole prompt: some
+    20 ms for 30k tokens). If even the last turn alone does not fit, it is that cut, and
+    the window check that follows refuses it."""
+    if tokens(messages) <= most:
+        return 0
+    cuts = [i for i in range(1, len(messages)) if messages[i]["role"] == wp.ROLE_USER]
+    if not cuts:
+        return 0
+    low, high = 0, len(cuts) - 1
+    while low < high:
+        middle = (low + high) // 2
+        if tokens(messages[cuts[middle]:]) <= most:
+            high = middle
+        else:
+            low = middle + 1
+    return cuts[low]
+
+
+
 class Turn:
     """One chat request being answered: its input, its cancel flag and its timing."""
 
@@ -147,6 +170,9 @@ class Turn:
         self._sent: list[str] = []
         self.tools: list[dict[str, Any]] | None = None  # protocol 5: offered to the model
         self.completion: dict[str, Any] | None = None  # protocol 5: raw text to continue
+        self.fit = wp.FIT_REFUSE  # protocol 6: a prompt over the window, refused or cut
+        self.left_out = 0  # messages left out from the start, to fit the window
+        self.context_window: int | None = None  # the model's, where the engine knows it
         self._gate: ToolCallGate | None = None
 
     def emit_echo(self, text: str) -> None:
@@ -678,6 +704,7 @@ class WrapperServer:
                     wp.check_params(command.get("params")), self._wire.send)
         turn.tools = wp.check_tools(command.get("tools"))
         turn.completion = wp.check_completion(command.get("completion"))
+        turn.fit = wp.check_fit(command.get("fit"))
         if self._state == "ready":
             self._choose(turn, command)
         with self._lock:
@@ -722,7 +749,11 @@ class WrapperServer:
         if outcome.completion_tokens is not None:
             done["usage"] = {"completion_tokens": outcome.completion_tokens,
                              **({} if outcome.prompt_tokens is None
-                                else {"prompt_tokens": outcome.prompt_tokens})}
+                                else {"prompt_tokens": outcome.prompt_tokens}),
+                             **({} if turn.context_window is None
+                                else {"context_window": turn.context_window})}
+        if turn.left_out:
+            done["left_out"] = turn.left_out
         if turn.chosen:
             done["adapter"] = turn.adapter
             done["held"] = self.held()
@@ -740,6 +771,7 @@ class WrapperServer:
         during generation is every row's error."""
         rows = wp.check_batch_rows(command.get("rows"))
         params = wp.check_params(command.get("params"))
+        fit = wp.check_fit(command.get("fit"))
         turns: list[Turn] = []
         try:
             if not hasattr(self._engine, "chat_batch") or not self._serves_adapters:
@@ -755,6 +787,7 @@ class WrapperServer:
             for row in rows:
                 turn = Turn(row["id"], wp.check_messages(row.get("messages")), params,
                             self._wire.send)
+                turn.fit = fit
                 self._choose(turn, {k: row[k] for k in ("adapter", "template") if k in row}
                              or {"adapter": None})
                 turns.append(turn)

@@ -397,14 +397,14 @@ def test_a_completion_continues_raw_text_and_scores_it_as_the_model_does(spare, 
     assert outside["code"] == wp.E_BAD_REQUEST and "vocabulary" in outside["message"]
 
 
-def test_a_prompt_over_the_window_is_refused_naming_both_numbers(spare, tiny):
+def test_a_prompt_over_the_window_is_refused_or_cut_from_its_start(spare, tiny):
     """The window is the model's max_position_embeddings or LlamaFactory's cutoff_len (96
     here; "Hello" with qwen's default system prompt is 66 tokens of the tiny tokenizer); the
     prompt is counted as the engine builds it (template, system prompt, tools).
     Over it, or with max_new_tokens that would run past it: context_length_exceeded, before
     anything is generated. Within it, a reply as usual."""
     wrapper = spare("script")
-    spec = model_spec(tiny) | {"extra_args": {"cutoff_len": 96}}
+    spec = model_spec(tiny, adapter=None) | {"extra_args": {"cutoff_len": 96}}
     assert wrapper.load(spec)["event"] == "ready"
     error, _ = wrapper.chat("long", [user("Tell me about the sea. " * 40)], GREEDY)
     assert error["event"] == "error" and error["code"] == wp.E_CONTEXT_TOO_LONG, error
@@ -418,6 +418,30 @@ def test_a_prompt_over_the_window_is_refused_naming_both_numbers(spare, tiny):
     assert done["event"] == "done", done
     prompt = done["usage"]["prompt_tokens"]
     assert prompt + done["usage"]["completion_tokens"] <= 96  # the rest of the window, at most
+    assert done["usage"]["context_window"] == 96 and "left_out" not in done
+
+    # A page chat's history over the window (protocol 6's fit drop_oldest): its earliest
+    # turns are left out, the fewest that make room (a quarter of the window for the reply),
+    # and done says how many; what remains is exactly the last message alone here.
+    history = [user("Tell me about the sea."), {"role": "assistant", "content": "It is big."},
+               user("Hello")]
+    refused, _ = wrapper.chat("whole", history, {"temperature": 0})
+    assert refused["code"] == wp.E_CONTEXT_TOO_LONG, refused
+    cut, _ = wrapper.chat("cut", history, {"temperature": 0}, fit=wp.FIT_DROP_OLDEST)
+    assert cut["event"] == "done" and cut["left_out"] == 2, cut
+    assert cut["usage"]["prompt_tokens"] == prompt and cut["content"] == done["content"]
+    # In a batch too (compare), each row with its own count.
+    wrapper.send({"op": wp.OP_CHAT_BATCH, "id": "b", "params": {"temperature": 0},
+                  "fit": wp.FIT_DROP_OLDEST, "rows": [
+                      {"id": "r1", "messages": history, "adapter": None},
+                      {"id": "r2", "messages": [user("Hello")], "adapter": None}]})
+    ends = {}
+    while len(ends) < 2:
+        event = wrapper.next()
+        if event["event"] in ("done", "error"):
+            ends[event["id"]] = event
+    assert ends["r1"].get("left_out") == 2 and "left_out" not in ends["r2"], ends
+    assert ends["r1"]["content"] == ends["r2"]["content"] == done["content"]
 
 
 @pytest.mark.parametrize("mode", ["cli", "script"])

@@ -101,22 +101,25 @@ def shared_scripted_gateway(folder: Path, **options: Any) -> Iterator[GatewayPro
         gateway.stop()
 
 
-def module_gateway(name: str, *, with_saves: bool = False, **options: Any) -> Any:
+def module_gateway(name: str, *, with_saves: bool = False, env: dict[str, str] | None = None,
+                   **options: Any) -> Any:
     """A module-scoped fixture, to assign as the module's `shared_gateway_process`: its
     scripted gateway (shared_scripted_gateway, `options` to scripted_env), in a folder named
-    `name`; `with_saves`: ADAPTER_DIRS is a saves tree of its own on the scripted base. A
-    function-scoped fixture of the module then yields from on_shared(it)."""
+    `name`; `with_saves`: ADAPTER_DIRS is a saves tree of its own on the scripted base; `env`:
+    settings of its own. A function-scoped fixture of the module then yields from
+    on_shared(it)."""
     from tests.rig.saves_tree import make_saves
 
     @pytest.fixture(scope="module")
     def shared_gateway_process(tmp_path_factory: pytest.TempPathFactory
                                ) -> Iterator[GatewayProcess]:
         folder = tmp_path_factory.mktemp(name)
-        env = None
+        settings = dict(env or {})
         if with_saves:
             make_saves(folder / "saves", SCRIPTED_BASE)
-            env = {"ADAPTER_DIRS": str(folder / "saves")}
-        with shared_scripted_gateway(folder / "gateway", env=env, **options) as gateway:
+            settings["ADAPTER_DIRS"] = str(folder / "saves")
+        with shared_scripted_gateway(folder / "gateway", env=settings or None,
+                                     **options) as gateway:
             yield gateway
 
     return shared_gateway_process

@@ -3,6 +3,18 @@
 // a crash or a failed send never loses what the user typed.
 import { html, useEffect, useRef, useState } from "../ui.js";
 
+/** How full the model's window was at the last reply: a bar and "1.2k / 32k". Past it, the
+ *  next prompt leaves out the chat's earliest messages (the reply then says so). */
+function ContextMeter({ used, window }) {
+  const short = (n) => (n >= 1000 ? `${(n / 1000).toFixed(n >= 10000 ? 0 : 1)}k` : String(n));
+  const share = Math.min(1, used / window);
+  return html`<span class=${`context-meter${share >= 0.9 ? " full" : ""}`}
+      title=${`The last reply's prompt and reply used ${used} of the model's ${window}-token context window. A chat longer than that leaves its earliest messages out of the prompt.`}>
+    <meter min="0" max=${window} value=${Math.min(used, window)} aria-label="Context used"></meter>
+    <span class="context-text">${short(used)} / ${short(window)}</span>
+  </span>`;
+}
+
 const draftKey = (chatId) => `lfgate:draft:${chatId ?? "new"}`;
 
 export function readDraft(chatId) {
@@ -18,7 +30,7 @@ export function writeDraft(chatId, text) {
 
 export function Composer({ chatId, generating, disabled, unavailable, thinking, onThinking,
   onSend, onStop, restore, placeholder = "Message the model (Enter sends, Shift+Enter adds a line)",
-  stopLabel = "Stop generating", toolCalled = false }) {
+  stopLabel = "Stop generating", toolCalled = false, context = null }) {
   const [text, setText] = useState(() => readDraft(chatId));
   // The reply before made tool calls: what is sent next is their result, unless unticked.
   const [asResult, setAsResult] = useState(toolCalled);
@@ -64,6 +76,7 @@ export function Composer({ chatId, generating, disabled, unavailable, thinking, 
         Tool's result
       </label>`}
       <span class="spacer"></span>
+      ${context && html`<${ContextMeter} used=${context.used} window=${context.window} />`}
       ${unavailable && !generating && html`<span class="composer-why" id="send-why" role="status">${unavailable}</span>`}
       ${generating
         ? html`<button type="button" class="btn stop" onClick=${onStop}

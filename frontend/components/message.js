@@ -6,7 +6,7 @@ import { Component } from "preact";
 import { html, useEffect, useLayoutEffect, useMemo, useRef, useState } from "../ui.js";
 import { renderMarkdown, splitThinking } from "../markdown.js";
 import { copyText } from "../clipboard.js";
-import { provenanceText, replySummary } from "../format.js";
+import { leftOutText, provenanceText, replySummary } from "../format.js";
 import { Icon } from "./icons.js";
 import { DoctorLink } from "./doctor_link.js";
 
@@ -245,6 +245,8 @@ function MessageParts({ message, streaming = false, reconnecting = false, busy =
         : html`<${ReplyBody} content=${message.content} streaming=${streaming} />`}
     ${!isUser && !streaming && html`<${ToolCalls} calls=${message.provenance?.tool_calls} />`}
     ${notices.map((notice) => html`<p class="notice info" title=${notice.code}>${notice.message}</p>`)}
+    ${!isUser && !streaming && leftOutText(message.provenance) && html`<p class="notice info left-out"
+        role="note">${leftOutText(message.provenance)}</p>`}
     ${!streaming && STATUS_TEXT[message.status] && html`<p class=${`notice ${message.status}`}>${STATUS_TEXT[message.status]}</p>`}
     ${error && html`<div class="notice error" role="alert">
       <p><strong>${error.code ?? "error"}</strong>: ${withCode(error.message)}</p>

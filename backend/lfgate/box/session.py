@@ -173,12 +173,13 @@ class WrapperSession:
                    params: dict[str, Any], choice: dict[str, Any] | None = None,
                    idle_timeout_s: float | None = None,
                    tools: list[dict[str, Any]] | None = None,
-                   completion: dict[str, Any] | None = None
+                   completion: dict[str, Any] | None = None, fit: str | None = None
                    ) -> AsyncIterator[dict[str, Any]]:
         """The turn's events (info, delta, then done or error). Leaving early cancels it.
         `choice` names the adapter (None: the base) and template on a shared base; `tools`
         are the function definitions offered to the model, `completion` raw text to continue
-        instead of the messages (protocol 5). A turn the box says nothing about for
+        instead of the messages (protocol 5), `fit` what a prompt over the model's window
+        gets (protocol 6; None: refused). A turn the box says nothing about for
         `idle_timeout_s` is cancelled there and fails."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._routes[turn_id] = queue
@@ -187,7 +188,8 @@ class WrapperSession:
             await self._send({"op": wp.OP_CHAT, "id": turn_id, "messages": messages,
                               "params": params, **(choice or {}),
                               **({"tools": tools} if tools else {}),
-                              **({"completion": completion} if completion else {})})
+                              **({"completion": completion} if completion else {}),
+                              **({"fit": fit} if fit else {})})
             while not finished:
                 event = await _next(queue, idle_timeout_s)
                 finished = event["event"] in _TURN_END
@@ -198,8 +200,8 @@ class WrapperSession:
             self._routes.pop(turn_id, None)
 
     async def chat_batch(self, batch_id: str, rows: list[dict[str, Any]],
-                         params: dict[str, Any], idle_timeout_s: float | None = None
-                         ) -> AsyncIterator[dict[str, Any]]:
+                         params: dict[str, Any], idle_timeout_s: float | None = None,
+                         fit: str | None = None) -> AsyncIterator[dict[str, Any]]:
         """Protocol 4: several chats (rows: id, messages, adapter, template) answered by one
         generate call. Every row's events, each under its row's id, as they come, until each
         row has its done or error; leaving early cancels the rows still running, as does
@@ -211,7 +213,7 @@ class WrapperSession:
         running = set(ids)
         try:
             await self._send({"op": wp.OP_CHAT_BATCH, "id": batch_id, "rows": rows,
-                              "params": params})
+                              "params": params, **({"fit": fit} if fit else {})})
             while running:
                 event = await _next(queue, idle_timeout_s)
                 row_id = event.get("id")

@@ -20,7 +20,8 @@ Replies, by what the last user message contains (case-insensitive, first match w
   a tool's result (the last message an observation): "The tool said: <its content>" after a
           function turn (its call), "The tool said, uncalled: ..." otherwise
 "overflow" in the last message: context_length_exceeded (OVERFLOW_MESSAGE), as the real
-script engine refuses a prompt its window cannot hold.
+script engine refuses a prompt its window cannot hold. The model's window is SCRIPTED_WINDOW
+words, or its load's cutoff_len: a page chat's earliest turns are left out to fit it.
 A chat whose template contains "needs-tokens" fails with template_unusable (a template whose
 special tokens the base's tokenizer lacks, as the real script engine finds it).
   else    "Echo #<user turn> from <base> + <adapter or 'no adapter'>: <message>"
@@ -64,7 +65,7 @@ sys.path.insert(0, _remote_folder())
 # After the path is known, as on the box (where these files sit beside the wrapper).
 import wrapper_protocol as wp  # noqa: E402
 import wrapper_serve  # noqa: E402
-from wrapper_serve import ChatOutcome, Turn  # noqa: E402
+from wrapper_serve import ChatOutcome, Turn, drop_to_fit  # noqa: E402
 
 CHUNK_SIZES = (3, 5, 8, 4, 6, 7)  # cycled: small uneven pieces, as a tokenizer gives
 LONG_CHUNKS = 400
@@ -77,6 +78,10 @@ PACE_FILE_ENV = "LFGATE_SCRIPTED_PACE_FILE"
 NOTICE_MESSAGE = "generation settings changed (temperature): restarted llamafactory-cli (0.3 s)"
 UNUSABLE_TEMPLATE = "needs-tokens"
 CONTINUED = " and so the story goes on."  # a continued assistant message's reply
+# The scripted model's window, in words (a word of the prompt counts as a token): its load's
+# cutoff_len (CUTOFF_LEN), else this. A page chat's earliest turns are left out to fit it
+# (protocol 6's fit), anything else over it is refused, as by the real wrapper.
+SCRIPTED_WINDOW = 32768
 OVERFLOW_TRIGGER = "overflow"
 OVERFLOW_MESSAGE = ("this model's context window is 512 tokens, but the request needs 37776 "
                     "(37776 in the messages)")
@@ -281,6 +286,7 @@ class ScriptedEngine:
         limit = params.get("max_new_tokens")  # one chunk counts as one token
         if OVERFLOW_TRIGGER in turn.messages[-1]["content"].lower():
             raise wp.WrapperError(wp.E_CONTEXT_TOO_LONG, OVERFLOW_MESSAGE)
+        self.fit_window(turn)
         if turn.template and UNUSABLE_TEMPLATE in turn.template:
             raise wp.WrapperError(wp.E_TEMPLATE_UNUSABLE, f"template {turn.template!r} needs "
                                   "special tokens the loaded base's tokenizer does not have")
@@ -326,6 +332,29 @@ class ScriptedEngine:
             sent.append(piece)
         return ChatOutcome("".join(sent), wp.FINISH_STOP, len(sent))
 
+    def fit_window(self, turn: Turn) -> None:
+        """The real wrapper's window check, counting words: the earliest turns left out
+        (fit drop_oldest) until the prompt and the reply's room fit; a prompt over the
+        window is refused."""
+        window = int((self._model.get("extra_args") or {}).get("cutoff_len")
+                     or SCRIPTED_WINDOW)
+        turn.context_window = window
+        system = len(str(turn.params.get("system", "")).split())
+
+        def words(messages: list[dict[str, str]]) -> int:
+            return system + sum(len(m["content"].split()) for m in messages)
+
+        room = turn.params.get("max_new_tokens") or window // 4
+        if turn.fit == wp.FIT_DROP_OLDEST:
+            turn.left_out = drop_to_fit(turn.messages, words, window - room)
+            turn.messages = turn.messages[turn.left_out:]
+        # The prompt alone (the real wrapper holds the asked-for reply too; the tests here
+        # send any max_new_tokens to the double).
+        if words(turn.messages) >= window:
+            raise wp.WrapperError(wp.E_CONTEXT_TOO_LONG, f"this model's context window is "
+                                  f"{window} tokens, but the request needs "
+                                  f"{words(turn.messages)} in the messages")
+
     def chat_batch(self, turns: list[Turn], params: dict[str, Any],
                    on_done: Any = None) -> list[ChatOutcome]:
         """Protocol 4: the rows' scripted replies, a chunk of each in turn per step (as one
@@ -335,6 +364,8 @@ class ScriptedEngine:
         if any("error" in turn.messages[-1]["content"].lower() for turn in turns):
             raise wp.WrapperError(wp.E_GENERATION_FAILED, ERROR_MESSAGE)
         limit = params.get("max_new_tokens")
+        for turn in turns:
+            self.fit_window(turn)
         scripts = [self.script(turn.messages, turn)[0] for turn in turns]
         sent: list[list[str]] = [[] for _ in turns]
         ended = [False] * len(turns)

@@ -58,6 +58,14 @@ class Turn:
     saved_at: float = field(default_factory=time.monotonic)
     ended: bool = False  # its done or error event is out: a stream ends with exactly one
 
+    @property
+    def fit(self) -> str:
+        """What the box does with a prompt over the model's window (protocol 6): a page
+        chat's earliest turns are left out (its reply's provenance says how many); an API
+        request is refused, as OpenAI refuses it."""
+        page = self.chat_id is not None and self.thread is None and self.completion is None
+        return wp.FIT_DROP_OLDEST if page else wp.FIT_REFUSE
+
     def emit(self, name: str, data: dict[str, Any]) -> None:
         self.log.append(name, data)
         if name in ("done", "error"):
@@ -141,9 +149,11 @@ class TurnRecorder:
                 done["tool_calls"] = box_event["tool_calls"]
             if box_event.get("logprobs") is not None:
                 done["logprobs"] = box_event["logprobs"]
+            if box_event.get("left_out"):
+                done["left_out"] = box_event["left_out"]
         provenance = {**self.provenance(turn, params), "finish_reason": finish_reason,
                       **{k: done[k] for k in ("timing", "box_timing", "usage", "batch",
-                                              "tool_calls") if k in done}}
+                                              "tool_calls", "left_out") if k in done}}
         status = "stopped" if finish_reason == wp.FINISH_STOPPED else "complete"
         digest = None
         if turn.thread is not None and status == "complete":  # its next request finds it

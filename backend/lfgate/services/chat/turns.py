@@ -473,7 +473,8 @@ class ChatTurns:
                 # A wrapper of this protocol serving a shared base batches (a wrapper that
                 # could not would answer every row with not_supported).
                 idle = self._registry.settings_for(turns[0].model).chat_timeout
-                events = session.chat_batch(f"batch-{turns[0].id}", rows, params, idle)
+                events = session.chat_batch(f"batch-{turns[0].id}", rows, params, idle,
+                                            fit=turns[0].fit)
                 async with contextlib.aclosing(events):  # left early: the box stops too
                     async for event in events:
                         turn = by_id[event["id"]]
@@ -515,7 +516,7 @@ class ChatTurns:
         assert turn.session is not None
         idle = self._registry.settings_for(turn.model).chat_timeout
         events = turn.session.chat(turn.id, messages, params, choice, idle, tools=turn.tools,
-                                   completion=turn.completion)
+                                   completion=turn.completion, fit=turn.fit)
         async with contextlib.aclosing(events):  # left early (a failed save): the box stops
             async for event in events:
                 await self._recorder.on_event(turn, event, params)
