@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 # Import the box-side modules the way the box does (by file name), so their classes are the
 # same objects the wrappers raise.
@@ -185,3 +187,42 @@ def test_stop_strings_are_cut_and_never_sent_in_part(stops, pieces, sent):
 def test_bad_stop_params_are_refused(stop):
     with pytest.raises(wp.WrapperError, match="stop"):
         wp.check_params({"stop": stop})
+
+
+@st.composite
+def conversations(draw) -> list[dict[str, str]]:
+    """What a page chat sends: asking and answering turns alternating, a tool's call and its
+    result among them, ending with an asking turn; words of any length."""
+    pairs = draw(st.integers(0, 8))
+    texts = st.integers(0, 40).map(lambda n: " ".join(["w"] * n))
+    messages: list[dict[str, str]] = []
+    for _ in range(pairs):
+        asking = draw(st.sampled_from(["user", "user", "observation"]))
+        answering = "function" if draw(st.booleans()) and asking == "user" else "assistant"
+        messages += [{"role": asking, "content": draw(texts)},
+                     {"role": answering, "content": draw(texts)}]
+    return [*messages, {"role": draw(st.sampled_from(["user", "observation"])),
+                        "content": draw(texts)}]
+
+
+@settings(max_examples=300, deadline=None)
+@given(conversations(), st.integers(0, 200))
+def test_drop_to_fit_leaves_out_the_fewest_earliest_turns_at_a_user_message(messages, most):
+    """The page's fit (protocol 6): a suffix that starts at a user message (never a tool's
+    result without its call), keeps the last message, fits when any cut fits, and no later
+    cut was needed (the fewest left out)."""
+    def words(part):
+        return sum(len(m["content"].split()) for m in part) + 1
+
+    cut = wrapper_serve.drop_to_fit(messages, words, most)
+    cuts = [i for i in range(1, len(messages)) if messages[i]["role"] == "user"]
+    assert 0 <= cut < len(messages)
+    if cut:
+        assert cut in cuts and messages[cut]["role"] == "user"
+    if words(messages) <= most:
+        assert cut == 0
+    elif any(words(messages[i:]) <= most for i in cuts):
+        assert words(messages[cut:]) <= most
+        assert all(words(messages[i:]) > most for i in [0, *cuts] if i < cut)
+    elif cuts:
+        assert cut == cuts[-1]  # nothing fits: the last turn alone, which the check refuses
