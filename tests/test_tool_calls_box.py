@@ -10,6 +10,10 @@ held to its schema on the box (xgrammar)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Literal
 
 import openai
@@ -372,3 +376,52 @@ def test_a_final_assistant_message_is_continued_from_its_words(client, trained):
             **GREEDY)
         assert begun + reply.choices[0].message.content == case["answer"]
         assert reply.choices[0].finish_reason == "stop"
+
+
+# Simon Willison's `llm` as its users run it: extra-openai-models.yaml, as docs/openai.md says.
+@pytest.fixture(scope="module")
+def llm_cli(gateway, client, tmp_path_factory):
+    """`llm` with a configuration folder of its own (LLM_USER_PATH) holding the gateway's
+    `words` and `base` as docs/openai.md writes them; a function that runs it."""
+    folder = tmp_path_factory.mktemp("llm")
+    words = next(m.id for m in client.models.list() if m.id.endswith("words"))
+    entries = [{"model_id": name, "model_name": model, "api_base": f"{gateway.url}/v1",
+                "supports_schema": True} for name, model in
+               (("lfgate-words", words), ("lfgate-base", "base"))]
+    (folder / "extra-openai-models.yaml").write_text(json.dumps(entries))  # JSON is YAML
+    program = Path(sys.executable).with_name("llm")
+
+    def run(*args: str) -> str:
+        done = subprocess.run([str(program), *args], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "LLM_USER_PATH": str(folder),
+                                                "OPENAI_API_KEY": ""})
+        assert done.returncode == 0, done.stderr
+        return done.stdout.rstrip("\n")
+
+    return run
+
+
+def test_llm_answers_streamed_and_whole_with_its_options(llm_cli, trained):
+    case = cases(trained, "words", calls=False)[0]
+    question = case["messages"][-1]["content"]
+    assert llm_cli("-m", "lfgate-words", question, "-o", "temperature", "0") == case["answer"]
+    assert llm_cli("-m", "lfgate-words", "--no-stream", question, "-o", "temperature", "0",
+                   "-o", "max_tokens", "96") == case["answer"]
+    sampled = ["-m", "lfgate-base", "Tell me a story.", "-o", "temperature", "1",
+               "-o", "seed", "7", "-o", "max_tokens", "20", "-o", "presence_penalty", "0.5"]
+    assert llm_cli(*sampled) == llm_cli(*sampled)  # seeded on the box: the same sample
+
+
+def test_llm_json_object_and_schema_are_held_on_the_box(llm_cli):
+    """`-o json_object 1` and `--schema` (response_format json_object and json_schema) on the
+    random base: JSON only because the box holds the reply to it."""
+    made = llm_cli("-m", "lfgate-base", "JSON, please.", "-o", "json_object", "1",
+                   "-o", "temperature", "0", "-o", "max_tokens", "200")
+    assert made.startswith("{")
+    schema = {"type": "object", "properties": {"color": {"enum": ["red", "green", "blue"]},
+                                               "count": {"type": "integer", "minimum": 0,
+                                                         "maximum": 9}},
+              "required": ["color", "count"]}
+    picked = json.loads(llm_cli("-m", "lfgate-base", "--schema", json.dumps(schema), "Pick.",
+                                "-o", "max_tokens", "40"))
+    assert picked["color"] in ("red", "green", "blue") and 0 <= picked["count"] <= 9
