@@ -17,6 +17,7 @@ from tests.ui_rig import module_gateway, on_shared
 
 WINDOW = 60  # words; a reply is held to leave a quarter of it, so a prompt has 45
 FIFTEEN = " ".join(["word"] * 14 + ["end"])  # a message of 15 words
+PHONE = {"width": 375, "height": 740}
 
 shared_gateway_process = module_gateway("context", env={"CUTOFF_LEN": str(WINDOW)})
 
@@ -51,6 +52,29 @@ def test_the_meter_fills_and_a_long_chat_says_what_its_prompt_left_out(page: Pag
     assert reply["provenance"]["usage"]["context_window"] == WINDOW
     page.reload()  # stored, not only shown live
     expect(page.locator(LAST_REPLY).locator(".left-out")).to_contain_text("The first 2 messages")
+    assert page.js_errors == []
+
+
+def test_on_a_phone_the_meter_and_the_left_out_note_fit(make_page, gateway) -> None:
+    """At 375 px: the meter under the message box and the note under a reply whose prompt
+    left messages out are in view and within the screen's width (the note wraps)."""
+    page = make_page(viewport=PHONE)
+    open_page(page, gateway)
+    for count in (1, 2):
+        send(page, FIFTEEN)
+        wait_reply_done(page, count)
+    note = page.locator(LAST_REPLY).locator(".left-out")
+    expect(note).to_contain_text("The first 2 messages were left out")
+    meter = page.locator(".context-meter")
+    expect(meter).to_contain_text(f"/ {WINDOW}")
+    for shown in (note, meter, meter.locator("meter")):
+        expect(shown).to_be_in_viewport(ratio=1)
+        box = shown.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], \
+            box
+        assert shown.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "cut off inside"
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"the page scrolls sideways: {width}px"
     assert page.js_errors == []
 
 

@@ -7,19 +7,45 @@ template's function and observation turns)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
-from playwright.sync_api import Page, expect
+import pytest
+from playwright.sync_api import Locator, Page, expect
 
+from tests.gateway_process import GatewayProcess
 from tests.rig.fake_wrappers.scripted_wrapper import TOOL_LEAD
 from tests.test_ui import LAST_REPLY, REPLY, current_chat, open_page, send, wait_reply_done
+from tests.ui_rig import module_gateway, on_shared
 
 WEATHER = {"name": "get_weather", "description": "The weather in a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+PHONE = {"width": 375, "height": 740}
+
+# The tests only add chats of their own (a new chat's tools are its draft's, in the page).
+shared_gateway_process = module_gateway("tools")
+
+
+@pytest.fixture
+def gateway(shared_gateway_process: GatewayProcess) -> Iterator[GatewayProcess]:
+    yield from on_shared(shared_gateway_process)
+
+
+def fits_the_phone(page: Page, *shown: Locator) -> None:
+    """Each of `shown` is on screen, whole and inside the 375 px, nothing in it cut off at
+    its right edge; the page does not scroll sideways."""
+    for locator in shown:
+        expect(locator).to_be_in_viewport(ratio=1)
+        box = locator.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], \
+            box
+        assert locator.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "cut off inside"
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"the page scrolls sideways: {width}px"
 
 
 def test_a_chat_with_tools_shows_the_call_and_sends_the_tools_result(page: Page,
-                                                                     scripted_gateway) -> None:
-    open_page(page, scripted_gateway)
+                                                                     gateway) -> None:
+    open_page(page, gateway)
     page.click("text=Parameters")
     drawer = page.locator("[role='dialog'][aria-label='Generation settings']")
     tools = drawer.get_by_label("Tools")
@@ -44,9 +70,35 @@ def test_a_chat_with_tools_shows_the_call_and_sends_the_tools_result(page: Page,
     expect(page.locator(".tool-result")).to_contain_text('{"temperature": 21}')
     expect(page.locator(LAST_REPLY)).to_contain_text('The tool said: {"temperature": 21}')
     expect(page.get_by_label("Tool's result")).to_have_count(0)  # no call to answer now
-    chat = current_chat(page, scripted_gateway)
+    chat = current_chat(page, gateway)
     assert chat["params"]["tools"] == [WEATHER]
     assert [(m["provenance"] or {}).get("tool_result") for m in chat["messages"]
             if m["role"] == "user"] == [None, True]
     assert page.locator(REPLY).count() == 2
+    assert page.js_errors == []
+
+
+def test_on_a_phone_the_call_its_arguments_and_the_tools_result_toggle_fit(make_page,
+                                                                          gateway) -> None:
+    """At 375 px: the call block, its arguments and the "Tool's result" toggle under the
+    message box are in view and within the screen's width."""
+    page = make_page(viewport=PHONE)
+    open_page(page, gateway)
+    page.click("button[aria-label='Parameters']")  # an icon alone at this width
+    drawer = page.locator("[role='dialog'][aria-label='Generation settings']")
+    drawer.get_by_label("Tools").fill(json.dumps([WEATHER]))
+    drawer.locator("text=Save").click()
+    expect(drawer).to_have_count(0)
+
+    send(page, "What is the weather in Paris?")
+    wait_reply_done(page, 1)
+    call = page.locator(LAST_REPLY).locator(".tool-calls")
+    expect(call.locator("code")).to_have_text("get_weather")
+    arguments = call.locator("pre")
+    expect(arguments).to_contain_text('"city": "Paris"')
+    toggle = page.get_by_label("Tool's result")
+    expect(toggle).to_be_checked()
+    fits_the_phone(page, call, arguments, page.locator(".tool-result-toggle"),
+                   page.locator(".context-meter"),
+                   page.locator("button[aria-label='Send message']"))
     assert page.js_errors == []

@@ -4,10 +4,14 @@ machine, with a stand-in `nvidia-smi` on the PATH that prints real captured outp
 one busy training):
 
     python -m tests.rig.screenshots      (or: make screenshots)   -> docs/screenshots/*.png
+    python -m tests.rig.screenshots tool-call context       -> only those groups' shots
+
+Each group starts its own gateway (GROUPS names them and their shots).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -25,6 +29,15 @@ OUT = ROOT / "docs" / "screenshots"
 WIDE = {"width": 1280, "height": 800}
 NARROW = {"width": 375, "height": 760}
 GPUS: dict[str, str] = {}  # the gateways' PATH, with the stand-in nvidia-smi first (main())
+# The tool of the tool-call shots (as tests/test_ui_tools.py offers it): the scripted box
+# calls it when a message says "weather".
+WEATHER = {"name": "get_weather", "description": "The weather in a city",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+# The context shots' two questions, 15 words each (the scripted box counts a word a token).
+CONTEXT_MESSAGES = ("Summarise what the SFT run changed in eval replies, in three lines for "
+                    "the team",
+                    "Now list the prompts that got worse at step 1200, with one reason for "
+                    "each")
 
 
 def _send(page: Page, text: str, *, wait: bool = True) -> None:
@@ -231,74 +244,178 @@ def _doctor_and_box_status(browser, folder: Path) -> None:
         gateway.stop()
 
 
-def main() -> None:
+def _chat(browser, folder: Path) -> None:
+    """The chat page: empty, a reply streaming, finished (code and math), thinking, the
+    parameters drawer, dark, and at 375 px (the chat list folded, then out)."""
+    gateway = start_scripted_gateway(folder, base_model_path="/models/Qwen2.5-7B",
+                                     adapter_path="/runs/qwen-sft-lora/checkpoint-1200",
+                                     load_s=6, delay_s=0.05, env=GPUS)
+    try:
+        _seed(gateway)
+        page = browser.new_page(viewport=WIDE)
+        page.goto(gateway.url)
+        expect(page.locator(".chat-link")).to_have_count(3)
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(OUT / "empty.png"))
+
+        _send(page, "Show me some code, and the formula for the energy", wait=False)
+        expect(page.locator("[aria-busy='true'] pre code")).to_contain_text("return",
+                                                                            timeout=30_000)
+        page.screenshot(path=str(OUT / "streaming.png"))
+        expect(page.locator("button[aria-label='Send message']")).to_be_visible(
+            timeout=30_000)
+        page.locator(".reply-meta").last.hover()
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(OUT / "code.png"))
+
+        page.check("text=Thinking")
+        _send(page, "Now think it through: is it right?")
+        page.locator("details.thinking summary").last.click()
+        page.evaluate("document.querySelector('.conversation').scrollTop = 1e9")
+        page.wait_for_timeout(200)
+        page.screenshot(path=str(OUT / "thinking.png"))
+
+        chat_url = page.url
+
+        page.click("text=Parameters")
+        drawer = page.locator("[role='dialog'][aria-label='Generation settings']")
+        drawer.locator("input[aria-label='Temperature']").fill("0.3")
+        drawer.locator("input[aria-label='Max new tokens']").fill("512")
+        page.wait_for_timeout(200)
+        page.screenshot(path=str(OUT / "parameters.png"))
+        drawer.locator("button[aria-label='Close settings']").click()
+
+        dark = browser.new_page(viewport=WIDE, color_scheme="dark")
+        dark.goto(chat_url)
+        expect(dark.locator(".hljs-keyword").first).to_be_visible()
+        dark.wait_for_timeout(400)
+        dark.screenshot(path=str(OUT / "dark.png"))
+
+        narrow = browser.new_page(viewport=NARROW)
+        narrow.goto(chat_url)
+        expect(narrow.locator(".hljs-keyword").first).to_be_visible()
+        narrow.wait_for_timeout(400)
+        narrow.screenshot(path=str(OUT / "narrow.png"))
+        narrow.click("button[aria-label='Show chats']")
+        narrow.wait_for_timeout(400)
+        narrow.screenshot(path=str(OUT / "narrow-chats.png"))
+        for shown in (page, dark, narrow):
+            shown.close()
+    finally:
+        gateway.stop()
+
+
+def _fits(page: Page, *shown) -> None:
+    """A phone shot shows all of `shown`, and the page does not scroll sideways."""
+    for locator in shown:
+        box = locator.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= NARROW["width"], \
+            box
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= NARROW["width"], f"the page scrolls sideways at 375 px: {width}px"
+
+
+def _tool_call(browser, folder: Path) -> None:
+    """A chat with a tool (its Tools set in the Parameters drawer, as a JSON list) whose reply
+    called it: the call as a block, its name and pretty arguments, and "Tool's result" ticked
+    under the message box for the next message. At 1280 px and on a phone."""
+    gateway = start_scripted_gateway(folder / "tools", base_model_path="/models/Qwen2.5-7B",
+                                     adapter_path="/runs/qwen-sft-lora/checkpoint-1200",
+                                     delay_s=0.01, env=GPUS)
+    try:
+        _seed(gateway)
+        page = browser.new_page(viewport=WIDE)
+        page.goto(gateway.url)
+        page.click("text=Parameters")
+        drawer = page.locator("[role='dialog'][aria-label='Generation settings']")
+        drawer.get_by_label("Tools").fill(json.dumps([WEATHER], indent=2))
+        drawer.locator("text=Save").click()
+        expect(drawer).to_have_count(0)
+        _send(page, "What is the weather in Paris?")
+        expect(page.locator(".tool-calls pre")).to_contain_text('"city": "Paris"')
+        expect(page.get_by_label("Tool's result")).to_be_checked()
+        chat_url = page.url
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(OUT / "tool-call.png"))
+        page.close()
+
+        page = browser.new_page(viewport=NARROW)
+        page.goto(chat_url)
+        calls = page.locator(".tool-calls")
+        expect(calls.locator("pre")).to_contain_text('"city": "Paris"')
+        expect(page.get_by_label("Tool's result")).to_be_checked()
+        _fits(page, calls, page.locator(".tool-result-toggle"))
+        page.wait_for_timeout(400)
+        page.screenshot(path=str(OUT / "tool-call-phone.png"))
+        page.close()
+    finally:
+        gateway.stop()
+
+
+def _context(browser, folder: Path) -> None:
+    """A model with a small window (CUTOFF_LEN: 60 words on the scripted box): the meter under
+    the message box, and a reply whose prompt left out the chat's first question and its
+    reply, saying so under it. At 1280 px and on a phone."""
+    gateway = start_scripted_gateway(folder / "context", base_model_path="/models/Qwen2.5-7B",
+                                     adapter_path="/runs/qwen-sft-lora/checkpoint-1200",
+                                     delay_s=0.01, env={**GPUS, "CUTOFF_LEN": "60"})
+    try:
+        _seed(gateway)
+        # Two messages of 15 words: with the first reply, over the 45 a prompt may hold (the
+        # last quarter of the window is kept for the reply).
+        _, events = gateway.chat({"message": CONTEXT_MESSAGES[0]})
+        chat_id = next(data["chat_id"] for event, data in events if event == "meta")
+        done, _ = gateway.chat({"message": CONTEXT_MESSAGES[1], "chat_id": chat_id})
+        assert done.get("left_out") == 2, done
+        for name, viewport in (("context", WIDE), ("context-phone", NARROW)):
+            page = browser.new_page(viewport=viewport)
+            page.goto(f"{gateway.url}/#/chat/{chat_id}")
+            expect(page.locator("article[aria-label='Reply']")).to_have_count(2)
+            note = page.locator("article[aria-label='Reply'] >> nth=-1").locator(".left-out")
+            expect(note).to_contain_text("The first 2 messages were left out")
+            meter = page.locator(".context-meter")
+            expect(meter).to_contain_text("/ 60")
+            if viewport is NARROW:
+                _fits(page, note, meter)
+            page.wait_for_timeout(400)
+            page.screenshot(path=str(OUT / f"{name}.png"))
+            page.close()
+    finally:
+        gateway.stop()
+
+
+# Each group of shots, by name (python -m tests.rig.screenshots NAME...: only those).
+GROUPS = {
+    "chat": _chat,  # empty, streaming, code, thinking, parameters, dark, narrow, narrow-chats
+    "picker": _loading_and_picker,  # loading, picker, picker-phone
+    "compare": _compare_and_leaderboard,  # compare, compare-blind, leaderboard
+    "prompt-sets": _prompt_sets,
+    "box-status": _doctor_and_box_status,  # box-status, box-status-phone, doctor
+    "tool-call": _tool_call,  # tool-call, tool-call-phone
+    "context": _context,  # context, context-phone
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("groups", nargs="*", metavar="GROUP",
+                        help=f"only these groups of shots (default: all): {', '.join(GROUPS)}")
+    chosen = parser.parse_args(argv).groups or list(GROUPS)
+    unknown = [name for name in chosen if name not in GROUPS]
+    if unknown:
+        parser.error(f"no such group: {', '.join(unknown)} (groups: {', '.join(GROUPS)})")
     isolate()  # the user's .env and SSH_* stay out of the screenshots' gateway
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
         tools = stand_in_nvidia_smi(Path(folder) / "tools")
         GPUS["PATH"] = f"{tools}{os.pathsep}{os.environ.get('PATH', '')}"
-        gateway = start_scripted_gateway(Path(folder), base_model_path="/models/Qwen2.5-7B",
-                                         adapter_path="/runs/qwen-sft-lora/checkpoint-1200",
-                                         load_s=6, delay_s=0.05, env=GPUS)
-        try:
-            _seed(gateway)
-            with sync_playwright() as playwright:
-                browser = launch_chromium(playwright)
-                page = browser.new_page(viewport=WIDE)
-                page.goto(gateway.url)
-                expect(page.locator(".chat-link")).to_have_count(3)
-                page.wait_for_timeout(500)
-                page.screenshot(path=str(OUT / "empty.png"))
-
-                _send(page, "Show me some code, and the formula for the energy", wait=False)
-                expect(page.locator("[aria-busy='true'] pre code")).to_contain_text("return",
-                                                                                    timeout=30_000)
-                page.screenshot(path=str(OUT / "streaming.png"))
-                expect(page.locator("button[aria-label='Send message']")).to_be_visible(
-                    timeout=30_000)
-                page.locator(".reply-meta").last.hover()
-                page.wait_for_timeout(300)
-                page.screenshot(path=str(OUT / "code.png"))
-
-                page.check("text=Thinking")
-                _send(page, "Now think it through: is it right?")
-                page.locator("details.thinking summary").last.click()
-                page.evaluate("document.querySelector('.conversation').scrollTop = 1e9")
-                page.wait_for_timeout(200)
-                page.screenshot(path=str(OUT / "thinking.png"))
-
-                chat_url = page.url
-
-                page.click("text=Parameters")
-                drawer = page.locator("[role='dialog'][aria-label='Generation settings']")
-                drawer.locator("input[aria-label='Temperature']").fill("0.3")
-                drawer.locator("input[aria-label='Max new tokens']").fill("512")
-                page.wait_for_timeout(200)
-                page.screenshot(path=str(OUT / "parameters.png"))
-                drawer.locator("button[aria-label='Close settings']").click()
-
-                dark = browser.new_page(viewport=WIDE, color_scheme="dark")
-                dark.goto(chat_url)
-                expect(dark.locator(".hljs-keyword").first).to_be_visible()
-                dark.wait_for_timeout(400)
-                dark.screenshot(path=str(OUT / "dark.png"))
-
-                narrow = browser.new_page(viewport=NARROW)
-                narrow.goto(chat_url)
-                expect(narrow.locator(".hljs-keyword").first).to_be_visible()
-                narrow.wait_for_timeout(400)
-                narrow.screenshot(path=str(OUT / "narrow.png"))
-                narrow.click("button[aria-label='Show chats']")
-                narrow.wait_for_timeout(400)
-                narrow.screenshot(path=str(OUT / "narrow-chats.png"))
-
-                _loading_and_picker(browser, Path(folder))
-                _compare_and_leaderboard(browser, Path(folder))
-                _prompt_sets(browser, Path(folder))
-                _doctor_and_box_status(browser, Path(folder))
+        with sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
+            try:
+                for name in chosen:
+                    GROUPS[name](browser, Path(folder))
+            finally:
                 browser.close()
-        finally:
-            gateway.stop()
     print(f"screenshots in {OUT}")
 
 
