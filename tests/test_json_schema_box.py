@@ -10,8 +10,8 @@ import json
 import pytest
 
 from lfgate.remote import wrapper_protocol as wp
+from tests import test_batch_box
 from tests.test_batch_box import run_batch
-from tests.wrapper_process import WrapperProcess
 
 pytestmark = pytest.mark.box
 
@@ -21,6 +21,9 @@ PICK = {"type": "object",
         "required": ["color", "count"]}
 ASK = [{"role": "user", "content": "Pick a color and a count."}]
 SAMPLED = {"temperature": 1.0, "max_new_tokens": 40}
+# The batch tests' fixtures: this module's own script wrapper holding the tiny base.
+loaded = test_batch_box.loaded
+shared = test_batch_box.shared
 
 
 def picked(text: str) -> dict:
@@ -40,41 +43,25 @@ def is_pick(text: str) -> bool:
     return True
 
 
-@pytest.fixture(scope="module")
-def loaded(box_python, tiny, tmp_path_factory):
-    wrapper = WrapperProcess(box_python, "script",
-                             tmp_path_factory.mktemp("schema") / "spy.jsonl")
-    ready = wrapper.load({"base_model_path": tiny["base"], "template": tiny["template"]})
-    assert ready["event"] == "ready", ready
-    yield wrapper
-    wrapper.kill()
-
-
-@pytest.fixture
-def wrapper(loaded):
-    assert loaded.running(), "".join(loaded.stderr[-40:])
-    return loaded.settle()
-
-
-def test_every_sampled_reply_is_json_of_the_schema_and_none_without_it(wrapper):
+def test_every_sampled_reply_is_json_of_the_schema_and_none_without_it(shared):
     held, free = [], []
     for seed in range(6):
-        done, events = wrapper.chat(f"s{seed}", ASK, {**SAMPLED, "seed": seed,
+        done, events = shared.chat(f"s{seed}", ASK, {**SAMPLED, "seed": seed,
                                                       "json_schema": PICK})
         assert done["event"] == wp.EV_DONE, done
         assert done["finish_reason"] == wp.FINISH_STOP, done  # ended by the JSON's end
         assert "".join(e["text"] for e in events if e["event"] == wp.EV_DELTA) == \
             done["content"]
         held.append(picked(done["content"]))
-        done, _ = wrapper.chat(f"f{seed}", ASK, {**SAMPLED, "seed": seed})
+        done, _ = shared.chat(f"f{seed}", ASK, {**SAMPLED, "seed": seed})
         free.append(done["content"])
     assert len({json.dumps(v) for v in held}) > 1, held  # sampled, not one fixed answer
     assert not any(is_pick(text) for text in free), free
 
 
-def test_json_object_is_any_object(wrapper):
+def test_json_object_is_any_object(shared):
     for seed in range(3):
-        done, _ = wrapper.chat(f"o{seed}", ASK, {"temperature": 1.0, "seed": seed,
+        done, _ = shared.chat(f"o{seed}", ASK, {"temperature": 1.0, "seed": seed,
                                                  "max_new_tokens": 200,
                                                  "json_schema": {"type": "object"}})
         if done["finish_reason"] == wp.FINISH_STOP:
@@ -83,11 +70,11 @@ def test_json_object_is_any_object(wrapper):
             assert done["content"].startswith("{"), done
 
 
-def test_each_row_of_a_batch_is_held_and_a_row_stopped_early_leaves_the_rest_held(wrapper):
+def test_each_row_of_a_batch_is_held_and_a_row_stopped_early_leaves_the_rest_held(shared):
     """A row cancelled mid-JSON is fed padding the grammar refuses: it is let go, and the
     other rows are still held to the schema (xgrammar's own processor would raise)."""
     rows = [{"id": f"b{n}", "messages": ASK, "adapter": None} for n in range(4)]
-    ends, _ = run_batch(wrapper, rows, {**SAMPLED, "seed": 7, "json_schema": PICK},
+    ends, _ = run_batch(shared, rows, {**SAMPLED, "seed": 7, "json_schema": PICK},
                         stop_after={"b0": 2})
     assert ends["b0"]["event"] == wp.EV_DONE and ends["b0"]["finish_reason"] == "stopped"
     for row in ("b1", "b2", "b3"):
@@ -95,16 +82,16 @@ def test_each_row_of_a_batch_is_held_and_a_row_stopped_early_leaves_the_rest_hel
         picked(ends[row]["content"])
 
 
-def test_a_schema_xgrammar_cannot_use_is_a_bad_request_before_anything_is_made(wrapper):
-    done, events = wrapper.chat("bad", ASK, {"json_schema": {"type": "nonsense"}})
+def test_a_schema_xgrammar_cannot_use_is_a_bad_request_before_anything_is_made(shared):
+    done, events = shared.chat("bad", ASK, {"json_schema": {"type": "nonsense"}})
     assert done["event"] == wp.EV_ERROR and done["code"] == wp.E_BAD_REQUEST, done
     assert "response_format" in done["message"]
     assert not [e for e in events if e["event"] == wp.EV_DELTA]
-    done, _ = wrapper.chat("after", ASK, {**SAMPLED, "seed": 1, "json_schema": PICK})
+    done, _ = shared.chat("after", ASK, {**SAMPLED, "seed": 1, "json_schema": PICK})
     picked(done["content"])  # the wrapper goes on
 
 
-def test_a_completion_takes_no_schema(wrapper):
-    done, _ = wrapper.chat("c", [], {"max_new_tokens": 4, "json_schema": PICK},
+def test_a_completion_takes_no_schema(shared):
+    done, _ = shared.chat("c", [], {"max_new_tokens": 4, "json_schema": PICK},
                            completion={"prompt": "Hello", "echo": False, "logprobs": None})
     assert done["event"] == wp.EV_ERROR and done["code"] == wp.E_BAD_REQUEST, done

@@ -13,11 +13,10 @@ from playwright.sync_api import Page, expect
 
 from tests.gateway_process import GatewayProcess
 from tests.test_ui import LAST_REPLY, current_chat, open_page, send, wait_reply_done
-from tests.ui_rig import module_gateway, on_shared
+from tests.ui_rig import PHONE, fits_the_phone, module_gateway, on_shared
 
 WINDOW = 60  # words; a reply is held to leave a quarter of it, so a prompt has 45
 FIFTEEN = " ".join(["word"] * 14 + ["end"])  # a message of 15 words
-PHONE = {"width": 375, "height": 740}
 
 shared_gateway_process = module_gateway("context", env={"CUTOFF_LEN": str(WINDOW)})
 
@@ -67,14 +66,8 @@ def test_on_a_phone_the_meter_and_the_left_out_note_fit(make_page, gateway) -> N
     expect(note).to_contain_text("The first 2 messages were left out")
     meter = page.locator(".context-meter")
     expect(meter).to_contain_text(f"/ {WINDOW}")
-    for shown in (note, meter, meter.locator("meter")):
-        expect(shown).to_be_in_viewport(ratio=1)
-        box = shown.bounding_box()
-        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], \
-            box
-        assert shown.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "cut off inside"
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= PHONE["width"], f"the page scrolls sideways: {width}px"
+    fits_the_phone(page, note, meter, meter.locator("meter"),
+                   page.locator("button[aria-label='Send message']"))
     assert page.js_errors == []
 
 

@@ -10,16 +10,15 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Page, expect
 
 from tests.gateway_process import GatewayProcess
 from tests.rig.fake_wrappers.scripted_wrapper import TOOL_LEAD
 from tests.test_ui import LAST_REPLY, REPLY, current_chat, open_page, send, wait_reply_done
-from tests.ui_rig import module_gateway, on_shared
+from tests.ui_rig import PHONE, fits_the_phone, module_gateway, on_shared
 
 WEATHER = {"name": "get_weather", "description": "The weather in a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
-PHONE = {"width": 375, "height": 740}
 
 # The tests only add chats of their own (a new chat's tools are its draft's, in the page).
 shared_gateway_process = module_gateway("tools")
@@ -28,19 +27,6 @@ shared_gateway_process = module_gateway("tools")
 @pytest.fixture
 def gateway(shared_gateway_process: GatewayProcess) -> Iterator[GatewayProcess]:
     yield from on_shared(shared_gateway_process)
-
-
-def fits_the_phone(page: Page, *shown: Locator) -> None:
-    """Each of `shown` is on screen, whole and inside the 375 px, nothing in it cut off at
-    its right edge; the page does not scroll sideways."""
-    for locator in shown:
-        expect(locator).to_be_in_viewport(ratio=1)
-        box = locator.bounding_box()
-        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], \
-            box
-        assert locator.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "cut off inside"
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= PHONE["width"], f"the page scrolls sideways: {width}px"
 
 
 def test_a_chat_with_tools_shows_the_call_and_sends_the_tools_result(page: Page,

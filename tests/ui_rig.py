@@ -24,7 +24,7 @@ import pytest
 from tests.gateway_process import GatewayProcess
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page, Playwright
+    from playwright.sync_api import Browser, Locator, Page, Playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTED_WRAPPER = ROOT / "tests" / "rig" / "fake_wrappers" / "scripted_wrapper.py"
@@ -274,3 +274,22 @@ def errors_but_network(page: Page) -> list[str]:
     (a test that cuts connections causes those); uncaught exceptions always count."""
     return [e for e in page.js_errors
             if not (e.startswith("console.error: Failed to load resource: net::ERR_"))]
+
+
+PHONE = {"width": 375, "height": 740}
+
+
+def fits_the_phone(page: Page, *shown: Locator) -> None:
+    """Each of `shown` is on screen, whole and inside a PHONE's width, nothing in it cut off
+    at its right edge; the page does not scroll sideways. (`.app` hides overflow, so the page's
+    scroll width alone misses a control pushed past the edge: the boxes catch it.)"""
+    from playwright.sync_api import expect
+
+    for locator in shown:
+        expect(locator).to_be_in_viewport(ratio=1)
+        box = locator.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], \
+            box
+        assert locator.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "cut off inside"
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"the page scrolls sideways: {width}px"
