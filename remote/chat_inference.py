@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import copy
 import gc
+import hashlib
 import json
 import os
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -127,6 +129,53 @@ def context_window(model: Any, model_spec: dict[str, Any]) -> int | None:
 # special tokens and words: "<|im_start|>user\n...<|im_end|>\n" is about 5).
 TEMPLATE_TOKENS_PER_MESSAGE = 32
 TEMPLATE_TOKENS_FIXED = 64
+
+
+class TokenCounts:
+    """Each text's token count, kept (the last MAX_COUNTED texts, by digest): a chat sends
+    its whole history every turn, so only the new message is tokenized, and a 30k-token
+    history is checked in about a millisecond instead of the ~20 ms of counting the whole
+    prompt."""
+
+    MAX_COUNTED = 4096
+    # Where a message meets its template slot, tokenizing the two apart can differ from
+    # tokenizing them together by a token or two on each side.
+    BOUNDARY_TOKENS = 4
+
+    def __init__(self) -> None:
+        self._counts: OrderedDict[tuple[int, bytes], int] = OrderedDict()
+
+    def most(self, tokenizer: Any, template: Any, messages: list[dict[str, str]],
+             system: str | None, tools: str | None) -> int:
+        """An upper bound on the prompt's tokens: the template's own part, exact (the same
+        conversation with the texts left empty: its slots, system prompt and tools), plus
+        each text's own tokens and a boundary allowance. A function turn (tool calls, which
+        the template reformats) stays whole in that part."""
+        skeleton = [m if m["role"] == wp.ROLE_FUNCTION else {"role": m["role"], "content": ""}
+                    for m in messages]
+        prompt, _ = template.encode_oneturn(
+            tokenizer, [*skeleton, {"role": "assistant", "content": ""}], system, tools)
+        total = len(prompt) + self.BOUNDARY_TOKENS * len(messages)
+        for message in messages:
+            if message["role"] != wp.ROLE_FUNCTION:
+                total += self._count(tokenizer, message["content"])
+        return total
+
+    def _count(self, tokenizer: Any, text: str) -> int:
+        key = (id(tokenizer), hashlib.blake2b(
+            text.encode("utf-8", "surrogatepass"), digest_size=16).digest())
+        count = self._counts.get(key)
+        if count is None:
+            count = len(tokenizer.encode(text, add_special_tokens=False))
+            self._counts[key] = count
+            if len(self._counts) > self.MAX_COUNTED:
+                self._counts.popitem(last=False)
+        else:
+            self._counts.move_to_end(key)
+        return count
+
+    def clear(self) -> None:
+        self._counts.clear()
 
 
 def most_tokens(texts: list[str]) -> int:
@@ -431,6 +480,7 @@ class ScriptEngine:
         self._hooked = False  # `generate` is ours (the Hugging Face engine only)
         self._sampling: dict[str, Any] = {}  # the turn's SAMPLING_KEYS, for the hook
         self._grammars = JsonGrammars()
+        self._counted = TokenCounts()
         # The turn's json_schema compiled, one per row of its generate call (None: no schema).
         self._schemas: list[Any] | None = None
 
@@ -701,6 +751,9 @@ class ScriptEngine:
             system or getattr(template, "default_system", "") or "", tools or ""]
         if most_tokens(texts) + wanted <= window:
             return  # it fits whatever the tokenizer makes of it: no need to count
+        if self._counted.most(tokenizer, template, turn.messages, system, tools) + wanted \
+                <= window:
+            return  # each message's own tokens (counted once a chat) plus the template's
 
         def tokens(messages: list[dict[str, str]]) -> int:
             prompt, _ = template.encode_oneturn(
@@ -975,6 +1028,7 @@ class ScriptEngine:
         self._chat_model = None
         self._peft, self._names, self._templates = None, {}, {}
         self._grammars.clear()
+        self._counted.clear()
         self._model_spec, self.weight_bytes = {}, None
         gc.collect()
         try:

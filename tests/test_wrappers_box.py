@@ -329,6 +329,47 @@ def test_penalties_and_logit_bias_count_as_openai_defines_them(box_python):
     ]
 
 
+TOKEN_BOUND = r"""
+import copy, json, random, sys
+sys.path.insert(0, sys.argv[1])
+from chat_inference import TokenCounts
+from llamafactory.data import get_template_and_fix_tokenizer
+from llamafactory.hparams import DataArguments
+from transformers import AutoTokenizer
+
+base = AutoTokenizer.from_pretrained(sys.argv[2])
+alphabet = "ab cd\n\t .,:;!?-_'\"{}[]()<>|/\\0123456789" + "éßø漢字😀\u200b\u0301"
+rng = random.Random(7)
+worst = None
+for name in ("qwen", "llama3", "default", "chatml", "mistral"):
+    tokenizer = copy.deepcopy(base)
+    template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template=name))
+    counted = TokenCounts()
+    for _ in range(60):
+        turns = []
+        for index in range(rng.randrange(1, 12) * 2 - 1):
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 300)))
+            turns.append({"role": "user" if index % 2 == 0 else "assistant", "content": text})
+        system = rng.choice([None, "Be brief.", "".join(rng.choice(alphabet) for _ in range(80))])
+        prompt, _ = template.encode_oneturn(
+            tokenizer, [*turns, {"role": "assistant", "content": ""}], system, None)
+        slack = counted.most(tokenizer, template, turns, system, None) - len(prompt)
+        worst = slack if worst is None else min(worst, slack)
+print(json.dumps(worst))
+"""
+
+
+def test_the_counted_bound_is_never_below_the_prompt_the_template_builds(box_python, tiny):
+    """The context check skips the exact count when the template's own part plus each
+    message's own tokens fit (TokenCounts): over random histories of odd text, five
+    templates (llama3's slots are dozens of tokens on the tiny tokenizer) and the real
+    tokenizer, that bound is never below the real prompt."""
+    done = subprocess.run([box_python, "-c", TOKEN_BOUND, str(ROOT / "remote"), tiny["base"]],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) >= 0
+
+
 def test_sampling_parameters_reach_the_real_model(spare, tiny):
     """Through the wrapper and the real model: a logit_bias of 100 makes every greedy token
     the one it names; a frequency penalty changes a greedy reply that repeats itself; an id
