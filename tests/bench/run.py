@@ -7,6 +7,7 @@
     python -m tests.bench.run --only compare --out /tmp/b.md    # section 9 alone
     python -m tests.bench.run --only prompt_sets --out /tmp/b.md  # section 10 alone
     python -m tests.bench.run --only leaderboard --out /tmp/b.md  # section 11 alone (no box)
+    python -m tests.bench.run --only openai_surface --out /tmp/b.md  # section 12 alone
 
 All figures come from the same machine in the same run, over a real sshd on loopback and
 the real LlamaFactory box with the tiny model. A benchmark, not a test: it fails on errors,
@@ -450,12 +451,12 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--only", choices=["adapters", "openai", "compare", "prompt_sets",
-                                           "leaderboard"],
+                                           "leaderboard", "openai_surface"],
                         default=None,
                         help="run sections 6 and 7 (adapters), section 8 (openai), section 9 "
-                             "(compare), section 10 (prompt_sets) or section 11 (leaderboard) "
-                             "alone (while working on them; docs/benchmarks.md comes from a "
-                             "whole run)")
+                             "(compare), section 10 (prompt_sets), section 11 (leaderboard) or "
+                             "section 12 (openai_surface) alone (while working on them; "
+                             "docs/benchmarks.md comes from a whole run)")
     args = parser.parse_args()
     reps = 1 if args.smoke else args.reps
     levels = [1, 4] if args.smoke else [1, 4, 16, 64]
@@ -481,6 +482,7 @@ def main() -> None:
     from tests.bench.adapters import bench_adapters, bench_scan
     from tests.bench.compare import COMPARE_PARAMS, bench_compare
     from tests.bench.leaderboard import bench_leaderboard
+    from tests.bench.openai_surface import add_to_report, bench_openai_surface
     from tests.bench.openai_v1 import bench_openai
     from tests.bench.prompt_sets import PROMPT_SET_PARAMS, bench_prompt_sets
     from tests.bench.report import write_report
@@ -491,6 +493,8 @@ def main() -> None:
     openai = args.only in (None, "openai")
     compare = args.only in (None, "compare")
     prompt_sets = args.only in (None, "prompt_sets")
+    surface = args.only in (None, "openai_surface")
+    shared = args.only != "openai_surface"  # section 12 brings a gateway of its own
     results: dict[str, Any] = {"reps": reps, "params": PARAMS}
     if args.only == "leaderboard":  # no box, no gateway: the fit in this process
         results["machine"] = machine()
@@ -500,7 +504,7 @@ def main() -> None:
             results["machine"] = machine() | box_versions(rig)
             try:
                 if everything:
-                    step("1/11 persistent vs one-shot")
+                    step("1/12 persistent vs one-shot")
                     results["persistent"] = bench_persistent_vs_one_shot(rig, reps)
                 # One script-mode gateway for sections 6, 2, 3, 8, 9, 10 and 4: the configured model
                 # (base + the tiny adapter) and the demo saves/ tree (real tiny adapters) on one
@@ -511,53 +515,60 @@ def main() -> None:
                 make_saves(saves, str(tiny / "base"), other_template="qwen", broken=False,
                            adapters=[str(tiny / "adapter"), str(tiny / "adapter2"),
                                      str(tiny / "adapter3")])
-                gateway = rig.gateway("script", ADAPTER_DIRS=str(saves), RESCAN_INTERVAL="0",
-                                      MAX_LOADED_ADAPTERS="4")
+                gateway = (rig.gateway("script", ADAPTER_DIRS=str(saves), RESCAN_INTERVAL="0",
+                                       MAX_LOADED_ADAPTERS="4") if shared else None)
                 try:
                     if adapters:
-                        step("6/11 adapters on one loaded base")
+                        step("6/12 adapters on one loaded base")
                         results["adapters"] = bench_adapters(gateway, rounds, blocks, block)
                     if everything or openai:
                         gateway_turn(gateway, {"message": "warm up", "params": PARAMS})
                     if everything:
-                        step("2/11 gateway overhead")
+                        step("2/12 gateway overhead")
                         results["overhead"] = bench_overhead(rig, gateway, reps)
-                        step("3/11 LlamaFactory API through a tunnel")
+                        step("3/12 LlamaFactory API through a tunnel")
                         results["api"] = bench_llamafactory_api(rig, gateway, reps)
                     if openai:
                         # Leaves `default` resident on the base, as it found it.
-                        step("8/11 the OpenAI-compatible /v1")
+                        step("8/12 the OpenAI-compatible /v1")
                         results["openai"] = bench_openai(rig, gateway, api_rounds, ttft_rounds)
                     if compare:
                         # Leaves three adapters resident beside `default` (4 at most).
-                        step("9/11 compare: four slots on one loaded base")
+                        step("9/12 compare: four slots on one loaded base")
                         results["compare"] = bench_compare(
                             gateway, compare_rounds,
                             params=COMPARE_PARAMS | {"max_new_tokens": compare_tokens})
                     if prompt_sets:
-                        step("10/11 prompt sets: a run batched against one at a time")
+                        step("10/12 prompt sets: a run batched against one at a time")
                         results["prompt_sets"] = bench_prompt_sets(
                             gateway, set_rounds, set_prompts,
                             params=PROMPT_SET_PARAMS | {"max_new_tokens": compare_tokens})
                     if everything:
-                        step("4/11 concurrency")
+                        step("4/12 concurrency")
                         results["concurrency"], results["profile"] = bench_concurrency(
                             gateway, levels, Path(tmp) / "gateway.pyspy")
                 finally:
-                    gateway.stop()
+                    if gateway is not None:
+                        gateway.stop()
+                if surface:
+                    # After the shared gateway is gone: the box's part in process first, then
+                    # a gateway of its own with the trained adapters.
+                    results["openai_surface"] = bench_openai_surface(rig, reps, args.smoke)
                 if everything:
-                    step("5/11 cold start")
+                    step("5/12 cold start")
                     results["cold"] = [bench_cold_start(rig, mode) for mode in ("script", "cli")]
                 if adapters:
-                    step("7/11 scanning ADAPTER_DIRS")
+                    step("7/12 scanning ADAPTER_DIRS")
                     results["scan"] = bench_scan(rig, *scan_tree, reps)
             finally:
                 rig.close()
     if args.only in (None, "leaderboard"):
         # Section 11 needs no box: it runs in this process, after the gateways are gone.
-        step("11/11 the leaderboard")
+        step("11/12 the leaderboard")
         results["leaderboard"] = bench_leaderboard(reps, args.smoke)
     write_report(results, out)
+    if "openai_surface" in results:
+        add_to_report(out, results["openai_surface"])  # section 12, after section 11
     print(out.read_text())
     print(f"written: {out}", file=sys.stderr)
 
