@@ -111,3 +111,41 @@ def test_any_completion_prompt_becomes_what_the_box_takes_or_a_400(prompt, echo,
         assert wp.check_completion({"prompt": each, "echo": request.echo,
                                     "logprobs": request.logprobs}) is not None
     assert wp.check_params(request.params) == request.params
+
+
+schemas = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), texts,
+              st.sampled_from([{"type": "object"}, {"type": "string"}, {"enum": ["a", "b"]}])),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.sampled_from(["type", "properties", "items",
+                                                             "required", "x"]), inner,
+                                            max_size=3)),
+    max_leaves=12)
+formats = st.one_of(
+    st.none(), texts, st.integers(),
+    st.fixed_dictionaries({"type": st.sampled_from(["text", "json_object", "json_schema",
+                                                    "structural_tag", "xml"])}),
+    st.fixed_dictionaries({"type": st.just("json_schema"), "json_schema": st.one_of(
+        st.none(), texts, st.fixed_dictionaries({"name": texts, "schema": schemas}),
+        st.fixed_dictionaries({"name": texts, "strict": st.booleans(), "schema": schemas}))}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(response_format=formats, cli_mode=st.booleans())
+def test_any_response_format_is_a_schema_the_box_takes_or_a_400(response_format, cli_mode):
+    """response_format as clients send it (and careless ones): JSON mode, a schema of any
+    shape (xgrammar judges whether it can use it, on the box), or a 400 naming the field;
+    never a 500, never a parameter the wrapper would refuse as malformed."""
+    body = {"model": "default", "messages": [{"role": "user", "content": "Hi"}],
+            "response_format": response_format}
+    try:
+        request = turn_request(body, {"model", "messages"}, cli_mode=cli_mode)
+    except BadParameter as exc:
+        assert exc.message and exc.status_code == 400
+        assert exc.param.startswith("response_format")
+        return
+    assert wp.check_params(request.params) == request.params
+    schema = request.params.get("json_schema")
+    assert schema is None or (isinstance(schema, dict) and not cli_mode)
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    assert (schema is None) == (response_format is None or kind == "text")
