@@ -79,3 +79,24 @@ def test_the_api_refuses_the_same_history(gateway) -> None:
                                                               "messages": long})
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["code"] == "context_length_exceeded"
+
+
+def test_each_compare_column_says_what_its_prompt_left_out(page: Page, gateway) -> None:
+    """A compare's rows are cut like a chat (each its own count, protocol 6's fit for a
+    batch); each column says so, live and stored."""
+    chat: dict = {}
+    for _ in range(2):
+        _, events = gateway.chat_at("/api/compare", {"message": FIFTEEN,
+                                                     "models": ["default", "base"], **chat})
+        head = events[0][1]
+        chat = {"chat_id": head["chat_id"]}
+        ends = [data for name, data in events if name == "done"]
+        vote = gateway.http.post(f"/api/chats/{head['chat_id']}/votes",
+                                 json={"compare_id": head["compare_id"], "winner": "1"})
+        assert vote.status_code == 200, vote.text
+    assert [end.get("left_out") for end in ends] == [2, 2], ends
+    page.goto(f"{gateway.url}/#/chat/{chat['chat_id']}")
+    notes = page.locator(".cmp-cell .left-out")
+    expect(notes).to_have_count(2)
+    expect(notes.first).to_contain_text("The first 2 messages were left out")
+    assert page.js_errors == []

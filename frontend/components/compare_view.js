@@ -5,7 +5,7 @@
 import { html, useEffect, useLayoutEffect, useMemo, useRef, useState } from "../ui.js";
 import { LETTERS, MAX_COLUMNS, MIN_COLUMNS, MODES, NEW_COMPARE } from "../state/compare.js";
 import { wordDiff } from "../diff.js";
-import { provenanceText, timingParts } from "../format.js";
+import { leftOutText, provenanceText, timingParts } from "../format.js";
 import { splitThinking } from "../markdown.js";
 import { Composer } from "./composer.js";
 import { ModelPicker } from "./model_picker.js";
@@ -133,6 +133,7 @@ function Cell({ index, message, slot, hidden, diff, diffSide, diffWhole, scrollR
     ${diff && diffWhole && !streaming && html`<p class="notice info">Too long to compare word by word:
       the part that differs is marked whole.</p>`}
     ${notices.map((notice) => html`<p class="notice info" title=${notice.code}>${notice.message}</p>`)}
+    ${!streaming && leftOutText(provenance) && html`<p class="notice info left-out" role="note">${leftOutText(provenance)}</p>`}
     ${!streaming && STATUS_TEXT[status] && html`<p class=${`notice ${status}`}>${STATUS_TEXT[status]}</p>`}
     ${error && html`<div class="notice error" role="alert">
       <p><strong>${error.code ?? "error"}</strong>: ${error.message}</p>
