@@ -46,9 +46,12 @@ def test_the_meter_fills_and_a_long_chat_says_what_its_prompt_left_out(page: Pag
     expect(page.locator(LAST_REPLY).locator(".left-out")).to_have_text(
         f"The first 2 messages were left out of this reply's prompt: the chat is longer than "
         f"the model's window ({WINDOW} tokens).")
-    reply = current_chat(page, gateway)["messages"][-1]
+    chat = current_chat(page, gateway)
+    reply = chat["messages"][-1]
     assert reply["provenance"]["left_out"] == 2
     assert reply["provenance"]["usage"]["context_window"] == WINDOW
+    exported = gateway.http.get(f"/api/chats/{chat['id']}/export?format=md").text
+    assert "the first 2 messages were left out of this reply's prompt" in exported
     page.reload()  # stored, not only shown live
     expect(page.locator(LAST_REPLY).locator(".left-out")).to_contain_text("The first 2 messages")
     assert page.js_errors == []

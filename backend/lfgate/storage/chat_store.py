@@ -394,6 +394,10 @@ def markdown(export: dict[str, Any], *, leaf_id: str | None = None) -> str:
         lines += [f"## Assistant · {html_text(heading)}", ""]
         if message["status"] != "complete":
             lines += [f"*[{html_text(str(message['status']))}]*", ""]
+        left_out = p.get("left_out")
+        if isinstance(left_out, int) and not isinstance(left_out, bool) and left_out > 0:
+            lines += [f"*[the first {left_out} messages were left out of this reply's prompt: "
+                      "the chat was longer than the model's window]*", ""]
         lines += [escape_html(message["content"]), ""]
         calls = p.get("tool_calls")
         for call in calls if isinstance(calls, list) else []:
