@@ -31,3 +31,15 @@ def test_settings_made_here_are_the_defaults_and_what_the_test_says():
     defaults = Settings.model_construct(base_model_path="/m")
     for name in Settings.model_fields:
         assert getattr(settings, name) == getattr(defaults, name), name
+
+
+def test_property_tests_never_fail_on_the_machines_load():
+    """Hypothesis's timing checks are off for every property test (tests/conftest.py):
+    a too-slow draw or example is the machine's load under two workers, not a finding."""
+    from hypothesis import HealthCheck, settings
+
+    assert settings.default.deadline is None
+    assert HealthCheck.too_slow in settings.default.suppress_health_check
+    # A test's own @settings(max_examples=...) keeps them off.
+    assert HealthCheck.too_slow in settings(max_examples=5).suppress_health_check
+    assert settings(max_examples=5).deadline is None
