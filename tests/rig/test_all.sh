@@ -10,7 +10,7 @@ set -uo pipefail
 py=$1
 log="$(mktemp)"
 # Two pytest-xdist workers by default, each test file on one of them so a module's shared
-# fixtures start once (about 20 min here, against about 30 in one process; the machine has two
+# fixtures start once (about 19 min here, against about 30 in one process; the machine has two
 # cores, and more workers only contend for them). LFGATE_TEST_WORKERS=0 runs one process.
 # Two workers became the default after three fresh-clone runs in a row on them were green
 # (each earlier race found that way was fixed at its cause). Per-test times in
