@@ -144,9 +144,9 @@ class TestSSHD:
         return {"SSH_HOST": self.address, "SSH_PORT": str(self.port), "SSH_USER": self.user,
                 "SSH_KEY_PATH": str(self.client_key), "SSH_KNOWN_HOSTS": str(self.known_hosts)}
 
-    def drop_connections(self) -> int:
-        """Kill every per-connection sshd (the link drops as if the network went away)."""
-        killed = 0
+    def connection_pids(self) -> set[int]:
+        """The per-connection sshd processes: one for each SSH connection open now."""
+        pids = set()
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
@@ -155,11 +155,18 @@ class TestSSHD:
             except OSError:
                 continue
             if int(fields[1]) == self.proc.pid:
-                try:
-                    os.kill(int(entry.name), signal.SIGKILL)
-                except ProcessLookupError:  # a session that was ending by itself: gone now
-                    continue
-                killed += 1
+                pids.add(int(entry.name))
+        return pids
+
+    def drop_connections(self) -> int:
+        """Kill every per-connection sshd (the link drops as if the network went away)."""
+        killed = 0
+        for pid in self.connection_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:  # a session that was ending by itself: gone now
+                continue
+            killed += 1
         return killed
 
     def stop(self) -> None:
