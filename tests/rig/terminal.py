@@ -93,10 +93,37 @@ class Terminal:
 
     def _where(self) -> str:
         """For a failure: whether the program still runs, and if so where each of its
-        threads is (py-spy, where installed): a program that went silent says why."""
+        threads is (py-spy, where installed), and where its output goes: a program that
+        went silent says why."""
         code = self._process.poll()
         if code is not None:
             return f"--- it exited with status {code}"
+        return f"{self._wiring()}\n{self._stacks()}"
+
+    def _wiring(self) -> str:
+        """The terminal as the program and this end see it: which pty each of its first
+        three fds is, which pty this end is, the bytes waiting on this end, its state (T:
+        stopped). Twice a program sat at its prompt with nothing shown here."""
+        facts = []
+        for fd in (0, 1, 2):
+            try:
+                facts.append(f"fd {fd} -> {os.readlink(f'/proc/{self.pid}/fd/{fd}')}")
+            except OSError as exc:
+                facts.append(f"fd {fd}: {exc}")
+        try:
+            waiting = struct.unpack("I", fcntl.ioctl(self.fd, termios.FIONREAD, b"\0" * 4))[0]
+            facts.append(f"this end's pty: {os.ttyname(self._child_end)}, {waiting} bytes "
+                         "waiting")
+        except OSError as exc:
+            facts.append(f"this end: {exc}")
+        try:
+            state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            facts.append(f"state {state}")
+        except OSError as exc:
+            facts.append(f"state: {exc}")
+        return "--- its terminal: " + "; ".join(facts)
+
+    def _stacks(self) -> str:
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         try:
             dump = subprocess.run([spy, "dump", "--pid", str(self.pid)], capture_output=True,
