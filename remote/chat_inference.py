@@ -9,6 +9,7 @@ Runs on the box with the box's Python: stdlib plus llamafactory (and what it bri
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import hashlib
@@ -18,7 +19,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -685,31 +686,32 @@ class ScriptEngine:
         if tools is not None and template is not None:
             turn.hold_tool_calls(tool_call_marker(template))
         self._fit_context(turn, params.get("system"), tools, kwargs)
-        self._sampling = {key: params[key] for key in SAMPLING_KEYS if key in params}
-        if self._sampling and not self._hooked:
-            raise wp.WrapperError(wp.E_NOT_SUPPORTED, f"{', '.join(self._sampling)}: only the "
+        sampling = {key: params[key] for key in SAMPLING_KEYS if key in params}
+        if sampling and not self._hooked:
+            raise wp.WrapperError(wp.E_NOT_SUPPORTED, f"{', '.join(sampling)}: only the "
                                   "Hugging Face engine takes them here")
-        check_bias_ids(self._sampling, getattr(self._chat_model.engine, "model", None))
+        check_bias_ids(sampling, getattr(self._chat_model.engine, "model", None))
         tokenizer = self._chat_model.engine.tokenizer
-        self._schemas = self._compiled_schemas(params, [(tokenizer, list(
+        schemas = self._compiled_schemas(params, [(tokenizer, list(
             template.get_stop_token_ids(tokenizer)) if template is not None else [])])
         try:
             if tools is not None:
                 kwargs["tools"] = tools
-            stream = self._chat_model.stream_chat(
-                turn.messages, system=params.get("system"), **kwargs)
-            # After a cancel, keep reading: generation stops within one step, and a stream
-            # left half-read would keep LlamaFactory's engine semaphore for the next turn.
-            for text in stream:
-                if not turn.cancelled.is_set():
-                    parts.append(text)
-                    turn.emit_text(text)
+            with self._sampled(sampling, schemas):
+                stream = self._chat_model.stream_chat(
+                    turn.messages, system=params.get("system"), **kwargs)
+                # After a cancel, keep reading: generation stops within one step, and a
+                # stream left half-read would keep LlamaFactory's engine semaphore for the
+                # next turn.
+                for text in stream:
+                    if not turn.cancelled.is_set():
+                        parts.append(text)
+                        turn.emit_text(text)
         except Exception as exc:
             raise wrapper_serve.unexpected_error(record.error or exc,
                                                  wp.E_GENERATION_FAILED) from exc
         finally:
             self._cancel.set()  # also ends the watcher
-            self._sampling, self._schemas = {}, None
             if template is not None:
                 template.enable_thinking = thinking_default
         if self._hooked:  # else nothing ever sets it: vLLM / SGLang have no such thread
@@ -861,11 +863,11 @@ class ScriptEngine:
                 def __call__(self, input_ids: Any, scores: Any, **_: Any) -> Any:
                     return turn.cancelled.is_set()
 
-            self._sampling = {key: params[key] for key in SAMPLING_KEYS if key in params}
             self._cancel.clear()
             self._record = _GenerationRecord()
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), self._sampled(
+                        {key: params[key] for key in SAMPLING_KEYS if key in params}):
                     out = model.generate(input_ids=inputs,
                                          attention_mask=torch.ones_like(inputs),
                                          generation_config=config, streamer=streamer,
@@ -874,7 +876,6 @@ class ScriptEngine:
                 raise wrapper_serve.unexpected_error(exc, wp.E_GENERATION_FAILED) from exc
             finally:
                 self._cancel.set()
-                self._sampling = {}
             made = [int(t) for t in out.sequences[0, len(ids):]]
             hit_eos = bool(made) and made[-1] in (eos if isinstance(eos, list) else [eos])
             if hit_eos:
@@ -887,6 +888,18 @@ class ScriptEngine:
         finish = wp.FINISH_STOP if hit_eos or new_tokens == 0 else wp.FINISH_LENGTH
         return ChatOutcome(text, finish, len(made) + (1 if hit_eos else 0), first_at,
                            last_at, len(ids), logprobs=logprobs)
+
+    @contextlib.contextmanager
+    def _sampled(self, sampling: dict[str, Any],
+                 schemas: list[Any] | None = None) -> Iterator[None]:
+        """The turn's sampling parameters and compiled schemas, which the hook on `generate`
+        adds, for exactly this generate call: a batch's or a chat's must never reach the next
+        call (a completion after a batch with a schema would be held to it)."""
+        self._sampling, self._schemas = sampling, schemas
+        try:
+            yield
+        finally:
+            self._sampling, self._schemas = {}, None
 
     def _compiled_schemas(self, params: dict[str, Any],
                           rows: list[tuple[Any, list[int]]]) -> list[Any] | None:
@@ -1002,13 +1015,12 @@ class ScriptEngine:
 
             set_seed(params["seed"])
         # The batch's sampling parameters, added by the hook on generate (as for one chat).
-        self._sampling = {key: params[key] for key in SAMPLING_KEYS if key in params}
-        check_bias_ids(self._sampling, model)
-        self._schemas = self._compiled_schemas(params, [(row.tokenizer, row.eos_ids)
-                                                        for row in rows])
+        sampling = {key: params[key] for key in SAMPLING_KEYS if key in params}
+        check_bias_ids(sampling, model)
+        schemas = self._compiled_schemas(params, [(row.tokenizer, row.eos_ids) for row in rows])
         self._cancel.clear()
         self._record = _GenerationRecord()
-        with torch.inference_mode():
+        with torch.inference_mode(), self._sampled(sampling, schemas):
             model.generate(input_ids=input_ids.to(model.device),
                            attention_mask=attention.to(model.device), generation_config=config,
                            streamer=_BatchStreamer(rows),

@@ -91,7 +91,31 @@ def test_a_schema_xgrammar_cannot_use_is_a_bad_request_before_anything_is_made(s
     picked(done["content"])  # the wrapper goes on
 
 
+# A completion's messages as the gateway sends them: the protocol's, unused.
+COMPLETING = [{"role": "user", "content": ""}]
+
+
 def test_a_completion_takes_no_schema(shared):
-    done, _ = shared.chat("c", [], {"max_new_tokens": 4, "json_schema": PICK},
-                           completion={"prompt": "Hello", "echo": False, "logprobs": None})
+    done, _ = shared.chat("c", COMPLETING, {"max_new_tokens": 4, "json_schema": PICK},
+                          completion={"prompt": "Hello", "echo": False, "logprobs": None})
     assert done["event"] == wp.EV_ERROR and done["code"] == wp.E_BAD_REQUEST, done
+    assert "json_schema holds a chat's whole reply" in done["message"]
+
+
+def test_a_schema_holds_its_own_generate_call_only(shared):
+    """A batch's schema (an `n` > 1 request) is gone when its generate call ends: the next
+    completion and chat are made exactly as before it (greedy), not held to JSON."""
+    completion = {"prompt": "Hello", "echo": False, "logprobs": None}
+    # With a sampling parameter of its own, so the hook on generate adds processors.
+    completing = {"max_new_tokens": 12, "temperature": 0, "presence_penalty": 0.5}
+    before, _ = shared.chat("c1", COMPLETING, completing, completion=completion)
+    chat_before, _ = shared.chat("t1", ASK, {"max_new_tokens": 12, "temperature": 0})
+    rows = [{"id": f"j{n}", "messages": ASK, "adapter": None} for n in range(2)]
+    ends, _ = run_batch(shared, rows, {**SAMPLED, "seed": 3, "json_schema": PICK})
+    assert ends["j0"]["event"] == wp.EV_DONE, ends
+    picked(ends["j0"]["content"])
+    after, _ = shared.chat("c2", COMPLETING, completing, completion=completion)
+    chat_after, _ = shared.chat("t2", ASK, {"max_new_tokens": 12, "temperature": 0})
+    assert before["event"] == after["event"] == wp.EV_DONE, (before, after)
+    assert after["content"] == before["content"] and not is_pick(after["content"]), after
+    assert chat_after["content"] == chat_before["content"]
