@@ -757,10 +757,16 @@ class ScriptEngine:
                 <= window:
             return  # each message's own tokens (counted once a chat) plus the template's
 
+        counted: dict[int, int] = {}
+
         def tokens(messages: list[dict[str, str]]) -> int:
-            prompt, _ = template.encode_oneturn(
-                tokenizer, [*messages, {"role": "assistant", "content": ""}], system, tools)
-            return len(prompt)
+            """The prompt of a tail of the turn's messages (every call's is one: its length
+            names it), counted once: the cut's search and the window check share counts."""
+            if len(messages) not in counted:
+                prompt, _ = template.encode_oneturn(
+                    tokenizer, [*messages, {"role": "assistant", "content": ""}], system, tools)
+                counted[len(messages)] = len(prompt)
+            return counted[len(messages)]
 
         if turn.fit == wp.FIT_DROP_OLDEST:
             # Room for the reply: what was asked, else a quarter of the window at most.
