@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.gateway_process import GatewayProcess
 from tests.rig.fake_wrappers.scripted_wrapper import TOOL_LEAD
@@ -29,6 +29,18 @@ def gateway(shared_gateway_process: GatewayProcess) -> Iterator[GatewayProcess]:
     yield from on_shared(shared_gateway_process)
 
 
+def ask_the_weather(page: Page) -> Locator:
+    """Ask the weather in Paris of a chat that offers get_weather: the reply's call block,
+    once it shows the call and "Tool's result" is ticked for the next message."""
+    send(page, "What is the weather in Paris?")
+    wait_reply_done(page, 1)
+    call = page.locator(LAST_REPLY).locator(".tool-calls")
+    expect(call.locator("code")).to_have_text("get_weather")
+    expect(call.locator("pre")).to_contain_text('"city": "Paris"')
+    expect(page.get_by_label("Tool's result")).to_be_checked()
+    return call
+
+
 def test_a_chat_with_tools_shows_the_call_and_sends_the_tools_result(page: Page,
                                                                      gateway) -> None:
     open_page(page, gateway)
@@ -42,14 +54,8 @@ def test_a_chat_with_tools_shows_the_call_and_sends_the_tools_result(page: Page,
     drawer.locator("text=Save").click()
     expect(drawer).to_have_count(0)
 
-    send(page, "What is the weather in Paris?")
-    wait_reply_done(page, 1)
-    call = page.locator(LAST_REPLY).locator(".tool-calls")
-    expect(call.locator("code")).to_have_text("get_weather")
-    expect(call.locator("pre")).to_contain_text('"city": "Paris"')
+    ask_the_weather(page)
     expect(page.locator(LAST_REPLY).locator(".reply")).to_contain_text(TOOL_LEAD.strip())
-    result_toggle = page.get_by_label("Tool's result")
-    expect(result_toggle).to_be_checked()
 
     send(page, '{"temperature": 21}')
     wait_reply_done(page, 2)
@@ -76,15 +82,8 @@ def test_on_a_phone_the_call_its_arguments_and_the_tools_result_toggle_fit(make_
     drawer.locator("text=Save").click()
     expect(drawer).to_have_count(0)
 
-    send(page, "What is the weather in Paris?")
-    wait_reply_done(page, 1)
-    call = page.locator(LAST_REPLY).locator(".tool-calls")
-    expect(call.locator("code")).to_have_text("get_weather")
-    arguments = call.locator("pre")
-    expect(arguments).to_contain_text('"city": "Paris"')
-    toggle = page.get_by_label("Tool's result")
-    expect(toggle).to_be_checked()
-    fits_the_phone(page, call, arguments, page.locator(".tool-result-toggle"),
+    call = ask_the_weather(page)
+    fits_the_phone(page, call, call.locator("pre"), page.locator(".tool-result-toggle"),
                    page.locator(".context-meter"),
                    page.locator("button[aria-label='Send message']"))
     assert page.js_errors == []

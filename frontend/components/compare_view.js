@@ -117,6 +117,7 @@ function Cell({ index, message, slot, hidden, diff, diffSide, diffWhole, scrollR
   }, [content, streaming]);
   const setBox = (el) => { box.current = el; scrollRef(el); };
   const timing = timingParts(provenance);
+  const leftOut = leftOutText(provenance);
   const classes = ["cmp-cell", `status-${status}`, verdict && `verdict-${verdict}`].filter(Boolean).join(" ");
   return html`<article class=${classes} aria-label=${`Column ${letter}`} data-slot=${index}
       aria-busy=${streaming ? "true" : "false"} data-message-id=${message?.id ?? slot?.turnId ?? ""}>
@@ -133,7 +134,7 @@ function Cell({ index, message, slot, hidden, diff, diffSide, diffWhole, scrollR
     ${diff && diffWhole && !streaming && html`<p class="notice info">Too long to compare word by word:
       the part that differs is marked whole.</p>`}
     ${notices.map((notice) => html`<p class="notice info" title=${notice.code}>${notice.message}</p>`)}
-    ${!streaming && leftOutText(provenance) && html`<p class="notice info left-out" role="note">${leftOutText(provenance)}</p>`}
+    ${!streaming && leftOut && html`<p class="notice info left-out" role="note">${leftOut}</p>`}
     ${!streaming && STATUS_TEXT[status] && html`<p class=${`notice ${status}`}>${STATUS_TEXT[status]}</p>`}
     ${error && html`<div class="notice error" role="alert">
       <p><strong>${error.code ?? "error"}</strong>: ${error.message}</p>

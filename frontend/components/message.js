@@ -231,6 +231,7 @@ function MessageParts({ message, streaming = false, reconnecting = false, busy =
   // streams, from its provenance once stored, so they stay after a reload.
   const notices = streaming || infos.length ? infos : (message.provenance?.notices ?? []);
   const elsewhere = !streaming && message.status === "streaming";
+  const leftOut = leftOutText(message.provenance);
   return html`<article class=${`msg ${isUser ? "msg-user" : "msg-assistant"} status-${message.status ?? "complete"}`}
       aria-label=${isUser ? "Your message" : "Reply"} aria-busy=${streaming || elsewhere ? "true" : "false"}
       data-message-id=${message.id ?? ""}>
@@ -245,8 +246,7 @@ function MessageParts({ message, streaming = false, reconnecting = false, busy =
         : html`<${ReplyBody} content=${message.content} streaming=${streaming} />`}
     ${!isUser && !streaming && html`<${ToolCalls} calls=${message.provenance?.tool_calls} />`}
     ${notices.map((notice) => html`<p class="notice info" title=${notice.code}>${notice.message}</p>`)}
-    ${!isUser && !streaming && leftOutText(message.provenance) && html`<p class="notice info left-out"
-        role="note">${leftOutText(message.provenance)}</p>`}
+    ${!isUser && !streaming && leftOut && html`<p class="notice info left-out" role="note">${leftOut}</p>`}
     ${!streaming && STATUS_TEXT[message.status] && html`<p class=${`notice ${message.status}`}>${STATUS_TEXT[message.status]}</p>`}
     ${error && html`<div class="notice error" role="alert">
       <p><strong>${error.code ?? "error"}</strong>: ${withCode(error.message)}</p>
