@@ -22,7 +22,12 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.rig.hermetic import isolate
 from tests.rig.saves_tree import make_saves
-from tests.ui_rig import launch_chromium, stand_in_nvidia_smi, start_scripted_gateway
+from tests.ui_rig import (
+    fits_the_phone,
+    launch_chromium,
+    stand_in_nvidia_smi,
+    start_scripted_gateway,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "screenshots"
@@ -305,16 +310,6 @@ def _chat(browser, folder: Path) -> None:
         gateway.stop()
 
 
-def _fits(page: Page, *shown) -> None:
-    """A phone shot shows all of `shown`, and the page does not scroll sideways."""
-    for locator in shown:
-        box = locator.bounding_box()
-        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= NARROW["width"], \
-            box
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= NARROW["width"], f"the page scrolls sideways at 375 px: {width}px"
-
-
 def _tool_call(browser, folder: Path) -> None:
     """A chat with a tool (its Tools set in the Parameters drawer, as a JSON list) whose reply
     called it: the call as a block, its name and pretty arguments, and "Tool's result" ticked
@@ -344,7 +339,7 @@ def _tool_call(browser, folder: Path) -> None:
         calls = page.locator(".tool-calls")
         expect(calls.locator("pre")).to_contain_text('"city": "Paris"')
         expect(page.get_by_label("Tool's result")).to_be_checked()
-        _fits(page, calls, page.locator(".tool-result-toggle"))
+        fits_the_phone(page, calls, page.locator(".tool-result-toggle"))
         page.wait_for_timeout(400)
         page.screenshot(path=str(OUT / "tool-call-phone.png"))
         page.close()
@@ -376,7 +371,7 @@ def _context(browser, folder: Path) -> None:
             meter = page.locator(".context-meter")
             expect(meter).to_contain_text("/ 60")
             if viewport is NARROW:
-                _fits(page, note, meter)
+                fits_the_phone(page, note, meter)
             page.wait_for_timeout(400)
             page.screenshot(path=str(OUT / f"{name}.png"))
             page.close()
