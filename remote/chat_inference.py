@@ -49,7 +49,27 @@ class _GenerationRecord:
         self.first_token_at: float | None = None
         self.last_token_at: float | None = None
         self.reply_ids: list[int] = []  # what generate made (eos included), when observed
-        self.logits: Any = None  # per step, when asked for (chat logprobs)
+        # Chat logprobs, when asked for: each step's raw logits (the model's forward, before
+        # any sampling setting) and its token, as generation goes, so the reply's tokens
+        # are scored while it streams; each token's entry is made once (`entry`).
+        self.step_logits: list[Any] | None = None
+        self.step_tokens: list[int] = []
+        self._entries: dict[int, dict[str, Any]] = {}
+
+    def entry(self, tokenizer: Any, step: int, token: int, top: int) -> dict[str, Any]:
+        """Step `step`'s token in OpenAI's chat shape {token, logprob, bytes, top_logprobs}
+        (made once: a streamed entry and the reply's whole list are the same)."""
+        made = self._entries.get(step)
+        if made is None:
+            assert self.step_logits is not None
+            _, logprob, alternatives = _scored(tokenizer, self.step_logits[step][0].float(),
+                                               token, max(top, 1))
+            text = tokenizer.decode([token], skip_special_tokens=True)
+            made = self._entries[step] = {
+                "token": text, "logprob": logprob, "bytes": list(text.encode()),
+                "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())}
+                                 for t, v in list((alternatives or {}).items())[:top]]}
+        return made
 
     def step(self, cancelled: bool) -> None:
         """One generation step made one token; those after a stop never reach the user."""
@@ -68,7 +88,6 @@ class _GenerationRecord:
         generated = sequences[0, prompt.shape[-1]:]
         self.completion_tokens = int(generated.shape[-1])
         self.reply_ids = [int(t) for t in generated]
-        self.logits = getattr(output, "logits", None)
         eos = getattr(generation_config, "eos_token_id", None)
         eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         self.hit_eos = bool(len(generated)) and int(generated[-1]) in eos_ids
@@ -273,6 +292,13 @@ def _strip_adapter_layers(model: Any) -> None:
             setattr(parent, child, module.get_base_layer())
 
 
+def _innermost(model: Any) -> Any:
+    """The model whose forward `generate` runs at each step: a peft model's base (peft's
+    generate hands the call down to it), else the model itself."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
 def _scored(tokenizer: Any, logits: Any, token: int, top: int | None
             ) -> tuple[int, float, dict[str, float] | None]:
     """A token's log probability under `logits` (the step's, unprocessed) and its `top`
@@ -294,21 +320,52 @@ def _chat_logprobs(tokenizer: Any, record: _GenerationRecord, top: int, shown: i
                    ) -> dict[str, Any]:
     """OpenAI's chat shape, {"content": [{token, logprob, bytes, top_logprobs}]}, for the
     reply's tokens: its end-of-turn token left out, and none past the text the reply kept
-    (a stop string cuts it)."""
+    (a stop string cuts it). The entries streamed with the deltas (_StreamedLogprobs) are
+    its first ones."""
+    assert record.step_logits is not None
     content, length = [], 0
-    for step, token in enumerate(record.reply_ids[:len(record.logits)]):
+    for step, token in enumerate(record.reply_ids[:len(record.step_logits)]):
         if length >= shown and step:
             break
-        _, logprob, alternatives = _scored(tokenizer, record.logits[step][0].float(), token,
-                                           max(top, 1))
-        text = tokenizer.decode([token], skip_special_tokens=True)
-        if not text and step == len(record.reply_ids) - 1 and record.hit_eos:
+        entry = record.entry(tokenizer, step, token, top)
+        if not entry["token"] and step == len(record.reply_ids) - 1 and record.hit_eos:
             break  # the end-of-turn token: not part of the reply
-        length += len(text)
-        content.append({"token": text, "logprob": logprob, "bytes": list(text.encode()),
-                        "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())}
-                                         for t, v in list((alternatives or {}).items())[:top]]})
+        length += len(entry["token"])
+        content.append(entry)
     return {"content": content}
+
+
+class _StreamedLogprobs:
+    """The log probabilities each delta carries, as OpenAI streams them with each chunk:
+    called with how much of the reply's text has gone out, the entries of the tokens that
+    text now covers and no earlier delta carried. A token is covered once its whole text
+    has gone out (text held back, a stop string's prefix or a possible tool call, holds its
+    tokens back too); a token without text (a special one) goes with the next that has
+    text. What no delta carried is the rest of done's whole list (the reply's end-of-turn
+    token, a token scored after its text went out)."""
+
+    def __init__(self, tokenizer: Any, record: _GenerationRecord, top: int) -> None:
+        self._tokenizer, self._record, self._top = tokenizer, record, top
+        self._next = 0  # the first step no delta carried
+        self._covered = 0  # the characters of the tokens before it
+
+    def __call__(self, sent: int) -> list[dict[str, Any]]:
+        record, out = self._record, []
+        if record.step_logits is None:  # generate has not begun
+            return out
+        step, covered, pending = self._next, self._covered, []
+        # Both lists grow in generate's thread; a step counts once it has both.
+        while step < min(len(record.step_tokens), len(record.step_logits)):
+            entry = record.entry(self._tokenizer, step, record.step_tokens[step], self._top)
+            if covered + len(entry["token"]) > sent:
+                break
+            pending.append(entry)
+            step, covered = step + 1, covered + len(entry["token"])
+            if entry["token"]:
+                out += pending
+                pending = []
+                self._next, self._covered = step, covered
+        return out
 
 
 def _legacy_logprobs(tokenizer: Any, scored: list[tuple[int, float | None, Any]]
@@ -624,6 +681,7 @@ class ScriptEngine:
             # vLLM (whose engine.model is vLLM's AsyncLLMEngine, with a generate of its own) or
             # SGLang: cancel stops streaming; the engine finishes on its own.
             return
+        import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
         cancel, original = self._cancel, model.generate
@@ -637,6 +695,8 @@ class ScriptEngine:
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
                 stop = cancel.is_set()
                 self.record.step(stop)
+                if self.record.step_logits is not None:
+                    self.record.step_tokens.append(int(input_ids[0, -1]))
                 return stop
 
         def generate(*args: Any, **kwargs: Any) -> Any:
@@ -644,8 +704,12 @@ class ScriptEngine:
             criteria = list(kwargs.get("stopping_criteria") or [])
             kwargs["stopping_criteria"] = StoppingCriteriaList([*criteria, _Cancelled(record)])
             self._add_sampling(kwargs, self._sampling, self._schemas)
+            hook = None
             if self._sampling.get("logprobs") is not None:  # the raw logits of each step
-                kwargs.update(output_logits=True, return_dict_in_generate=True)
+                record.step_logits = []
+                hook = _innermost(model).register_forward_hook(
+                    lambda _module, _args, out: record.step_logits.append(  # type: ignore
+                        out.logits[:, -1, :].to(dtype=torch.float32, copy=True)))
             try:
                 output = original(*args, **kwargs)
                 record.observe(kwargs.get("inputs", kwargs.get("input_ids")), output,
@@ -658,6 +722,8 @@ class ScriptEngine:
                     streamer.end()
                 raise
             finally:
+                if hook is not None:
+                    hook.remove()
                 record.finished.set()
 
         model.generate = generate
@@ -694,6 +760,8 @@ class ScriptEngine:
         tokenizer = self._chat_model.engine.tokenizer
         schemas = self._compiled_schemas(params, [(tokenizer, list(
             template.get_stop_token_ids(tokenizer)) if template is not None else [])])
+        if params.get("logprobs") is not None and self._hooked:
+            turn.delta_logprobs = _StreamedLogprobs(tokenizer, record, params["logprobs"])
         try:
             if tools is not None:
                 kwargs["tools"] = tools
@@ -727,7 +795,7 @@ class ScriptEngine:
         if tools is not None and template is not None and not turn.cancelled.is_set():
             calls = tool_calls_in(template, "".join(parts))
         logprobs = None
-        if params.get("logprobs") is not None and record.logits is not None:
+        if params.get("logprobs") is not None and record.step_logits is not None:
             logprobs = _chat_logprobs(self._chat_model.engine.tokenizer, record,
                                       params["logprobs"], len("".join(parts)))
         return ChatOutcome("".join(parts), finish, tokens, record.first_token_at,

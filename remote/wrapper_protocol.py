@@ -20,9 +20,10 @@ from typing import Any
 #    log probabilities: /v1/completions) and done's `logprobs`.
 # 6: params `json_schema` (a reply held to a JSON schema: /v1's response_format); a chat's
 #    `fit` (drop_oldest: earliest turns left out of a prompt over the window) and done's
-#    `left_out` and `usage.context_window`.
+#    `left_out` and `usage.context_window`; a chat's log probabilities also streamed, each
+#    delta's `logprobs` holding the tokens its text completed (done's are still whole).
 PROTOCOL_VERSION = 6
-WRAPPER_VERSION = "0.6.0"
+WRAPPER_VERSION = "0.6.1"
 
 # Commands (gateway -> wrapper).
 OP_LOAD = "load"  # {"op", "model": ModelSpec, "params"?, "timeout_s"?, "max_adapters"?}
@@ -45,7 +46,7 @@ MAX_BATCH_ROWS = 8
 EV_HELLO = "hello"  # {"event", "protocol", "wrapper", "mode", "python", "pid", "features"}
 EV_LOADING = "loading"  # {"event", "model"}
 EV_READY = "ready"  # {"event", "load_seconds", "model", "held"}
-EV_DELTA = "delta"  # {"event", "id", "text"}
+EV_DELTA = "delta"  # {"event", "id", "text", "logprobs"?}
 EV_INFO = "info"  # {"event", "id"?, "code", "message"}: something the user should know
 # {"event", "id", "content", "finish_reason", "timing", "usage"?, "held"?, "tool_calls"?}
 EV_DONE = "done"
@@ -215,7 +216,7 @@ _OPTIONAL_TEXT = (str, type(None))
 # of another name (a newer wrapper's) is passed on as it is; a field not named here too.
 EVENT_FIELDS: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
     EV_READY: {"load_seconds": (False, _OPTIONAL_NUMBER), "held": (False, (dict,))},
-    EV_DELTA: {"id": (True, (str,)), "text": (True, (str,))},
+    EV_DELTA: {"id": (True, (str,)), "text": (True, (str,)), "logprobs": (False, (dict,))},
     EV_INFO: {"id": (False, _OPTIONAL_TEXT), "code": (True, (str,)), "message": (True, (str,))},
     EV_DONE: {"id": (True, (str,)), "content": (True, (str,)), "finish_reason": (True, (str,)),
               "timing": (True, (dict,)), "usage": (False, (dict,)), "batch": (False, (dict,)),

@@ -174,6 +174,11 @@ class Turn:
         self.left_out = 0  # messages left out from the start, to fit the window
         self.context_window: int | None = None  # the model's, where the engine knows it
         self._gate: ToolCallGate | None = None
+        # Chat logprobs streamed with the deltas (chat_inference's _StreamedLogprobs): given
+        # how many characters of the reply have gone out, the entries of the tokens they
+        # now cover that no delta carried yet.
+        self.delta_logprobs: Callable[[int], list[dict[str, Any]]] | None = None
+        self._sent_chars = 0
 
     def emit_echo(self, text: str) -> None:
         """A completion's echoed prompt: sent as it is (stop strings and tool calls are the
@@ -226,11 +231,15 @@ class Turn:
         if not text:
             return
         self._sent.append(text)
+        self._sent_chars += len(text)
         self.last_chunk_at = time.monotonic()
         if self.first_chunk_at is None:
             self.first_chunk_at = self.last_chunk_at
         self.chunks += 1
-        self._send({"event": wp.EV_DELTA, "id": self.id, "text": text})
+        event: dict[str, Any] = {"event": wp.EV_DELTA, "id": self.id, "text": text}
+        if self.delta_logprobs is not None:
+            event["logprobs"] = {"content": self.delta_logprobs(self._sent_chars)}
+        self._send(event)
 
     def emit_info(self, code: str, message: str) -> None:
         self._send({"event": wp.EV_INFO, "id": self.id, "code": code, "message": message})

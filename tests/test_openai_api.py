@@ -646,3 +646,15 @@ async def test_each_v1_refusal_is_one_log_line_with_its_reason(tmp_path, monkeyp
             await http.get("/v1/models", headers={"Authorization": "Bearer wrong"})
         assert len([r for r in caplog.records if " /v1/" in r.getMessage()]) == \
             refusal_log.LINES - 3  # the window's first three lines were the ones above
+
+
+def test_the_finish_chunk_carries_the_logprobs_no_delta_did():
+    """A stream's last chunk carries the part of done's whole list its deltas did not: all
+    of it from a wrapper that streams none (before 0.6.1), the rest from one that does."""
+    from lfgate.api.openai.stream import _rest
+
+    whole = {"content": [{"token": "a"}, {"token": "b"}, {"token": ""}]}
+    assert _rest(whole, 0) == whole
+    assert _rest(whole, 2) == {"content": [{"token": ""}]}
+    assert _rest(whole, 3) == {"content": []}
+    assert _rest(None, 0) is None

@@ -226,3 +226,36 @@ def test_drop_to_fit_leaves_out_the_fewest_earliest_turns_at_a_user_message(mess
         assert all(words(messages[i:]) > most for i in [0, *cuts] if i < cut)
     elif cuts:
         assert cut == cuts[-1]  # nothing fits: the last turn alone, which the check refuses
+
+
+@settings(max_examples=200)
+@given(texts=st.lists(st.sampled_from(["", "a", "bc", " de", "\n", "é"]), max_size=12),
+       cuts=st.lists(st.integers(0, 40), max_size=8), scored=st.integers(0, 12))
+def test_streamed_logprobs_never_run_ahead_of_the_text_and_miss_nothing(texts, cuts, scored):
+    """A chat's logprobs as they stream (chat_inference._StreamedLogprobs): whatever the
+    tokens' texts (special ones have none), however the text went out (held back, in odd
+    pieces) and however far generate's thread has scored, each delta's entries are the next
+    tokens in order, their text is never past what was sent, and once everything was sent
+    and scored all are carried but a trailing token without text (the end-of-turn one)."""
+    from chat_inference import _GenerationRecord, _StreamedLogprobs
+
+    record = _GenerationRecord()
+    record.step_logits = [None] * min(scored, len(texts))
+    record.step_tokens = list(range(len(record.step_logits)))
+    record._entries = {step: {"token": text} for step, text in enumerate(texts)}
+    whole = "".join(texts)
+    streamed = _StreamedLogprobs(tokenizer=None, record=record, top=0)
+    carried: list[dict] = []
+    sent = 0
+    for cut in sorted(cuts):
+        sent = min(cut, len(whole))
+        carried += streamed(sent)
+        assert "".join(e["token"] for e in carried) == whole[:len("".join(
+            e["token"] for e in carried))]
+        assert len("".join(e["token"] for e in carried)) <= sent
+    record.step_logits = [None] * len(texts)
+    record.step_tokens = list(range(len(texts)))
+    carried += streamed(len(whole))
+    assert carried == [{"token": text} for text in texts][:len(carried)]
+    last_with_text = max((i for i, t in enumerate(texts) if t), default=-1)
+    assert len(carried) == last_with_text + 1

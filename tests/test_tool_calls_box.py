@@ -322,9 +322,11 @@ def test_completions_continue_raw_text_and_score_it_for_harnesses(client, gatewa
 
 def test_chat_logprobs_are_the_models_own_for_each_reply_token(client, trained):
     """logprobs / top_logprobs on chat (issue 25, item 4): each token of the reply with its
-    log probability and alternatives, whole and with the stream's last chunk. The words
-    adapter on a prompt it was trained on: greedy, so each token is its step's likeliest,
-    and confident (it learned the answer)."""
+    log probability and alternatives, whole, and streamed as OpenAI streams them: each
+    chunk carries the tokens its text completed, never a token whose text has not been
+    sent yet, and together they are the whole list. The words adapter on a prompt it was
+    trained on: greedy, so each token is its step's likeliest, and confident (it learned
+    the answer)."""
     ids = {m.id for m in client.models.list()}
     words = next(i for i in ids if i.endswith("words"))
     case = cases(trained, "words", calls=False)[0]
@@ -341,10 +343,22 @@ def test_chat_logprobs_are_the_models_own_for_each_reply_token(client, trained):
     assert sum(t.logprob for t in content) / len(content) > -0.5  # it learned the answer
     chunks = list(client.chat.completions.create(model=words, messages=case["messages"],
                                                  logprobs=True, stream=True, **GREEDY))
-    last = next(c for c in chunks if c.choices and c.choices[0].finish_reason)
-    assert [t.logprob for t in last.choices[0].logprobs.content] == pytest.approx(
-        [t.logprob for t in content], abs=1e-5)
-    assert all(t.top_logprobs == [] for t in last.choices[0].logprobs.content)
+    text, scored, carrying = "", [], 0
+    for chunk in chunks:
+        if not chunk.choices:
+            continue
+        text += chunk.choices[0].delta.content or ""
+        if chunk.choices[0].logprobs is not None:
+            scored += chunk.choices[0].logprobs.content
+            carrying += bool(chunk.choices[0].delta.content
+                             and chunk.choices[0].logprobs.content)
+        assert text.startswith("".join(t.token for t in scored)), (text, scored)
+    assert text == case["answer"]
+    assert [(t.token, t.logprob) for t in scored] == [
+        (t.token, pytest.approx(t.logprob, abs=1e-5)) for t in content]
+    assert all(t.top_logprobs == [] for t in scored)
+    # Streamed with the text, not saved for the end (the words come a piece at a time).
+    assert carrying >= 2, [c.choices[0].logprobs for c in chunks if c.choices]
 
 
 def test_n_greedy_choices_are_rows_of_one_batch_that_answer_alike(client, sshd, trained):

@@ -48,8 +48,9 @@ after a warm-up turn each:
 - 12c, logprobs (`bench_logprobs`): `default`, one prompt, greedy, `max_tokens` 128, with
   `logprobs=True, top_logprobs=5` against without; chunks/s (content chunks after the first,
   as sections 2 to 8), total time and the time from the last content chunk to the chunk with
-  the `finish_reason` (the gateway sends the logprobs whole with that chunk). Both streams are
-  checked to carry the same text, the logprobs to cover the reply with 5 alternatives each.
+  the `finish_reason`. The logprobs stream with the chunks (each carries the tokens its text
+  completed; the finish chunk, any left). Both streams are checked to carry the same text,
+  the logprobs, all chunks' together, to cover the reply with 5 alternatives each.
 - 12d, `/v1` over `/api/chat` (first token): section 8's `bench_v1_vs_chat`
   (tests/bench/openai_v1.py), called as it is on this gateway's `default`.
 """
@@ -366,7 +367,7 @@ def v1_stream(client: Any, model: str, messages: list[dict[str, Any]], **params:
             calls += [(c.function.name, json.loads(c.function.arguments))
                       for c in delta.tool_calls]
         if choice.logprobs is not None and choice.logprobs.content:
-            logprobs = choice.logprobs.content
+            logprobs = [*(logprobs or []), *choice.logprobs.content]  # with each chunk
         if choice.finish_reason:
             finish, finish_at = choice.finish_reason, time.monotonic() - clock.started
     turn = clock.turn()
@@ -787,10 +788,11 @@ f"carried its `logprobs.content` ({lp_entries} entries; the usage counted {lp_to
         "docs/openai.md; checked). Chunks/s is "
         "the rate of content chunks after the first (sections 2 to 8's definition); the "
         "last column but one is the time from the last content chunk to the chunk with the "
-        "`finish_reason`. The gateway sends a streamed reply's logprobs whole with that "
-        "last chunk, not with each token: the box works them out after the reply (a "
-        "`log_softmax` and a top-5 over the vocabulary per token, from logits `generate` "
-        "kept) and they travel in one event.",
+        "`finish_reason`. The logprobs stream with the text: `generate` keeps each step's "
+        "logits as it goes (a forward hook), and the box scores a token (a `log_softmax` "
+        "and a top-5 over the vocabulary) when its text goes out, in the thread that sends "
+        "the text while `generate`'s own thread makes the next tokens; each chunk carries "
+        "the tokens its text completed, the finish chunk any left.",
         "",
         _table(["request", "turns", "chunks/s", "total (ms)", "TTFT (ms)",
                 "the last text → the finish chunk (ms)", "chunks"], lp_rows),

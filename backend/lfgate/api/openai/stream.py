@@ -124,6 +124,7 @@ class Completion:
             yield _data(self.chunk({"role": "assistant", "content": ""}, None, include_usage,
                                    index=index))
         dones: list[dict[str, Any]] = []
+        streamed = [0] * len(self.turns)  # log probabilities each choice's deltas carried
         async with contextlib.aclosing(_merged(self.turns, turns)) as events:
             async for index, item in events:
                 if item is None:
@@ -131,8 +132,11 @@ class Completion:
                     continue
                 _, (name, data) = item
                 if name == "delta":
+                    logprobs = data.get("logprobs")
+                    if logprobs is not None:
+                        streamed[index] += len(logprobs["content"])
                     yield _data(self.chunk({"content": data["text"]}, None, include_usage,
-                                           index=index))
+                                           logprobs, index=index))
                 elif name == "done":
                     dones.append(data)
                     # Calls come whole, after the words: the box holds a call's text until
@@ -141,10 +145,12 @@ class Completion:
                     for number, call in enumerate(self.tool_calls(data)):
                         yield _data(self.chunk({"tool_calls": [{"index": number, **call}]},
                                                None, include_usage, index=index))
-                    # Log probabilities, asked for, come whole with the last chunk (the
-                    # box reads them once generation has ended).
+                    # Log probabilities, asked for, come with each piece of text (the
+                    # tokens it completed); the last chunk carries those no piece did (a
+                    # token scored after its text went out, or a box that streams none).
                     yield _data(self.chunk({}, finish_reason(data), include_usage,
-                                           data.get("logprobs"), index=index))
+                                           _rest(data.get("logprobs"), streamed[index]),
+                                           index=index))
                 elif name == "error":
                     yield _data(error_object(data))
         if include_usage and dones:
@@ -152,6 +158,13 @@ class Completion:
             last["choices"], last["usage"] = [], summed_usage(dones)
             yield _data(last)
         yield DONE_LINE
+
+
+def _rest(whole: dict[str, Any] | None, streamed: int) -> dict[str, Any] | None:
+    """A reply's log probabilities past the first `streamed` (those its deltas carried)."""
+    if whole is None or not isinstance(whole.get("content"), list):
+        return whole
+    return {**whole, "content": whole["content"][streamed:]}
 
 
 def summed_usage(dones: list[dict[str, Any]]) -> dict[str, int] | None:

@@ -97,7 +97,10 @@ class TurnRecorder:
             if turn.ttft_ms is None:
                 turn.ttft_ms = turn.elapsed_ms()
             turn.text.append(event["text"])
-            turn.emit("delta", {"text": event["text"]})
+            delta: dict[str, Any] = {"text": event["text"]}
+            if isinstance((event.get("logprobs") or {}).get("content"), list):
+                delta["logprobs"] = event["logprobs"]  # a chat's, streamed (/v1 logprobs)
+            turn.emit("delta", delta)
             if time.monotonic() - turn.saved_at >= SAVE_EVERY_S:
                 turn.saved_at = time.monotonic()
                 await self.save(turn, content="".join(turn.text))
