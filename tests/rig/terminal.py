@@ -121,7 +121,42 @@ class Terminal:
             facts.append(f"state {state}")
         except OSError as exc:
             facts.append(f"state: {exc}")
-        return "--- its terminal: " + "; ".join(facts)
+        return "--- its terminal: " + "; ".join(facts) + "\n" + self._holders()
+
+    def _holders(self) -> str:
+        """Whether this end is still the pty's master, which processes hold that master
+        (pid, fd, command) and what this process's threads are doing: output that never
+        arrived here was read by whoever else reads it."""
+        lines = []
+        try:
+            index = os.ttyname(self._child_end).rsplit("/", 1)[1]
+            mine = os.readlink(f"/proc/self/fd/{self.fd}")
+            info = Path(f"/proc/self/fdinfo/{self.fd}").read_text()
+            tag = "tty-index:\t" + index + "\n"
+            lines.append(f"this end: fd {self.fd} -> {mine}, "
+                         + (f"the master of pts {index}" if tag in info else f"NOT it: {info}"))
+        except OSError as exc:
+            return f"--- holders: {exc}"
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                for fd in (proc / "fd").iterdir():
+                    if os.readlink(fd) == "/dev/ptmx" and tag in (
+                            proc / "fdinfo" / fd.name).read_text():
+                        command = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+                        lines.append(f"master held by pid {proc.name} fd {fd.name}: "
+                                     f"{command.decode(errors='replace')[:200]}")
+            except OSError:
+                continue
+        for thread_id, frame in sys._current_frames().items():
+            where = []
+            while frame is not None and len(where) < 4:
+                where.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno} "
+                             f"{frame.f_code.co_name}")
+                frame = frame.f_back
+            lines.append(f"thread {thread_id}: " + " < ".join(where))
+        return "--- who holds its master, and this process's threads:\n" + "\n".join(lines)
 
     def _stacks(self) -> str:
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
