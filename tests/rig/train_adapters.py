@@ -7,7 +7,9 @@ train_adapters_data/ (its dataset_info.json names them):
 - OUT_DIR/words: answers a few fixed prompts in plain words (words.json);
 - OUT_DIR/tool: given the tool get_weather, answers "What is the weather in Paris?" with a call
   in the qwen template's tool format, and the tool's result (an observation turn) in words;
-  without tools it answers plainly (tool.json).
+  given Open WebUI's eight built-in memory tools (as Open WebUI 0.12.4 sends them), answers
+  "What do you remember about me?" with a call to list_memories, and its empty result in
+  words; without tools it answers plainly (tool.json).
 Greedy decoding gives back exactly the training answers. Writes OUT_DIR/trained.json last: the
 adapters' paths, the cases (messages, tools, expected answer) and the training seconds.
 """
@@ -43,12 +45,17 @@ HYPER = {
     "data_seed": 42,
 }
 ADAPTERS = {"words": "lfgate_words", "tool": "lfgate_tool"}
+# The tool data has one long row (Open WebUI's memory tools: some 4,000 tokens) among short
+# ones: in batches of 8 every row was padded to it, and training took 12 times as long. Rows
+# one at a time, their gradients accumulated over the data set, pad nothing and make the same
+# steps (one row per optimiser step, unaccumulated, was too noisy to memorise the calls).
+OVERRIDES = {"tool": {"per_device_train_batch_size": 1, "gradient_accumulation_steps": 8}}
 # sharegpt's tags (LlamaFactory's defaults) as ChatModel's roles.
 ROLES = {"human": "user", "gpt": "assistant", "function_call": "function",
          "observation": "observation"}
 
 
-def config(base: Path, dataset: str, out: Path) -> dict:
+def config(base: Path, dataset: str, out: Path, hyper: dict) -> dict:
     return {
         "model_name_or_path": str(base),
         "stage": "sft",
@@ -58,7 +65,7 @@ def config(base: Path, dataset: str, out: Path) -> dict:
         "template": TEMPLATE,
         "dataset_dir": str(DATA),
         "dataset": dataset,
-        "cutoff_len": 1024,
+        "cutoff_len": 8192,  # the Open WebUI row: its memory tools are some 4,000 tokens
         "overwrite_cache": True,
         "output_dir": str(out),
         "overwrite_output_dir": True,
@@ -72,7 +79,7 @@ def config(base: Path, dataset: str, out: Path) -> dict:
         "dataloader_num_workers": 0,
         "dataloader_pin_memory": False,
         "disable_gradient_checkpointing": True,  # nothing to save on a tiny model: only slower
-        **HYPER,
+        **hyper,
     }
 
 
@@ -126,10 +133,13 @@ def main(tiny: Path, out: Path) -> None:
     try:
         for name, dataset in ADAPTERS.items():
             conf = configs / f"{name}.yaml"
-            conf.write_text(yaml.safe_dump(config(base, dataset, out / name), sort_keys=False))
+            hyper = {**HYPER, **OVERRIDES.get(name, {})}
+            conf.write_text(yaml.safe_dump(config(base, dataset, out / name, hyper),
+                                           sort_keys=False))
             seconds = train(cli, conf, env)
             print(f"train_adapters: {name} trained in {seconds} s", flush=True)
             info["adapters"][name] = {"path": str(out / name), "train_seconds": seconds,
+                                      "hyper": hyper,
                                       "cases": cases(datasets[dataset]["file_name"])}
     finally:
         shutil.rmtree(work, ignore_errors=True)

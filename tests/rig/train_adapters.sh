@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Train (once) the tiny LoRA adapters that do something, with LlamaFactory itself
 # (llamafactory-cli train, on the CPU) on the tiny model's base; prints their folder:
-# words/ (answers a few prompts in plain words), tool/ (calls get_weather in the qwen
-# template's tool format, then answers from the tool's result) and trained.json (written last:
-# their paths, the prompts and the exact answers greedy decoding gives, the training seconds).
+# words/ (answers a few prompts in plain words), tool/ (calls get_weather, or Open WebUI's
+# list_memories, in the qwen template's tool format, then answers from the tool's result) and
+# trained.json (written last: their paths, the prompts and the exact answers greedy decoding
+# gives, the training seconds).
 #   train_adapters.sh [BOX_PYTHON [TINY_DIR]]
 # Cached under a name that changes when anything that shapes them changes: this script, the
 # trainer and its data, the tiny model's generator, the box's lock and the tiny folder itself
@@ -22,7 +23,7 @@ mkdir -p "$CACHE"
 exec 9>"$CACHE/trained.lock"
 flock 9
 if [[ ! -f "$OUT/trained.json" ]]; then
-  echo "train_adapters: training $OUT (about a minute)" >&2
+  echo "train_adapters: training $OUT (about two minutes)" >&2
   rm -rf "$OUT"
   mkdir -p "$OUT"
   "$BOX_PYTHON" "$here/train_adapters.py" "$TINY_DIR" "$OUT" >"$OUT.log" 2>&1 \
