@@ -33,7 +33,7 @@ _GENERATE_EXIT_WAIT_S = 5.0  # after the stream ends, how long `generate` may ta
 _GEN_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty")
 # Honoured by our own hook on `generate` (LlamaFactory's engine passes none of them on).
 SAMPLING_KEYS = ("presence_penalty", "frequency_penalty", "logit_bias", "min_p", "logprobs",
-                 "json_schema")
+                 "json_schema", "force_tool_call")
 
 
 class _GenerationRecord:
@@ -117,6 +117,47 @@ def tool_call_marker(template: Any) -> str:
     if brace > 0:
         prefix = prefix[:brace]
     return prefix.strip()
+
+
+_PROBE_ARGUMENTS = {"lfgate_probe_key": "lfgate_probe_value"}
+
+
+def forced_call_layouts(template: Any, functions: list[dict[str, Any]], ends: list[str]
+                        ) -> list[tuple[str, dict[str, Any], str]] | None:
+    """What a call to each offered function looks like in this template's tool format, for
+    a reply held to one call (tool_choice required or named): the text before the call's
+    arguments (the name is in it), their JSON schema, and the text after them up to the
+    turn's end (`ends`: the template's stop words; the stop token itself ends the reply).
+    None where the format cannot be held so: it writes the arguments other than as one
+    piece of JSON, puts a special token before their end, or its own parser cannot read
+    the call back (a template whose formatter and parser disagree)."""
+    probe = json.dumps(_PROBE_ARGUMENTS, ensure_ascii=False)
+    layouts = []
+    for function in functions:
+        try:
+            slots = template.format_function.apply(content=json.dumps(
+                [{"name": function["name"], "arguments": _PROBE_ARGUMENTS}], ensure_ascii=False))
+        except Exception:  # a template without a tool format
+            return None
+        text = ""
+        for slot in slots:
+            if not isinstance(slot, str):
+                break  # a special token (eos): the turn ends there
+            text += slot
+        at = text.find(probe)
+        if at < 0 or text.find(probe, at + 1) >= 0:
+            return None
+        after = text[at + len(probe):]
+        for end in ends:
+            if end and end in after:
+                after = after[:after.index(end)]
+        after = after.rstrip("\n")
+        read = tool_calls_in(template, text[:at] + probe + after)
+        if not read or read[0]["name"] != function["name"]:
+            return None  # its own parser cannot read what its formatter writes
+        schema = function.get("parameters") or {"type": "object", "properties": {}}
+        layouts.append((text[:at], schema, after))
+    return layouts
 
 
 def tool_calls_in(template: Any, text: str) -> list[dict[str, str]] | None:
@@ -758,8 +799,16 @@ class ScriptEngine:
                                   "Hugging Face engine takes them here")
         check_bias_ids(sampling, getattr(self._chat_model.engine, "model", None))
         tokenizer = self._chat_model.engine.tokenizer
+        calls = None
+        if params.get("force_tool_call") and turn.tools and template is not None:
+            ends = [*getattr(template, "stop_words", []), tokenizer.eos_token or ""]
+            calls = forced_call_layouts(template, turn.tools, ends)
+            if calls is None:
+                turn.emit_info("tool_call_not_held", "tool_choice asks for a call, but this "
+                               "template's tool format cannot be held to one: the tools are "
+                               "offered, and the model may answer in words")
         schemas = self._compiled_schemas(params, [(tokenizer, list(
-            template.get_stop_token_ids(tokenizer)) if template is not None else [])])
+            template.get_stop_token_ids(tokenizer)) if template is not None else [])], calls)
         if params.get("logprobs") is not None and self._hooked:
             turn.delta_logprobs = _StreamedLogprobs(tokenizer, record, params["logprobs"])
         try:
@@ -975,13 +1024,16 @@ class ScriptEngine:
         finally:
             self._sampling, self._schemas = {}, None
 
-    def _compiled_schemas(self, params: dict[str, Any],
-                          rows: list[tuple[Any, list[int]]]) -> list[Any] | None:
+    def _compiled_schemas(self, params: dict[str, Any], rows: list[tuple[Any, list[int]]],
+                          calls: list[tuple[str, dict[str, Any], str]] | None = None
+                          ) -> list[Any] | None:
         """The turn's json_schema (version 6) compiled for each row's tokenizer, before
         anything is generated (a schema xgrammar cannot use is the request's fault), or None.
-        `rows`: each row's (tokenizer, the template's stop tokens, which end the JSON)."""
+        `rows`: each row's (tokenizer, the template's stop tokens, which end the JSON).
+        With `calls` (a forced tool call: forced_call_layouts), the reply is one call
+        instead: a call has no content for a response_format to hold."""
         schema = params.get("json_schema")
-        if schema is None:
+        if schema is None and calls is None:
             return None
         model = self._chat_model.engine.model
         output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") \
@@ -993,7 +1045,9 @@ class ScriptEngine:
             stops = list(stop_ids)
             if tokenizer.eos_token_id is not None:
                 stops.append(int(tokenizer.eos_token_id))
-            compiled.append(self._grammars.compiled(schema, tokenizer, width, stops))
+            compiled.append(
+                self._grammars.compiled_call(calls, tokenizer, width, stops) if calls is not None
+                else self._grammars.compiled(schema, tokenizer, width, stops))
         return compiled
 
     @staticmethod

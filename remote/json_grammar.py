@@ -1,4 +1,6 @@
-"""Replies held to a JSON schema (OpenAI's response_format), token by token, with xgrammar.
+"""Replies held to a JSON schema (OpenAI's response_format), or to one call of an offered
+tool in the template's tool format (tool_choice required or named), token by token, with
+xgrammar.
 
 Why xgrammar: it is vLLM's default structured-output backend, its grammar matcher works on
 the Hugging Face engine's logits on the CPU as on a GPU, and it compiles a schema in
@@ -45,29 +47,64 @@ class JsonGrammars:
                  stop_ids: list[int]) -> Any:
         """The schema compiled for this tokenizer: a bad request if xgrammar cannot use it."""
         xgrammar = _xgrammar()
+        # Compact JSON (no free whitespace: a small model otherwise pads it), and no property
+        # or item the schema does not name (OpenAI's strict structured output).
+        return self._compile(
+            ("schema", schema), tokenizer, vocab_size, stop_ids, "response_format: this JSON "
+            "schema", lambda compiler: compiler.compile_json_schema(
+                json.dumps(schema, ensure_ascii=False), any_whitespace=False,
+                strict_mode=True), xgrammar)
+
+    def compiled_call(self, calls: list[tuple[str, dict[str, Any], str]], tokenizer: Any,
+                      vocab_size: int, stop_ids: list[int]) -> Any:
+        """A reply that is one call to one of the offered functions, in the template's own
+        tool format (tool_choice required or named): `calls` holds, per function, the text
+        the format writes before its arguments (the function's name is in it), their JSON
+        schema, and the text after them. The arguments are held to the schema as a
+        response_format's JSON is."""
+        xgrammar = _xgrammar()
+        grammar = xgrammar.Grammar
+
+        def literal(text: str) -> Any:  # a JSON string is an EBNF string literal here too
+            return grammar.from_ebnf("root ::= " + json.dumps(text, ensure_ascii=False))
+
+        def build(compiler: Any) -> Any:
+            each = [grammar.concat(*[part for part in (
+                literal(before) if before else None,
+                grammar.from_json_schema(json.dumps(schema, ensure_ascii=False),
+                                         any_whitespace=False, strict_mode=True),
+                literal(after) if after else None) if part is not None])
+                for before, schema, after in calls]
+            return compiler.compile_grammar(grammar.union(*each))
+
+        return self._compile(("call", calls), tokenizer, vocab_size, stop_ids,
+                             "tool_choice: these tools' parameters", build, xgrammar)
+
+    def _compile(self, what: tuple[str, Any], tokenizer: Any, vocab_size: int,
+                 stop_ids: list[int], named: str, build: Any, xgrammar: Any) -> Any:
+        """`build(compiler)` for this tokenizer, kept by `what`'s exact text: a bad request
+        (saying what `named` is) if xgrammar cannot use it."""
         key = (id(tokenizer), vocab_size, tuple(sorted(set(stop_ids))))
         compiler = self._compilers.get(key)
         if compiler is None:
             info = xgrammar.TokenizerInfo.from_huggingface(
                 tokenizer, vocab_size=vocab_size, stop_token_ids=list(key[2]) or None)
             compiler = self._compilers[key] = xgrammar.GrammarCompiler(info)
-        text = json.dumps(schema, ensure_ascii=False)
+        text = json.dumps(what, ensure_ascii=False)
         found = self._compiled.get((key, text))
         if found is not None:
             self._compiled.move_to_end((key, text))
             return found
         try:
-            # Compact JSON (no free whitespace: a small model otherwise pads it), and no
-            # property or item the schema does not name (OpenAI's strict structured output).
-            grammar = compiler.compile_json_schema(text, any_whitespace=False, strict_mode=True)
+            compiled = build(compiler)
         except Exception as exc:  # xgrammar's own message says what it cannot use
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise wp.WrapperError(wp.E_BAD_REQUEST, "response_format: this JSON schema "
-                                  f"cannot be used for constrained decoding: {first}") from exc
-        self._compiled[(key, text)] = grammar
+            raise wp.WrapperError(wp.E_BAD_REQUEST, f"{named} cannot be used for "
+                                  f"constrained decoding: {first}") from exc
+        self._compiled[(key, text)] = compiled
         while len(self._compiled) > MAX_COMPILED:
             self._compiled.popitem(last=False)
-        return grammar
+        return compiled
 
     def clear(self) -> None:
         """The model is unloaded: its tokenizers go."""

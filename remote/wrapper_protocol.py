@@ -20,8 +20,10 @@ from typing import Any
 #    log probabilities: /v1/completions) and done's `logprobs`.
 # 6: params `json_schema` (a reply held to a JSON schema: /v1's response_format); a chat's
 #    `fit` (drop_oldest: earliest turns left out of a prompt over the window) and done's
-#    `left_out` and `usage.context_window`; a chat's log probabilities also streamed, each
-#    delta's `logprobs` holding the tokens its text completed (done's are still whole).
+#    `left_out` and `usage.context_window`; params `force_tool_call` (a reply that is one
+#    call of the chat's tools: tool_choice required or named); a chat's log probabilities
+#    also streamed, each delta's `logprobs` holding the tokens its text completed (done's
+#    are still whole).
 PROTOCOL_VERSION = 6
 WRAPPER_VERSION = "0.6.1"
 
@@ -111,6 +113,10 @@ GEN_PARAM_TYPES: dict[str, tuple[type, ...]] = {
     # Version 6: the reply is JSON valid against this schema ({"type": "object"}: any
     # object, OpenAI's JSON mode), held to it token by token (xgrammar on the box).
     "json_schema": (dict,),
+    # Version 6: the reply is one call to one of the chat's tools, in the template's tool
+    # format, its arguments held to the tool's parameters (xgrammar): tool_choice required,
+    # or a named function (the gateway then offers that one alone).
+    "force_tool_call": (bool,),
 }
 # Parameters llamafactory-cli chat cannot take: refused in CLI mode (the gateway says so).
 SCRIPT_ONLY_PARAMS = ("seed", "presence_penalty", "frequency_penalty", "logit_bias", "min_p",

@@ -80,6 +80,12 @@ def test_any_conversation_becomes_turns_the_box_takes_or_a_400(messages, tools, 
             assert listed and all(set(call) == {"name", "arguments"} for call in listed)
     if request.tools is not None:
         assert wp.check_tools(request.tools) == request.tools
+    # A call is forced (the box holds the reply to one) exactly for `required` or a named
+    # function, and only with tools offered; the box takes the flag.
+    assert request.params.get("force_tool_call", False) is (
+        request.tools is not None and (tool_choice == "required" or isinstance(tool_choice,
+                                                                               dict)))
+    assert wp.check_params(request.params) == request.params
     if cli_mode:
         assert not request.continues
 

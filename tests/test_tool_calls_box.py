@@ -288,6 +288,61 @@ def test_langchain_structured_output_by_function_calling_is_the_tools_arguments(
         assert structured.invoke(case["question"]) == case["call"]["arguments"]
 
 
+def test_a_forced_call_is_held_to_the_template_format_and_the_tools_schema(
+        client, langchain_chat, trained):
+    """tool_choice `required` or naming a function forces a call (as vLLM does by structured
+    output): the box holds the reply to one call in the template's own tool format, its
+    arguments to the function's parameters (xgrammar). The words adapter, no tool-use
+    fine-tune, answers in words unforced and with a call forced; the tool
+    adapter, asked the weather with another tool offered too, calls the one named; and
+    LangChain's function-calling structured output works on a model never trained on it."""
+    ids = {m.id for m in client.models.list()}
+    words = next(i for i in ids if i.endswith("words"))
+    case = cases(trained, "words", calls=False)[0]
+    weather = tools_of(cases(trained, "tool", calls=True)[0])
+    # A closed set of values: a model that was never trained on a tool writes a free
+    # string on and on (held to JSON, but not to any length).
+    clock = {"type": "function", "function": {
+        "name": "get_time", "description": "The time in a time zone.",
+        "parameters": {"type": "object", "properties": {
+            "zone": {"type": "string", "enum": ["UTC", "CET", "EST"]}}, "required": ["zone"]}}}
+    for stream in (False, True):
+        asked = {"model": words, "messages": case["messages"], "tools": [clock], **GREEDY}
+        plain = client.chat.completions.create(**asked)
+        assert plain.choices[0].message.tool_calls is None  # words (noisy: tools offered)
+        forced = reply_of(client, stream, **asked, tool_choice="required")
+        assert forced["finish_reason"] == "tool_calls", forced
+        [(name, arguments)] = forced["calls"]
+        assert name == "get_time" and arguments["zone"] in ("UTC", "CET", "EST")
+        assert set(arguments) == {"zone"}, arguments
+    question = cases(trained, "tool", calls=True)[0]["messages"]
+    named = reply_of(client, False, model="default", messages=question,
+                     tools=[*weather, clock], **GREEDY,
+                     tool_choice={"type": "function", "function": {"name": "get_time"}})
+    assert named["finish_reason"] == "tool_calls"
+    assert [name for name, _ in named["calls"]] == ["get_time"]
+    assert named["calls"][0][1]["zone"] in ("UTC", "CET", "EST")
+    pick = {"name": "pick", "description": "Pick a color and a count.",
+            "parameters": Pick.model_json_schema()}
+    picked = langchain_chat.bind(model=words).with_structured_output(
+        pick, method="function_calling").invoke("Pick one.")
+    assert Pick.model_validate(picked)
+
+
+def reply_of(client, stream: bool, **request) -> dict:
+    """A chat completion's finish reason and calls ((name, arguments), in order), whole or
+    streamed."""
+    if not stream:
+        choice = client.chat.completions.create(**request).choices[0]
+        return {"finish_reason": choice.finish_reason,
+                "calls": [(c.function.name, json.loads(c.function.arguments))
+                          for c in choice.message.tool_calls or []]}
+    chunks = [c for c in client.chat.completions.create(**request, stream=True) if c.choices]
+    return {"finish_reason": chunks[-1].choices[0].finish_reason,
+            "calls": [(d.function.name, json.loads(d.function.arguments))
+                      for c in chunks for d in c.choices[0].delta.tool_calls or []]}
+
+
 def test_completions_continue_raw_text_and_score_it_for_harnesses(client, gateway):
     """/v1/completions over the real path (issue 25, item 4): raw text continued with no
     template, as vLLM serves it. lm-eval's loglikelihood request (token ids, echo,

@@ -370,6 +370,57 @@ def test_the_counted_bound_is_never_below_the_prompt_the_template_builds(box_pyt
     assert json.loads(done.stdout.splitlines()[-1]) >= 0
 
 
+FORCED_LAYOUTS = """
+import json, re, sys
+sys.path.insert(0, sys.argv[1])
+from chat_inference import forced_call_layouts
+from llamafactory.data.template import TEMPLATES
+tools = [{"name": "get_time", "parameters": {"type": "object"}},
+         {"name": "lookup_city_2", "description": "another"}]
+arguments = {"zone": "UTC", "n": [1, 2]}
+held, kept = [], []
+for name, template in sorted(TEMPLATES.items()):
+    try:  # the wrapper adds the tokenizer's end-of-text, which this formatter writes as text
+        shown = "".join(s for s in template.format_function.apply(content=json.dumps(
+            [{"name": "x", "arguments": {}}])) if isinstance(s, str))
+    except Exception:
+        shown = ""
+    ends = [*template.stop_words, *re.findall(r"<\\|[A-Za-z_]+\\|>", shown)]
+    layouts = forced_call_layouts(template, tools, ends)
+    if layouts is None:
+        kept.append(name)
+        continue
+    held.append(name)
+    for tool, (before, schema, after) in zip(tools, layouts, strict=True):
+        slots = template.format_function.apply(content=json.dumps(
+            [{"name": tool["name"], "arguments": arguments}], ensure_ascii=False))
+        text = "".join(s for s in slots[:next((i for i, s in enumerate(slots)
+                                               if not isinstance(s, str)), len(slots))])
+        call = before + json.dumps(arguments, ensure_ascii=False) + after
+        assert text.startswith(call), (name, text, call)
+        found = template.extract_tool(call)
+        assert isinstance(found, list) and found[0].name == tool["name"], (name, call, found)
+print(json.dumps({"held": held, "kept": kept}))
+"""
+
+
+def test_a_forced_call_has_every_template_s_own_tool_format(box_python):
+    """tool_choice required or named holds a reply to one call as the template writes it
+    (forced_call_layouts): for every template of the box's LlamaFactory, the text around
+    the arguments is what its formatter writes for those arguments, and its own parser
+    reads the call back; a template whose format cannot be
+    held so is left to offer the tools only (the turn says so)."""
+    done = subprocess.run([box_python, "-c", FORCED_LAYOUTS, str(ROOT / "remote")],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.splitlines()[-1])
+    print(found)
+    # Those kept (LlamaFactory 0.9.5) write calls as XML (qwen3_5, glm4_7) or their parser
+    # does not read their formatter's text back (mistral): offered, not forced.
+    assert {"qwen", "qwen3", "llama3", "llama4", "default", "glm4", "gemma3",
+            "deepseek3"} <= set(found["held"])
+
+
 def test_sampling_parameters_reach_the_real_model(spare, tiny):
     """Through the wrapper and the real model: a logit_bias of 100 makes every greedy token
     the one it names; a frequency penalty changes a greedy reply that repeats itself; an id

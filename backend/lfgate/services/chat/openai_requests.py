@@ -190,16 +190,17 @@ def _joined(before: dict[str, str], role: str, text: str) -> dict[str, str]:
     return {"role": before["role"], "content": f"{before['content']}{separator}{text}"}
 
 
-def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, bool]:
-    """The function definitions the model is offered, after tool_choice: `none` offers none
-    (the model does not see them), a named function offers that one alone; `auto` and
-    `required` offer them all. The Hugging Face engine cannot force a call: `required` and a
-    named function are honoured as far as the model follows them (docs/openai.md)."""
+def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, bool, bool]:
+    """The function definitions the model is offered, after tool_choice, whether calls may
+    come in parallel, and whether the reply must be a call: `none` offers none (the model
+    does not see them), a named function offers that one alone and forces a call to it,
+    `required` offers them all and forces a call to one, `auto` offers them all. A forced
+    call is held to the template's tool format on the box (xgrammar, script mode)."""
     tools = body.get("tools")
     if tools is None or tools == []:
         if body.get("tool_choice") not in (None, "none", "auto"):
             raise BadParameter("tool_choice needs tools", param="tool_choice")
-        return None, True
+        return None, True, False
     if not isinstance(tools, list) or len(tools) > wp.MAX_TOOLS:
         raise BadParameter(f"tools must be a list of at most {wp.MAX_TOOLS} tools",
                            param="tools")
@@ -226,9 +227,7 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, bool]:
         raise BadParameter("parallel_tool_calls must be true or false",
                            param="parallel_tool_calls")
     if choice in (None, "auto", "required"):
-        if choice == "required":
-            logger.info("/v1: tool_choice=required: the tools are offered; the Hugging Face "
-                        "engine cannot force a call")
+        pass
     elif choice == "none":
         functions = []
     elif isinstance(choice, dict) and choice.get("type") == "function" \
@@ -245,7 +244,8 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, bool]:
     if len(json.dumps(functions, ensure_ascii=False)) > wp.MAX_TOOLS_CHARS:
         raise BadParameter(f"tools are over {wp.MAX_TOOLS_CHARS} characters as JSON",
                            param="tools")
-    return functions or None, parallel is not False
+    return functions or None, parallel is not False, bool(functions) and choice not in (
+        None, "auto", "none")
 
 
 def _stop(value: Any) -> list[str] | None:
@@ -335,7 +335,7 @@ def turn_request(body: dict[str, Any], known: set[str], *, cli_mode: bool) -> Tu
                            "supported in CLI mode (llamafactory-cli chat answers typed "
                            "messages); CHAT_MODE=script continues it", param="messages",
                            code="unsupported_parameter")
-    tools, parallel = _tools(body)
+    tools, parallel, forced = _tools(body)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     params: dict[str, Any] = {
         "temperature": body.get("temperature"), "top_p": body.get("top_p"),
@@ -349,6 +349,7 @@ def turn_request(body: dict[str, Any], known: set[str], *, cli_mode: bool) -> Tu
         # The box's `logprobs`: alternatives per token (0: the chosen token's alone).
         "logprobs": (body.get("top_logprobs") or 0) if body.get("logprobs") else None,
         "json_schema": response_schema(body.get("response_format"), cli_mode=cli_mode),
+        "force_tool_call": forced or None,
     }
     return TurnRequest(body["model"], messages,
                        {key: value for key, value in params.items() if value is not None},
