@@ -98,7 +98,20 @@ class Terminal:
         code = self._process.poll()
         if code is not None:
             return f"--- it exited with status {code}"
-        return f"{self._wiring()}\n{self._stacks()}"
+        return f"{self._wiring()}\n{self._stacks()}\n{self._resumed()}"
+
+    def _resumed(self) -> str:
+        """Whether its output was held by the terminal (flow control: output stopped, as
+        after a ^S): resume it and say what then arrives within a second."""
+        try:
+            termios.tcflow(self._child_end, termios.TCOON)
+        except OSError as exc:
+            return f"--- output resumed: {exc}"
+        before = len(self.shown)
+        self._read(time.monotonic() + 1.0)
+        came = self.shown[before:]
+        return (f"--- after resuming its output (TCOON), it showed: {came[-500:]!r}" if came
+                else "--- resuming its output (TCOON) brought nothing")
 
     def _wiring(self) -> str:
         """The terminal as the program and this end see it: which pty each of its first
