@@ -22,8 +22,8 @@ from typing import Any
 import wrapper_protocol as wp
 
 MAX_COMPILED = 32  # schemas kept compiled, the most recently used
-INSTALL_HINT = ("response_format needs xgrammar in the box's Python, for constrained "
-                "decoding: pip install xgrammar")
+INSTALL_HINT = ("response_format, and tool_choice required or named, need xgrammar in the "
+                "box's Python, for constrained decoding: pip install xgrammar")
 
 
 def _xgrammar() -> Any:
