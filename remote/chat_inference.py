@@ -119,7 +119,7 @@ def tool_call_marker(template: Any) -> str:
     return prefix.strip()
 
 
-_PROBE_ARGUMENTS = {"lfgate_probe_key": "lfgate_probe_value"}
+_PROBE_ARGUMENTS = {"tool_call_probe_key": "tool_call_probe_value"}
 
 
 def forced_call_layouts(template: Any, functions: list[dict[str, Any]], ends: list[str]
