@@ -110,8 +110,34 @@ class Terminal:
         before = len(self.shown)
         self._read(time.monotonic() + 1.0)
         came = self.shown[before:]
-        return (f"--- after resuming its output (TCOON), it showed: {came[-500:]!r}" if came
+        said = (f"--- after resuming its output (TCOON), it showed: {came[-500:]!r}" if came
                 else "--- resuming its output (TCOON) brought nothing")
+        return f"{said}\n{self._same_pty()}"
+
+    def _same_pty(self) -> str:
+        """Whether the program's stdout is this very pty (the same device and inode on the
+        same devpts mount, not only the same name), and whether bytes written to its end
+        here reach this end: the pty pair itself works, or it does not."""
+        facts = []
+        for label, path in (("its fd 1", f"/proc/{self.pid}/fdinfo/1"),
+                            ("this process's slave", f"/proc/self/fdinfo/{self._child_end}")):
+            try:
+                info = dict(line.split(":\t", 1) for line in
+                            Path(path).read_text().splitlines() if ":\t" in line)
+                stat = os.stat(f"/proc/{self.pid}/fd/1") if label == "its fd 1" \
+                    else os.fstat(self._child_end)
+                facts.append(f"{label}: mnt_id {info.get('mnt_id')}, device {stat.st_rdev}, "
+                             f"inode {stat.st_ino}")
+            except OSError as exc:
+                facts.append(f"{label}: {exc}")
+        before = len(self.shown)
+        try:
+            os.write(self._child_end, b"[written to the slave here]")
+        except OSError as exc:
+            facts.append(f"writing to the slave: {exc}")
+        self._read(time.monotonic() + 1.0)
+        facts.append(f"then this end read: {self.shown[before:][-200:]!r}")
+        return "--- the pty itself: " + "; ".join(facts)
 
     def _wiring(self) -> str:
         """The terminal as the program and this end see it: which pty each of its first
