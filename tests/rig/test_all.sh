@@ -11,10 +11,10 @@ py=$1
 log="$(mktemp)"
 # One process by default (about 30 min of pytest here). LFGATE_TEST_WORKERS=2 runs two
 # pytest-xdist workers, each test file on one of them so a module's shared fixtures start once
-# (18-20 min; the machine has two cores, and more workers only contend for them). Two workers
+# (18-21 min; the machine has two cores, and more workers only contend for them). Two workers
 # were the default for one commit: the next fresh-clone run on them failed twice, once on a
 # test race fixed since, and once on the terminal test whose program's output never reached
-# its pty (seen twice, both times on two workers; not yet understood). So one process again,
+# its pty (seen five times, always on two workers; not yet understood). So one process again,
 # until three runs in a row on two workers are green. Per-test times in build/junit.xml; ends
 # with the 15 slowest tests.
 "$py" -m pytest -ra -n "${LFGATE_TEST_WORKERS:-0}" --dist loadfile --durations=15 \
