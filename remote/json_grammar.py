@@ -46,14 +46,13 @@ class JsonGrammars:
     def compiled(self, schema: dict[str, Any], tokenizer: Any, vocab_size: int,
                  stop_ids: list[int]) -> Any:
         """The schema compiled for this tokenizer: a bad request if xgrammar cannot use it."""
-        xgrammar = _xgrammar()
         # Compact JSON (no free whitespace: a small model otherwise pads it), and no property
         # or item the schema does not name (OpenAI's strict structured output).
         return self._compile(
             ("schema", schema), tokenizer, vocab_size, stop_ids, "response_format: this JSON "
             "schema", lambda compiler: compiler.compile_json_schema(
                 json.dumps(schema, ensure_ascii=False), any_whitespace=False,
-                strict_mode=True), xgrammar)
+                strict_mode=True))
 
     def compiled_call(self, calls: list[tuple[str, dict[str, Any], str]], tokenizer: Any,
                       vocab_size: int, stop_ids: list[int]) -> Any:
@@ -62,8 +61,7 @@ class JsonGrammars:
         the format writes before its arguments (the function's name is in it), their JSON
         schema, and the text after them. The arguments are held to the schema as a
         response_format's JSON is."""
-        xgrammar = _xgrammar()
-        grammar = xgrammar.Grammar
+        grammar = _xgrammar().Grammar
 
         def literal(text: str) -> Any:  # a JSON string is an EBNF string literal here too
             return grammar.from_ebnf("root ::= " + json.dumps(text, ensure_ascii=False))
@@ -78,12 +76,14 @@ class JsonGrammars:
             return compiler.compile_grammar(grammar.union(*each))
 
         return self._compile(("call", calls), tokenizer, vocab_size, stop_ids,
-                             "tool_choice: these tools' parameters", build, xgrammar)
+                             "tool_choice: these tools' parameters", build)
 
     def _compile(self, what: tuple[str, Any], tokenizer: Any, vocab_size: int,
-                 stop_ids: list[int], named: str, build: Any, xgrammar: Any) -> Any:
+                 stop_ids: list[int], named: str, build: Any) -> Any:
         """`build(compiler)` for this tokenizer, kept by `what`'s exact text: a bad request
-        (saying what `named` is) if xgrammar cannot use it."""
+        (saying what `named` is) if xgrammar cannot use it (not_supported if the box has no
+        xgrammar)."""
+        xgrammar = _xgrammar()
         key = (id(tokenizer), vocab_size, tuple(sorted(set(stop_ids))))
         compiler = self._compilers.get(key)
         if compiler is None:

@@ -226,9 +226,8 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, bool, boo
     if parallel is not None and not isinstance(parallel, bool):
         raise BadParameter("parallel_tool_calls must be true or false",
                            param="parallel_tool_calls")
-    if choice in (None, "auto", "required"):
-        pass
-    elif choice == "none":
+    forced = choice == "required"
+    if choice == "none":
         functions = []
     elif isinstance(choice, dict) and choice.get("type") == "function" \
             and isinstance(choice.get("function"), dict):
@@ -237,15 +236,15 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, bool, boo
         if not functions:
             raise BadParameter(f"tool_choice names {wanted!r}, which is not in tools",
                                param="tool_choice")
-    else:
+        forced = True
+    elif choice not in (None, "auto", "required"):
         raise BadParameter("tool_choice must be none, auto, required or "
                            "{\"type\": \"function\", \"function\": {\"name\": ...}}",
                            param="tool_choice")
     if len(json.dumps(functions, ensure_ascii=False)) > wp.MAX_TOOLS_CHARS:
         raise BadParameter(f"tools are over {wp.MAX_TOOLS_CHARS} characters as JSON",
                            param="tools")
-    return functions or None, parallel is not False, bool(functions) and choice not in (
-        None, "auto", "none")
+    return functions or None, parallel is not False, forced
 
 
 def _stop(value: Any) -> list[str] | None:
