@@ -86,8 +86,8 @@ function App({ onLogout }) {
     doctor.start(box);
     history.replaceState(null, "", "#/doctor");
   };
-  const { chatList, listError, setListError, query, setQuery, archived, setArchived,
-    refreshList } = useChatList();
+  const { chatList, listError, dismissError, setActionError, query, setQuery, archived,
+    setArchived, refreshList } = useChatList();
   const [chatId, setChatId] = useState(() => routeFromHash().chatId);
   const [page, setPage] = useState(() => routeFromHash().page);
   const [runId, setRunId] = useState(() => routeFromHash().runId);
@@ -424,23 +424,24 @@ function App({ onLogout }) {
     try {
       data = JSON.parse(await file.text());
     } catch {
-      setListError(`${file.name} is not JSON; export a chat as .json to import it`);
+      setActionError(`${file.name} is not JSON; export a chat as .json to import it`);
       return;
     }
     try {
       const created = await chats.importJson(data);
-      setListError(null);
+      setActionError(null);
       await refreshList();
       selectChat(created);
     } catch (error) {
-      setListError(`${file.name}: ${error.message}`);
+      setActionError(`${file.name}: ${error.message}`);
     }
   };
   const sidebarAction = (fn) => async (item, ...args) => {
     try {
       await fn(item, ...args);
+      setActionError(null);
     } catch (error) {
-      setListError(error.message);
+      setActionError(error.message);
     }
     refreshList();
   };
@@ -536,7 +537,7 @@ function App({ onLogout }) {
       archived=${archived} onShowArchived=${setArchived} onNew=${newChat} open=${sidebarOpen}
       onCompare=${() => openPage("compare")} onLeaderboard=${() => openPage("leaderboard")}
       onSets=${() => openPage("sets")} onDoctor=${() => openPage("doctor")}
-      listError=${listError} onSelect=${selectChat} onRename=${renameChat}
+      listError=${listError} onDismissError=${dismissError} onSelect=${selectChat} onRename=${renameChat}
       onArchive=${archiveChat} onDelete=${deleteChat} onImport=${importChat}
       onLogout=${healthInfo?.auth ? onLogout : null} />
     ${sidebarOpen && html`<div class="scrim" onClick=${() => setSidebarOpen(false)}></div>`}

@@ -10,7 +10,7 @@ import signal
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.gateway_process import GatewayProcess
 from tests.rig.waiting import wait_until
@@ -343,15 +343,52 @@ def test_import_a_chat_from_json_and_refuse_a_bad_file(page: Page, scripted_gate
     good.write_text(exported)
     bad = tmp_path / "notes.json"
     bad.write_text('{"format": "something else"}')
+    # The page's first load of the chat list is held until the refused import has shown its
+    # error: a list load that ends after an action's error must not wipe it (it once did,
+    # when a slow first load raced the import).
+    held: list[Route] = []
+
+    def chat_list(url: str) -> bool:
+        return "/api/chats?" in url
+
+    page.route(chat_list, lambda route: held.append(route))
     open_page(page, scripted_gateway)
+    # (Playwright calls route handlers only while the test is in one of its calls.)
+    wait_until(lambda: page.wait_for_timeout(20) or held,
+               what="the page's first load of the chat list")
     chooser = page.locator("input[aria-label='Chat file to import']")
     chooser.set_input_files(str(bad))
-    expect(page.locator(".sidebar .notice.error")).to_contain_text("notes.json")
+    error = page.locator(".sidebar .notice.error")
+    expect(error).to_contain_text("notes.json")
+    for route in held:
+        route.continue_()
+    page.unroute(chat_list)
     expect(page.locator(".chat-link")).to_have_count(1)  # nothing was created
+    expect(error).to_contain_text("notes.json")  # the list has loaded, the error stays
     chooser.set_input_files(str(good))
     expect(page.locator(".chat-link")).to_have_count(2)
     expect(page.locator(".user-text")).to_have_text(["exported words"])
     assert current_chat(page, scripted_gateway)["id"] != chat_id
+
+
+def test_a_refused_sidebar_action_stays_said_until_dismissed(page: Page,
+                                                             scripted_gateway) -> None:
+    """Archiving a chat deleted meanwhile (by another tab) is refused: the error stays in
+    the sidebar after the list has reloaded without that chat, until dismissed."""
+    scripted_gateway.chat({"message": "gone elsewhere"})
+    chat_id = scripted_gateway.http.get("/api/chats").json()["chats"][0]["id"]
+    open_page(page, scripted_gateway)
+    expect(page.locator(".chat-link")).to_have_count(1)
+    assert scripted_gateway.http.delete(f"/api/chats/{chat_id}").status_code == 204
+    page.locator("button[aria-label='Archive gone elsewhere']").click()
+    error = page.locator(".sidebar .notice.error")
+    expect(error).to_be_visible()
+    expect(page.locator(".chat-link")).to_have_count(0)  # the list has reloaded
+    expect(error).to_be_visible()
+    assert "No chats yet." not in page.locator(".sidebar").inner_text()
+    error.locator("button[aria-label='Dismiss this error']").click()
+    expect(error).to_have_count(0)
+    expect(page.locator(".sidebar .empty-list")).to_have_text("No chats yet.")
 
 
 def test_shortcut_for_a_new_chat_and_the_scroll_to_bottom_button(page: Page,

@@ -211,6 +211,18 @@ def test_a_file_with_references_is_added_and_a_bad_one_names_its_line(page: Page
     assert page.js_errors == ["console.error: Failed to load resource: the server responded "
                               "with a status of 400 (Bad Request)"]
 
+    # Deleted elsewhere meanwhile (another tab): the refused delete is said, and stays said
+    # once the list has reloaded without the set (a reload once wiped it at once).
+    assert gateway.http.delete(f"/api/prompt-sets/{stored['id']}").status_code == 204
+    kept = set_item(page, "eval.jsonl")
+    kept.get_by_role("button", name="Delete eval.jsonl").click()
+    kept.locator("[role='alertdialog']").get_by_role("button", name="Delete").click()
+    refused = page.locator("main[aria-label='Prompt sets'] .board-inner > .notice.error")
+    expect(refused).to_be_visible()
+    expect(page.locator(".set-item")).to_have_count(0)  # the list has reloaded
+    expect(page.locator(".board-empty")).to_be_visible()
+    expect(refused).to_be_visible()
+
 
 def test_a_run_over_three_models_fills_the_table_with_scores_and_a_chart(
         page: Page, gateway) -> None:

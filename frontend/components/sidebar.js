@@ -60,7 +60,7 @@ function ChatItem({ chat, current, onSelect, onRename, onArchive, onDelete }) {
 }
 
 export function Sidebar({ chats, currentId, page, query, onQuery, archived, onShowArchived, onNew,
-  onCompare, onLeaderboard, onSets, onDoctor, onImport, onLogout, open, listError, ...actions }) {
+  onCompare, onLeaderboard, onSets, onDoctor, onImport, onLogout, open, listError, onDismissError, ...actions }) {
   const picker = useRef(null);
   const groups = groupByDay(chats);
   const empty = query ? "No chat matches your search." : archived ? "No archived chats." : "No chats yet.";
@@ -88,7 +88,9 @@ export function Sidebar({ chats, currentId, page, query, onQuery, archived, onSh
     <button type="button" class="link-btn" aria-pressed=${archived ? "true" : "false"}
       onClick=${() => onShowArchived(!archived)}>${archived ? "← All chats" : "Archived chats"}</button>
     <div class="chat-list">
-      ${listError && html`<p class="notice error" role="alert">${listError}</p>`}
+      ${listError && html`<p class="notice error list-error" role="alert">${listError}
+        ${onDismissError && html`<button type="button" class="link-btn dismiss"
+          aria-label="Dismiss this error" onClick=${onDismissError}>✕</button>`}</p>`}
       ${!listError && chats.length === 0 && html`<p class="empty-list">${empty}</p>`}
       ${groups.map(([label, items]) => html`<section key=${label} class="day">
         <h2>${label}</h2>

@@ -21,7 +21,11 @@ export const scoreText = (value) => (value == null ? "–" : value.toFixed(1));
 export function usePromptSets() {
   const [sets, setSets] = useState(null); // null until the first answer
   const [runs, setRuns] = useState([]);
-  const [error, setError] = useState(null);
+  // The lists' own error (the next load that works clears it) apart from a refused delete's
+  // (it stays until the next delete): the reload after a refused delete, and the reloads
+  // while a run goes, wiped a shared one before it could be read.
+  const [loadError, setLoadError] = useState(null);
+  const [actionError, setActionError] = useState(null);
   const live = useRef(true);
   const refresh = async () => {
     try {
@@ -29,9 +33,9 @@ export function usePromptSets() {
       if (!live.current) return;
       setSets(setList.sets);
       setRuns(runList.runs);
-      setError(null);
+      setLoadError(null);
     } catch (failure) {
-      if (live.current) setError(failure.message);
+      if (live.current) setLoadError(failure.message);
     }
   };
   useEffect(() => {
@@ -54,14 +58,15 @@ export function usePromptSets() {
   const remove = async (setId) => {
     try {
       await promptSets.remove(setId);
+      setActionError(null);
     } catch (failure) {
-      setError(failure.message);
+      setActionError(failure.message);
     }
     await refresh();
   };
   /** Start a run: {models, params}; the run it made. */
   const start = (setId, body) => promptSets.start(setId, body);
-  return { sets, runs, error, add, remove, start, refresh };
+  return { sets, runs, error: actionError || loadError, add, remove, start, refresh };
 }
 
 /** A cell event's cell into the run: `running` events carry only the cell's status. */
