@@ -459,4 +459,4 @@ def _how_it_ended(child: Any) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(wrapper_serve.main(CliEngine))
+    wrapper_serve.run_and_exit(CliEngine)

@@ -1181,4 +1181,4 @@ class ScriptEngine:
 
 
 if __name__ == "__main__":
-    sys.exit(wrapper_serve.main(ScriptEngine))
+    wrapper_serve.run_and_exit(ScriptEngine)

@@ -10,6 +10,7 @@ that outlives it); a reader thread takes stdin so `cancel` and `ping` are seen m
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import platform
@@ -21,9 +22,10 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import IO, Any, NamedTuple, Protocol
+from typing import IO, Any, NamedTuple, NoReturn, Protocol
 
 import wrapper_protocol as wp
 
@@ -922,17 +924,49 @@ def main(engine_factory: Callable[[], ChatEngine], argv: list[str] | None = None
         print(USAGE.format(prog=prog), file=sys.stderr)
         return 2
     out = claim_stdout()
-    engine = engine_factory()
-    if args[0] != "--serve":
-        return run_once(engine, args[0], out)
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    signal.signal(signal.SIGHUP, _exit_on_signal)
-    server = WrapperServer(engine, Wire(out), sys.stdin.buffer)
     try:
-        server.run()
-    finally:
+        engine = engine_factory()
+        if args[0] != "--serve":
+            return run_once(engine, args[0], out)
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+        signal.signal(signal.SIGHUP, _exit_on_signal)
+        server = WrapperServer(engine, Wire(out), sys.stdin.buffer)
         try:
-            server.stop()
-        finally:  # the engine's child and temp files go whatever stop() met
-            engine.unload()
-    return 0
+            server.run()
+        finally:
+            try:
+                server.stop()
+            finally:  # the engine's child and temp files go whatever stop() met
+                engine.unload()
+        return 0
+    finally:
+        with contextlib.suppress(OSError, ValueError):  # a reader gone: nothing to flush to
+            out.flush()
+
+
+def run_and_exit(engine_factory: Callable[[], ChatEngine]) -> NoReturn:
+    """`main`, then the end of the process with its status, without Python's finalization.
+
+    Why: a daemon thread still inside a native call when the interpreter finalizes (the
+    thread LlamaFactory starts for `generate`, finishing its last step on a busy machine) is
+    ended by pthread_exit as it takes the GIL back, and unwinding torch's C++ frames that way
+    aborts the process ("terminate called without an active exception", SIGABRT) after its
+    answer was written: a one-shot job that succeeded exited -6. Nothing is skipped that the
+    wrapper needs: main's own cleanup has run (the engine unloaded, its child ended, the
+    protocol stream flushed), then the atexit callbacks run here (the paths' alias folder),
+    then stderr is flushed. An exception out of main is printed as Python prints it, status
+    1; SystemExit (a signal, see _exit_on_signal) keeps its code."""
+    try:
+        status = main(engine_factory)
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+    except BaseException:  # as the interpreter would: the traceback, then status 1
+        traceback.print_exc()
+        status = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(status)

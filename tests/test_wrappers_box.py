@@ -664,6 +664,50 @@ def test_one_shot_prints_exactly_one_json_object(box_python, tiny, mode):
     assert json.loads(piped.stdout) == reply  # greedy: the same reply
 
 
+# A wrapper's end while a daemon thread is still inside torch (as generate's thread can be,
+# finishing its last step on a busy machine): `ending` is how the wrapper's program ends.
+# Here main() returns at once (no job: the usage, status 2), with two such threads running and
+# an atexit callback registered.
+TORCH_AT_EXIT = """
+import atexit, sys, threading
+import torch
+sys.path.insert(0, sys.argv[1])
+import wrapper_serve
+a = torch.randn(300, 300)
+def spin():
+    while True:
+        torch.mm(a, a)
+for _ in range(2):
+    threading.Thread(target=spin, daemon=True).start()
+atexit.register(print, "atexit ran", file=sys.stderr)
+sys.argv = ["wrapper"]
+if {ending!r} == "run_and_exit":
+    wrapper_serve.run_and_exit(lambda: None)
+sys.exit(wrapper_serve.main(lambda: None))
+"""
+
+
+def test_a_wrapper_ends_with_its_status_while_a_thread_is_inside_torch(box_python):
+    """Python's finalization ends such a thread as it takes the GIL back, and unwinding
+    torch's C++ frames that way aborts the process (SIGABRT, "terminate called without an
+    active exception"): a one-shot job that had printed its answer once exited -6 in a full
+    run. The wrappers end by run_and_exit, past finalization; the plain ending (the control)
+    shows the abort is real here."""
+    def ending(how: str) -> subprocess.CompletedProcess:
+        return subprocess.run([box_python, "-c", TORCH_AT_EXIT.replace("{ending!r}", repr(how)),
+                               str(ROOT / "remote")],
+                              capture_output=True, text=True, timeout=120, check=False)
+    ours = [ending("run_and_exit") for _ in range(3)]
+    for done in ours:
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert "usage:" in done.stderr and "atexit ran" in done.stderr
+        assert "terminate called" not in done.stderr
+    control = [ending("sys.exit") for _ in range(3)]
+    assert any(done.returncode == -signal.SIGABRT for done in control), (
+        "the plain ending no longer aborts here: the condition this test guards is gone",
+        [(done.returncode, done.stderr[-300:]) for done in control])
+
+
 @pytest.mark.parametrize("mode", ["cli", "script"])
 def test_one_shot_error_is_json_with_nonzero_exit(box_python, tiny, mode):
     job = model_spec(tiny) | {"base_model_path": "/nonexistent/model", "message": "hi"}
