@@ -144,6 +144,14 @@ def failed(result: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(f["section"], f["name"]): f for f in result["findings"] if f["status"] == "fail"}
 
 
+def assert_failed(result: dict[str, Any], expected: set[tuple[str, str]]) -> None:
+    """The checks that failed are `expected`; else what each failed check found, and why."""
+    failures = failed(result)
+    assert set(failures) == expected, "\n".join(
+        f"{section} / {name}: {f['found']} (fix: {f.get('fix')})"
+        for (section, name), f in failures.items())
+
+
 def finding(result: dict[str, Any], section: str, name: str) -> dict[str, Any]:
     return next(f for f in result["findings"] if (f["section"], f["name"]) == (section, name))
 
@@ -331,7 +339,7 @@ def wrong_conda_env(run: Ahead) -> list[dict[str, str]]:
 @ahead(wrong_conda_env)
 def test_a_wrong_conda_env_names_the_envs_there_are(ran):
     [result] = ran.reports
-    assert set(failed(result)) == {("Remote shell", "conda"), ("Smoke chat", "chat")}
+    assert_failed(result, {("Remote shell", "conda"), ("Smoke chat", "chat")})
     conda = failed(result)[("Remote shell", "conda")]
     assert "has no environment 'lf-typo' (it has: base, lf, qwen)" in conda["found"]
     assert "Set CONDA_ENV to one of those" in conda["fix"]
@@ -355,7 +363,7 @@ def cli_only_an_interactive_login_finds(run: Ahead) -> list[dict[str, str]]:
 def test_a_cli_only_an_interactive_login_finds_is_found_and_fixed(ran, box_python):
     venv_bin = Path(box_python).parent
     result, fixed = ran.reports
-    assert set(failed(result)) == {("LlamaFactory", "llamafactory-cli"), ("Smoke chat", "chat")}
+    assert_failed(result, {("LlamaFactory", "llamafactory-cli"), ("Smoke chat", "chat")})
     cli = failed(result)[("LlamaFactory", "llamafactory-cli")]
     real_cli = str(venv_bin / "llamafactory-cli")
     assert f"found by an interactive login ({real_cli})" in cli["found"]
@@ -371,7 +379,7 @@ def test_a_cli_only_an_interactive_login_finds_is_found_and_fixed(ran, box_pytho
 def test_a_missing_work_dir(ran):
     [result] = ran.reports
     where = ran.values[0]["REMOTE_WORK_DIR"]
-    assert set(failed(result)) == {("Remote shell", "work dir"), ("Smoke chat", "chat")}
+    assert_failed(result, {("Remote shell", "work dir"), ("Smoke chat", "chat")})
     work = failed(result)[("Remote shell", "work dir")]
     assert work["found"] == f"REMOTE_WORK_DIR {where} does not exist on the box"
     assert f"`mkdir -p {where}` on the box" in work["fix"]
@@ -387,7 +395,7 @@ def read_only_work_dir(run: Ahead) -> list[dict[str, str]]:
 def test_a_read_only_work_dir(ran):
     [result] = ran.reports
     read_only = ran.values[0]["REMOTE_WORK_DIR"]
-    assert set(failed(result)) == {("Remote shell", "work dir")}
+    assert_failed(result, {("Remote shell", "work dir")})
     work = failed(result)[("Remote shell", "work dir")]
     assert work["found"] == f"REMOTE_WORK_DIR {read_only} is not writable by the SSH user"
     assert "chown" in work["fix"]
@@ -398,7 +406,7 @@ def test_a_read_only_work_dir(ran):
 def test_a_missing_model(ran):
     [result] = ran.reports
     where = ran.values[0]["BASE_MODEL_PATH"]
-    assert set(failed(result)) == {("Models", "base"), ("Smoke chat", "chat")}
+    assert_failed(result, {("Models", "base"), ("Smoke chat", "chat")})
     base = failed(result)[("Models", "base")]
     assert base["found"] == f"BASE_MODEL_PATH {where} does not exist on the box"
     assert "Set BASE_MODEL_PATH to the model folder on the box" in base["fix"]
@@ -408,7 +416,7 @@ def test_a_missing_model(ran):
 def test_a_missing_adapter(ran):
     [result] = ran.reports
     where = ran.values[0]["ADAPTER_PATH"]
-    assert set(failed(result)) == {("Models", "adapter"), ("Smoke chat", "chat")}
+    assert_failed(result, {("Models", "adapter"), ("Smoke chat", "chat")})
     adapter = failed(result)[("Models", "adapter")]
     assert adapter["found"] == f"ADAPTER_PATH {where} does not exist on the box"
     assert "Set ADAPTER_PATH to a run or checkpoint folder" in adapter["fix"]
@@ -417,7 +425,7 @@ def test_a_missing_adapter(ran):
 @ahead(lambda run: [{**run.good, "TEMPLATE": "default"}])
 def test_a_template_other_than_the_training_one(ran):
     [result] = ran.reports
-    assert set(failed(result)) == {("Models", "template")}
+    assert_failed(result, {("Models", "template")})
     template = failed(result)[("Models", "template")]
     assert "was trained with template 'qwen', but TEMPLATE=default" in template["found"]
     assert template["fix"] == "Set TEMPLATE=qwen in .env."
@@ -426,7 +434,7 @@ def test_a_template_other_than_the_training_one(ran):
 async def test_an_unreachable_host(good_env, tmp_path, monkeypatch):
     port = free_port()
     result = await doctor(tmp_path, monkeypatch, {**good_env, "SSH_PORT": str(port)})
-    assert set(failed(result)) == {("SSH", "TCP")}
+    assert_failed(result, {("SSH", "TCP")})
     tcp = failed(result)[("SSH", "TCP")]
     assert tcp["found"].startswith(f"cannot reach 127.0.0.1:{port}")
     assert "SSH_PORT" in tcp["fix"]
@@ -439,7 +447,7 @@ async def test_a_changed_host_key(good_env, doctor_box, tmp_path, monkeypatch):
     key_type, key = keygen(tmp_path / "other").split()[:2]
     other.write_text(f"[127.0.0.1]:{doctor_box.sshd.port} {key_type} {key}\n")
     result = await doctor(tmp_path, monkeypatch, {**good_env, "SSH_KNOWN_HOSTS": str(other)})
-    assert set(failed(result)) == {("SSH", "host key")}
+    assert_failed(result, {("SSH", "host key")})
     host_key = failed(result)[("SSH", "host key")]
     assert fingerprint(doctor_box.sshd.host_key.with_suffix(".pub")) in host_key["found"]
     assert "ssh-keyscan" in host_key["fix"] and "do not connect" in host_key["fix"]
@@ -449,7 +457,7 @@ async def test_a_wrong_key(good_env, tmp_path, monkeypatch):
     keygen(tmp_path / "stranger")
     result = await doctor(tmp_path, monkeypatch,
                           {**good_env, "SSH_KEY_PATH": str(tmp_path / "stranger")})
-    assert set(failed(result)) == {("SSH", "login")}
+    assert_failed(result, {("SSH", "login")})
     login = failed(result)[("SSH", "login")]
     assert str(tmp_path / "stranger") in login["found"]
     assert "ssh-copy-id" in login["fix"] and "authorized_keys" in login["fix"]
@@ -459,7 +467,7 @@ async def test_bad_configuration_is_told_without_a_box(tmp_path, monkeypatch):
     result = await doctor(tmp_path, monkeypatch, {"SSH_HOTS": "x", "SSH_PORT": "abc",
                                                   "BASE_MODEL_PATH": "/m"})
     # SSH keys without SSH_HOST: `lfgate serve` would refuse them, the .env check says why.
-    assert set(failed(result)) == {("Configuration", ".env"), ("Configuration", "values")}
+    assert_failed(result, {("Configuration", ".env"), ("Configuration", "values")})
     env = failed(result)[("Configuration", ".env")]
     assert "SSH_HOST is empty while SSH_HOTS, SSH_PORT are set" in env["found"]
     assert env["fix"].startswith("Rename SSH_HOTS to SSH_HOST in .env")
