@@ -195,7 +195,35 @@ class Terminal:
                              f"{frame.f_code.co_name}")
                 frame = frame.f_back
             lines.append(f"thread {thread_id}: " + " < ".join(where))
-        return "--- who holds its master, and this process's threads:\n" + "\n".join(lines)
+        return ("--- who holds its master, and this process's threads:\n" + "\n".join(lines)
+                + "\n" + self._syscalls())
+
+    def _syscalls(self) -> str:
+        """What each thread of this process is doing in the kernel (its syscall and first
+        argument: read(fd) on this end's fd would be a second reader here), and how much the
+        program has written in all (/proc/PID/io: its header lines reached write() or not).
+        The program's first lines once vanished while the pty pair itself worked."""
+        lines = []
+        for task in sorted(Path("/proc/self/task").iterdir(), key=lambda t: int(t.name)):
+            try:
+                call = (task / "syscall").read_text().split()
+                comm = (task / "comm").read_text().strip()
+            except OSError as exc:
+                lines.append(f"task {task.name}: {exc}")
+                continue
+            if call and call[0].isdigit():  # number, then the arguments in hex
+                number, first = int(call[0]), int(call[1], 16) if len(call) > 1 else None
+                lines.append(f"task {task.name} ({comm}): syscall {number}, first argument "
+                             f"{first}" + (" = this end's fd" if first == self.fd else ""))
+            else:
+                lines.append(f"task {task.name} ({comm}): {' '.join(call)}")
+        try:
+            io = Path(f"/proc/{self.pid}/io").read_text().replace("\n", "; ")
+            lines.append(f"the program's I/O counts: {io}")
+        except OSError as exc:
+            lines.append(f"the program's I/O counts: {exc}")
+        return "--- this process's threads in the kernel (0 read, 7 poll, 23 select, " \
+            "232 epoll_wait, 270 pselect6, 271 ppoll on x86_64):\n" + "\n".join(lines)
 
     def _stacks(self) -> str:
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
