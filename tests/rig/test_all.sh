@@ -11,7 +11,8 @@ py=$1
 log="$(mktemp)"
 # One process by default (about 30 min of pytest here). LFGATE_TEST_WORKERS=2 runs two
 # pytest-xdist workers, each test file on one of them so a module's shared fixtures start once
-# (18-21 min; the machine has two cores, and more workers only contend for them). Two workers
+# (18-27 min, by machine; the machine has two cores: three workers took as long as two, 25:57
+# against 26:45 on one machine, and failed three tests under the load). Two workers
 # were the default for one commit: the next fresh-clone run on them failed twice, once on a
 # test race fixed since, and once on the terminal test whose program's output never reached
 # its pty (seen five times, always on two workers; not yet understood). So one process again,
