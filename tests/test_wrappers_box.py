@@ -665,7 +665,7 @@ def test_one_shot_prints_exactly_one_json_object(box_python, tiny, mode):
 
 
 # A wrapper's end while a daemon thread is still inside torch (as generate's thread can be,
-# finishing its last step on a busy machine): `ending` is how the wrapper's program ends.
+# finishing its last step on a busy machine): argv[2] is how the wrapper's program ends.
 # Here main() returns at once (no job: the usage, status 2), with two such threads running and
 # an atexit callback registered.
 TORCH_AT_EXIT = """
@@ -673,6 +673,7 @@ import atexit, sys, threading
 import torch
 sys.path.insert(0, sys.argv[1])
 import wrapper_serve
+ending = sys.argv[2]
 a = torch.randn(300, 300)
 def spin():
     while True:
@@ -681,7 +682,7 @@ for _ in range(2):
     threading.Thread(target=spin, daemon=True).start()
 atexit.register(print, "atexit ran", file=sys.stderr)
 sys.argv = ["wrapper"]
-if {ending!r} == "run_and_exit":
+if ending == "run_and_exit":
     wrapper_serve.run_and_exit(lambda: None)
 sys.exit(wrapper_serve.main(lambda: None))
 """
@@ -694,15 +695,16 @@ def test_a_wrapper_ends_with_its_status_while_a_thread_is_inside_torch(box_pytho
     run. The wrappers end by run_and_exit, past finalization; the plain ending (the control)
     shows the abort is real here."""
     def ending(how: str) -> subprocess.CompletedProcess:
-        return subprocess.run([box_python, "-c", TORCH_AT_EXIT.replace("{ending!r}", repr(how)),
-                               str(ROOT / "remote")],
+        return subprocess.run([box_python, "-c", TORCH_AT_EXIT, str(ROOT / "remote"), how],
                               capture_output=True, text=True, timeout=120, check=False)
     ours = [ending("run_and_exit") for _ in range(3)]
     for done in ours:
         assert done.returncode == 2, done.stderr[-2000:]
         assert "usage:" in done.stderr and "atexit ran" in done.stderr
         assert "terminate called" not in done.stderr
-    control = [ending("sys.exit") for _ in range(3)]
+    control = []  # up to three tries; the first abort is enough
+    while len(control) < 3 and not any(d.returncode == -signal.SIGABRT for d in control):
+        control.append(ending("sys.exit"))
     assert any(done.returncode == -signal.SIGABRT for done in control), (
         "the plain ending no longer aborts here: the condition this test guards is gone",
         [(done.returncode, done.stderr[-300:]) for done in control])
