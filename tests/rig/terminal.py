@@ -202,7 +202,8 @@ class Terminal:
         """What each thread of this process is doing in the kernel (its syscall and first
         argument: read(fd) on this end's fd would be a second reader here), and how much the
         program has written in all (/proc/PID/io: its header lines reached write() or not).
-        The program's first lines once vanished while the pty pair itself worked."""
+        A program at its prompt with nothing new shown: its write count says whether it wrote
+        more than this end read (it had not: its Ctrl-C had gone unanswered)."""
         lines = []
         for task in sorted(Path("/proc/self/task").iterdir(), key=lambda t: int(t.name)):
             try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -16,6 +15,7 @@ from urllib.parse import quote
 
 from lfgate.commands.chat_input import HOW_TO_TYPE, Dropped, read_message
 from lfgate.commands.gateway_client import CommandError, GatewayClient
+from lfgate.commands.prompt_interrupts import PromptInterrupts
 from lfgate.commands.reply_stream import ReplyOutcome, ReplyView, follow_reply
 
 DEFAULT_MODEL = "default"  # the page's first pick: .env's BASE_MODEL_PATH + ADAPTER_PATH
@@ -186,8 +186,8 @@ def chat_command(client: GatewayClient, *, model: str | None, prompt: str | None
         return one_shot(session, prompt)
     with contextlib.suppress(ImportError):  # not on every platform; input() works without
         import readline  # noqa: F401  line editing, and a paste of many lines as one
-    # Ctrl-C at the prompt ends the chat (KeyboardInterrupt), whatever this process inherited:
-    # started from a script's background job, SIGINT arrives ignored, Python then installs no
-    # handler of its own, and Ctrl-C at the prompt did nothing at all.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    return interactive(session, input)
+    # Ctrl-C at the prompt ends the chat (KeyboardInterrupt), whatever this process inherited
+    # (a script's background job starts it with SIGINT ignored) and however it is timed
+    # (prompt_interrupts says why a plain handler is not enough).
+    with PromptInterrupts() as prompt:
+        return interactive(session, prompt.input)
