@@ -100,3 +100,33 @@ def test_the_same_gateway_without_the_plant_passes(tmp_path):
     gateway = start_scripted_gateway(tmp_path / "gw", env={"PYTHONPATH": str(PLANT_DIR)})
     assert gateway.http.get("/api/leaderboard").status_code == 200
     assert gateway.stop()
+
+
+@pytest.mark.parametrize("built_first", [True, False], ids=["create_app", "control"])
+async def test_no_request_builds_a_route(tmp_path, monkeypatch, built_first):
+    """FastAPI builds a router's routes (dependencies, pydantic adapters) at the first request
+    that reaches it: 25-70 ms of CPU in one step of the loop per router, which a loaded
+    machine took over 100 ms at a page's first model load. create_app builds them all before
+    serving, so no request does (the control, without that, shows requests did)."""
+    import fastapi.routing
+
+    from lfgate import app as app_module
+    from tests.test_models_api import Client, gateway
+
+    if not built_first:
+        monkeypatch.setattr(app_module, "_build_routes_now", lambda app: None)
+    app = gateway(tmp_path, monkeypatch)
+    built: list[str] = []
+    real = fastapi.routing.get_dependant
+
+    def counted(*args, **kwargs):
+        built.append(getattr(kwargs.get("call"), "__name__", "?"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fastapi.routing, "get_dependant", counted)
+    async with Client(app) as http:
+        # A path no route takes walks every router; the others are one router's each.
+        for path in ("/api/no-such-path", "/api/health", "/api/models", "/v1/models",
+                     "/api/chats", "/api/prompt-sets"):
+            await http.get(path)
+    assert (built == []) is built_first, built
