@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import wrapper_protocol as wp
 import wrapper_serve
 from json_grammar import JsonGrammars, grammar_processor
+from text_stream import IncrementalText
 from wrapper_serve import ChatOutcome, Turn
 
 _GENERATE_EXIT_WAIT_S = 5.0  # after the stream ends, how long `generate` may take to return
@@ -424,13 +425,13 @@ def _legacy_logprobs(tokenizer: Any, scored: list[tuple[int, float | None, Any]]
 
 class _TextStreamer:
     """A transformers streamer for one row of raw text: the prompt once, then each new
-    token, decoded as it comes (a character cut between tokens waits for its rest)."""
+    token, decoded as it comes (IncrementalText: a few tokens per call; a character cut
+    between tokens waits for its rest)."""
 
     def __init__(self, tokenizer: Any, turn: Turn) -> None:
-        self._tokenizer, self._turn = tokenizer, turn
+        self._turn = turn
         self._prompt_seen = False
-        self._ids: list[int] = []
-        self._shown = 0
+        self._text = IncrementalText(tokenizer)
         self.first_at: float | None = None
         self.last_at: float | None = None
 
@@ -440,21 +441,15 @@ class _TextStreamer:
             return
         self.last_at = time.monotonic()
         self.first_at = self.first_at or self.last_at
-        self._ids.extend(int(t) for t in value.reshape(-1).tolist())
-        self._show(final=False)
+        for token in value.reshape(-1).tolist():
+            piece = self._text.add(int(token))
+            if piece and not self._turn.cancelled.is_set():
+                self._turn.emit_text(piece)
 
     def end(self) -> None:
-        self._show(final=True)
-
-    def _show(self, final: bool) -> None:
-        if self._turn.cancelled.is_set():
-            return
-        text = self._tokenizer.decode(self._ids, skip_special_tokens=True)
-        if not final and text.endswith("\ufffd"):
-            return
-        if len(text) > self._shown:
-            self._turn.emit_text(text[self._shown:])
-            self._shown = len(text)
+        rest = self._text.finish()
+        if rest and not self._turn.cancelled.is_set():
+            self._turn.emit_text(rest)
 
 
 class _BatchRow:
@@ -471,12 +466,11 @@ class _BatchRow:
         self.prompt = gen_kwargs["inputs"]
         eos = gen_kwargs["generation_config"].eos_token_id
         self.eos_ids: list[int] = list(eos) if isinstance(eos, (list, tuple)) else [eos]
-        self._skip_special = getattr(gen_kwargs["generation_config"], "skip_special_tokens",
-                                     True)
-        self.ids: list[int] = []
+        self._text = IncrementalText(tokenizer, getattr(
+            gen_kwargs["generation_config"], "skip_special_tokens", True))
+        self.ids: list[int] = self._text.ids
         # The row's own most tokens (what its window leaves it), where less than the batch's.
         self.most: int | None = None
-        self.shown = 0  # characters of the decoded text already streamed
         self.done = False
         self.hit_eos = False
         self.first_token_at: float | None = None
@@ -495,8 +489,9 @@ class _BatchRow:
             self.hit_eos = True
             self._end()
             return
-        self.ids.append(token)
-        self._show(final=False)
+        piece = self._text.add(token)
+        if piece:
+            self.turn.emit_text(piece)
         if self.most is not None and len(self.ids) >= self.most:
             self._end()  # its window is full: the others go on
 
@@ -507,17 +502,10 @@ class _BatchRow:
         if self._on_done is not None:
             self._on_done(self.turn, self.outcome(self._params))
 
-    def _show(self, final: bool) -> None:
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=self._skip_special)
-        if not final and text.endswith("\ufffd"):
-            return  # a character cut between tokens: wait for the rest of it
-        if len(text) > self.shown:
-            self.turn.emit_text(text[self.shown:])
-            self.shown = len(text)
-
     def finish(self) -> None:
-        if not self.turn.cancelled.is_set():
-            self._show(final=True)
+        rest = self._text.finish()
+        if rest and not self.turn.cancelled.is_set():
+            self.turn.emit_text(rest)
 
     def outcome(self, params: dict[str, Any]) -> ChatOutcome:
         """Finish reasons as for one chat; the token count is what the row made."""
@@ -526,9 +514,8 @@ class _BatchRow:
             finish = wp.FINISH_STOPPED
         else:
             finish = wp.FINISH_STOP if self.hit_eos else wp.FINISH_LENGTH
-        return ChatOutcome(self.tokenizer.decode(self.ids, skip_special_tokens=self._skip_special),
-                           finish, tokens, self.first_token_at, self.last_token_at,
-                           int(self.prompt.shape[-1]))
+        return ChatOutcome(self._text.text(), finish, tokens, self.first_token_at,
+                           self.last_token_at, int(self.prompt.shape[-1]))
 
 
 class _BatchStreamer:

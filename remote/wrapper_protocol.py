@@ -25,7 +25,7 @@ from typing import Any
 #    also streamed, each delta's `logprobs` holding the tokens its text completed (done's
 #    are still whole).
 PROTOCOL_VERSION = 6
-WRAPPER_VERSION = "0.6.2"
+WRAPPER_VERSION = "0.6.3"
 
 # Commands (gateway -> wrapper).
 OP_LOAD = "load"  # {"op", "model": ModelSpec, "params"?, "timeout_s"?, "max_adapters"?}

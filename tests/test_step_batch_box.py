@@ -105,3 +105,60 @@ def test_rows_that_join_and_leave_get_what_they_get_alone(box_python, tiny):
         else:
             assert together == alone, (index, result)
     assert len({tuple(tokens) for tokens in solo}) == len(solo)  # the rows really differ
+
+
+# argv: remote dir, the base's folder. Prints one JSON object.
+TEXT = r"""
+import json, random, sys
+sys.path.insert(0, sys.argv[1])
+from transformers import AutoTokenizer
+from text_stream import IncrementalText
+
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[2])
+sizes = []
+decode = tokenizer.decode
+def counted(ids, **kwargs):
+    sizes.append(len(ids))
+    return decode(ids, **kwargs)
+tokenizer.decode = counted
+
+def stream(ids, skip):
+    text = IncrementalText(tokenizer, skip)
+    pieces = [text.add(token) for token in ids]
+    pieces.append(text.finish())
+    return pieces
+
+rng = random.Random(5)
+mismatches, held = [], 0
+for case in range(400):
+    ids = [rng.randrange(len(tokenizer)) for _ in range(rng.randrange(1, 40))]
+    for skip in (True, False):
+        pieces = stream(ids, skip)
+        whole = decode(ids, skip_special_tokens=skip)
+        if "".join(pieces) != whole:
+            mismatches.append([ids, skip, pieces, whole])
+        held += sum(1 for piece in pieces[:-1] if piece.endswith("\ufffd"))
+prose = tokenizer(" ".join(["The sea is calm tonight, and the ships come home."] * 40))["input_ids"]
+sizes.clear()
+text = IncrementalText(tokenizer)
+pieces = [text.add(token) for token in prose]
+largest = max(sizes)  # per token; finish() decodes the whole once, at the end
+pieces.append(text.finish())
+print(json.dumps({"mismatches": mismatches[:3], "held": held, "prose_tokens": len(prose),
+                  "prose_ok": "".join(pieces) == decode(prose, skip_special_tokens=True),
+                  "largest_decode": largest}))
+"""
+
+
+def test_streamed_text_is_the_whole_decode_at_a_few_tokens_a_call(box_python, tiny):
+    """IncrementalText (remote/text_stream.py): the pieces of any token sequence add up to
+    decoding it whole, with and without special tokens, never showing half a character; and
+    a long reply costs a few tokens' decode per token (the batch rows decoded everything
+    made so far at every token)."""
+    done = subprocess.run([box_python, "-c", TEXT, str(ROOT / "remote"), tiny["base"]],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["mismatches"] == [] and result["held"] == 0, result
+    assert result["prose_ok"] and result["prose_tokens"] > 300, result
+    assert result["largest_decode"] <= 8, result
