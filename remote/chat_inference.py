@@ -27,6 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import wrapper_protocol as wp
 import wrapper_serve
 from json_grammar import JsonGrammars, grammar_processor
+from live_batch import LiveBatch
+from step_batch import RowSpec, can_batch
 from text_stream import IncrementalText
 from wrapper_serve import ChatOutcome, Turn
 
@@ -569,6 +571,7 @@ class ScriptEngine:
         self._counted = TokenCounts()
         # The turn's json_schema compiled, one per row of its generate call (None: no schema).
         self._schemas: list[Any] | None = None
+        self._live: LiveBatch | None = None  # the chats generating together
 
     @property
     def serves_adapters(self) -> bool:
@@ -627,6 +630,8 @@ class ScriptEngine:
                     _strip_adapter_layers(base)  # injected before the weights failed to fit
                     raise
                 engine.model = self._peft
+                if self._live is not None:  # its base rows must name "__base__" from now on
+                    self._live.use_model(self._peft)
             else:
                 try:
                     self._peft.load_adapter(folder, adapter_name=name, is_trainable=False)
@@ -1142,6 +1147,83 @@ class ScriptEngine:
                            stopping_criteria=StoppingCriteriaList([_RowsDone()]), **call)
         return [row.outcome(params) for row in rows]
 
+    # -- continuous batching (issue 26): chats that overlap generate together --------------
+
+    def joinable(self, turn: Turn) -> bool:
+        """Whether this chat can join the running batch: a conversation (not raw text, not
+        the rest of an assistant's words) on the Hugging Face engine, with no setting only
+        the solo path honours (SAMPLING_KEYS: logprobs, schemas, penalties OpenAI's way,
+        logit bias, min_p), on a model whose cache the step batch can hold."""
+        spec = self._model_spec
+        if self._chat_model is None or spec.get("infer_backend") != "huggingface" \
+                or not self._hooked or turn.completion is not None \
+                or turn.messages[-1]["role"] == wp.ROLE_ASSISTANT \
+                or any(key in turn.params for key in SAMPLING_KEYS):
+            return False
+        if self._peft is not None and not turn.chosen:
+            return False  # a protocol-1 turn answers with whatever is selected: run it so
+        return can_batch(self._chat_model.engine.model)
+
+    @property
+    def live(self) -> bool:
+        """Rows are generating (the server steps until none is left)."""
+        return self._live is not None and bool(self._live.rows)
+
+    def join(self, turn: Turn, on_done: Callable[[Turn, ChatOutcome], None]) -> None:
+        """Build the turn's row as the solo path builds its prompt and generation settings
+        (LlamaFactory's own _process_args, the row's template, its window), and join it."""
+        from llamafactory.chat.hf_engine import HuggingfaceEngine
+
+        engine = self._chat_model.engine
+        params = turn.params
+        if turn.chosen:
+            tokenizer, template = self._template(turn.template or self._model_spec["template"])
+        else:
+            tokenizer, template = self._templates[self._model_spec["template"]]
+        kwargs = {key: params[key] for key in _GEN_KEYS if key in params}
+        tools = json.dumps(turn.tools, ensure_ascii=False) if turn.tools else None
+        if tools is not None:
+            turn.hold_tool_calls(tool_call_marker(template))
+        thinking = getattr(template, "enable_thinking", None)
+        if "enable_thinking" in params:
+            template.enable_thinking = params["enable_thinking"]
+        try:
+            fitted = dict(kwargs)
+            self._fit_context(turn, params.get("system"), tools, fitted, template, tokenizer)
+            gen_kwargs, prompt_tokens = HuggingfaceEngine._process_args(
+                engine.model, tokenizer, engine.processor, template, engine.generating_args,
+                turn.messages, params.get("system"), tools, None, None, None, dict(fitted))
+        finally:
+            template.enable_thinking = thinking
+        config = gen_kwargs["generation_config"]
+        prompt = gen_kwargs["inputs"][0].tolist()
+        most = config.max_new_tokens or max((config.max_length or 0) - len(prompt), 0)
+        eos = config.eos_token_id
+        sampled = bool(config.do_sample)
+        row = RowSpec(
+            prompt_ids=prompt, max_new_tokens=int(most),
+            stop_ids=frozenset(eos if isinstance(eos, (list, tuple)) else [eos]),
+            adapter=self._names.get(turn.adapter or ""),
+            temperature=(config.temperature or 1.0) if sampled else 0.0,
+            top_p=config.top_p if sampled else None, top_k=config.top_k if sampled else None,
+            repetition_penalty=config.repetition_penalty, seed=params.get("seed"))
+        if self._live is None:
+            self._live = LiveBatch(engine.model)
+        else:
+            self._live.use_model(engine.model)
+        parse = (lambda text: tool_calls_in(template, text)) if tools is not None else None
+        self._live.join(turn, row, IncrementalText(tokenizer, getattr(
+            config, "skip_special_tokens", True)), prompt_tokens, on_done, parse)
+
+    def step(self) -> bool:
+        """One token for every live row; whether any is left."""
+        assert self._live is not None
+        return self._live.step()
+
+    def fail_live(self) -> list[Turn]:
+        """After an error in a step: every live row's turn, the batch emptied."""
+        return self._live.fail() if self._live is not None else []
+
     def _forward_cancel(self, turn: Turn) -> None:
         """Stop generation as soon as the turn is cancelled, even before the next chunk."""
         while not self._cancel.is_set():
@@ -1153,6 +1235,7 @@ class ScriptEngine:
             return
         self._cancel.set()
         self._chat_model = None
+        self._live = None  # the server runs no unload while rows generate
         self._peft, self._names, self._templates = None, {}, {}
         self._grammars.clear()
         self._counted.clear()

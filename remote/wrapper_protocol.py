@@ -25,7 +25,7 @@ from typing import Any
 #    also streamed, each delta's `logprobs` holding the tokens its text completed (done's
 #    are still whole).
 PROTOCOL_VERSION = 6
-WRAPPER_VERSION = "0.6.3"
+WRAPPER_VERSION = "0.7.0"
 
 # Commands (gateway -> wrapper).
 OP_LOAD = "load"  # {"op", "model": ModelSpec, "params"?, "timeout_s"?, "max_adapters"?}
@@ -63,6 +63,7 @@ FEATURE_ADAPTERS = "adapters"  # serves a loaded base's adapters per chat (scrip
 FEATURE_BATCH = "batch"  # answers chat_batch (script mode, Hugging Face engine)
 FEATURE_TOOLS = "tools"  # formats a chat's tools and parses the calls (script mode)
 FEATURE_COMPLETE = "complete"  # continues raw text, with log probabilities (script mode)
+FEATURE_LIVE_BATCH = "live_batch"  # chats that overlap generate together (issue 26)
 MAX_TOP_LOGPROBS = 20  # alternatives per token a completion may ask for (OpenAI's bound)
 
 # finish_reason values in EV_DONE.

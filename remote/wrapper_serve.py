@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import IO, Any, NamedTuple, NoReturn, Protocol
 
@@ -344,6 +344,12 @@ class AdapterShelf:
         self._engine.unload_adapter(path)
         return True
 
+    def ready_now(self, path: str) -> bool:
+        """Whether `path` can be used without putting another adapter away (rows in flight
+        may be using any of them)."""
+        with self._lock:
+            return path in self._held or len(self._held) < self.most
+
     def forget(self) -> None:
         """The base went away (unload, or another load): its adapters went with it."""
         with self._lock:
@@ -525,6 +531,9 @@ def check_paths(model: dict[str, Any]) -> None:
             check_adapter_path(adapter)
 
 
+_BUILT_TURN = "_built_turn"  # in the line: a chat whose turn was built, to answer alone
+
+
 class WrapperServer:
     """The persistent loop: JSON-line commands in, JSON-line events out, until stdin closes."""
 
@@ -569,6 +578,8 @@ class WrapperServer:
             features.append(wp.FEATURE_TOOLS)
         if hasattr(self._engine, "complete"):
             features.append(wp.FEATURE_COMPLETE)
+        if hasattr(self._engine, "join"):
+            features.append(wp.FEATURE_LIVE_BATCH)
         self._wire.send({
             "event": wp.EV_HELLO,
             "protocol": wp.PROTOCOL_VERSION,
@@ -579,11 +590,93 @@ class WrapperServer:
             "features": features,
         })
         threading.Thread(target=self._read_commands, name="stdin", daemon=True).start()
+        waiting: deque[dict[str, Any]] = deque()  # read, not yet answered, in order
         while True:
-            command = self._commands.get()
+            if getattr(self._engine, "live", False):
+                self._generate_together(waiting)
+                continue
+            if self._closing.is_set():  # its None was taken while rows generated
+                return
+            command = waiting.popleft() if waiting else self._commands.get()
             if command is None or self._closing.is_set():
                 return
-            self._dispatch(command)
+            if self._may_join(command):
+                self._admit(command)
+                self._settle()
+            else:
+                self._dispatch(command)
+
+    def _generate_together(self, waiting: deque[dict[str, Any]]) -> None:
+        """While rows generate (issue 26): take in what came, let the chats at the head of
+        the line join the batch (a command that cannot join holds the line behind it until
+        the rows are done: a load, an adapter change, a chat only the solo path answers),
+        then one step."""
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            if command is None:
+                self._closing.set()  # stop() cancelled every turn: the next step ends them
+                break
+            waiting.append(command)
+        while waiting and not self._closing.is_set() and self._may_join(waiting[0]):
+            self._admit(waiting.popleft(), waiting)
+        try:
+            self._engine.step()  # type: ignore[attr-defined]
+        except Exception as exc:
+            error = unexpected_error(exc, wp.E_GENERATION_FAILED)
+            for turn in self._engine.fail_live():  # type: ignore[attr-defined]
+                self._forget(turn)
+                self._wire.send(error.event(turn.id))
+        self._settle()
+
+    def _settle(self) -> None:
+        """Busy while rows generate; ready once none is left."""
+        if not getattr(self._engine, "live", False) and self._state == "busy":
+            self._state = "ready"
+
+    def _may_join(self, command: dict[str, Any]) -> bool:
+        """A chat that may generate with others, as far as its command tells (the engine
+        decides the rest once its turn is built): an adapter already held or with room."""
+        if command.get("op") != wp.OP_CHAT or self._state not in ("ready", "busy") \
+                or not hasattr(self._engine, "join"):
+            return False
+        adapter = command.get("adapter")
+        return not isinstance(adapter, str) or self._shelf.ready_now(adapter)
+
+    def _admit(self, command: dict[str, Any],
+               waiting: deque[dict[str, Any]] | None = None) -> None:
+        """Build the chat's turn; join it to the batch if the engine can, else answer it
+        alone (now, or once the rows in flight are done: first in line)."""
+        try:
+            turn = self._new_turn(command)
+            if turn.cancelled.is_set() or not self._engine.joinable(turn):  # type: ignore
+                if waiting is not None:
+                    waiting.appendleft({"op": _BUILT_TURN, "turn": turn})
+                else:
+                    self._answer(turn)
+                return
+            self._state = "busy"
+            self._engine.join(turn, self._row_done)  # type: ignore[attr-defined]
+        except wp.WrapperError as exc:
+            self._wire.send(exc.event(command.get("id")))
+            self._forget_id(command.get("id"))
+        except Exception as exc:
+            self._wire.send(unexpected_error(exc, wp.E_GENERATION_FAILED).event(
+                command.get("id")))
+            self._forget_id(command.get("id"))
+
+    def _row_done(self, turn: Turn, outcome: ChatOutcome) -> None:
+        self._forget(turn)
+        self._wire.send(self._done(turn, outcome))
+
+    def _forget(self, turn: Turn) -> None:
+        self._forget_id(turn.id)
+
+    def _forget_id(self, turn_id: Any) -> None:
+        with self._lock:
+            self._current.pop(turn_id, None)
 
     def stop(self) -> None:
         """Called on EOF or a signal: abandon queued work and stop the reply in flight."""
@@ -630,6 +723,8 @@ class WrapperServer:
                 self._load(command)
             elif op == wp.OP_CHAT:
                 self._chat(command)
+            elif op == _BUILT_TURN:
+                self._answer(command["turn"])
             elif op == wp.OP_CHAT_BATCH:
                 self._chat_batch(command)
             elif op == wp.OP_UNLOAD:
@@ -707,6 +802,11 @@ class WrapperServer:
             turn.adapter_load_s = self._shelf.use(adapter)
 
     def _chat(self, command: dict[str, Any]) -> None:
+        self._answer(self._new_turn(command))
+
+    def _new_turn(self, command: dict[str, Any]) -> Turn:
+        """A chat command's turn, checked, its adapter chosen, counted as current (a cancel
+        that came first is on it)."""
         turn_id = command.get("id")
         if not isinstance(turn_id, str) or not turn_id:
             raise wp.WrapperError(wp.E_BAD_REQUEST, "chat needs a string id")
@@ -716,13 +816,18 @@ class WrapperServer:
         turn.tools = wp.check_tools(command.get("tools"))
         turn.completion = wp.check_completion(command.get("completion"))
         turn.fit = wp.check_fit(command.get("fit"))
-        if self._state == "ready":
+        if self._state in ("ready", "busy"):  # busy: rows generating, this one may join
             self._choose(turn, command)
         with self._lock:
             if turn_id in self._cancelled_ids:
                 self._cancelled_ids.remove(turn_id)
                 turn.cancelled.set()
             self._current[turn_id] = turn
+        return turn
+
+    def _answer(self, turn: Turn) -> None:
+        """Answer one turn alone (the solo path)."""
+        turn_id = turn.id
         try:
             if turn.cancelled.is_set():
                 outcome = ChatOutcome("", wp.FINISH_STOPPED)

@@ -128,3 +128,92 @@ def test_a_bad_batch_is_every_rows_error_and_the_wrapper_goes_on(shared, tiny):
     assert {e["event"] for e in ends.values()} == {wp.EV_ERROR}
     assert all(e["code"] == wp.E_ADAPTER_NOT_FOUND for e in ends.values())
     assert alone(shared, "after", ASK, None, None, GREEDY)
+
+
+# -- continuous batching (issue 26): plain chats that overlap generate together ------------
+
+def solo_reference(wrapper: WrapperProcess, turn_id: str, messages: list[dict],
+                   adapter: str | None, params: dict) -> str:
+    """The chat answered by LlamaFactory's own stream_chat: `logprobs` is a setting only the
+    solo path honours, and it changes no token."""
+    done, _ = wrapper.chat(turn_id, messages, {**params, "logprobs": 0}, adapter=adapter)
+    assert done["event"] == "done", done
+    return done["content"]
+
+
+def test_chats_sent_together_generate_together_and_answer_as_alone(shared, tiny):
+    """Three chats sent at once (the base and two adapters, one seeded and sampled) are
+    answered in one running batch: their deltas interleave, and each reply is exactly
+    LlamaFactory's own answer to it alone."""
+    seeded = {"temperature": 0.9, "top_p": 0.8, "top_k": 30, "seed": 5, "max_new_tokens": 24}
+    chats = [("t-base", ASK, None, GREEDY), ("t-a", LATER, tiny["adapter"], GREEDY),
+             ("t-b", ASK, tiny["adapter2"], seeded)]
+    for turn_id, messages, adapter, params in chats:
+        shared.send({"op": "chat", "id": turn_id, "messages": messages, "params": params,
+                     "adapter": adapter})
+    ends: dict[str, dict] = {}
+    events: list[tuple[str, str]] = []
+    while len(ends) < len(chats):
+        event = shared.next()
+        if event["event"] in (wp.EV_DELTA, wp.EV_DONE, wp.EV_ERROR):
+            events.append((event["event"], event["id"]))
+        if event["event"] in (wp.EV_DONE, wp.EV_ERROR):
+            ends[event["id"]] = event
+    assert all(end["event"] == "done" for end in ends.values()), ends
+    # Together, not one after another: every reply had begun before the first one ended.
+    first_end = next(i for i, (name, _) in enumerate(events) if name != wp.EV_DELTA)
+    begun = {turn_id for name, turn_id in events[:first_end] if name == wp.EV_DELTA}
+    assert begun == set(ends), events
+    for turn_id, messages, adapter, params in chats:
+        reference = solo_reference(shared, f"solo-{turn_id}", messages, adapter, params)
+        assert ends[turn_id]["content"] == reference, turn_id
+        assert ends[turn_id]["usage"]["completion_tokens"] > 0
+
+
+def test_a_chat_that_arrives_mid_reply_joins_at_the_next_step(shared, tiny):
+    """A long reply is under way; a second chat sent then gets its first token before the
+    first reply ends (it joins rather than waits), and both answer as they would alone; the
+    first one stopped half-way leaves and the second goes on."""
+    long = {"temperature": 0, "max_new_tokens": 300}
+    shared.send({"op": "chat", "id": "j-long", "messages": ASK, "params": long,
+                 "adapter": tiny["adapter"]})
+    shared.until(wp.EV_DELTA)
+    shared.send({"op": "chat", "id": "j-late", "messages": LATER, "params": GREEDY,
+                 "adapter": None})
+    late_started = False
+    while True:
+        event = shared.next()
+        if event["event"] == wp.EV_DELTA and event["id"] == "j-late":
+            late_started = True
+            shared.send({"op": wp.OP_CANCEL, "id": "j-long"})
+        if event["event"] in (wp.EV_DONE, wp.EV_ERROR) and event["id"] == "j-long":
+            long_end = event
+            break
+    assert late_started, "the late chat waited for the long reply to end"
+    assert long_end["finish_reason"] == wp.FINISH_STOPPED, long_end
+    late_end, _ = shared.until(wp.EV_DONE, wp.EV_ERROR)
+    assert late_end["id"] == "j-late" and late_end["event"] == "done", late_end
+    assert late_end["content"] == solo_reference(shared, "solo-late", LATER, None, GREEDY)
+
+
+def test_the_end_of_input_mid_batch_stops_every_row_and_the_wrapper(box_python, tiny, tmp_path):
+    """Input closed (the gateway went away) while rows generate: each row ends stopped, and
+    the wrapper exits rather than waiting for a command that never comes."""
+    wrapper = WrapperProcess(box_python, "script", tmp_path / "spy.jsonl")
+    try:
+        ready = wrapper.load({"base_model_path": tiny["base"], "template": tiny["template"]})
+        assert ready["event"] == "ready", ready
+        for turn_id in ("e1", "e2"):
+            wrapper.send({"op": "chat", "id": turn_id, "messages": ASK,
+                          "params": {"temperature": 0, "max_new_tokens": 4000}})
+        wrapper.until(wp.EV_DELTA)
+        wrapper.proc.stdin.close()
+        assert wrapper.proc.wait(timeout=60) == 0
+        ends = []
+        while (event := wrapper.events.get(timeout=10)) is not None:
+            if event["event"] in (wp.EV_DONE, wp.EV_ERROR):
+                ends.append(event)
+        assert sorted(e["id"] for e in ends) == ["e1", "e2"], ends
+        assert {e.get("finish_reason") for e in ends} == {wp.FINISH_STOPPED}, ends
+    finally:
+        wrapper.kill()

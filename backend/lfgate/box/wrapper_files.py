@@ -11,7 +11,8 @@ import lfgate.remote
 
 SCRIPTS = {"cli": "chat_cli_wrapper.py", "script": "chat_inference.py"}
 _SHARED = ("wrapper_protocol.py", "wrapper_serve.py", "json_grammar.py", "text_stream.py",
-           "discover_adapters.py", "box_probe.py", "box_status.py")
+           "step_batch.py", "live_batch.py", "discover_adapters.py", "box_probe.py",
+           "box_status.py")
 DISCOVER = "discover_adapters.py"  # runs once per scan of the box's training folders
 STATUS = "box_status.py"  # runs every few seconds: GPUs and load
 

@@ -1,12 +1,15 @@
 """Test spy, loaded by the box's Python when this folder is on PYTHONPATH.
 
-Records every `ChatModel.stream_chat` call (to the file named by LFGATE_TEST_SPY) so tests can
-prove what reached the model, in script mode and inside the real `llamafactory-cli chat`.
+Records every request LlamaFactory builds a prompt for (its Hugging Face engine's
+_process_args: a stream_chat, or a row of the wrapper's batches), to the file named by
+LFGATE_TEST_SPY, so tests can prove what reached the model, in script mode and inside the real
+`llamafactory-cli chat`.
 It only records: the call itself goes on to the real LlamaFactory unchanged, except that
 LFGATE_TEST_TOKEN_DELAY_S, when set, paces generation itself, a sleep per generated token in
-transformers' `generate` loop (the tiny model writes a whole "long" reply in two seconds on
-an idle machine, and tests that stop, drop or kill a reply mid-way must not race it). The
-text is the same; only its pace changes, and a stop still ends generation within a step.
+transformers' `generate` loop and per step of the wrapper's own batch (the tiny model writes
+a whole "long" reply in two seconds on an idle machine, and tests that stop, drop or kill a
+reply mid-way must not race it). The text is the same; only its pace changes, and a stop
+still ends generation within a step.
 
 LFGATE_TEST_MAX_NEW_TOKENS, when set, is the test box's own default reply length, where
 LlamaFactory's is 1,024 tokens: as a box whose chat YAML sets `max_new_tokens` would have it,
@@ -36,19 +39,31 @@ def _write(record):
 
 
 def _patch(chat_model_class):
-    original = chat_model_class.stream_chat
+    """Each request's messages as LlamaFactory builds its prompt from them (the Hugging Face
+    engine's _process_args, which the solo path's stream_chat and the wrapper's batch rows
+    both call), and when a stream_chat really ended."""
+    from llamafactory.chat.hf_engine import HuggingfaceEngine
 
-    def stream_chat(self, messages, system=None, *args, **kwargs):
-        template = getattr(self.engine, "template", None)
-        record = {
+    process_args = HuggingfaceEngine._process_args
+
+    def recorded(model, tokenizer, processor, template, generating_args, messages,
+                 system=None, tools=None, *args, **kwargs):
+        input_kwargs = kwargs.get("input_kwargs", args[3] if len(args) > 3 else {})
+        _write({
             "pid": os.getpid(),
             "messages": messages,
             "system": system,
-            "kwargs": kwargs,
+            "kwargs": {**dict(input_kwargs or {}), **({"tools": tools} if tools else {})},
             "default_system": getattr(template, "default_system", None),
             "enable_thinking": getattr(template, "enable_thinking", None),
-        }
-        _write(record)
+        })
+        return process_args(model, tokenizer, processor, template, generating_args, messages,
+                            system, tools, *args, **kwargs)
+
+    HuggingfaceEngine._process_args = staticmethod(recorded)
+    original = chat_model_class.stream_chat
+
+    def stream_chat(self, messages, system=None, *args, **kwargs):
         chunks = 0
         try:
             for chunk in original(self, messages, system, *args, **kwargs):
@@ -59,6 +74,19 @@ def _patch(chat_model_class):
             _write({"pid": os.getpid(), "end": True, "chunks": chunks})
 
     chat_model_class.stream_chat = stream_chat
+
+
+def _pace_steps(step_batch_class):
+    """The wrapper's own batch (remote/step_batch.py) paced as generate is: a sleep per
+    decode step."""
+    original = step_batch_class.step
+
+    def step(self):
+        if self.rows:
+            time.sleep(_PACE_S)
+        return original(self)
+
+    step_batch_class.step = step
 
 
 def _watch_generation():
@@ -111,15 +139,29 @@ def _default_reply_length():
 
 
 class _ChatModelFinder(importlib.abc.MetaPathFinder):
+    def __init__(self):
+        self.waiting = {"llamafactory.chat.chat_model", "step_batch"}
+
     def find_spec(self, name, path, target=None):
-        if name != "llamafactory.chat.chat_model":
+        if name not in self.waiting:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
+        self.waiting.discard(name)
+        sys.meta_path.remove(self)  # the real finders find it
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            if self.waiting:
+                sys.meta_path.insert(0, self)
+        if spec is None:
+            return None
         exec_module = spec.loader.exec_module
 
         def exec_and_patch(module):
             exec_module(module)
+            if name == "step_batch":
+                if _PACE_S:
+                    _pace_steps(module.StepBatch)
+                return
             _patch(module.ChatModel)
             _watch_generation()
             if _MAX_NEW_TOKENS:
