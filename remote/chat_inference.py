@@ -1169,6 +1169,10 @@ class ScriptEngine:
         """Rows are generating (the server steps until none is left)."""
         return self._live is not None and bool(self._live.rows)
 
+    @property
+    def live_rows(self) -> int:
+        return 0 if self._live is None else len(self._live.rows)
+
     def join(self, turn: Turn, on_done: Callable[[Turn, ChatOutcome], None]) -> None:
         """Build the turn's row as the solo path builds its prompt and generation settings
         (LlamaFactory's own _process_args, the row's template, its window), and join it."""

@@ -531,6 +531,7 @@ def check_paths(model: dict[str, Any]) -> None:
             check_adapter_path(adapter)
 
 
+DEFAULT_BATCH_ROWS = 16
 _BUILT_TURN = "_built_turn"  # in the line: a chat whose turn was built, to answer alone
 
 
@@ -549,6 +550,7 @@ class WrapperServer:
         self._state = "unloaded"
         self._model: dict[str, Any] | None = None
         self._shelf = AdapterShelf(engine)
+        self._max_rows = DEFAULT_BATCH_ROWS  # chats generating together, at most (the load's)
 
     @property
     def _serves_adapters(self) -> bool:
@@ -638,9 +640,12 @@ class WrapperServer:
 
     def _may_join(self, command: dict[str, Any]) -> bool:
         """A chat that may generate with others, as far as its command tells (the engine
-        decides the rest once its turn is built): an adapter already held or with room."""
+        decides the rest once its turn is built): a row free (MAX_BATCH_ROWS), an adapter
+        already held or with room. A chat at the head of the line that may not join yet
+        waits there, and so does everything behind it."""
         if command.get("op") != wp.OP_CHAT or self._state not in ("ready", "busy") \
-                or not hasattr(self._engine, "join"):
+                or not hasattr(self._engine, "join") \
+                or getattr(self._engine, "live_rows", 0) >= self._max_rows:
             return False
         adapter = command.get("adapter")
         return not isinstance(adapter, str) or self._shelf.ready_now(adapter)
@@ -747,6 +752,10 @@ class WrapperServer:
         most = command.get("max_adapters", 4)
         if not isinstance(most, int) or isinstance(most, bool) or most < 1:
             raise wp.WrapperError(wp.E_BAD_REQUEST, "max_adapters must be an integer >= 1")
+        rows = command.get("max_batch_rows", DEFAULT_BATCH_ROWS)
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1:
+            raise wp.WrapperError(wp.E_BAD_REQUEST, "max_batch_rows must be an integer >= 1")
+        self._max_rows = rows
         self._state = "loading"
         self._shelf.forget()
         self._shelf.most = most

@@ -217,3 +217,28 @@ def test_the_end_of_input_mid_batch_stops_every_row_and_the_wrapper(box_python, 
         assert {e.get("finish_reason") for e in ends} == {wp.FINISH_STOPPED}, ends
     finally:
         wrapper.kill()
+
+
+def test_chats_over_the_row_limit_wait_their_turn_in_line(shared, tiny):
+    """MAX_BATCH_ROWS (the load's max_batch_rows): at 1, a second chat sent with a first
+    begins only once the first has ended, and both answer."""
+    def load(rows: int) -> None:
+        shared.send({"op": "load", "timeout_s": 300, "max_batch_rows": rows, "params": {},
+                     "model": {"base_model_path": tiny["base"], "template": tiny["template"]}})
+        ready, _ = shared.until("ready", "error", timeout=320)
+        assert ready["event"] == "ready", ready
+
+    load(1)
+    try:
+        for turn_id in ("w1", "w2"):
+            shared.send({"op": "chat", "id": turn_id, "messages": ASK, "params": GREEDY,
+                         "adapter": None})
+        seen: list[tuple[str, str]] = []
+        while sum(1 for name, _ in seen if name == wp.EV_DONE) < 2:
+            event = shared.next()
+            seen.append((event["event"], event.get("id", "")))
+            assert event["event"] != wp.EV_ERROR, event
+        first_w2 = seen.index((wp.EV_DELTA, "w2"))
+        assert seen.index((wp.EV_DONE, "w1")) < first_w2, seen
+    finally:
+        load(16)

@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     rescan_interval: float = Field(default=60.0, ge=0)
     # Adapters kept on a loaded base (script mode), least recently used put away first.
     max_loaded_adapters: int = Field(default=4, ge=1, le=256)
+    # Script mode (Hugging Face engine): chats generated together on one loaded base (issue
+    # 26); more wait in line on the box until a row ends. Each row holds its own KV cache.
+    max_batch_rows: int = Field(default=16, ge=1, le=256)
     # CLI mode: llamafactory-cli processes at once (each holds one model's weights).
     max_cli_sessions: int = Field(default=2, ge=1, le=16)
 

@@ -152,9 +152,10 @@ class WrapperSession:
             del self._routes[request_id]
 
     async def load(self, model: dict[str, Any], params: dict[str, Any],
-                   timeout_s: float, max_adapters: int = 4) -> dict[str, Any]:
+                   timeout_s: float, max_adapters: int = 4,
+                   max_batch_rows: int = 16) -> dict[str, Any]:
         command = {"op": wp.OP_LOAD, "model": model, "params": params, "timeout_s": timeout_s,
-                   "max_adapters": max_adapters}
+                   "max_adapters": max_adapters, "max_batch_rows": max_batch_rows}
         return await self._request(command, (wp.EV_READY,), timeout_s + 30)
 
     async def load_adapter(self, path: str, timeout_s: float) -> dict[str, Any]:

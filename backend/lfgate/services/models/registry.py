@@ -391,7 +391,8 @@ class ModelRegistry:
             spec = slot.load_spec.for_wrapper(self._settings.llamafactory_cli_path)
             load_started = time.monotonic()
             await session.load(spec, params, self._settings.chat_timeout,
-                               max_adapters=self._settings.max_loaded_adapters)
+                               max_adapters=self._settings.max_loaded_adapters,
+                               max_batch_rows=self._settings.max_batch_rows)
             phases["load_s"] = round(time.monotonic() - load_started, 3)
         except BoxError as exc:
             if session is not None:
