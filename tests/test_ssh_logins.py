@@ -405,8 +405,11 @@ async def test_the_doctor_follows_the_ssh_config_to_a_box_behind_a_jump_host(
         tmp_path, jump_pair):
     jump, target = jump_pair
     findings = await ssh_findings(jump_settings(tmp_path, jump, target), tmp_path)
-    assert {name: f.status for name, f in findings.items()} == dict.fromkeys(
-        ("name", "TCP", "host key", "login", "round trip"), "pass"), findings
+    statuses = {name: f.status for name, f in findings.items()}
+    # Timed (a median of 3 commands over both hops): a loaded test machine made it a warning,
+    # so either is the link's answer here; every other check must pass.
+    assert statuses.pop("round trip") in ("pass", "warn"), findings
+    assert statuses == dict.fromkeys(("name", "TCP", "host key", "login"), "pass"), findings
     assert findings["TCP"].found.startswith(
         f"127.0.0.1:{jump.port} (the first ProxyJump host of mybox, behind it 127.0.0.1) "
         "answers (SSH-2.0-OpenSSH"), findings["TCP"]

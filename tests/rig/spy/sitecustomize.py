@@ -76,6 +76,26 @@ def _patch(chat_model_class):
     chat_model_class.stream_chat = stream_chat
 
 
+def _watch_live_rows(live_batch_class):
+    """The wrapper's own batch (remote/live_batch.py): each row that joins is a generation on
+    this box (a record beside generate's, `rows` 1), and each row's end is recorded as a
+    stream_chat's is (`chunks`: the tokens it made), so tests see both paths alike."""
+    join, outcome = live_batch_class.join, live_batch_class._outcome
+
+    def joined(self, turn, *args, **kwargs):
+        if _SPY:
+            with open(_SPY + ".generate.jsonl", "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"pid": os.getpid(), "rows": 1, "live": True}) + "\n")
+        return join(self, turn, *args, **kwargs)
+
+    def ended(self, live):
+        _write({"pid": os.getpid(), "end": True, "chunks": len(live.row.made)})
+        return outcome(self, live)
+
+    live_batch_class.join = joined
+    live_batch_class._outcome = ended
+
+
 def _pace_steps(step_batch_class):
     """The wrapper's own batch (remote/step_batch.py) paced as generate is: a sleep per
     decode step."""
@@ -140,7 +160,7 @@ def _default_reply_length():
 
 class _ChatModelFinder(importlib.abc.MetaPathFinder):
     def __init__(self):
-        self.waiting = {"llamafactory.chat.chat_model", "step_batch"}
+        self.waiting = {"llamafactory.chat.chat_model", "step_batch", "live_batch"}
 
     def find_spec(self, name, path, target=None):
         if name not in self.waiting:
@@ -161,6 +181,9 @@ class _ChatModelFinder(importlib.abc.MetaPathFinder):
             if name == "step_batch":
                 if _PACE_S:
                     _pace_steps(module.StepBatch)
+                return
+            if name == "live_batch":
+                _watch_live_rows(module.LiveBatch)
                 return
             _patch(module.ChatModel)
             _watch_generation()
