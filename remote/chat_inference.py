@@ -1075,7 +1075,6 @@ class ScriptEngine:
         TextIteratorStreamer takes one row only, so a streamer of ours splits each step's
         tokens by row."""
         import torch
-        from llamafactory.chat.hf_engine import HuggingfaceEngine
         from transformers import StoppingCriteria, StoppingCriteriaList
 
         if self._chat_model is None:
@@ -1085,20 +1084,11 @@ class ScriptEngine:
         rows: list[_BatchRow] = []
         for turn in turns:
             tokenizer, template = self._template(turn.template or self._model_spec["template"])
-            thinking = getattr(template, "enable_thinking", None)
-            if "enable_thinking" in params:
-                template.enable_thinking = params["enable_thinking"]
-            try:
-                # Each row's prompt against the window, its earliest turns left out if the
-                # batch asks (version 6): a row's own template counts its own tokens.
-                fitted = dict(kwargs)
-                self._fit_context(turn, params.get("system"), None, fitted, template, tokenizer)
-                gen_kwargs, _ = HuggingfaceEngine._process_args(
-                    engine.model, tokenizer, engine.processor, template,
-                    engine.generating_args, turn.messages, params.get("system"), None, None,
-                    None, None, dict(kwargs))
-            finally:
-                template.enable_thinking = thinking
+            # Each row's prompt against the window, its earliest turns left out if the batch
+            # asks (version 6): a row's own template counts its own tokens. The batch's
+            # budget goes to generate; the row's own (`most`) is held by its streamer.
+            gen_kwargs, _, fitted = self._prompt(turn, template, tokenizer, None, kwargs,
+                                                 capped=False)
             rows.append(_BatchRow(turn, tokenizer, gen_kwargs, params, on_done))
             rows[-1].most = fitted.get("max_new_tokens")
         width = max(row.prompt.shape[-1] for row in rows)
@@ -1176,7 +1166,6 @@ class ScriptEngine:
     def join(self, turn: Turn, on_done: Callable[[Turn, ChatOutcome], None]) -> None:
         """Build the turn's row as the solo path builds its prompt and generation settings
         (LlamaFactory's own _process_args, the row's template, its window), and join it."""
-        from llamafactory.chat.hf_engine import HuggingfaceEngine
 
         engine = self._chat_model.engine
         params = turn.params
@@ -1188,17 +1177,8 @@ class ScriptEngine:
         tools = json.dumps(turn.tools, ensure_ascii=False) if turn.tools else None
         if tools is not None:
             turn.hold_tool_calls(tool_call_marker(template))
-        thinking = getattr(template, "enable_thinking", None)
-        if "enable_thinking" in params:
-            template.enable_thinking = params["enable_thinking"]
-        try:
-            fitted = dict(kwargs)
-            self._fit_context(turn, params.get("system"), tools, fitted, template, tokenizer)
-            gen_kwargs, prompt_tokens = HuggingfaceEngine._process_args(
-                engine.model, tokenizer, engine.processor, template, engine.generating_args,
-                turn.messages, params.get("system"), tools, None, None, None, dict(fitted))
-        finally:
-            template.enable_thinking = thinking
+        gen_kwargs, prompt_tokens, _ = self._prompt(turn, template, tokenizer, tools, kwargs,
+                                                    capped=True)
         config = gen_kwargs["generation_config"]
         prompt = gen_kwargs["inputs"][0].tolist()
         most = config.max_new_tokens or max((config.max_length or 0) - len(prompt), 0)
@@ -1218,6 +1198,31 @@ class ScriptEngine:
         parse = (lambda text: tool_calls_in(template, text)) if tools is not None else None
         self._live.join(turn, row, IncrementalText(tokenizer, getattr(
             config, "skip_special_tokens", True)), prompt_tokens, on_done, parse)
+
+    def _prompt(self, turn: Turn, template: Any, tokenizer: Any, tools: str | None,
+                kwargs: dict[str, Any], *, capped: bool
+                ) -> tuple[dict[str, Any], int, dict[str, Any]]:
+        """A row's prompt and generation settings as LlamaFactory builds them (its
+        _process_args), with the row's template, thinking switch and window (_fit_context):
+        generate's kwargs, the prompt's tokens, and the settings as fitted. `capped`: the
+        fitted budget goes into the settings (a live row), else the request's."""
+        from llamafactory.chat.hf_engine import HuggingfaceEngine
+
+        engine = self._chat_model.engine
+        params = turn.params
+        thinking = getattr(template, "enable_thinking", None)
+        if "enable_thinking" in params:
+            template.enable_thinking = params["enable_thinking"]
+        try:
+            fitted = dict(kwargs)
+            self._fit_context(turn, params.get("system"), tools, fitted, template, tokenizer)
+            gen_kwargs, prompt_tokens = HuggingfaceEngine._process_args(
+                engine.model, tokenizer, engine.processor, template, engine.generating_args,
+                turn.messages, params.get("system"), tools, None, None, None,
+                dict(fitted if capped else kwargs))
+        finally:
+            template.enable_thinking = thinking
+        return gen_kwargs, prompt_tokens, fitted
 
     def step(self) -> bool:
         """One token for every live row; whether any is left."""
