@@ -704,7 +704,8 @@ def main() -> None:
     parser.add_argument("--stagger-reps", type=int, default=5)
     parser.add_argument("--stagger-count", type=int, default=50)
     parser.add_argument("--stagger-spacing", type=float, default=0.1)
-    parser.add_argument("--alone-rounds", type=int, default=24, help="chats per wrapper")
+    parser.add_argument("--alone-rounds", type=int, default=40,
+                        help="chats alone per wrapper, on the plain base and with adapters")
     parser.add_argument("--profile", type=int, default=5,
                         help="bursts profiled with py-spy after the timed runs, and 4 times as "
                         "many chats alone per wrapper and kind (0: no profile)")
