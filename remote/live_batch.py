@@ -43,7 +43,6 @@ class LiveBatch:
         """The engine wrapped its model (the first adapter makes it a PeftModel): the rows
         in flight go on with the same weights under their names ("__base__" for none)."""
         self._batch.model = model
-        self._batch._peft = hasattr(model, "peft_config")
 
     def join(self, turn: Turn, spec: RowSpec, text: IncrementalText, prompt_tokens: int,
              on_done: Callable[[Turn, ChatOutcome], None],

@@ -78,7 +78,12 @@ class StepBatch:
         self.rows: list[Row] = []
         self._cache: Any = None  # the batch's DynamicCache, a row per live row
         self._mask: Any = None  # [rows, columns]: 1 where a row has a token, 0 padding
-        self._peft = hasattr(model, "peft_config")
+
+    @property
+    def _peft(self) -> bool:
+        """Whether rows name their adapters: read from the model, which the wrapper may
+        wrap in a PeftModel while rows are in flight (its first adapter)."""
+        return hasattr(self.model, "peft_config")
 
     # -- rows in and out ------------------------------------------------------------------
 
